@@ -1,0 +1,66 @@
+"""``edgetran model``: init, import-hf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from edgetran.cli._common import fail, resolve_arch, user_errors
+from edgetran.model import (
+    FlexiBertConfig,
+    FlexiBertForMaskedLM,
+    FlexiBertForSequenceClassification,
+    FlexiBertModel,
+)
+from edgetran.model.hf_import import import_hf as convert_hf
+
+app = typer.Typer(help="Build and convert FlexiBERT models.", no_args_is_help=True)
+
+HEADS = {
+    "base": FlexiBertModel,
+    "mlm": FlexiBertForMaskedLM,
+    "cls": FlexiBertForSequenceClassification,
+}
+
+
+@app.command()
+@user_errors
+def init(
+    arch: Annotated[str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (save_pretrained).")],
+    head: Annotated[str, typer.Option(help="Model head: base, mlm or cls.")] = "base",
+    num_labels: Annotated[int, typer.Option(min=1, help="Labels of the cls head.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
+    vocab_size: Annotated[int, typer.Option(min=1, help="Vocabulary size.")] = 50265,
+    position_embedding_type: Annotated[
+        str, typer.Option(help="relative_key (reference) or absolute.")
+    ] = "relative_key",
+) -> None:
+    """Save a randomly initialised FlexiBERT model."""
+    if head not in HEADS:
+        fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
+    config = FlexiBertConfig(
+        resolve_arch(arch),
+        vocab_size=vocab_size,
+        num_labels=num_labels,
+        position_embedding_type=position_embedding_type,
+    )
+    torch.manual_seed(seed)
+    model = HEADS[head](config)
+    model.save_pretrained(out)
+    params = sum(p.numel() for p in model.parameters())
+    typer.echo(f"saved {head} model ({params:,} parameters, seed {seed}) to {out}", err=True)
+
+
+@app.command("import-hf")
+@user_errors
+def import_hf(
+    src_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face BertModel.")],
+    out_dir: Annotated[Path, typer.Argument(help="Output directory.")],
+) -> None:
+    """Convert a saved Hugging Face BertModel into a FlexiBERT model with identical outputs."""
+    model = convert_hf(src_dir, out_dir)
+    typer.echo(f"converted {model.config.arch} to {out_dir}", err=True)

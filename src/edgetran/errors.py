@@ -1,0 +1,41 @@
+"""Typed errors raised by the library. The CLI turns them into one line and exit code 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EdgeTranError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ArchitectureError(EdgeTranError, ValueError):
+    """An architecture (or one of its layers) is malformed.
+
+    Attributes:
+        field: the offending field (``hidden``, ``heads``, ``ff``, ``head_dim``, ``layers`` …).
+        value: the bad value.
+        allowed: a human-readable description of what is allowed.
+        layer: 0-based index of the layer, or ``None`` for architecture-level fields.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str, layer: int | None = None) -> None:
+        self.field, self.value, self.allowed, self.layer = field, value, allowed, layer
+        where = f"layer {layer}: " if layer is not None else ""
+        super().__init__(f"{where}{field}={value!r} is invalid; allowed: {allowed}")
+
+    def in_layer(self, layer: int) -> ArchitectureError:
+        """The same error, located in ``layer``."""
+        return ArchitectureError(self.field, self.value, self.allowed, layer)
+
+
+class DesignSpaceError(EdgeTranError, ValueError):
+    """A design-space description is malformed, or a value lies outside the space."""
+
+
+class ArchitectureNotFoundError(EdgeTranError, LookupError):
+    """An architecture name or file could not be resolved."""
+
+
+class InvalidInputError(EdgeTranError, ValueError):
+    """A file or value given by the user cannot be read (bad JSON, wrong type …)."""

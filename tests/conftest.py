@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny architectures and the reference data in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgetran.space import Architecture, Layer
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The reference data folder; tests that need it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not available")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def reference_models(shared_data: Path) -> list[dict]:
+    return json.loads((shared_data / "reference_models.json").read_text())
+
+
+@pytest.fixture
+def protran_files(shared_data: Path) -> list[Path]:
+    return sorted((shared_data / "protran").glob("*.json"))
+
+
+@pytest.fixture
+def tiny_hetero() -> Architecture:
+    """All seven head operations, three hidden sizes, FF stacks of depth 1–2, n·d ≠ h."""
+    return Architecture(
+        (
+            Layer(32, ("sa_sdp", "sa_wma", "l_dft", "l_dct"), 8, (64,)),
+            Layer(48, ("c_5", "c_9", "c_13", "sa_sdp", "c_5"), 12, (64, 32)),
+            Layer(16, ("l_dft", "sa_wma"), 8, (32,)),
+        )
+    )
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run the ``edgetran`` console entry point in-process → (exit code, stdout, stderr)."""
+    from edgetran.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["edgetran", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -1,0 +1,161 @@
+import json
+
+import pytest
+
+from edgetran.model import FlexiBertForSequenceClassification
+from edgetran.space import Architecture
+
+
+def test_space_size_json(run_cli):
+    code, out, _ = run_cli("space", "size", "--json")
+    data = json.loads(out)
+    assert code == 0 and isinstance(data["size"], int)
+    assert data["log10_size"] == pytest.approx(88.2268, abs=1e-3)
+
+
+def test_space_size_of_a_custom_space(run_cli, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "layers: [2]\nhidden_sizes: [128]\nhead_counts: [2]\noperations: [sa_sdp]\n"
+        "ff_depths: [1]\nff_widths: [256, 512]\n"
+    )
+    code, out, _ = run_cli("space", "size", "--space", space, "--json")
+    assert code == 0 and json.loads(out)["size"] == 4
+
+
+@pytest.mark.parametrize("method", ["lhs", "random"])
+def test_space_sample_writes_jsonl(run_cli, tmp_path, method):
+    out_file = tmp_path / "samples.jsonl"
+    code, _, _ = run_cli(
+        "space", "sample", "--n", 6, "--method", method, "--seed", 3, "--out", out_file
+    )
+    lines = out_file.read_text().splitlines()
+    assert code == 0 and len(lines) == 6
+    record = json.loads(lines[0])
+    assert Architecture.from_model_dict(record["model_dict"]).hash == record["hash"]
+    assert len(record["embedding"]) == 37
+
+
+def test_space_describe_named_and_files(run_cli, tmp_path):
+    code, out, _ = run_cli("space", "describe", "bert-mini", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["embedding"][:4] == [1, 1, 2, 28] and data["on_grid"]
+    assert data["parameters"] == 16_487_936  # base + pooler, reference configuration
+    assert data["flops"] > 0 and len(data["hash"]) == 32
+    model_dict = tmp_path / "model.json"
+    model_dict.write_text(
+        json.dumps({"l": 1, "o": [["sa_sdp_21"] * 13], "h": [256], "f": [[896]]})
+    )
+    code, out, _ = run_cli(
+        "space",
+        "describe",
+        model_dict,
+        "--vocab-size",
+        1000,
+        "--batch-size",
+        2,
+        "--seq-len",
+        64,
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 0 and not data["on_grid"] and data["seq_len"] == 64
+
+
+BAD_ARCHES = {
+    "malformed.json": ("{not json", "not valid JSON"),
+    "unknown_head.json": (
+        json.dumps({"l": 1, "o": [["sa_foo_64"]], "h": [64], "f": [[64]]}),
+        "layer 0: o='sa_foo_64'",
+    ),
+    "lengths.json": (
+        json.dumps({"l": 2, "o": [["sa_sdp_64"]], "h": [64, 64], "f": [[64]]}),
+        "exactly l=2",
+    ),
+    "negative.json": (
+        json.dumps({"layers": [{"hidden": -8, "heads": ["sa_sdp"], "ff": [64]}]}),
+        "layer 0: hidden=-8",
+    ),
+    "zero_ff.json": (
+        json.dumps({"layers": [{"hidden": 8, "heads": ["sa_sdp"], "ff": [0]}]}),
+        "layer 0: ff=0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ARCHES))
+def test_bad_architectures_exit_2_with_one_line(run_cli, tmp_path, name):
+    text, message = BAD_ARCHES[name]
+    path = tmp_path / name
+    path.write_text(text)
+    code, out, err = run_cli("space", "describe", path, "--json")
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("space", "describe", "bert-huge"), "neither a JSON file nor a named architecture"),
+        (("space", "sample", "--n", "0", "--out", "x.jsonl"), "--n"),
+        (("space", "sample", "--n", "2", "--method", "sobol", "--out", "x.jsonl"), "sobol"),
+        (("model", "init", "bert-tiny", "--out", "m", "--head", "qa"), "--head 'qa'"),
+        (("space", "describe", "bert-mini", "--seq-len", "-1"), "--seq-len"),
+    ],
+)
+def test_bad_arguments_exit_2(run_cli, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_space_file(run_cli, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_sizes: [128, -4]\n")
+    code, _, err = run_cli("space", "size", "--space", space)
+    assert code == 2 and "hidden_sizes: -4 is not a positive integer" in err
+
+
+def test_model_init_saves_a_loadable_model(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "model",
+        "init",
+        "bert-tiny",
+        "--out",
+        tmp_path / "m",
+        "--head",
+        "cls",
+        "--num-labels",
+        3,
+        "--vocab-size",
+        100,
+        "--seed",
+        1,
+    )
+    assert code == 0, err
+    model = FlexiBertForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert model.config.num_labels == 3 and model.config.vocab_size == 100
+
+
+def test_every_command_has_help(run_cli):
+    for command in [
+        (),
+        ("space",),
+        ("space", "sample"),
+        ("space", "size"),
+        ("space", "describe"),
+        ("model",),
+        ("model", "init"),
+        ("model", "import-hf"),
+        ("demo",),
+    ]:
+        code, out, _ = run_cli(*command, "--help")
+        assert code == 0 and "Usage" in out
+
+
+def test_demo_runs(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli("demo", "--n", 2, "--seq-len", 16)
+    assert code == 0 and "params (M)" in out
