@@ -31,8 +31,7 @@ def protran_files(shared_data: Path) -> list[Path]:
     return sorted((shared_data / "protran").glob("*.json"))
 
 
-@pytest.fixture
-def tiny_hetero() -> Architecture:
+def tiny_hetero_architecture() -> Architecture:
     """All seven head operations, three hidden sizes, FF stacks of depth 1–2, n·d ≠ h."""
     return Architecture(
         (
@@ -41,6 +40,11 @@ def tiny_hetero() -> Architecture:
             Layer(16, ("l_dft", "sa_wma"), 8, (32,)),
         )
     )
+
+
+@pytest.fixture
+def tiny_hetero() -> Architecture:
+    return tiny_hetero_architecture()
 
 
 @pytest.fixture

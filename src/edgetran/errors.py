@@ -39,3 +39,19 @@ class ArchitectureNotFoundError(EdgeTranError, LookupError):
 
 class InvalidInputError(EdgeTranError, ValueError):
     """A file or value given by the user cannot be read (bad JSON, wrong type …)."""
+
+
+class ModelNotFoundError(EdgeTranError, LookupError):
+    """A saved-model directory is missing or holds no FlexiBERT model."""
+
+
+class MissingDependencyError(EdgeTranError, ImportError):
+    """An optional dependency needed by one feature is not installed."""
+
+
+class ExportError(EdgeTranError):
+    """An export could not be produced or written."""
+
+
+class VerificationError(EdgeTranError):
+    """An exported artifact's outputs differ from PyTorch's beyond the tolerance."""

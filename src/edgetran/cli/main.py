@@ -10,6 +10,7 @@ from transformers.utils import logging as hf_logging
 from edgetran import __version__
 from edgetran.cli import model_cmds, space_cmds
 from edgetran.cli.demo import demo
+from edgetran.cli.export_cmd import export
 
 app = typer.Typer(
     help="EdgeTran: co-design heterogeneous transformer encoders and edge devices.",
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(space_cmds.app, name="space")
 app.add_typer(model_cmds.app, name="model")
 app.command()(demo)
+app.command()(export)
 
 
 @app.callback()

@@ -4,6 +4,8 @@ Importing this package registers the model with ``transformers``' ``Auto*`` clas
 ``AutoModel.from_pretrained(directory)`` loads a saved FlexiBERT model.
 """
 
+from pathlib import Path
+
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -11,6 +13,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
+from edgetran.errors import ModelNotFoundError
 from edgetran.model.configuration import FlexiBertConfig
 from edgetran.model.modeling import (
     FlexiBertForMaskedLM,
@@ -26,10 +29,32 @@ AutoModelForSequenceClassification.register(
     FlexiBertConfig, FlexiBertForSequenceClassification, exist_ok=True
 )
 
+MODEL_CLASSES = {
+    cls.__name__: cls
+    for cls in (FlexiBertModel, FlexiBertForMaskedLM, FlexiBertForSequenceClassification)
+}
+
+
+def load_model(directory: str | Path) -> FlexiBertPreTrainedModel:
+    """Load a model saved with ``save_pretrained``, with the head it was saved with."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise ModelNotFoundError(f"{directory}: not a saved model directory (no config.json)")
+    config = FlexiBertConfig.from_pretrained(directory)
+    names = config.architectures or ["FlexiBertModel"]
+    cls = MODEL_CLASSES.get(names[0])
+    if cls is None:
+        known = ", ".join(MODEL_CLASSES)
+        raise ModelNotFoundError(f"{directory}: model class {names[0]!r} unknown; known: {known}")
+    return cls.from_pretrained(directory)
+
+
 __all__ = [
+    "MODEL_CLASSES",
     "FlexiBertConfig",
     "FlexiBertForMaskedLM",
     "FlexiBertForSequenceClassification",
     "FlexiBertModel",
     "FlexiBertPreTrainedModel",
+    "load_model",
 ]

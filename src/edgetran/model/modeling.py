@@ -204,8 +204,11 @@ class FlexiBertAttention(nn.Module):
                 outputs.append(F.scaled_dot_product_attention(qg, kg, vg, bg, dropout_p=p))
             else:
                 outputs.append(self._mix_tokens(bg, vg, p) + self._head_term(op, qg, kg, vg))
-        context = torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]
-        context = context.transpose(1, 2).flatten(2)  # (B, S, n·d)
+        # cat even a single group: it fixes the layout of SDPA's CPU output, whose strides
+        # differ between eager and the ONNX exporter's fake tensors.
+        context = torch.cat(outputs, dim=1)  # (B, n, S, d)
+        B, _, S, _ = context.shape
+        context = context.transpose(1, 2).reshape(B, S, -1)  # (B, S, n·d)
         return self.LayerNorm(self.dropout(self.dense(context)) + x)
 
     def _mix_tokens(self, bias: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:

@@ -1,0 +1,79 @@
+"""``edgetran export``: ONNX, OpenVINO IR or .pt2, optionally verified against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from edgetran.cli._common import fail, user_errors
+from edgetran.cli.model_cmds import HEADS
+from edgetran.errors import ArchitectureNotFoundError
+from edgetran.export import FORMATS, TOLERANCE, ExportSpec, export_model
+from edgetran.export.exporters import prepare_output_dir
+from edgetran.model import FlexiBertConfig, FlexiBertPreTrainedModel, load_model
+from edgetran.space import load_architecture
+
+
+def resolve_model(spec: str, head: str, num_labels: int, vocab_size: int, seed: int):
+    """A saved model directory, or an architecture (file or name) with seeded random weights."""
+    path = Path(spec)
+    if path.is_dir():
+        return load_model(path)
+    try:
+        arch = load_architecture(spec)
+    except ArchitectureNotFoundError:
+        fail(
+            f"{spec}: not a saved model directory, an architecture JSON file or a named "
+            "architecture"
+        )
+    torch.manual_seed(seed)
+    config = FlexiBertConfig(arch, vocab_size=vocab_size, num_labels=num_labels)
+    return HEADS[head](config)
+
+
+@user_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Saved model directory, or an architecture.")],
+    format: Annotated[str, typer.Option("--format", help="onnx, openvino or pt2.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size of the inputs.")] = 1,
+    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length (static).")] = 128,
+    dynamic_batch: Annotated[bool, typer.Option(help="Dynamic batch dimension.")] = False,
+    verify: Annotated[
+        bool, typer.Option(help="Run the artifact in its runtime and compare with PyTorch.")
+    ] = False,
+    head: Annotated[str, typer.Option(help="Head for an architecture: base, mlm, cls.")] = "base",
+    num_labels: Annotated[int, typer.Option(min=1, help="Labels of a cls head.")] = 2,
+    vocab_size: Annotated[
+        int, typer.Option(min=1, help="Vocabulary for an architecture.")
+    ] = 50265,
+    seed: Annotated[int, typer.Option(help="Seed of random weights and inputs.")] = 0,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Largest allowed max |Δ| from PyTorch (float32).")
+    ] = TOLERANCE,
+) -> None:
+    """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
+    if format not in FORMATS:
+        fail(f"--format {format!r} is invalid; allowed: {', '.join(FORMATS)}")
+    if head not in HEADS:
+        fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
+    spec = ExportSpec(format, batch_size, seq_len, dynamic_batch)
+    prepare_output_dir(out)  # fail on an unwritable folder before any slow work
+    flexibert: FlexiBertPreTrainedModel = resolve_model(model, head, num_labels, vocab_size, seed)
+    result = export_model(flexibert, out, spec, verify=verify, seed=seed, tolerance=tolerance)
+    typer.echo(f"wrote {result.artifact} and {out / 'metadata.json'}", err=True)
+    if result.verification is not None:
+        v = result.verification
+        verdict = "passed" if v["passed"] else "FAILED"
+        line = (
+            f"verification {verdict}: max |Δ| = {v['max_abs_diff']:.3g} "
+            f"(tolerance {v['tolerance']:g}) on {v['runtime']}/{v['device']}"
+        )
+        if v.get("bf16_max_abs_diff") is not None:
+            line += f"; bf16 hint (applied: {v['bf16_precision']}): {v['bf16_max_abs_diff']:.3g}"
+        typer.echo(line, err=True)
+        if not v["passed"]:
+            raise typer.Exit(code=1)

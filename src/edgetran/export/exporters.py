@@ -1,0 +1,221 @@
+"""Export a FlexiBERT model to ONNX, OpenVINO IR or a ``torch.export`` program.
+
+Every artifact takes ``input_ids`` and ``attention_mask`` (int64, ``(B, S)``) and returns one
+tensor, ``last_hidden_state`` (base model) or ``logits`` (MLM and classification heads). DFT and
+DCT heads are plain matmuls, so no FFT operator reaches any runtime. A ``metadata.json`` beside
+the artifact records the architecture, shapes, versions and the verification result.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import edgetran
+from edgetran.errors import EdgeTranError, ExportError
+from edgetran.export.runners import INPUT_NAMES, _require
+from edgetran.export.verify import TOLERANCE, Verification, random_inputs, verify_artifact
+from edgetran.model import FlexiBertModel, FlexiBertPreTrainedModel
+
+FORMATS = ("onnx", "openvino", "pt2")
+ARTIFACT_NAMES = {"onnx": "model.onnx", "openvino": "model.xml", "pt2": "model.pt2"}
+MIN_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to export: format and input shapes. Validated on construction."""
+
+    format: str
+    batch_size: int = 1
+    seq_len: int = 128
+    dynamic_batch: bool = False
+    opset: int = MIN_OPSET
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ExportError(f"format={self.format!r} is invalid; allowed: {', '.join(FORMATS)}")
+        for name in ("batch_size", "seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ExportError(f"{name}={value!r} is invalid; allowed: a positive integer")
+        if self.opset < MIN_OPSET:
+            raise ExportError(f"opset={self.opset} is invalid; allowed: {MIN_OPSET} or newer")
+
+
+class ExportWrapper(nn.Module):
+    """``(input_ids, attention_mask)`` → the model's main output tensor."""
+
+    def __init__(self, model: FlexiBertPreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+        self.output_name = "last_hidden_state" if isinstance(model, FlexiBertModel) else "logits"
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask)[self.output_name]
+
+
+@dataclass
+class ExportResult:
+    artifact: Path
+    metadata: dict[str, Any]
+
+    @property
+    def verification(self) -> dict[str, Any] | None:
+        return self.metadata.get("verification")
+
+
+def prepare_output_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` and check that it is writable, before any slow work."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ExportError(f"{out}: cannot write there ({err.strerror or err})") from None
+    return out
+
+
+def export_model(
+    model: FlexiBertPreTrainedModel,
+    out_dir: str | Path,
+    spec: ExportSpec,
+    *,
+    verify: bool = False,
+    seed: int = 0,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Write the artifact and ``metadata.json`` into ``out_dir``; optionally verify it.
+
+    Raises:
+        ExportError: the output folder is not writable, or the exporter failed.
+        MissingDependencyError: the format's optional package is not installed.
+    """
+    out = prepare_output_dir(out_dir)
+    wrapper = ExportWrapper(model.eval()).eval()
+    ids, mask = random_inputs(spec.batch_size, spec.seq_len, model.config.vocab_size, seed)
+    example = (torch.from_numpy(ids), torch.from_numpy(mask))
+    artifact = out / ARTIFACT_NAMES[spec.format]
+    exporter = {"onnx": _export_onnx, "openvino": _export_openvino, "pt2": _export_pt2}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exporter[spec.format](wrapper, example, artifact, spec)
+    except (EdgeTranError, OSError):
+        raise
+    except Exception as err:  # exporters raise many types; report one line, keep the cause
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ExportError(
+            f"{spec.format} export failed: {type(err).__name__}: {first_line}"
+        ) from err
+    verification: Verification | None = None
+    if verify:
+        verification = verify_artifact(
+            wrapper, artifact, spec.format, spec, seed=seed, tolerance=tolerance
+        )
+    metadata = _metadata(model, wrapper, artifact, spec, verification)
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return ExportResult(artifact, metadata)
+
+
+def _batch_dim(spec: ExportSpec) -> Any:
+    return torch.export.Dim("batch", min=1, max=4096) if spec.dynamic_batch else None
+
+
+def _dynamic_shapes(spec: ExportSpec) -> dict[str, Any] | None:
+    if not spec.dynamic_batch:
+        return None
+    batch = _batch_dim(spec)
+    return {name: {0: batch} for name in INPUT_NAMES}
+
+
+def _export_onnx(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpec) -> None:
+    _require("onnxscript", "ONNX export")
+    # The exporter warns once per missing torchvision operator; nothing here uses them.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    program = torch.onnx.export(
+        wrapper,
+        example,
+        dynamo=True,
+        opset_version=spec.opset,
+        input_names=list(INPUT_NAMES),
+        output_names=[wrapper.output_name],
+        dynamic_shapes=_dynamic_shapes(spec),
+        verbose=False,
+    )
+    program.save(str(artifact))
+
+
+def _export_openvino(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpec) -> None:
+    ov = _require("openvino", "OpenVINO export")
+    batch = -1 if spec.dynamic_batch else spec.batch_size
+    shapes = [(name, ov.PartialShape([batch, spec.seq_len]), ov.Type.i64) for name in INPUT_NAMES]
+    ov_model = ov.convert_model(wrapper, example_input=example, input=shapes)
+    ov_model.outputs[0].get_tensor().set_names({wrapper.output_name})
+    # save_model compresses weights to fp16 by default; keep float32 so verification holds.
+    ov.save_model(ov_model, str(artifact), compress_to_fp16=False)
+
+
+def _export_pt2(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpec) -> None:
+    program = torch.export.export(wrapper, example, dynamic_shapes=_dynamic_shapes(spec))
+    torch.export.save(program, str(artifact))
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _metadata(
+    model: FlexiBertPreTrainedModel,
+    wrapper: ExportWrapper,
+    artifact: Path,
+    spec: ExportSpec,
+    verification: Verification | None,
+) -> dict[str, Any]:
+    arch = model.config.arch
+    batch: int | str = "batch" if spec.dynamic_batch else spec.batch_size
+    inputs = [{"name": n, "dtype": "int64", "shape": [batch, spec.seq_len]} for n in INPUT_NAMES]
+    packages = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino")
+    return {
+        "format": spec.format,
+        "artifact": artifact.name,
+        "head": type(model).__name__,
+        "hash": arch.hash,
+        "architecture": arch.to_dict(),
+        "model_dict": arch.to_model_dict(),
+        "config": {
+            "vocab_size": model.config.vocab_size,
+            "position_embedding_type": model.config.position_embedding_type,
+            "num_labels": model.config.num_labels,
+        },
+        "inputs": inputs,
+        "outputs": [{"name": wrapper.output_name, "dtype": "float32"}],
+        "dynamic_batch": spec.dynamic_batch,
+        "opset": spec.opset if spec.format == "onnx" else None,
+        "versions": {"edgetran": edgetran.__version__, **{p: _version(p) for p in packages}},
+        "verification": asdict(verification) if verification is not None else None,
+    }
+
+
+__all__ = [
+    "ARTIFACT_NAMES",
+    "FORMATS",
+    "ExportResult",
+    "ExportSpec",
+    "ExportWrapper",
+    "export_model",
+    "prepare_output_dir",
+]

@@ -1,0 +1,243 @@
+"""One interface to run a model on PyTorch, ONNX Runtime or OpenVINO.
+
+The profiler times :meth:`Runner.run` on inputs made once by :meth:`Runner.prepare`, so a
+timing holds inference only; :meth:`Runner.__call__` does prepare → run → NumPy for everything
+else. Optional runtimes are imported when a runner is created, never at package import.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from edgetran.errors import EdgeTranError, MissingDependencyError
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+class RunnerError(EdgeTranError):
+    """A runner cannot be created for the requested runtime, artifact or device."""
+
+
+def runtime_available(runtime: str) -> bool:
+    """Whether the Python package of ``runtime`` is installed (without importing it)."""
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
+    return importlib.util.find_spec(module) is not None
+
+
+def _require(module: str, feature: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{feature} needs the '{module}' package ({err}); install edgetran[export]"
+        ) from None
+
+
+class Runner(abc.ABC):
+    """Runs one model on one runtime and device.
+
+    Contract:
+        - inputs are ``input_ids`` and ``attention_mask``, int64 arrays of shape ``(B, S)``;
+        - the output is the model's main output as float32: ``last_hidden_state``
+          ``(B, S, h)`` or ``logits`` ``(B, S, V)`` / ``(B, C)``;
+        - :attr:`device` is where the runtime really runs the model (as the runtime reports
+          it), which may differ from what was requested (e.g. OpenVINO ``AUTO``);
+        - :meth:`run` returns only when the result is computed (it synchronises).
+    """
+
+    runtime: ClassVar[str]
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> str:
+        """The device the model really runs on, e.g. ``cpu``, ``cuda:0``, ``CPU``, ``GPU.0``."""
+
+    @abc.abstractmethod
+    def prepare(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        """Runtime-native inputs, made once before timing."""
+
+    @abc.abstractmethod
+    def run(self, prepared: Any) -> Any:
+        """One synchronous inference on prepared inputs; returns the runtime-native output."""
+
+    @abc.abstractmethod
+    def to_numpy(self, output: Any) -> np.ndarray:
+        """The output of :meth:`run` as a NumPy array."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.to_numpy(self.run(self.prepare(input_ids, attention_mask)))
+
+    def describe(self) -> dict[str, str]:
+        return {"runtime": self.runtime, "device": self.device}
+
+
+class TorchRunner(Runner):
+    """PyTorch eager (an ``nn.Module``) or a ``torch.export`` program (``.pt2`` file)."""
+
+    runtime = "torch"
+
+    def __init__(self, model: torch.nn.Module | str | Path, device: str = "cpu") -> None:
+        if isinstance(model, str | Path):
+            path = Path(model)
+            if not path.is_file():
+                raise RunnerError(f"{path}: no such .pt2 file")
+            model = torch.export.load(path).module()
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RunnerError(f"device {device!r} requested but CUDA is not available")
+        self._device = torch.device(device)
+        self.model = model.to(self._device)
+        if hasattr(self.model, "eval") and not isinstance(self.model, torch.fx.GraphModule):
+            self.model.eval()
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    def prepare(self, input_ids, attention_mask):
+        return tuple(
+            torch.as_tensor(a, dtype=torch.int64, device=self._device)
+            for a in (input_ids, attention_mask)
+        )
+
+    def run(self, prepared):
+        with torch.inference_mode():
+            output = self.model(*prepared)
+        output = output if isinstance(output, torch.Tensor) else output[0]
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        return output
+
+    def to_numpy(self, output) -> np.ndarray:
+        return output.detach().float().cpu().numpy()
+
+
+class OnnxRuntimeRunner(Runner):
+    """ONNX Runtime on the CPU, or on CUDA where the CUDA execution provider is installed."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        ort = _require("onnxruntime", "the onnxruntime runner")
+        path = Path(path)
+        if not path.is_file():
+            raise RunnerError(f"{path}: no such ONNX file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RunnerError("CUDA requested but onnxruntime has no CUDAExecutionProvider")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+            self._cuda_index = index
+        elif device != "cpu":
+            raise RunnerError(
+                f"device {device!r} is invalid for onnxruntime; allowed: cpu, cuda:N"
+            )
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+
+    @property
+    def device(self) -> str:
+        active = self.session.get_providers()[0]
+        return f"cuda:{self._cuda_index}" if active == "CUDAExecutionProvider" else "cpu"
+
+    def prepare(self, input_ids, attention_mask):
+        arrays = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask))
+        return dict(zip(INPUT_NAMES, arrays, strict=True))
+
+    def run(self, prepared):
+        return self.session.run(None, prepared)[0]
+
+    def to_numpy(self, output) -> np.ndarray:
+        return np.asarray(output, dtype=np.float32)
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on ``CPU``, ``GPU``, ``NPU`` or ``AUTO``.
+
+    ``precision`` sets ``INFERENCE_PRECISION_HINT`` (``f32`` or ``bf16``); ``None`` keeps the
+    plugin's default, which is bf16 on CPUs with AVX512-BF16/AMX.
+    """
+
+    runtime = "openvino"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "CPU",
+        precision: str | None = "f32",
+        threads: int | None = None,
+    ) -> None:
+        ov = _require("openvino", "the openvino runner")
+        path = Path(path)
+        if not path.is_file():
+            raise RunnerError(f"{path}: no such OpenVINO IR (.xml) file")
+        core = ov.Core()
+        config: dict[str, Any] = {}
+        if precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads and device.upper() == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
+        if device.upper() not in {"CPU", "GPU", "NPU", "AUTO"} and not device.startswith("GPU."):
+            raise RunnerError(
+                f"device {device!r} is invalid for openvino; allowed: CPU, GPU, NPU, AUTO"
+            )
+        if device.upper() not in ("AUTO",) and device.split(".")[0].upper() not in {
+            d.split(".")[0] for d in core.available_devices
+        }:
+            raise RunnerError(
+                f"OpenVINO device {device!r} not found; available: {core.available_devices}"
+            )
+        self.compiled = core.compile_model(core.read_model(path), device.upper(), config)
+        self.request = self.compiled.create_infer_request()
+
+    @property
+    def device(self) -> str:
+        try:
+            return ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:
+            return "CPU"
+
+    @property
+    def precision(self) -> str:
+        """The inference precision the plugin actually applies."""
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return hint.to_string() if hasattr(hint, "to_string") else str(hint)
+
+    def prepare(self, input_ids, attention_mask):
+        return [np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask)]
+
+    def run(self, prepared):
+        self.request.infer(prepared)
+        return self.request.get_output_tensor(0).data
+
+    def to_numpy(self, output) -> np.ndarray:
+        return np.array(output, dtype=np.float32)
+
+
+def create_runner(
+    runtime: str, artifact: Any, device: str | None = None, **options: Any
+) -> Runner:
+    """A runner for ``runtime`` (``torch``, ``onnxruntime`` or ``openvino``).
+
+    Args:
+        runtime: the runtime name.
+        artifact: an ``nn.Module`` or ``.pt2`` path (torch), an ``.onnx`` path, an ``.xml`` path.
+        device: the requested device (default ``cpu``, or ``CPU`` for OpenVINO).
+        options: runtime options (``threads``; ``precision`` for OpenVINO).
+    """
+    if runtime == "torch":
+        return TorchRunner(artifact, device or "cpu")
+    if runtime == "onnxruntime":
+        return OnnxRuntimeRunner(artifact, device or "cpu", **options)
+    if runtime == "openvino":
+        return OpenVinoRunner(artifact, device or "CPU", **options)
+    raise RunnerError(f"runtime {runtime!r} is unknown; allowed: {', '.join(RUNTIMES)}")
