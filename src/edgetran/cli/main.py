@@ -11,6 +11,7 @@ from edgetran import __version__
 from edgetran.cli import model_cmds, space_cmds
 from edgetran.cli.demo import demo
 from edgetran.cli.export_cmd import export
+from edgetran.cli.profile_cmds import env, measurements_app, profile
 
 app = typer.Typer(
     help="EdgeTran: co-design heterogeneous transformer encoders and edge devices.",
@@ -22,6 +23,9 @@ app.add_typer(space_cmds.app, name="space")
 app.add_typer(model_cmds.app, name="model")
 app.command()(demo)
 app.command()(export)
+app.command()(env)
+app.command()(profile)
+app.add_typer(measurements_app, name="measurements")
 
 
 @app.callback()

@@ -1,0 +1,227 @@
+"""``edgetran env``, ``edgetran profile`` and ``edgetran measurements``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from edgetran.cli._common import fail, print_json, user_errors
+from edgetran.profile import (
+    FILE_FORMATS,
+    ProfileSettings,
+    create_meter,
+    profile_architecture,
+    read_measurements,
+    write_measurements,
+)
+from edgetran.profile.environment import discover
+from edgetran.space import REFERENCE_SPACE, load_architecture, sample
+from edgetran.store import Store
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+#: The fields of ``edgetran profile --json``, in order.
+PROFILE_FIELDS = (
+    "hash",
+    "device",
+    "runtime",
+    "batch_size",
+    "seq_len",
+    "latency_s",
+    "latency_s_per_seq",
+    "latency_ci95_s",
+    "energy_j",
+    "energy_j_per_seq",
+    "dynamic_energy_j",
+    "idle_power_w",
+    "peak_power_w",
+    "power_samples",
+    "power_period_s",
+    "meter",
+    "meter_kind",
+    "threads",
+    "repeats",
+)
+
+
+@user_errors
+def env(as_json: JsonOption = False) -> None:
+    """Devices, runtimes and meters found here; whether each meter is real or estimated."""
+    found = discover()
+    if as_json:
+        print_json(found)
+        return
+    console = Console()
+    for device in found["devices"]:
+        console.print(f"device  {device['name']}: {device.get('model', '')}")
+    for runtime in found["runtimes"]:
+        detail = runtime.get("providers") or runtime.get("devices") or runtime.get("error")
+        console.print(f"runtime {runtime['name']} {runtime.get('version', '')}: {detail}")
+    for meter in found["meters"]:
+        state = "available" if meter["available"] else f"not available ({meter['reason']})"
+        console.print(f"meter   {meter['meter']} [{meter['kind']}]: {state}")
+
+
+@user_errors
+def profile(
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
+    ] = "cpu",
+    runtime: Annotated[str, typer.Option(help="torch, onnxruntime or openvino.")] = "torch",
+    arch: Annotated[
+        list[str] | None, typer.Option("--arch", help="Architecture (file or name); repeatable.")
+    ] = None,
+    n_sample: Annotated[
+        int | None, typer.Option("--sample", min=1, help="Profile N LHS-sampled architectures.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling, weights and inputs.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 1,
+    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length.")] = 128,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (pinned).")] = None,
+    meter: Annotated[
+        str, typer.Option(help="auto, zeus, estimate, command:CMD or csv:PATH.")
+    ] = "auto",
+    core_watts: Annotated[float, typer.Option(min=0, help="Estimate: W per busy core.")] = 5.0,
+    max_time: Annotated[float, typer.Option(min=0, help="Max seconds of timed runs.")] = 30.0,
+    idle: Annotated[float, typer.Option(min=0, help="Seconds of idle power measurement.")] = 1.0,
+    force: Annotated[bool, typer.Option(help="Re-profile what the store already has.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
+    if bool(arch) == (n_sample is not None):
+        fail("give either --arch (one or more) or --sample N")
+    archs = (
+        [load_architecture(a) for a in arch]
+        if arch
+        else sample(n_sample, method="lhs", seed=seed, space=REFERENCE_SPACE)
+    )
+    settings = ProfileSettings(
+        device=device,
+        runtime=runtime,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        threads=threads,
+        meter=meter,
+        core_watts=core_watts,
+        max_time_s=max_time,
+        idle_s=idle,
+        seed=seed,
+    )
+    probe = create_meter(meter, device, per_core_w=core_watts)
+    with Store(db) as store:
+        done = {
+            m.hash
+            for m in store.measurements(
+                device, runtime=runtime, batch_size=batch_size, seq_len=seq_len
+            )
+        }
+        todo = [a for a in archs if force or a.hash not in done]
+        if len(todo) < len(archs):
+            typer.echo(
+                f"{len(archs) - len(todo)} already in the store (use --force to redo)", err=True
+            )
+        console = Console(stderr=True)
+        if probe.estimated:
+            console.print(
+                f"[yellow]no power sensor here: energy and power are estimates "
+                f"({probe.name})[/yellow]"
+            )
+        with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("profiling", total=len(todo))
+            for architecture in todo:
+                measurement = profile_architecture(architecture, settings, probe)
+                store.add(measurement)
+                _report(measurement.to_dict(), as_json)
+                progress.advance(task)
+
+
+def _report(record: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({k: record[k] for k in PROFILE_FIELDS}) + "\n")
+        sys.stdout.flush()
+        return
+    energy = record["energy_j"]
+    typer.echo(
+        f"{record['hash'][:12]}  {record['latency_s'] * 1e3:9.3f} ms  "
+        f"{energy:.4g} J ({record['meter_kind']})  peak {record['peak_power_w']:.3g} W"
+    )
+
+
+measurements_app = typer.Typer(
+    help="Import, export and list stored measurements.", no_args_is_help=True
+)
+
+
+@measurements_app.command("import")
+@user_errors
+def import_(
+    file: Annotated[Path, typer.Argument(help="Measurement file.")],
+    format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
+    device: Annotated[
+        str | None, typer.Option(help="Device name (default: protran file name, or the file's).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Import measurements into the store."""
+    if format not in FILE_FORMATS:
+        fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    items = read_measurements(file, format, device)
+    with Store(db) as store:
+        store.add_many(items)
+    typer.echo(f"imported {len(items)} measurements from {file}", err=True)
+
+
+@measurements_app.command("export")
+@user_errors
+def export_(
+    device: Annotated[str, typer.Option(help="Device whose measurements to export.")],
+    format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file.")],
+    db: DbOption = None,
+) -> None:
+    """Export one device's measurements."""
+    if format not in FILE_FORMATS:
+        fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
+    with Store(db) as store:
+        items = store.measurements(device)
+    if not items:
+        fail(f"no measurements for device {device!r} in the store")
+    write_measurements(items, out, format)
+    typer.echo(f"exported {len(items)} measurements to {out}", err=True)
+
+
+@measurements_app.command("list")
+@user_errors
+def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Stored measurements per device, runtime and input shape."""
+    with Store(db) as store:
+        groups = store.summary()
+    if as_json:
+        print_json(groups)
+        return
+    table = Table(title="measurements")
+    for column in ("device", "runtime", "batch", "seq", "count", "meters"):
+        table.add_column(column)
+    for g in groups:
+        table.add_row(
+            g["device"],
+            g["runtime"],
+            str(g["batch_size"]),
+            str(g["seq_len"]),
+            str(g["count"]),
+            ", ".join(g["meters"]),
+        )
+    Console().print(table)

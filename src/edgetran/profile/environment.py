@@ -1,0 +1,100 @@
+"""What this machine has: devices, runtimes, meters; and the snapshot stored with a profile."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import edgetran
+from edgetran.export.runners import runtime_available
+from edgetran.profile.meters import discover_meters
+
+PACKAGES = ("torch", "transformers", "onnxruntime", "openvino", "zeus", "edgetran")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def environment_snapshot(device: str, runtime: str, meter: dict[str, Any]) -> dict[str, Any]:
+    """The facts that make a measurement interpretable, stored beside it."""
+    snapshot: dict[str, Any] = {
+        "device": device,
+        "runtime": runtime,
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {p: _version(p) for p in PACKAGES} | {"edgetran": edgetran.__version__},
+        "meter": meter,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        snapshot["gpu_name"] = torch.cuda.get_device_name(torch.device(device))
+    return snapshot
+
+
+def discover() -> dict[str, Any]:
+    """Devices, runtimes and meters found on this machine (for ``edgetran env``)."""
+    devices: list[dict[str, Any]] = [
+        {"name": "cpu", "model": cpu_model(), "cores": usable_cores()}
+    ]
+    if torch.cuda.is_available():
+        devices += [
+            {"name": f"cuda:{i}", "model": torch.cuda.get_device_name(i)}
+            for i in range(torch.cuda.device_count())
+        ]
+    runtimes: list[dict[str, Any]] = [
+        {"name": "torch", "version": torch.__version__, "devices": [d["name"] for d in devices]}
+    ]
+    if runtime_available("onnxruntime"):
+        import onnxruntime
+
+        runtimes.append(
+            {
+                "name": "onnxruntime",
+                "version": onnxruntime.__version__,
+                "providers": onnxruntime.get_available_providers(),
+            }
+        )
+    if runtime_available("openvino"):
+        try:
+            import openvino
+
+            runtimes.append(
+                {
+                    "name": "openvino",
+                    "version": openvino.__version__,
+                    "devices": openvino.Core().available_devices,
+                }
+            )
+        except Exception as err:  # a broken plugin must not hide the other runtimes
+            runtimes.append({"name": "openvino", "error": str(err)})
+    return {"devices": devices, "runtimes": runtimes, "meters": discover_meters()}

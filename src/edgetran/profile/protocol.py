@@ -1,0 +1,295 @@
+"""The ProTran measurement protocol, fixed.
+
+For one architecture on one device and runtime:
+
+1. build the model (seeded random weights: cost does not depend on them) and its runner
+   (exported to a temporary ONNX/OpenVINO artifact when that runtime is asked for), pin the
+   thread count, and prepare the inputs once;
+2. measure idle power for ``idle_s`` with nothing running;
+3. run ``warmup`` untimed inferences;
+4. time repeats of inference only while the power sampler runs, until the 95% confidence
+   interval of the median latency lies within ±``target_ci`` of the median (at least
+   ``min_repeats``), or ``max_repeats`` / ``max_time_s`` is reached;
+5. energy per batch = window energy / repeats (total), and minus idle power × window time
+   (dynamic); peak power = the largest sample in the window.
+
+The reference timed whole processes (start-up and loading included), polled every 0.2–4 s,
+never subtracted idle power and ran no warm-up.
+
+:func:`profile_job` is the plain, serialisable entry point a remote worker runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import binom
+
+from edgetran.errors import InvalidInputError
+from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
+from edgetran.export.runners import RUNTIMES, Runner
+from edgetran.model import FlexiBertConfig, FlexiBertModel
+from edgetran.profile.environment import environment_snapshot, usable_cores
+from edgetran.profile.meters import DEFAULT_CORE_W, DEFAULT_IDLE_W, Meter, create_meter
+from edgetran.profile.sampler import (
+    DEFAULT_PERIOD_S,
+    PowerSampler,
+    mean_power_w,
+    peak_power_w,
+    window_energy_j,
+)
+from edgetran.space import Architecture
+from edgetran.store import Measurement
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How to profile. Validated on construction; round-trips through :meth:`to_dict`.
+
+    Attributes:
+        device: ``cpu``, ``cuda:N`` (torch, onnxruntime) or ``CPU``/``GPU``/``NPU``/``AUTO``
+            (openvino).
+        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
+        batch_size, seq_len: input shape (default 1 × 128).
+        threads: CPU threads, pinned and recorded (default: every usable core).
+        warmup: untimed runs before timing.
+        min_repeats, max_repeats, max_time_s: bounds of the timed loop.
+        target_ci: stop once the 95% CI of the median is within ± this share of it.
+        idle_s: seconds of idle power measurement before the runs (0 to skip).
+        sample_period_s: power sampling period (the meter may impose a longer one).
+        meter: ``auto``, ``zeus``, ``estimate``, ``command:CMD`` or ``csv:PATH``.
+        core_watts, idle_watts: parameters of the CPU-time estimate (``estimate`` meter).
+        position_embedding_type, vocab_size: model configuration (reference defaults).
+        seed: seed of the random weights and inputs.
+    """
+
+    device: str = "cpu"
+    runtime: str = "torch"
+    batch_size: int = 1
+    seq_len: int = 128
+    threads: int | None = None
+    warmup: int = 3
+    min_repeats: int = 10
+    max_repeats: int = 200
+    max_time_s: float = 30.0
+    target_ci: float = 0.02
+    idle_s: float = 1.0
+    sample_period_s: float = DEFAULT_PERIOD_S
+    meter: str = "auto"
+    core_watts: float = DEFAULT_CORE_W
+    idle_watts: float = DEFAULT_IDLE_W
+    position_embedding_type: str = "relative_key"
+    vocab_size: int = 50265
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise InvalidInputError(f"runtime={self.runtime!r}; allowed: {', '.join(RUNTIMES)}")
+        for name in ("batch_size", "seq_len", "min_repeats", "max_repeats", "vocab_size"):
+            _check(name, getattr(self, name), positive=True)
+        for name in (
+            "warmup",
+            "max_time_s",
+            "idle_s",
+            "sample_period_s",
+            "target_ci",
+            "core_watts",
+            "idle_watts",
+        ):
+            _check(name, getattr(self, name), positive=False)
+        if self.threads is not None:
+            _check("threads", self.threads, positive=True)
+        if self.min_repeats > self.max_repeats:
+            raise InvalidInputError(
+                f"min_repeats={self.min_repeats} exceeds max_repeats={self.max_repeats}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError(f"unknown profile setting {unknown[0]!r}")
+        return cls(**data)
+
+    @property
+    def pinned_threads(self) -> int:
+        return self.threads or usable_cores()
+
+
+def _check(name: str, value: Any, positive: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or value < 0 or (positive and value <= 0) or value != value:
+        bound = "> 0" if positive else "≥ 0"
+        raise InvalidInputError(f"{name}={value!r} is invalid; allowed: a number {bound}")
+
+
+# -- statistics -------------------------------------------------------------------------------
+def median_ci95(samples: list[float]) -> tuple[float, float]:
+    """Distribution-free 95% confidence interval of the median (binomial order statistics)."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    j = max(1, int(binom.ppf(0.025, n, 0.5)))
+    return ordered[j - 1], ordered[max(n - j, j - 1)]
+
+
+def converged(samples: list[float], target: float) -> bool:
+    median = statistics.median(samples)
+    low, high = median_ci95(samples)
+    return low >= (1 - target) * median and high <= (1 + target) * median
+
+
+# -- the protocol ------------------------------------------------------------------------------
+@dataclass
+class RunnerProfile:
+    """What :func:`profile_runner` measured."""
+
+    latency_s: float
+    latency_ci95_s: tuple[float, float]
+    repeats: int
+    window_s: float
+    energy_j: float
+    dynamic_energy_j: float
+    idle_power_w: float
+    peak_power_w: float
+    power_samples: int
+    power_period_s: float
+
+
+def measure_idle_power_w(meter: Meter, seconds: float, period_s: float) -> float:
+    sampler = PowerSampler(meter, period_s)
+    sampler.start()
+    time.sleep(seconds)
+    return mean_power_w(sampler.stop())
+
+
+def profile_runner(
+    runner: Runner, prepared: Any, meter: Meter, settings: ProfileSettings
+) -> RunnerProfile:
+    """Steps 2–5 of the protocol on a ready runner and prepared inputs."""
+    idle_w = (
+        measure_idle_power_w(meter, settings.idle_s, settings.sample_period_s)
+        if settings.idle_s > 0
+        else 0.0
+    )
+    for _ in range(settings.warmup):
+        runner.run(prepared)
+    sampler = PowerSampler(meter, settings.sample_period_s)
+    durations: list[float] = []
+    sampler.start()
+    begin = time.perf_counter()
+    while True:
+        start = time.perf_counter()
+        runner.run(prepared)
+        durations.append(time.perf_counter() - start)
+        n = len(durations)
+        if n >= settings.min_repeats and converged(durations, settings.target_ci):
+            break
+        if n >= settings.max_repeats or time.perf_counter() - begin >= settings.max_time_s:
+            break
+    readings = sampler.stop()
+    window_s = sampler.end_s - sampler.start_s
+    energy = window_energy_j(readings)
+    return RunnerProfile(
+        latency_s=statistics.median(durations),
+        latency_ci95_s=median_ci95(durations),
+        repeats=len(durations),
+        window_s=window_s,
+        energy_j=energy / len(durations),
+        # Noise can push a tiny dynamic energy below zero; it is reported as 0.
+        dynamic_energy_j=max(0.0, energy - idle_w * window_s) / len(durations),
+        idle_power_w=idle_w,
+        peak_power_w=peak_power_w(readings),
+        power_samples=len(readings),
+        power_period_s=sampler.period_s,
+    )
+
+
+def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -> Runner:
+    """The model with seeded random weights, in the requested runtime and device."""
+    torch.manual_seed(settings.seed)
+    config = FlexiBertConfig(
+        arch,
+        vocab_size=settings.vocab_size,
+        position_embedding_type=settings.position_embedding_type,
+    )
+    model = FlexiBertModel(config).eval()
+    threads = settings.pinned_threads
+    if settings.runtime == "torch":
+        torch.set_num_threads(threads)
+        return create_runner("torch", ExportWrapper(model), settings.device)
+    fmt = "onnx" if settings.runtime == "onnxruntime" else "openvino"
+    spec = ExportSpec(fmt, batch_size=settings.batch_size, seq_len=settings.seq_len)
+    artifact = export_model(model, workdir, spec, seed=settings.seed).artifact
+    options: dict[str, Any] = {"threads": threads}
+    if fmt == "openvino":
+        options["precision"] = "f32"
+    return create_runner(settings.runtime, artifact, settings.device, **options)
+
+
+def profile_architecture(
+    arch: Architecture, settings: ProfileSettings, meter: Meter | None = None
+) -> Measurement:
+    """Profile one architecture; returns a :class:`~edgetran.store.Measurement`."""
+    meter = meter or create_meter(
+        settings.meter, settings.device, per_core_w=settings.core_watts, idle_w=settings.idle_watts
+    )
+    with tempfile.TemporaryDirectory(prefix="edgetran-profile-") as tmp:
+        runner = build_runner(arch, settings, Path(tmp))
+        ids, mask = random_inputs(
+            settings.batch_size, settings.seq_len, settings.vocab_size, settings.seed
+        )
+        mask = np.ones_like(mask)  # cost is measured on full sequences
+        result = profile_runner(runner, runner.prepare(ids, mask), meter, settings)
+        device = runner.device
+    batch = settings.batch_size
+    return Measurement(
+        hash=arch.hash,
+        model_dict=arch.to_model_dict(),
+        device=settings.device,
+        runtime=settings.runtime,
+        batch_size=batch,
+        seq_len=settings.seq_len,
+        latency_s=result.latency_s,
+        latency_s_per_seq=result.latency_s / batch,
+        latency_ci95_s=list(result.latency_ci95_s),
+        energy_j=result.energy_j,
+        energy_j_per_seq=result.energy_j / batch,
+        dynamic_energy_j=result.dynamic_energy_j,
+        idle_power_w=result.idle_power_w,
+        peak_power_w=result.peak_power_w,
+        power_samples=result.power_samples,
+        power_period_s=result.power_period_s,
+        meter=meter.name,
+        meter_kind=meter.kind,
+        threads=settings.pinned_threads,
+        repeats=result.repeats,
+        warmup=settings.warmup,
+        source="profiler",
+        environment=environment_snapshot(device, settings.runtime, meter.describe()),
+        extra={
+            "settings": settings.to_dict(),
+            "window_s": result.window_s,
+            "runner_device": device,
+        },
+    )
+
+
+def profile_job(model_dict: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Plain, serialisable job: (architecture dict, settings dict) → measurement dict.
+
+    This is what a remote worker (e.g. a Dask worker on a device node) runs.
+    """
+    return profile_architecture(
+        Architecture.from_dict(model_dict), ProfileSettings.from_dict(settings)
+    ).to_dict()

@@ -1,0 +1,264 @@
+"""The workspace database: architectures, devices and measurements.
+
+SQLite (``edgetran.db``) by default; any SQLAlchemy URL (e.g. PostgreSQL) for several machines.
+
+Contract:
+    - every write is one transaction: a crash loses at most the measurement in flight;
+    - several processes may write at once: SQLite runs in WAL mode with a busy timeout, and
+      architecture/device rows are inserted with "insert or ignore", so concurrent writers
+      neither fail nor lose rows;
+    - rows are never updated in place; a re-profile adds a new measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from edgetran.errors import EdgeTranError
+from edgetran.store.records import Measurement
+
+DEFAULT_DB = "edgetran.db"
+
+metadata = MetaData()
+
+architectures = Table(
+    "architectures",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("model_dict", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", JSON, nullable=False, default=dict),
+    Column("created_at", Float, nullable=False),
+)
+
+_MEASUREMENT_COLUMNS = [
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hash", String(64), ForeignKey("architectures.hash"), nullable=False, index=True),
+    Column("device", String(128), ForeignKey("devices.name"), nullable=False, index=True),
+    Column("runtime", String(32), nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    Column("seq_len", Integer, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("latency_s_per_seq", Float, nullable=False),
+    Column("latency_ci95_s", JSON),
+    Column("energy_j", Float),
+    Column("energy_j_per_seq", Float),
+    Column("dynamic_energy_j", Float),
+    Column("idle_power_w", Float),
+    Column("peak_power_w", Float),
+    Column("power_samples", Integer),
+    Column("power_period_s", Float),
+    Column("meter", String(256), nullable=False),
+    Column("meter_kind", String(16), nullable=False),
+    Column("threads", Integer),
+    Column("repeats", Integer),
+    Column("warmup", Integer),
+    Column("source", String(64), nullable=False),
+    Column("environment", JSON),
+    Column("extra", JSON),
+    Column("created_at", Float, nullable=False),
+]
+measurements = Table("measurements", metadata, *_MEASUREMENT_COLUMNS)
+
+
+class StoreError(EdgeTranError):
+    """The database cannot be opened or written."""
+
+
+def database_url(db: str | Path | None) -> str:
+    """A SQLAlchemy URL from a URL or a file path (default: ``edgetran.db`` here)."""
+    if db is None:
+        db = DEFAULT_DB
+    text = str(db)
+    return text if "://" in text else f"sqlite:///{text}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+
+class Store:
+    """Access to one workspace database.
+
+    Args:
+        db: a SQLAlchemy URL or a path to a SQLite file (created if missing).
+    """
+
+    def __init__(self, db: str | Path | None = None) -> None:
+        self.url = database_url(db)
+        try:
+            if self.url.startswith("sqlite"):
+                self.engine = create_engine(self.url, connect_args={"timeout": 60})
+                _configure_sqlite(self.engine)
+            else:
+                self.engine = create_engine(self.url, pool_pre_ping=True)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as err:
+            raise StoreError(
+                f"{self.url}: cannot open the database ({err.__class__.__name__}: "
+                f"{str(err).splitlines()[0]})"
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+    def add(self, measurement: Measurement) -> int:
+        """Store one measurement (and its architecture and device) in one transaction."""
+        return self.add_many([measurement])[0]
+
+    def add_many(self, items: Iterable[Measurement]) -> list[int]:
+        """Store measurements atomically: all of them or none."""
+        ids = []
+        now = time.time()
+        with self.engine.begin() as conn:
+            for m in items:
+                m.validate()
+                self._ensure(
+                    conn,
+                    architectures,
+                    {"hash": m.hash, "model_dict": m.model_dict, "created_at": now},
+                )
+                self._ensure(
+                    conn, devices, {"name": m.device, "description": {}, "created_at": now}
+                )
+                row = m.to_dict()
+                row.pop("id")
+                row.pop("model_dict")
+                row["created_at"] = row["created_at"] or now
+                ids.append(
+                    conn.execute(insert(measurements).values(**row)).inserted_primary_key[0]
+                )
+        return ids
+
+    def add_device(self, name: str, description: dict[str, Any] | None = None) -> None:
+        with self.engine.begin() as conn:
+            self._ensure(
+                conn,
+                devices,
+                {"name": name, "description": description or {}, "created_at": time.time()},
+            )
+
+    @staticmethod
+    def _ensure(conn: Connection, table: Table, row: dict[str, Any]) -> None:
+        """Insert ``row`` unless its primary key exists (safe under concurrent writers)."""
+        key = table.primary_key.columns.values()[0]
+        if conn.execute(select(key).where(key == row[key.name])).first() is not None:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(table).values(**row))
+        except IntegrityError:
+            pass  # another writer inserted it between our select and insert
+
+    # -- reads ----------------------------------------------------------------------------------
+    def measurements(
+        self,
+        device: str | None = None,
+        *,
+        runtime: str | None = None,
+        batch_size: int | None = None,
+        seq_len: int | None = None,
+        hash: str | None = None,
+    ) -> list[Measurement]:
+        """Measurements in insertion order, optionally filtered."""
+        query = (
+            select(measurements, architectures.c.model_dict)
+            .join(architectures, architectures.c.hash == measurements.c.hash)
+            .order_by(measurements.c.id)
+        )
+        for column, value in (
+            ("device", device),
+            ("runtime", runtime),
+            ("batch_size", batch_size),
+            ("seq_len", seq_len),
+            ("hash", hash),
+        ):
+            if value is not None:
+                query = query.where(measurements.c[column] == value)
+        with self.engine.connect() as conn:
+            return [_to_measurement(row._mapping) for row in conn.execute(query)]
+
+    def iter_devices(self) -> Iterator[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(devices).order_by(devices.c.name)):
+                yield dict(row._mapping)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per (device, runtime, batch, sequence): number of measurements and meters used."""
+        groups: dict[tuple, dict[str, Any]] = {}
+        for m in self.measurements():
+            key = (m.device, m.runtime, m.batch_size, m.seq_len)
+            group = groups.setdefault(
+                key,
+                {
+                    "device": m.device,
+                    "runtime": m.runtime,
+                    "batch_size": m.batch_size,
+                    "seq_len": m.seq_len,
+                    "count": 0,
+                    "meters": set(),
+                    "sources": set(),
+                },
+            )
+            group["count"] += 1
+            group["meters"].add(f"{m.meter} ({m.meter_kind})")
+            group["sources"].add(m.source)
+        return [
+            {**g, "meters": sorted(g["meters"]), "sources": sorted(g["sources"])}
+            for g in groups.values()
+        ]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return len(conn.execute(select(measurements.c.id)).all())
+
+
+def _to_measurement(row: Any) -> Measurement:
+    data = dict(row)
+    for key in ("environment", "extra", "model_dict", "latency_ci95_s"):
+        if isinstance(data.get(key), str):
+            data[key] = json.loads(data[key])
+    data["environment"] = data.get("environment") or {}
+    data["extra"] = data.get("extra") or {}
+    return Measurement.from_dict(data)
