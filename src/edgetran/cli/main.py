@@ -8,7 +8,7 @@ import typer
 from transformers.utils import logging as hf_logging
 
 from edgetran import __version__
-from edgetran.cli import model_cmds, space_cmds
+from edgetran.cli import model_cmds, space_cmds, surrogate_cmds
 from edgetran.cli.demo import demo
 from edgetran.cli.export_cmd import export
 from edgetran.cli.profile_cmds import env, measurements_app, profile
@@ -26,6 +26,7 @@ app.command()(export)
 app.command()(env)
 app.command()(profile)
 app.add_typer(measurements_app, name="measurements")
+app.add_typer(surrogate_cmds.app, name="surrogate")
 
 
 @app.callback()

@@ -1,0 +1,121 @@
+"""``edgetran surrogate``: cv, fit, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgetran.cli._common import print_json, resolve_arch, user_errors
+from edgetran.surrogate import METRICS, DeviceSurrogate, cross_validate
+from edgetran.surrogate.data import load_device, load_priors
+
+app = typer.Typer(
+    help="Fit and evaluate latency/energy/peak-power surrogates.", no_args_is_help=True
+)
+
+Source = Annotated[str, typer.Option("--measurements", help="File, folder or database URL.")]
+Format = Annotated[str, typer.Option("--format", help="protran, csv, parquet or db.")]
+Device = Annotated[str, typer.Option("--device", help="Device to model (protran: file name).")]
+Model = Annotated[str, typer.Option("--model", help="gbdt (default) or nn.")]
+Priors = Annotated[
+    list[str] | None,
+    typer.Option("--prior", help="Measurements of other devices (same format); repeatable."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
+
+
+@app.command()
+@user_errors
+def cv(
+    measurements: Source,
+    format: Format,
+    device: Device,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    seed: Seed = 0,
+    model: Model = "gbdt",
+    prior: Priors = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """K-fold cross-validation: MAPE, share within ±10%, R², Spearman, 90% coverage."""
+    items = load_device(measurements, format, device)
+    priors = load_priors(prior or [], format, exclude=device)
+    result = cross_validate(items, folds=folds, seed=seed, model=model, priors=priors)
+    report = {
+        **result,
+        "device": device,
+        "model": model,
+        "folds": folds,
+        "seed": seed,
+        "priors": sorted(priors),
+    }
+    if as_json:
+        print_json(report)
+        return
+    for metric, s in result.items():
+        typer.echo(
+            f"{metric:>10}: n={s['n']} MAPE={s['mape']:.3f} within±10%="
+            f"{s['within_10pct']:.2f} R²={s['r2']:.3f} ρ={s['spearman']:.3f} "
+            f"coverage90={s['coverage_90']:.2f}"
+        )
+
+
+@app.command()
+@user_errors
+def fit(
+    measurements: Source,
+    format: Format,
+    device: Device,
+    out: Annotated[Path, typer.Option("--out", help="Output surrogate file.")],
+    seed: Seed = 0,
+    model: Model = "gbdt",
+    prior: Priors = None,
+) -> None:
+    """Fit a device's surrogate on all its measurements and save it."""
+    items = load_device(measurements, format, device)
+    priors = load_priors(prior or [], format, exclude=device)
+    surrogate = DeviceSurrogate(model, tuple(METRICS), seed).fit(items, priors)
+    surrogate.save(out)
+    typer.echo(
+        f"fitted {model} surrogate of {device} on {len(items)} measurements "
+        f"(priors: {', '.join(sorted(priors)) or 'none'}) → {out}",
+        err=True,
+    )
+
+
+@app.command()
+@user_errors
+def predict(
+    surrogate: Annotated[Path, typer.Option("--surrogate", help="A file from 'surrogate fit'.")],
+    arch: Annotated[list[str], typer.Option("--arch", help="Architecture; repeatable.")],
+    level: Annotated[float, typer.Option(min=0.01, max=0.99, help="Interval level.")] = 0.9,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Mean, standard deviation and interval of each metric (per batch, as profiled)."""
+    fitted = DeviceSurrogate.load(surrogate)
+    archs = [resolve_arch(a) for a in arch]
+    predictions = fitted.predict(archs, level)
+    records = []
+    for i, architecture in enumerate(archs):
+        record = {
+            "hash": architecture.hash,
+            "device": fitted.device_,
+            "batch_size": fitted.batch_size_,
+            "seq_len": fitted.seq_len_,
+            "predicted": True,
+        }
+        for metric, p in predictions.items():
+            record[metric] = {**p.to_records()[i], "unit": UNITS[metric]}
+        records.append(record)
+    if as_json:
+        print_json(records if len(records) > 1 else records[0])
+        return
+    for record in records:
+        parts = [
+            f"{m}={record[m]['mean']:.4g}±{record[m]['std']:.2g} {record[m]['unit']}"
+            for m in predictions
+        ]
+        typer.echo(f"{record['hash'][:12]}  " + "  ".join(parts))

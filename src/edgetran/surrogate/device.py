@@ -1,0 +1,231 @@
+"""Per-device surrogates of latency, energy and peak power, cross-device transfer, and CV.
+
+:class:`DeviceSurrogate` predicts the three metrics of one device from architectures. With
+``priors`` (measurements of other devices), it first fits one surrogate per prior device and
+metric on that device's own data, and feeds their log-predictions for an architecture to the
+target device's model as extra features ("stacked prior"): a device with ~20 measurements then
+borrows the shape of the cost landscape from devices already measured. The priors never see
+the target device's data, so cross-validation on the target stays honest.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from edgetran.space import Architecture
+from edgetran.store import Measurement
+from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError
+from edgetran.surrogate.features import feature_matrix
+from edgetran.surrogate.gbdt import GBDTEnsemble
+
+#: Metric name → measurement field (per batch).
+METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
+FORMAT_VERSION = 1
+
+
+def make_surrogate(model: str = "gbdt", random_state: int = 0, **kwargs: Any) -> Surrogate:
+    if model == "gbdt":
+        return GBDTEnsemble(random_state=random_state, **kwargs)
+    if model == "nn":
+        from edgetran.surrogate.nn import HeteroscedasticNN
+
+        return HeteroscedasticNN(random_state=random_state, **kwargs)
+    raise SurrogateError(f"model {model!r} is unknown; allowed: gbdt, nn")
+
+
+def targets(measurements: Sequence[Measurement], metric: str) -> np.ndarray:
+    field = METRICS[metric]
+    values = [getattr(m, field) for m in measurements]
+    if any(v is None for v in values):
+        raise SurrogateError(f"some measurements have no {field}")
+    return np.asarray(values, dtype=float)
+
+
+def _shape(measurements: Sequence[Measurement]) -> tuple[int, int]:
+    shapes = {(m.batch_size, m.seq_len) for m in measurements}
+    if len(shapes) != 1:
+        raise SurrogateError(f"measurements mix input shapes {sorted(shapes)}; filter them first")
+    return shapes.pop()
+
+
+@dataclass
+class _Prior:
+    device: str
+    batch_size: int
+    seq_len: int
+    models: dict[str, Surrogate]
+
+    def columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
+        mean = self.models[metric].predict(feature_matrix(archs, self.batch_size, self.seq_len))
+        return np.log(mean.mean)[:, None]
+
+
+def fit_priors(
+    priors: dict[str, Sequence[Measurement]],
+    metrics: Sequence[str],
+    model: str = "gbdt",
+    random_state: int = 0,
+    model_options: dict[str, Any] | None = None,
+) -> list[_Prior]:
+    """One surrogate per prior device and metric, each fitted on that device's own data."""
+    fitted = []
+    for device, items in sorted(priors.items()):
+        batch, seq = _shape(items)
+        archs = [Architecture.from_dict(m.model_dict) for m in items]
+        X = feature_matrix(archs, batch, seq)
+        models = {
+            metric: make_surrogate(model, random_state, **(model_options or {})).fit(
+                X, targets(items, metric)
+            )
+            for metric in metrics
+        }
+        fitted.append(_Prior(device, batch, seq, models))
+    return fitted
+
+
+class DeviceSurrogate:
+    """Surrogates of one device's metrics, optionally stacked on prior devices.
+
+    Args:
+        model: ``gbdt`` (bagged LightGBM, default) or ``nn`` (BOSHNAS heteroscedastic network).
+        metrics: which of ``latency``, ``energy``, ``peak_power`` to model.
+        random_state: seed.
+        model_options: keyword arguments of the surrogate class (e.g. ``n_models``).
+    """
+
+    def __init__(
+        self,
+        model: str = "gbdt",
+        metrics: Sequence[str] = tuple(METRICS),
+        random_state: int = 0,
+        model_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.metrics = tuple(metrics)
+        self.random_state = random_state
+        self.model_options = model_options
+
+    def fit(
+        self,
+        measurements: Sequence[Measurement],
+        priors: dict[str, Sequence[Measurement]] | None = None,
+    ) -> DeviceSurrogate:
+        """Fit on one device's measurements; ``priors`` maps other devices to theirs."""
+        self.priors_ = fit_priors(
+            priors or {}, self.metrics, self.model, self.random_state, self.model_options
+        )
+        return self._fit_targets(measurements)
+
+    def _fit_targets(self, measurements: Sequence[Measurement]) -> DeviceSurrogate:
+        devices = {m.device for m in measurements}
+        if len(devices) != 1:
+            raise SurrogateError(f"measurements of one device expected; got {sorted(devices)}")
+        self.device_ = devices.pop()
+        self.batch_size_, self.seq_len_ = _shape(measurements)
+        archs = [Architecture.from_dict(m.model_dict) for m in measurements]
+        self.models_ = {
+            metric: make_surrogate(
+                self.model, self.random_state, **(self.model_options or {})
+            ).fit(self._features(archs, metric), targets(measurements, metric))
+            for metric in self.metrics
+        }
+        return self
+
+    def _features(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
+        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
+        extra = [prior.columns(archs, metric) for prior in self.priors_]
+        return np.hstack([X, *extra]) if extra else X
+
+    def predict(self, archs: Sequence[Architecture], level: float = 0.9) -> dict[str, Prediction]:
+        if not hasattr(self, "models_"):
+            raise SurrogateError("the surrogate is not fitted yet")
+        return {
+            metric: model.predict(self._features(archs, metric), level)
+            for metric, model in self.models_.items()
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(pickle.dumps({"format": FORMAT_VERSION, "surrogate": self}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceSurrogate:
+        try:
+            payload = pickle.loads(Path(path).read_bytes())
+        except OSError as err:
+            raise SurrogateError(f"{path}: cannot read ({err.strerror})") from None
+        except Exception as err:  # a truncated or foreign file can raise nearly anything
+            raise SurrogateError(f"{path}: not a surrogate file ({type(err).__name__})") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+            raise SurrogateError(
+                f"{path}: not an edgetran surrogate file (format {FORMAT_VERSION})"
+            )
+        return payload["surrogate"]
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def scores(y: np.ndarray, prediction: Prediction) -> dict[str, float]:
+    """MAPE, share within ±10%, R², Spearman ρ and interval coverage, as fractions."""
+    relative = np.abs(prediction.mean - y) / y
+    residual = ((prediction.mean - y) ** 2).sum()
+    total = ((y - y.mean()) ** 2).sum()
+    inside = (prediction.lower <= y) & (y <= prediction.upper)
+    return {
+        "n": len(y),
+        "mape": float(relative.mean()),
+        "within_10pct": float((relative <= 0.10).mean()),
+        "r2": float(1 - residual / total) if total > 0 else float("nan"),
+        "spearman": float(spearmanr(prediction.mean, y).statistic),
+        f"coverage_{round(prediction.level * 100)}": float(inside.mean()),
+    }
+
+
+def cross_validate(
+    measurements: Sequence[Measurement],
+    folds: int = 5,
+    seed: int = 0,
+    model: str = "gbdt",
+    priors: dict[str, Sequence[Measurement]] | None = None,
+    metrics: Sequence[str] = tuple(METRICS),
+    level: float = 0.9,
+    model_options: dict[str, Any] | None = None,
+) -> dict[str, dict[str, float]]:
+    """K-fold CV on one device: held-out predictions of every fold, scored together."""
+    if folds < 2:
+        raise SurrogateError(f"folds={folds}; need at least 2")
+    if len(measurements) < folds:
+        raise SurrogateError(f"{len(measurements)} measurements cannot make {folds} folds")
+    order = np.random.default_rng(seed).permutation(len(measurements))
+    archs = [Architecture.from_dict(m.model_dict) for m in measurements]
+    fitted_priors = fit_priors(priors or {}, metrics, model, seed, model_options)
+    collected: dict[str, list[tuple[np.ndarray, Prediction]]] = {m: [] for m in metrics}
+    for k in range(folds):
+        held = order[k::folds]
+        train = [measurements[i] for i in np.setdiff1d(order, held)]
+        surrogate = DeviceSurrogate(model, metrics, seed, model_options)
+        surrogate.priors_ = fitted_priors  # priors never see the target device's data
+        surrogate._fit_targets(train)
+        predictions = surrogate.predict([archs[i] for i in held], level)
+        for metric in metrics:
+            y = targets([measurements[i] for i in held], metric)
+            collected[metric].append((y, predictions[metric]))
+    return {metric: scores(*_concatenate(parts)) for metric, parts in collected.items()}
+
+
+def _concatenate(parts: list[tuple[np.ndarray, Prediction]]) -> tuple[np.ndarray, Prediction]:
+    y = np.concatenate([p[0] for p in parts])
+    preds = [p[1] for p in parts]
+    joined = Prediction(
+        *(
+            np.concatenate([getattr(p, f) for p in preds])
+            for f in ("mean", "std", "lower", "upper")
+        ),
+        preds[0].level,
+    )
+    return y, joined
