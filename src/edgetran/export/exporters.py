@@ -8,7 +8,6 @@ the artifact records the architecture, shapes, versions and the verification res
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import tempfile
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 import edgetran
+from edgetran._versions import package_version
 from edgetran.errors import EdgeTranError, ExportError
 from edgetran.export.runners import INPUT_NAMES, _require
 from edgetran.export.verify import TOLERANCE, Verification, random_inputs, verify_artifact
@@ -171,13 +171,6 @@ def _export_pt2(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpe
     torch.export.save(program, str(artifact))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _metadata(
     model: FlexiBertPreTrainedModel,
     wrapper: ExportWrapper,
@@ -205,7 +198,7 @@ def _metadata(
         "outputs": [{"name": wrapper.output_name, "dtype": "float32"}],
         "dynamic_batch": spec.dynamic_batch,
         "opset": spec.opset if spec.format == "onnx" else None,
-        "versions": {"edgetran": edgetran.__version__, **{p: _version(p) for p in packages}},
+        "versions": {p: package_version(p) for p in packages} | {"edgetran": edgetran.__version__},
         "verification": asdict(verification) if verification is not None else None,
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from functools import cache
@@ -12,17 +11,11 @@ from typing import Any
 import torch
 
 import edgetran
+from edgetran._versions import package_version
 from edgetran.export.runners import runtime_available
 from edgetran.profile.meters import discover_meters
 
 PACKAGES = ("torch", "transformers", "onnxruntime", "openvino", "zeus", "edgetran")
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 @cache
@@ -53,7 +46,7 @@ def environment_snapshot(device: str, runtime: str, meter: dict[str, Any]) -> di
         "usable_cores": usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {p: _version(p) for p in PACKAGES} | {"edgetran": edgetran.__version__},
+        "versions": {p: package_version(p) for p in PACKAGES} | {"edgetran": edgetran.__version__},
         "meter": meter,
     }
     if device.startswith("cuda") and torch.cuda.is_available():
