@@ -210,3 +210,15 @@ def test_cost_report_breakdown(tiny_hetero):
     assert report.to_dict()["total"]["bytes"] == report.bytes > 0
     doubled = estimate_costs(tiny_hetero, batch_size=4, seq_len=16)
     assert doubled.flops == 2 * report.flops
+
+
+def test_sequence_bases_cache_is_bounded():
+    from edgetran.model import modeling
+
+    arch = Architecture.from_dict(
+        {"layers": [{"hidden": 16, "heads": ["l_dft", "l_dct"], "head_dim": 8, "ff": [16]}]}
+    )
+    model = FlexiBertModel(tiny_config(arch)).eval()
+    for seq in range(2, 40):
+        model(torch.zeros(1, seq, dtype=torch.long))
+    assert len(modeling._SEQUENCE_BASES) <= modeling._MAX_CACHED_BASES

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from typing import ClassVar
 
 import torch
@@ -55,7 +56,10 @@ def dct_basis(n: int, dtype: torch.dtype = torch.float32, device=None) -> torch.
     return (2 * torch.cos(math.pi * torch.outer(k, 2 * k + 1) / (2 * n))).to(dtype)
 
 
-_SEQUENCE_BASES: dict[tuple, torch.Tensor] = {}
+# A few recent sizes: training with dynamic padding sees many lengths, and a 512-token DFT
+# basis alone is 2 MB.
+_SEQUENCE_BASES: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_MAX_CACHED_BASES = 16
 
 
 def _sequence_basis(kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -68,8 +72,12 @@ def _sequence_basis(kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
     if type(like) is not torch.Tensor or torch.jit.is_tracing():
         return build(n, like.dtype, like.device)
     key = (kind, n, like.dtype, like.device)
-    if key not in _SEQUENCE_BASES:
+    if key in _SEQUENCE_BASES:
+        _SEQUENCE_BASES.move_to_end(key)
+    else:
         _SEQUENCE_BASES[key] = build(n, like.dtype, like.device)
+        if len(_SEQUENCE_BASES) > _MAX_CACHED_BASES:
+            _SEQUENCE_BASES.popitem(last=False)
     return _SEQUENCE_BASES[key]
 
 
