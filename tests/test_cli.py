@@ -158,4 +158,4 @@ def test_every_command_has_help(run_cli):
 def test_demo_runs(run_cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_cli("demo", "--n", 2, "--seq-len", 16)
-    assert code == 0 and "params (M)" in out
+    assert code == 0 and "params (M)" in out and "latency ms" in out

@@ -1,22 +1,22 @@
 """``edgetran demo``: what the pipeline can do today, on this machine's CPU, in seconds.
 
 Until the co-search exists, the demo samples architectures from the space, builds each one,
-times a forward pass and prints parameters, FLOPs and the embedding.
+profiles it briefly with the ProTran protocol on this CPU (energy and power from the real
+sensor where there is one, else from the flagged estimate) and prints parameters, FLOPs,
+latency, energy, peak power and the embedding.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgetran.cli._common import user_errors
-from edgetran.model import FlexiBertConfig, FlexiBertModel
 from edgetran.model.costs import estimate_costs
+from edgetran.profile import ProfileSettings, create_meter, profile_architecture
 from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
 from edgetran.space.ops import op_sort_key
 
@@ -38,26 +38,39 @@ def demo(
 @user_errors
 def run_demo(n: int, seed: int, seq_len: int) -> None:
     console = Console()
-    torch.manual_seed(seed)
     console.print(
         f"Reference space: {REFERENCE_SPACE.size:.4g} architectures "
         f"(10^{REFERENCE_SPACE.log10_size:.2f}). Sampling {n} by LHS from a CPU-sized "
         f"sub-space, seed {seed}."
     )
-    table = Table(title=f"FlexiBERT 2.0 samples (batch 1 × {seq_len}, CPU)")
-    for column in ("hash", "L", "hidden", "heads", "ops", "params (M)", "GFLOPs", "forward ms"):
+    settings = ProfileSettings(
+        seq_len=seq_len,
+        seed=seed,
+        idle_s=0.2,
+        max_time_s=1.0,
+        min_repeats=5,
+        position_embedding_type="absolute",
+    )
+    meter = create_meter(settings.meter, settings.device)
+    table = Table(title=f"FlexiBERT 2.0 samples profiled on this CPU (batch 1 × {seq_len})")
+    columns = (
+        "hash",
+        "L",
+        "hidden",
+        "heads",
+        "ops",
+        "params (M)",
+        "GFLOPs",
+        "latency ms",
+        f"energy J ({meter.kind})",
+        "peak W",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_column("embedding (first 7)")
     for arch in sample(n, method="lhs", seed=seed, space=DEMO_SPACE):
-        model = FlexiBertModel(FlexiBertConfig(arch)).eval()
-        ids = torch.randint(0, model.config.vocab_size, (1, seq_len))
-        with torch.inference_mode():
-            model(ids)  # warm-up
-            start = time.perf_counter()
-            model(ids)
-            elapsed_ms = (time.perf_counter() - start) * 1e3
+        measurement = profile_architecture(arch, settings, meter)
         costs = estimate_costs(arch, batch_size=1, seq_len=seq_len)
-        embedding = REFERENCE_SPACE.encode(arch)
         ops = sorted({op for layer in arch.layers for op in layer.ops}, key=op_sort_key)
         table.add_row(
             arch.hash[:8],
@@ -67,10 +80,13 @@ def run_demo(n: int, seed: int, seq_len: int) -> None:
             " ".join(ops),
             f"{costs.parameters / 1e6:.2f}",
             f"{costs.flops / 1e9:.2f}",
-            f"{elapsed_ms:.1f}",
-            ",".join(map(str, embedding[:7])) + ",…",
+            f"{measurement.latency_s * 1e3:.1f}",
+            f"{measurement.energy_j:.3f}",
+            f"{measurement.peak_power_w:.1f}",
+            ",".join(map(str, REFERENCE_SPACE.encode(arch)[:7])) + ",…",
         )
     console.print(table)
     console.print(
-        "Forward times are one timed pass after a warm-up: a rough figure, not a profile."
+        f"Meter: {meter.name} ({meter.kind}). Short profiles (≤ 1 s of timed runs each); "
+        "`edgetran profile` runs the full protocol and stores the results."
     )
