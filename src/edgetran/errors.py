@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +57,15 @@ class ExportError(EdgeTranError):
 
 class VerificationError(EdgeTranError):
     """An exported artifact's outputs differ from PyTorch's beyond the tolerance."""
+
+
+def read_json_file(path: Path) -> Any:
+    """Parse a JSON file; an unreadable or malformed file is one :class:`InvalidInputError`."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise InvalidInputError(f"{path}: cannot read ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from None

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgetran.errors import ArchitectureError, InvalidInputError
+from edgetran.errors import ArchitectureError, InvalidInputError, read_json_file
 from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.store import Measurement
 
@@ -57,7 +57,7 @@ def _number(entry: str, field: str, value: Any) -> float:
 
 def read_protran(path: str | Path, device: str, seq_len: int = 128) -> list[Measurement]:
     path = Path(path)
-    data = _load_json(path)
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path}: expected a JSON object keyed by model hash")
     batch, runs = _protran_shape(path)
@@ -123,17 +123,6 @@ def write_protran(measurements: list[Measurement], path: str | Path) -> None:
             },
         }
     Path(path).write_text(json.dumps(out, indent=1))
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as err:
-        raise InvalidInputError(f"{path}: cannot read ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise InvalidInputError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
-        ) from None
 
 
 # -- CSV and Parquet ---------------------------------------------------------------------------

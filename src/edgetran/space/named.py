@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from edgetran.errors import ArchitectureNotFoundError, InvalidInputError
+from edgetran.errors import ArchitectureNotFoundError, read_json_file
 from edgetran.space.architecture import Architecture, homogeneous
 
 #: The homogeneous ``sa_sdp`` BERTs of Turc et al. (2019) and Devlin et al. (2019).
@@ -43,12 +42,7 @@ def load_architecture(spec: str | Path) -> Architecture:
         raise ArchitectureNotFoundError(
             f"{text}: neither a JSON file nor a named architecture ({allowed})"
         )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InvalidInputError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
-        ) from None
+    data = read_json_file(path)
     if isinstance(data, dict):
         for key in ("arch", "model_dict", "architecture"):
             if key in data and isinstance(data[key], dict):

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     insert,
     select,
 )
@@ -251,7 +252,7 @@ class Store:
 
     def count(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(measurements.c.id)).all())
+            return conn.execute(select(func.count()).select_from(measurements)).scalar_one()
 
 
 def _to_measurement(row: Any) -> Measurement:
