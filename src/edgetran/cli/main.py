@@ -8,7 +8,7 @@ import typer
 from transformers.utils import logging as hf_logging
 
 from edgetran import __version__
-from edgetran.cli import model_cmds, space_cmds, surrogate_cmds
+from edgetran.cli import model_cmds, space_cmds, surrogate_cmds, train_cmds
 from edgetran.cli.demo import demo
 from edgetran.cli.export_cmd import export
 from edgetran.cli.profile_cmds import env, measurements_app, profile
@@ -27,6 +27,8 @@ app.command()(env)
 app.command()(profile)
 app.add_typer(measurements_app, name="measurements")
 app.add_typer(surrogate_cmds.app, name="surrogate")
+app.add_typer(train_cmds.app, name="train")
+app.command()(train_cmds.evaluate)
 
 
 @app.callback()
@@ -39,10 +41,20 @@ def _root(
         raise typer.Exit()
 
 
+def _quiet_optuna() -> None:
+    # Optuna logs every trial at INFO; the CLI reports results itself.
+    try:
+        import optuna
+    except ImportError:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def main() -> None:
     """Console entry point: usage errors are one line on stderr and exit code 2."""
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    _quiet_optuna()
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

@@ -1,4 +1,4 @@
-"""The workspace database: architectures, devices and measurements.
+"""The workspace database: architectures, devices, measurements, trained models, evaluations.
 
 SQLite (``edgetran.db``) by default; any SQLAlchemy URL (e.g. PostgreSQL) for several machines.
 
@@ -87,6 +87,32 @@ _MEASUREMENT_COLUMNS = [
     Column("created_at", Float, nullable=False),
 ]
 measurements = Table("measurements", metadata, *_MEASUREMENT_COLUMNS)
+
+#: Pretrained checkpoints in the workspace, so a new model can start from its nearest neighbour.
+trained_models = Table(
+    "trained_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hash", String(64), ForeignKey("architectures.hash"), nullable=False, index=True),
+    Column("tokenizer", String(128), nullable=False, index=True),
+    Column("path", String(1024), nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("loss", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Accuracy-oracle results, keyed by what determines them.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hash", String(64), ForeignKey("architectures.hash"), nullable=False, index=True),
+    Column("task", String(1024), nullable=False),
+    Column("budget", String(32), nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
 
 
 class StoreError(EdgeTranError):
@@ -180,6 +206,84 @@ class Store:
                 {"name": name, "description": description or {}, "created_at": time.time()},
             )
 
+    def add_trained_model(
+        self,
+        model_dict: dict[str, Any],
+        hash: str,
+        *,
+        tokenizer: str,
+        path: str,
+        steps: int,
+        loss: float | None,
+    ) -> None:
+        """Register a pretrained checkpoint (one transaction)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._ensure(
+                conn, architectures, {"hash": hash, "model_dict": model_dict, "created_at": now}
+            )
+            conn.execute(
+                insert(trained_models).values(
+                    hash=hash,
+                    tokenizer=tokenizer,
+                    path=path,
+                    steps=steps,
+                    loss=loss,
+                    created_at=now,
+                )
+            )
+
+    def trained_models(self, tokenizer: str | None = None) -> list[dict[str, Any]]:
+        """Registered checkpoints (with their ``model_dict``), oldest first."""
+        query = (
+            select(trained_models, architectures.c.model_dict)
+            .join(architectures, architectures.c.hash == trained_models.c.hash)
+            .order_by(trained_models.c.id)
+        )
+        if tokenizer is not None:
+            query = query.where(trained_models.c.tokenizer == tokenizer)
+        with self.engine.connect() as conn:
+            return [_decode(row._mapping, "model_dict") for row in conn.execute(query)]
+
+    def add_evaluation(
+        self,
+        model_dict: dict[str, Any],
+        hash: str,
+        *,
+        task: str,
+        budget: str,
+        seed: int,
+        result: dict[str, Any],
+    ) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._ensure(
+                conn, architectures, {"hash": hash, "model_dict": model_dict, "created_at": now}
+            )
+            conn.execute(
+                insert(evaluations).values(
+                    hash=hash, task=task, budget=budget, seed=seed, result=result, created_at=now
+                )
+            )
+
+    def evaluation(self, hash: str, *, task: str, budget: str, seed: int) -> dict | None:
+        """The latest stored result for this architecture, task, budget and seed, if any."""
+        query = (
+            select(evaluations.c.result)
+            .where(
+                evaluations.c.hash == hash,
+                evaluations.c.task == task,
+                evaluations.c.budget == budget,
+                evaluations.c.seed == seed,
+            )
+            .order_by(evaluations.c.id.desc())
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+
     @staticmethod
     def _ensure(conn: Connection, table: Table, row: dict[str, Any]) -> None:
         """Insert ``row`` unless its primary key exists (safe under concurrent writers)."""
@@ -253,6 +357,14 @@ class Store:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(measurements)).scalar_one()
+
+
+def _decode(row: Any, *json_columns: str) -> dict[str, Any]:
+    data = dict(row)
+    for key in json_columns:
+        if isinstance(data.get(key), str):
+            data[key] = json.loads(data[key])
+    return data
 
 
 def _to_measurement(row: Any) -> Measurement:

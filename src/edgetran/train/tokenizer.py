@@ -1,0 +1,92 @@
+"""Tokenizers: a local Hugging Face tokenizer, or a WordPiece one trained here and cached.
+
+No hub downloads happen at run time: a named tokenizer is loaded with ``local_files_only``.
+When it is not available locally (or none is named), a lower-cased WordPiece tokenizer is
+trained with ``tokenizers`` on the task's training text and cached in the workspace under a
+key derived from that text, so every later run (and every architecture) shares it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+DEFAULT_VOCAB_SIZE = 8000
+
+
+def corpus_key(texts: Sequence[str], vocab_size: int) -> str:
+    """A short content key of the training text and vocabulary size."""
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def load_tokenizer(
+    name: str | None,
+    texts: Sequence[str],
+    cache_dir: str | Path,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+) -> tuple[PreTrainedTokenizerBase, str]:
+    """A tokenizer and its identifier (``hf:<name>`` or ``wordpiece:<key>``).
+
+    Args:
+        name: a Hugging Face tokenizer name or path, or ``None`` for the trained WordPiece.
+        texts: training text for the WordPiece fallback.
+        cache_dir: where trained tokenizers are kept.
+        vocab_size: WordPiece vocabulary size.
+    """
+    if name:
+        try:
+            return AutoTokenizer.from_pretrained(name, local_files_only=True), f"hf:{name}"
+        except (OSError, ValueError) as err:
+            logger.warning(
+                "tokenizer %s is not available locally (%s); training WordPiece", name, err
+            )
+    return wordpiece_tokenizer(texts, cache_dir, vocab_size)
+
+
+def wordpiece_tokenizer(
+    texts: Sequence[str], cache_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE
+) -> tuple[PreTrainedTokenizerFast, str]:
+    """Train (or load from the cache) a lower-cased WordPiece tokenizer on ``texts``."""
+    key = corpus_key(texts, vocab_size)
+    path = Path(cache_dir) / f"wordpiece-{key}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _train_wordpiece(texts, vocab_size).save(str(path))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), **SPECIAL_TOKENS)
+    return tokenizer, f"wordpiece:{key}"
+
+
+def _train_wordpiece(texts: Sequence[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    specials = list(SPECIAL_TOKENS.values())
+    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return tokenizer
