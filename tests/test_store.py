@@ -353,3 +353,32 @@ def test_profile_cli_json_fields(run_cli, tmp_path):
     assert code == 2 and "--arch" in err
     code, _, err = run_cli("env", "--json")
     assert code == 0
+
+
+def test_profile_active_cli_stores_and_resumes(run_cli, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(
+        json.dumps(
+            {
+                "layers": [1, 2],
+                "hidden_sizes": [16, 32],
+                "head_counts": [2],
+                "ff_depths": [1],
+                "ff_widths": [32, 64],
+            }
+        )
+    )
+    common = ["--space", space, "--seq-len", 8, "--meter", "estimate", "--max-time", 0.02,
+              "--idle", 0, "--threads", 1, "--db", tmp_path / "a.db", "--json"]  # fmt: skip
+    code, out, err = run_cli("profile", "--active", "--budget", 12, "--initial", 8, *common)
+    assert code == 0, err
+    assert len(out.splitlines()) == 12 and "stopped (budget)" in err
+    code, out, err = run_cli("profile", "--active", "--budget", 13, "--initial", 8, *common)
+    assert code == 0, err
+    assert "resuming: 12" in err and len(out.splitlines()) == 1
+    with Store(tmp_path / "a.db") as store:
+        assert len({m.hash for m in store.measurements()}) == 13
+    code, _, err = run_cli("profile", "--active", *common)
+    assert code == 2 and "--budget" in err
+    code, _, err = run_cli("profile", "--active", "--budget", 14, "--acquisition", "x", *common)
+    assert code == 2 and "acquisition 'x' is unknown" in err

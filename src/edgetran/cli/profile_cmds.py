@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from edgetran.cli._common import fail, print_json, user_errors
+from edgetran.cli._common import fail, print_json, resolve_space, user_errors
 from edgetran.profile import (
     FILE_FORMATS,
     ProfileSettings,
@@ -22,7 +22,7 @@ from edgetran.profile import (
     write_measurements,
 )
 from edgetran.profile.environment import discover
-from edgetran.space import REFERENCE_SPACE, load_architecture, sample
+from edgetran.space import load_architecture, sample
 from edgetran.store import Store
 
 DbOption = Annotated[
@@ -95,16 +95,41 @@ def profile(
     max_time: Annotated[float, typer.Option(min=0, help="Max seconds of timed runs.")] = 30.0,
     idle: Annotated[float, typer.Option(min=0, help="Seconds of idle power measurement.")] = 1.0,
     force: Annotated[bool, typer.Option(help="Re-profile what the store already has.")] = False,
+    active: Annotated[
+        bool,
+        typer.Option("--active", help="Active learning: profile where a surrogate is unsure."),
+    ] = False,
+    budget: Annotated[
+        int | None, typer.Option(min=1, help="--active: measurements in all (stored count).")
+    ] = None,
+    target_mape: Annotated[
+        float | None,
+        typer.Option(min=0, help="--active: stop once held-out latency MAPE ≤ this fraction."),
+    ] = None,
+    initial: Annotated[int, typer.Option(min=1, help="--active: LHS models to start with.")] = 10,
+    pool: Annotated[int, typer.Option(min=1, help="--active: random candidates per step.")] = 64,
+    acquisition: Annotated[
+        str, typer.Option(help="--active: diverse, uncertainty or random.")
+    ] = "diverse",
+    space: Annotated[
+        Path | None, typer.Option(help="Design space file for --sample/--active (YAML/JSON).")
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
-    if bool(arch) == (n_sample is not None):
-        fail("give either --arch (one or more) or --sample N")
+    design_space = resolve_space(space)
+    if active:
+        if arch or n_sample is not None:
+            fail("--active chooses the architectures itself; drop --arch/--sample")
+        if budget is None:
+            fail("--active needs --budget N")
+    elif bool(arch) == (n_sample is not None):
+        fail("give either --arch (one or more), --sample N, or --active --budget N")
     archs = (
         [load_architecture(a) for a in arch]
         if arch
-        else sample(n_sample, method="lhs", seed=seed, space=REFERENCE_SPACE)
+        else sample(n_sample or 1, method="lhs", seed=seed, space=design_space)
     )
     settings = ProfileSettings(
         device=device,
@@ -119,6 +144,12 @@ def profile(
         seed=seed,
     )
     probe = create_meter(meter, device, per_core_w=core_watts)
+    if active:
+        _profile_active(
+            settings, probe, design_space, budget, target_mape, initial, pool, acquisition,
+            db, as_json,
+        )  # fmt: skip
+        return
     with Store(db) as store:
         done = {
             m.hash
@@ -144,6 +175,60 @@ def profile(
                 store.add(measurement)
                 _report(measurement.to_dict(), as_json)
                 progress.advance(task)
+
+
+def _profile_active(
+    settings, probe, design_space, budget, target_mape, initial, pool, acquisition, db, as_json
+) -> None:
+    """Active-learning profiling, resumable: stored measurements of this device, runtime and
+    input shape count towards the budget and are never re-profiled."""
+    from edgetran.surrogate.active import active_learning
+
+    with Store(db) as store:
+        existing = store.measurements(
+            settings.device,
+            runtime=settings.runtime,
+            batch_size=settings.batch_size,
+            seq_len=settings.seq_len,
+        )
+        if existing:
+            typer.echo(f"resuming: {len(existing)} measurements already in the store", err=True)
+        console = Console(stderr=True)
+        with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
+            task = progress.add_task("active profiling", total=budget, completed=len(existing))
+
+            def measured(measurement) -> None:
+                store.add(measurement)
+                _report(measurement.to_dict(), as_json)
+                progress.advance(task)
+
+            def candidates(n: int, rng) -> list:
+                return sample(
+                    n, method="random", seed=int(rng.integers(2**31)), space=design_space
+                )
+
+            start = sample(
+                min(initial, budget), method="lhs", seed=settings.seed, space=design_space
+            )
+            result = active_learning(
+                lambda a: profile_architecture(a, settings, probe),
+                initial=start,
+                candidates=candidates,
+                budget=budget,
+                target_mape=target_mape,
+                pool_size=pool,
+                acquisition=acquisition,
+                seed=settings.seed,
+                existing=existing,
+                on_measured=measured,
+            )  # fmt: skip
+    last = result.history[-1]["holdout_mape"] if result.history else None
+    typer.echo(
+        f"active profiling stopped ({result.stopped_because}) after "
+        f"{len(result.measurements)} measurements"
+        + (f"; held-out latency MAPE {last:.3f}" if last is not None else ""),
+        err=True,
+    )
 
 
 def _report(record: dict, as_json: bool) -> None:

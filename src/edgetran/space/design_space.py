@@ -169,6 +169,14 @@ class DesignSpace:
         return arch.num_layers in self.layers and all(self.layer_on_grid(x) for x in arch.layers)
 
     # -- embedding -------------------------------------------------------------------------------
+    def encode_normalised(self, arch: Architecture) -> list[float]:
+        """The embedding with every position divided by its upper bound (values in [0, 1]),
+        so that distances and learned models do not weigh positions by their integer range."""
+        return [
+            value / max(high, 1)
+            for value, (_, high) in zip(self.encode(arch), self.embedding_bounds(), strict=True)
+        ]
+
     def encode(self, arch: Architecture) -> list[int]:
         """The integer embedding. Off-grid architectures are embedded through :meth:`snap`."""
         if not self.contains(arch):

@@ -127,6 +127,13 @@ def database_url(db: str | Path | None) -> str:
     return text if "://" in text else f"sqlite:///{text}"
 
 
+def _make_parent(url: str) -> None:
+    """Create the folder of a SQLite file, so ``--db new/dir/x.db`` just works."""
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -149,6 +156,7 @@ class Store:
         self.url = database_url(db)
         try:
             if self.url.startswith("sqlite"):
+                _make_parent(self.url)
                 self.engine = create_engine(self.url, connect_args={"timeout": 60})
                 _configure_sqlite(self.engine)
             else:

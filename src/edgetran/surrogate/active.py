@@ -1,16 +1,21 @@
-"""Active-learning profiling: measure few models, chosen where the surrogate knows least.
-
-Status: experimental, not yet wired to ``edgetran profile --active``. On a replay of the A100
-table, pure max-uncertainty sampling did *worse* than random sampling (held-out latency MAPE
-0.104–0.124 against 0.078–0.099 at 30–80 measurements): it chases outliers. A density- or
-diversity-weighted acquisition is the next step.
+"""Active-learning profiling (``edgetran profile --active``): measure few models, chosen
+where the surrogate knows least.
 
 Starting from a Latin-hypercube set, each step fits the surrogate on everything measured, draws
-a fresh random pool of candidates, and profiles the one with the largest predicted relative
-uncertainty (summed over latency, energy and peak power). It stops at the budget, or when the
-latency MAPE on a random held-out split of the measured set meets the target. Every profile is
-handed to ``on_measured`` (the CLI stores it at once), and already-measured architectures are
-passed back in as ``existing``, so a killed run resumes where it stopped.
+a fresh random pool of candidates, and profiles the one with the highest acquisition score. It
+stops at the budget, or when the latency MAPE on a random held-out split of the measured set
+meets the target. Every profile is handed to ``on_measured`` (the CLI stores it at once), and
+already-measured architectures are passed back in as ``existing``, so a killed run resumes
+where it stopped.
+
+Acquisitions (``BENCHMARKS.md``, "Active learning", has the replay figures):
+
+- ``diverse`` (default): predicted relative uncertainty (summed over the metrics) times the
+  distance, in the normalised embedding, to the nearest measured architecture. Pure
+  uncertainty chases outliers on devices whose costs are smooth (the A100 replay), and the
+  distance term keeps it from re-sampling a corner it has already seen;
+- ``uncertainty``: predicted relative uncertainty alone;
+- ``random``: the baseline.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgetran.space import Architecture
+from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.store import Measurement
-from edgetran.surrogate.base import MIN_SAMPLES
+from edgetran.surrogate.base import MIN_SAMPLES, SurrogateError
 from edgetran.surrogate.device import METRICS, DeviceSurrogate, targets
 
 Profiler = Callable[[Architecture], Measurement]
@@ -58,10 +63,37 @@ def _fit(
     return DeviceSurrogate("gbdt", metrics, seed, model_options=FAST_GBDT).fit(measurements)
 
 
-def most_uncertain(surrogate: DeviceSurrogate, pool: Sequence[Architecture]) -> int:
-    """Index of the candidate with the largest summed relative uncertainty."""
+ACQUISITIONS = ("diverse", "uncertainty", "random")
+
+
+def relative_uncertainty(surrogate: DeviceSurrogate, pool: Sequence[Architecture]) -> np.ndarray:
+    """``(n,)`` predicted std / mean, summed over the surrogate's metrics."""
     predictions = surrogate.predict(pool)
-    score = sum(p.std / np.maximum(p.mean, 1e-12) for p in predictions.values())
+    return sum(p.std / np.maximum(p.mean, 1e-12) for p in predictions.values())
+
+
+def distance_to_measured(
+    pool: Sequence[Architecture], measured: Sequence[Architecture]
+) -> np.ndarray:
+    """``(n,)`` Euclidean distance in the normalised embedding to the nearest measured one."""
+    P = np.array([REFERENCE_SPACE.encode_normalised(a) for a in pool])  # (n, 37)
+    M = np.array([REFERENCE_SPACE.encode_normalised(a) for a in measured])  # (m, 37)
+    return np.sqrt(((P[:, None, :] - M[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
+def acquire(
+    acquisition: str,
+    surrogate: DeviceSurrogate,
+    pool: Sequence[Architecture],
+    measured: Sequence[Architecture],
+    rng: np.random.Generator,
+) -> int:
+    """Index in ``pool`` of the next architecture to profile."""
+    if acquisition == "random":
+        return int(rng.integers(len(pool)))
+    score = relative_uncertainty(surrogate, pool)
+    if acquisition == "diverse":
+        score = score * distance_to_measured(pool, measured)
     return int(np.argmax(score))
 
 
@@ -73,11 +105,16 @@ def active_learning(
     budget: int,
     target_mape: float | None = None,
     pool_size: int = 64,
+    acquisition: str = "diverse",
     seed: int = 0,
     existing: Sequence[Measurement] = (),
     on_measured: Callable[[Measurement], None] | None = None,
 ) -> ActiveResult:
     """Profile up to ``budget`` architectures (``existing`` ones count towards it)."""
+    if acquisition not in ACQUISITIONS:
+        raise SurrogateError(
+            f"acquisition {acquisition!r} is unknown; allowed: {', '.join(ACQUISITIONS)}"
+        )
     rng = np.random.default_rng(seed)
     measured = list(existing)
     seen = {m.hash for m in measured}
@@ -106,10 +143,11 @@ def active_learning(
         if not pool:
             result.stopped_because = "no candidates left"
             return result
-        if len(measured) < MIN_SAMPLES + 2:
+        if len(measured) < MIN_SAMPLES + 2 or acquisition == "random":
             take(pool[int(rng.integers(len(pool)))])
             continue
-        take(pool[most_uncertain(_fit(measured, seed), pool)])
+        archs = [Architecture.from_dict(m.model_dict) for m in measured]
+        take(pool[acquire(acquisition, _fit(measured, seed), pool, archs, rng)])
     return result
 
 

@@ -60,8 +60,7 @@ def architecture_features(
     arch: Architecture, batch_size: int = 1, seq_len: int = 128
 ) -> np.ndarray:
     """One feature row (see :func:`feature_names`)."""
-    bounds = np.array([high for _, high in REFERENCE_SPACE.embedding_bounds()], dtype=float)
-    embedding = np.array(REFERENCE_SPACE.encode(arch), dtype=float) / np.maximum(bounds, 1.0)
+    embedding = np.array(REFERENCE_SPACE.encode_normalised(arch))
     report = estimate_costs(arch, batch_size=batch_size, seq_len=seq_len)
     kinds = {kind: [0, 0, 0] for kind in COST_KINDS}
     for kind, cost in report.by_kind().items():

@@ -89,19 +89,13 @@ def nearest_trained(
     ]
     if not candidates:
         return None
-    target = normalised_embedding(arch)
+    target = np.array(REFERENCE_SPACE.encode_normalised(arch))
 
     def distance(entry: dict[str, Any]) -> float:
-        other = normalised_embedding(Architecture.from_dict(entry["model_dict"]))
-        return float(np.linalg.norm(other - target))
+        other = Architecture.from_dict(entry["model_dict"])
+        return float(np.linalg.norm(np.array(REFERENCE_SPACE.encode_normalised(other)) - target))
 
     return min(candidates, key=distance)
-
-
-def normalised_embedding(arch: Architecture) -> np.ndarray:
-    """The reference embedding with every position scaled to [0, 1]."""
-    high = np.array([hi for _, hi in REFERENCE_SPACE.embedding_bounds()], dtype=float)
-    return np.asarray(REFERENCE_SPACE.encode(arch), dtype=float) / np.maximum(high, 1)
 
 
 def evaluate(
