@@ -113,11 +113,13 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=Path("bench-accuracy"))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--skip-quick", action="store_true")
+    parser.add_argument("--skip-transfer", action="store_true")
     args = parser.parse_args()
     began = time.perf_counter()
     if not args.skip_quick:
         quick_accuracies(args.workspace)
-    transfer_steps(args.workspace, args.steps)
+    if not args.skip_transfer:
+        transfer_steps(args.workspace, args.steps)
     print(f"total {time.perf_counter() - began:.0f} s")
 
 

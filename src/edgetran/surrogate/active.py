@@ -106,11 +106,16 @@ def active_learning(
     target_mape: float | None = None,
     pool_size: int = 64,
     acquisition: str = "diverse",
+    metrics: Sequence[str] = tuple(METRICS),
     seed: int = 0,
     existing: Sequence[Measurement] = (),
     on_measured: Callable[[Measurement], None] | None = None,
 ) -> ActiveResult:
-    """Profile up to ``budget`` architectures (``existing`` ones count towards it)."""
+    """Profile up to ``budget`` architectures (``existing`` ones count towards it).
+
+    ``metrics`` are those whose uncertainty drives the acquisition; the held-out latency MAPE
+    (``history``) is computed only when there is a ``target_mape`` to check it against.
+    """
     if acquisition not in ACQUISITIONS:
         raise SurrogateError(
             f"acquisition {acquisition!r} is unknown; allowed: {', '.join(ACQUISITIONS)}"
@@ -133,10 +138,10 @@ def active_learning(
         if arch.hash not in seen:
             take(arch)
     while len(measured) < budget:
-        if len(measured) >= max(MIN_SAMPLES + 2, 10):
+        if target_mape is not None and len(measured) >= max(MIN_SAMPLES + 2, 10):
             error = holdout_mape(measured, seed)
             result.history.append({"n": len(measured), "holdout_mape": error})
-            if target_mape is not None and error <= target_mape:
+            if error <= target_mape:
                 result.stopped_because = "target"
                 return result
         pool = [a for a in candidates(pool_size, rng) if a.hash not in seen]
@@ -147,7 +152,8 @@ def active_learning(
             take(pool[int(rng.integers(len(pool)))])
             continue
         archs = [Architecture.from_dict(m.model_dict) for m in measured]
-        take(pool[acquire(acquisition, _fit(measured, seed), pool, archs, rng)])
+        surrogate = _fit(measured, seed, metrics)
+        take(pool[acquire(acquisition, surrogate, pool, archs, rng)])
     return result
 
 

@@ -131,9 +131,11 @@ def finetune(
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", *settings.learning_rate_range, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(settings.batch_sizes))
-        model = classifier_from_pretrained(mlm, task.num_labels)
         seed = settings.seed + trial.number
-        _train(model, train, lr, batch_size, settings, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the new pooler and classifier, and dropout
+            model = classifier_from_pretrained(mlm, task.num_labels)
+            _train(model, train, lr, batch_size, settings, seed)
         dev_score = evaluate_split(model, dev, task.metric, task.num_labels)
         if dev_score > best["score"]:
             best.update(score=dev_score, state=copy.deepcopy(model.state_dict()), model=model)
@@ -184,22 +186,18 @@ def evaluate_split(
 
 
 def _train(model, data: TokenisedTexts, lr: float, batch_size: int, settings, seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # dropout
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=lr, weight_decay=settings.weight_decay
-        )
-        warmup = round(settings.warmup_ratio * settings.steps)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, settings.steps)
-        model.train()
-        for step in range(settings.steps):
-            batch = data.batch(data.rows(step, batch_size, seed))
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
+    warmup = round(settings.warmup_ratio * settings.steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, settings.steps)
+    model.train()
+    for step in range(settings.steps):
+        batch = data.batch(data.rows(step, batch_size, seed))
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
 
 
 def _encode(tokenizer, split, max_length: int) -> TokenisedTexts:

@@ -1,0 +1,281 @@
+"""BOSHCODE: a two-input heteroscedastic surrogate with gradient-based acquisition (GOBI).
+
+Reference: ``protran-boshcode.md`` §4–5. The surrogate has an architecture branch (normalised
+37-position embedding) and a device branch (one-hot, or features that describe the device, so
+a new device needs no new input width), joined into
+
+- a **teacher** with dropout (the mean),
+- a **student** trained on the teacher's MC-dropout spread (epistemic uncertainty),
+- an **NPN** (natural-parameter network) whose output variance is the aleatoric uncertainty.
+
+Fixes against the reference: inputs lie in [0, 1] and targets are standardised (the reference
+fed raw integers up to 21804 into sigmoids); training uses mini-batches, not one sample at a
+time; a NaN loss stops a network instead of being written into its history.
+
+Each proposal (:meth:`Boshcode.propose`): with probability α the most (epistemically)
+uncertain candidate of the pool, with probability β a random one, otherwise GOBI: K starts
+drawn from the pool, inputs relaxed to [0, 1] and moved by gradient ascent on the UCB
+``mean + k·σ``, then projected to the nearest pool candidate (mean |Δx| over both inputs, as in
+the reference). ``σ`` is epistemic; the aleatoric term is added once the best value has not
+improved for ``patience`` evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ALPHA = (4 - 2 * math.sqrt(2), -math.log(math.sqrt(2) + 1))
+
+
+# -- networks ---------------------------------------------------------------------------------
+def _branch(d: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, 32), nn.Softplus(), nn.Linear(32, 32), nn.Softplus())
+
+
+class _TwoInput(nn.Module):
+    """Architecture and device branches (each → 32), concatenated (→ 64), then a head."""
+
+    def __init__(self, d_arch: int, d_device: int, head: nn.Module) -> None:
+        super().__init__()
+        self.arch, self.device, self.head = _branch(d_arch), _branch(d_device), head
+
+    def forward(self, xa: torch.Tensor, xd: torch.Tensor) -> torch.Tensor:  # → (n,)
+        return self.head(torch.cat([self.arch(xa), self.device(xd)], dim=-1)).squeeze(-1)
+
+
+def teacher(d_arch: int, d_device: int) -> _TwoInput:
+    head = nn.Sequential(
+        nn.Linear(64, 64), nn.Softplus(), nn.Dropout(0.3),
+        nn.Linear(64, 32), nn.Softplus(), nn.Dropout(0.3), nn.Linear(32, 1),
+    )  # fmt: skip
+    return _TwoInput(d_arch, d_device, head)
+
+
+def student(d_arch: int, d_device: int) -> _TwoInput:
+    head = nn.Sequential(nn.Linear(64, 32), nn.Softplus(), nn.Linear(32, 1), nn.Softplus())
+    return _TwoInput(d_arch, d_device, head)
+
+
+class NPNLinear(nn.Module):
+    """Gaussian linear layer: weights with means and variances (softplus-parametrised)."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        scale = math.sqrt(6) / math.sqrt(d_in + d_out)
+        self.w_m = nn.Parameter(2 * scale * (torch.rand(d_in, d_out) - 0.5))
+        w_s = 0.01 * scale * torch.rand(d_in, d_out)
+        self.w_p = nn.Parameter(torch.log(torch.expm1(w_s.clamp_min(1e-8))))
+        self.b_m = nn.Parameter(torch.zeros(d_out))
+        self.b_p = nn.Parameter(torch.full((d_out,), -10.0))
+
+    def forward(self, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w_s, b_s = F.softplus(self.w_p), F.softplus(self.b_p)
+        mean = m @ self.w_m + self.b_m
+        var = s @ w_s + s @ self.w_m**2 + m**2 @ w_s + b_s
+        return mean, var
+
+
+def npn_relu(m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moment-matched ReLU of a Gaussian (Φ approximated by a scaled sigmoid)."""
+    std = s.clamp_min(1e-12).sqrt()
+    ratio = m / std
+    cdf = torch.sigmoid(math.sqrt(8 / math.pi) * ratio)
+    pdf = torch.exp(-0.5 * ratio**2) / math.sqrt(2 * math.pi)
+    mean = m * cdf + std * pdf
+    var = (m**2 + s) * cdf + m * std * pdf - mean**2
+    return mean, var.clamp_min(1e-12)
+
+
+def npn_sigmoid(m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    alpha, beta = ALPHA
+    mean = torch.sigmoid(m / torch.sqrt(1 + math.pi * s / 8))
+    second = torch.sigmoid(alpha * (m + beta) / torch.sqrt(1 + math.pi * alpha**2 * s / 8))
+    return mean, (second - mean**2).clamp_min(1e-12)
+
+
+class NPN(nn.Module):
+    """Aleatoric model: (xa, xd) → mean and variance of the target scaled to (0, 1)."""
+
+    def __init__(self, d_arch: int, d_device: int) -> None:
+        super().__init__()
+        self.l1, self.l2, self.l3 = (
+            NPNLinear(d_arch + d_device, 32),
+            NPNLinear(32, 32),
+            NPNLinear(32, 1),
+        )
+
+    def forward(self, xa: torch.Tensor, xd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = torch.cat([xa, xd], dim=-1)
+        m, s = npn_relu(*self.l1(m, torch.zeros_like(m)))
+        m, s = npn_relu(*self.l2(m, s))
+        m, s = npn_sigmoid(*self.l3(m, s))
+        return m.squeeze(-1), s.squeeze(-1)
+
+
+# -- the surrogate --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BoshcodeSettings:
+    """Surrogate and acquisition settings (defaults follow the reference drivers)."""
+
+    ucb_k: float = 0.5
+    alpha: float = 0.1
+    beta: float = 0.1
+    starts: int = 10
+    gobi_steps: int = 50
+    gobi_lr: float = 0.05
+    epochs: int = 150
+    warm_epochs: int = 40
+    batch_size: int = 32
+    mc_samples: int = 10
+    patience: int = 10
+    n_initial: int = 10
+
+    def __post_init__(self) -> None:
+        from edgetran.search.objectives import SearchError
+
+        if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):
+            raise SearchError(
+                f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
+            )
+        for name in ("starts", "gobi_steps", "epochs", "batch_size", "mc_samples", "n_initial"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
+
+
+class Boshcode:
+    """The BOSHCODE surrogate and proposer.
+
+    ``fit`` (warm-started after the first call) on arrays ``xa (n, d_a)``, ``xd (n, d_d)`` in
+    [0, 1] and targets ``y (n,)`` to maximise; ``propose`` returns an index into a pool.
+    """
+
+    def __init__(self, settings: BoshcodeSettings = BoshcodeSettings(), seed: int = 0) -> None:
+        self.settings = settings
+        self.seed = seed
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, xa: np.ndarray, xd: np.ndarray, y: np.ndarray, step: int = 0) -> Boshcode:
+        torch.manual_seed(self.seed * 100_003 + step)
+        xa_t, xd_t = _tensor(xa), _tensor(xd)
+        self.y_mean_, self.y_std_ = float(np.mean(y)), float(np.std(y)) or 1.0
+        z = _tensor((y - self.y_mean_) / self.y_std_)
+        lo, hi = float(np.min(y)), float(np.max(y))
+        self.y_lo_, self.y_span_ = lo, (hi - lo) or 1.0
+        unit = _tensor(0.1 + 0.8 * (y - lo) / self.y_span_)  # NPN sigmoid targets in (0, 1)
+        warm = hasattr(self, "teacher_")
+        if not warm:
+            self.teacher_ = teacher(xa.shape[1], xd.shape[1])
+            self.student_ = student(xa.shape[1], xd.shape[1])
+            self.npn_ = NPN(xa.shape[1], xd.shape[1])
+        epochs = self.settings.warm_epochs if warm else self.settings.epochs
+        self._train(self.teacher_, (xa_t, xd_t), z, epochs, _mse)
+        spread = self._mc_spread(xa_t, xd_t).detach()
+        self._train(self.student_, (xa_t, xd_t), spread, epochs, _mse)
+        self._train(self.npn_, (xa_t, xd_t), unit, epochs, _aleatoric_loss, lr=3e-3)
+        return self
+
+    def _train(self, model, inputs, target, epochs, loss_fn, lr: float = 2e-3) -> None:
+        optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+        n = len(target)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(n)
+            for start in range(0, n, self.settings.batch_size):
+                rows = order[start : start + self.settings.batch_size]
+                loss = loss_fn(model(*(x[rows] for x in inputs)), target[rows])
+                if not torch.isfinite(loss):
+                    return  # keep the last finite weights
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        model.eval()
+
+    def _mc_spread(self, xa: torch.Tensor, xd: torch.Tensor) -> torch.Tensor:
+        self.teacher_.train()  # dropout on
+        with torch.no_grad():
+            draws = torch.stack([self.teacher_(xa, xd) for _ in range(self.settings.mc_samples)])
+        self.teacher_.eval()
+        return draws.std(dim=0)
+
+    # -- prediction -----------------------------------------------------------------------------
+    def predict(self, xa: np.ndarray, xd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, epistemic std, aleatoric std)`` in target units, each ``(n,)``."""
+        with torch.no_grad():
+            mean, epistemic, aleatoric = self._predict_t(_tensor(xa), _tensor(xd))
+        return mean.numpy(), epistemic.numpy(), aleatoric.numpy()
+
+    def _predict_t(self, xa: torch.Tensor, xd: torch.Tensor):
+        mean = self.teacher_(xa, xd) * self.y_std_ + self.y_mean_
+        epistemic = self.student_(xa, xd) * self.y_std_
+        _, var = self.npn_(xa, xd)
+        aleatoric = var.sqrt() * self.y_span_ / 0.8
+        return mean, epistemic, aleatoric
+
+    def acquisition(self, xa: torch.Tensor, xd: torch.Tensor, aleatoric: bool) -> torch.Tensor:
+        mean, epistemic, noise = self._predict_t(xa, xd)
+        sigma = epistemic + noise if aleatoric else epistemic
+        return mean + self.settings.ucb_k * sigma
+
+    # -- proposing ------------------------------------------------------------------------------
+    def propose(
+        self, pool_a: np.ndarray, pool_d: np.ndarray, rng: np.random.Generator, aleatoric: bool
+    ) -> tuple[int, str]:
+        """Index into the pool ``(pool_a (m, d_a), pool_d (m, d_d))`` and how it was chosen."""
+        p = rng.random()
+        if p < self.settings.alpha:
+            _, epistemic, _ = self.predict(pool_a, pool_d)
+            return int(np.argmax(epistemic)), "uncertainty"
+        if p < self.settings.alpha + self.settings.beta:
+            return int(rng.integers(len(pool_a))), "random"
+        return self.gobi(pool_a, pool_d, rng, aleatoric), "gobi"
+
+    def gobi(self, pool_a, pool_d, rng, aleatoric: bool) -> int:
+        """Gradient ascent on the UCB from K pool starts, projected back to the pool."""
+        starts = rng.choice(
+            len(pool_a), size=min(self.settings.starts, len(pool_a)), replace=False
+        )
+        xa = _tensor(pool_a[starts]).requires_grad_(True)
+        xd = _tensor(pool_d[starts]).requires_grad_(True)
+        for module in (self.teacher_, self.student_, self.npn_):
+            module.requires_grad_(False)
+        optimiser = torch.optim.Adam([xa, xd], lr=self.settings.gobi_lr)
+        for _ in range(self.settings.gobi_steps):
+            optimiser.zero_grad()
+            (-self.acquisition(xa, xd, aleatoric).sum()).backward()
+            optimiser.step()
+            with torch.no_grad():
+                xa.clamp_(0, 1)
+                xd.clamp_(0, 1)
+        for module in (self.teacher_, self.student_, self.npn_):
+            module.requires_grad_(True)
+        picks = sorted({_nearest(pool_a, pool_d, a, d) for a, d in zip(
+            xa.detach().numpy(), xd.detach().numpy(), strict=True)})  # fmt: skip
+        with torch.no_grad():
+            scores = self.acquisition(_tensor(pool_a[picks]), _tensor(pool_d[picks]), aleatoric)
+        return picks[int(torch.argmax(scores))]
+
+
+def _nearest(pool_a: np.ndarray, pool_d: np.ndarray, a: np.ndarray, d: np.ndarray) -> int:
+    """The reference projection: minimum mean |Δx_arch| + mean |Δx_device|."""
+    distance = np.abs(pool_a - a).mean(axis=1) + np.abs(pool_d - d).mean(axis=1)
+    return int(np.argmin(distance))
+
+
+def _tensor(x: np.ndarray | Sequence) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+
+def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(prediction, target)
+
+
+def _aleatoric_loss(prediction: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor):
+    mean, var = prediction
+    return 0.5 * ((mean - target) ** 2 / var + torch.log(var)).mean()

@@ -1,0 +1,96 @@
+"""Co-search objectives: the reference scalarisation and Pareto search under budgets.
+
+Metrics use the reference units of a (model, device) pair: ``accuracy`` (fraction),
+``latency`` (s per sequence), ``energy`` (J per sequence), ``peak_power`` (W).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgetran.errors import EdgeTranError
+
+METRIC_KEYS = ("accuracy", "latency", "energy", "peak_power")
+#: Pareto directions: accuracy up, the costs down.
+DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
+
+
+class SearchError(EdgeTranError, ValueError):
+    """Search settings or inputs are unusable."""
+
+
+@dataclass(frozen=True)
+class PaperObjective:
+    """``perf = w_a·accuracy + w_l·(1 − latency/L) + w_e·(1 − energy/E) + w_p·(1 − P/Pn)``,
+    maximised (reference ``run_codesign.py``; defaults 0.5/0.2/0.2/0.1, 1000 s, 2000 J, 300 W).
+    """
+
+    accuracy_weight: float = 0.5
+    latency_weight: float = 0.2
+    energy_weight: float = 0.2
+    peak_power_weight: float = 0.1
+    latency_norm_s: float = 1000.0
+    energy_norm_j: float = 2000.0
+    peak_power_norm_w: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("latency_norm_s", "energy_norm_j", "peak_power_norm_w"):
+            if getattr(self, name) <= 0:
+                raise SearchError(f"{name}={getattr(self, name)}; expected a positive number")
+
+    def value(self, metrics: Mapping[str, float]) -> float:
+        return (
+            self.accuracy_weight * metrics["accuracy"]
+            + self.latency_weight * (1 - metrics["latency"] / self.latency_norm_s)
+            + self.energy_weight * (1 - metrics["energy"] / self.energy_norm_j)
+            + self.peak_power_weight * (1 - metrics["peak_power"] / self.peak_power_norm_w)
+        )
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """User budgets (``None`` = unconstrained). Predicted values are checked on the upper end
+    of their 90% interval (the lower end for accuracy), so a pair is never called feasible on
+    the strength of an optimistic guess."""
+
+    max_latency_ms: float | None = None
+    max_energy_mj: float | None = None
+    max_peak_power_w: float | None = None
+    min_accuracy: float | None = None
+
+    def violations(
+        self,
+        metrics: Mapping[str, float],
+        upper: Mapping[str, float] | None = None,
+        lower: Mapping[str, float] | None = None,
+    ) -> list[str]:
+        """Names of the violated budgets."""
+        upper, lower = upper or metrics, lower or metrics
+        checks = (
+            ("max_latency_ms", upper["latency"] * 1e3, self.max_latency_ms, 1),
+            ("max_energy_mj", upper["energy"] * 1e3, self.max_energy_mj, 1),
+            ("max_peak_power_w", upper["peak_power"], self.max_peak_power_w, 1),
+            ("min_accuracy", lower["accuracy"], self.min_accuracy, -1),
+        )
+        return [
+            name
+            for name, value, bound, sign in checks
+            if bound is not None and sign * (value - bound) > 0
+        ]
+
+
+def pareto_mask(points: Sequence[Sequence[float]]) -> np.ndarray:
+    """``(n,)`` True where a point of ``(accuracy, latency, energy, peak_power)`` rows is not
+    dominated (accuracy maximised, the rest minimised)."""
+    P = np.asarray(points, dtype=float).copy()
+    if len(P) == 0:
+        return np.zeros(0, dtype=bool)
+    P[:, 0] = -P[:, 0]  # all minimised
+    keep = np.ones(len(P), dtype=bool)
+    for i in range(len(P)):
+        dominated = (P[i] >= P).all(axis=1) & (P[i] > P).any(axis=1)
+        keep[i] = not dominated.any()
+    return keep
