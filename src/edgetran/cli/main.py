@@ -12,6 +12,7 @@ from edgetran.cli import model_cmds, space_cmds, surrogate_cmds, train_cmds
 from edgetran.cli.demo import demo
 from edgetran.cli.export_cmd import export
 from edgetran.cli.profile_cmds import env, measurements_app, profile
+from edgetran.cli.search_cmd import search
 
 app = typer.Typer(
     help="EdgeTran: co-design heterogeneous transformer encoders and edge devices.",
@@ -29,6 +30,7 @@ app.add_typer(measurements_app, name="measurements")
 app.add_typer(surrogate_cmds.app, name="surrogate")
 app.add_typer(train_cmds.app, name="train")
 app.command()(train_cmds.evaluate)
+app.command()(search)
 
 
 @app.callback()

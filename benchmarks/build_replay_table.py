@@ -1,0 +1,67 @@
+"""Build the co-search replay table from the five ProTran devices in ../shared/data.
+
+Hardware metrics are the recorded ones (per sequence). Accuracy is a **stand-in**, not a
+measurement: the reference GLUE scores exist for 13 models only, and our quick-budget oracle
+cannot train BERT-Base-sized models on this CPU. The stand-in is a fixed, smooth function of
+the architecture with a little deterministic per-architecture noise:
+
+    accuracy = 0.60 + 0.20·σ((log10(parameters) − 7.6) / 0.25)
+               + 0.03·(share of self-attention heads) + 0.01·(share of DFT/DCT heads)
+               − 0.01·|layers − 8| / 8 + N(0, 0.004) seeded by the architecture hash
+
+so larger, attention-rich models score higher, as on GLUE, and the search has to trade that
+against the devices' costs.
+
+    python benchmarks/build_replay_table.py --out /tmp/replay.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edgetran.model.costs import estimate_costs
+from edgetran.profile import read_measurements
+from edgetran.space import Architecture
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "protran"
+
+
+def stand_in_accuracy(arch: Architecture) -> float:
+    params = estimate_costs(arch, batch_size=1, seq_len=128).parameters
+    ops = [op for layer in arch.layers for op in layer.ops]
+    attention = sum(op.startswith("sa_") for op in ops) / len(ops)
+    spectral = sum(op.startswith("l_") for op in ops) / len(ops)
+    noise = np.random.default_rng(int(arch.hash[:8], 16)).normal(0, 0.004)
+    size = 1 / (1 + math.exp(-(math.log10(params) - 7.6) / 0.25))
+    depth = abs(arch.num_layers - 8) / 8
+    return 0.60 + 0.20 * size + 0.03 * attention + 0.01 * spectral - 0.01 * depth + noise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    lines = []
+    for path in sorted(DATA.glob("*.json")):
+        for m in read_measurements(path, "protran", None):
+            arch = Architecture.from_dict(m.model_dict)
+            metrics = {
+                "accuracy": round(stand_in_accuracy(arch), 6),
+                "latency": m.latency_s_per_seq,
+                "energy": m.energy_j_per_seq,
+                "peak_power": m.peak_power_w,
+            }
+            lines.append(
+                json.dumps({"arch": m.model_dict, "device": path.stem, "metrics": metrics})
+            )
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"{len(lines)} pairs → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

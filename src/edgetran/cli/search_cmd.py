@@ -1,0 +1,163 @@
+"""``edgetran search``: co-search of (model, device) pairs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from edgetran.cli._common import fail, print_json, resolve_space, user_errors
+from edgetran.search import (
+    OBJECTIVES,
+    SAMPLERS,
+    Constraints,
+    ReplayEvaluator,
+    SearchSettings,
+    run_search,
+)
+from edgetran.store import database_url
+
+
+@user_errors
+def search(
+    benchmark: Annotated[
+        Path | None, typer.Option("--benchmark", help="Replay table (JSON Lines).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Live search: accuracy task.")] = None,
+    devices: Annotated[
+        str | None, typer.Option(help="Live search: devices, comma-separated.")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help=", ".join(SAMPLERS))] = "boshcode",
+    budget: Annotated[int, typer.Option(min=1, help="Evaluations in all.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    objective: Annotated[str, typer.Option(help="paper or pareto.")] = "paper",
+    max_latency_ms: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
+    max_energy_mj: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
+    max_peak_power_w: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
+    space: Annotated[
+        Path | None, typer.Option(help="Live search: design space file (default: reference).")
+    ] = None,
+    accuracy_budget: Annotated[
+        str, typer.Option(help="Live search: accuracy-oracle budget (quick/standard/full).")
+    ] = "quick",
+    device_features: Annotated[
+        Path | None,
+        typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default from the options).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stored search.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find the (model, device) pair that maximises accuracy and minimises cost."""
+    if (benchmark is None) == (task is None):
+        fail("give either --benchmark FILE.jsonl or --task TASK --devices D1,D2,…")
+    if sampler not in SAMPLERS:
+        fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(SAMPLERS)}")
+    if objective not in OBJECTIVES:
+        fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
+    evaluator = (
+        ReplayEvaluator(benchmark)
+        if benchmark
+        else _live(task, devices, db, accuracy_budget, space)
+    )
+    settings = SearchSettings(
+        sampler=sampler,
+        budget=budget,
+        seed=seed,
+        objective=objective,
+        constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
+        device_features=_features(device_features),
+    )
+    source = benchmark.stem if benchmark else f"{task}-{devices}".replace("/", "_")
+    name = study or f"{source}-{sampler}-{objective}-seed{seed}"
+    console = Console(stderr=True)
+    with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
+        bar = progress.add_task("searching", total=budget)
+
+        def report(n: int, record) -> None:
+            progress.update(bar, completed=n)
+            if verbose:
+                m = record.evaluation.metrics
+                console.print(
+                    f"{n:4d} {record.how:>11} {record.pair.device:>24} "
+                    f"{record.pair.arch.hash[:10]} acc {m['accuracy']:.4f} "
+                    f"lat {m['latency']:.4g}s E {m['energy']:.4g}J P {m['peak_power']:.4g}W "
+                    f"→ {record.value:.5f}"
+                )
+
+        result = run_search(
+            evaluator, settings, storage=database_url(db), study_name=name, resume=resume,
+            on_evaluation=report,
+        )  # fmt: skip
+    out = {**result.to_dict(), "sampler": sampler, "seed": seed, "study": name}
+    if as_json:
+        print_json(out)
+        return
+    best = out["best"]
+    if best is None:
+        typer.echo("no feasible pair found")
+        return
+    typer.echo(
+        f"best: {best['device']} {json.dumps(best['arch'])} objective {best['objective']:.5f} "
+        f"(evaluation {out['evaluations_to_best']} of {out['evaluations']})"
+    )
+
+
+def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, space):
+    """Accuracy from the oracle; hardware measured in the store, else from a surrogate fitted
+    on the store's measurements of that device."""
+    from edgetran.search import LiveEvaluator
+    from edgetran.store import Store
+    from edgetran.surrogate import DeviceSurrogate
+    from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
+
+    if not devices:
+        fail("--task needs --devices D1,D2,… (devices with measurements in the store)")
+    if accuracy_budget not in BUDGETS:
+        fail(f"--accuracy-budget {accuracy_budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
+    names = [d.strip() for d in devices.split(",") if d.strip()]
+    store = Store(db)
+    measured, surrogates = {}, {}
+    for device in names:
+        items = store.measurements(device)
+        if not items:
+            fail(f"no measurements of device {device!r} in the store (profile it first)")
+        shape = (items[0].batch_size, items[0].seq_len)
+        items = [m for m in items if (m.batch_size, m.seq_len) == shape]
+        for m in items:
+            measured[(m.hash, device)] = {
+                "latency": m.latency_s_per_seq,
+                "energy": m.energy_j_per_seq,
+                "peak_power": m.peak_power_w,
+            }
+        surrogates[device] = DeviceSurrogate().fit(items)
+
+    def accuracy(arch) -> float:
+        result = evaluate(arch, task, accuracy_budget, store=store, workspace=DEFAULT_WORKSPACE)
+        return result["accuracy"]
+
+    return LiveEvaluator(accuracy, measured, surrogates, resolve_space(space))
+
+
+def _features(path: Path | None) -> dict[str, tuple[float, ...]] | None:
+    if path is None:
+        return None
+    from edgetran.errors import read_json_file
+
+    data = read_json_file(path)
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        fail(f"{path}: expected a JSON object {{device: [numbers]}}")
+    return {k: tuple(float(x) for x in v) for k, v in data.items()}

@@ -1,0 +1,125 @@
+"""Evaluators: what a (model, device) pair scores — replayed from a table, or live.
+
+An evaluator offers candidate pairs and evaluates one at a time. ``evaluate`` returns
+:class:`Evaluation`: the four metrics, which of them are predicted rather than measured, and
+the 90% interval ends of predicted values (constraints are checked on them).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetran.search.objectives import METRIC_KEYS, SearchError
+from edgetran.search.table import Pair, read_table
+from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one pair; ``predicted`` names estimated metrics, with interval ends."""
+
+    metrics: dict[str, float]
+    predicted: list[str] = field(default_factory=list)
+    lower: dict[str, float] = field(default_factory=dict)
+    upper: dict[str, float] = field(default_factory=dict)
+
+
+class Evaluator(abc.ABC):
+    """Contract: ``devices`` is fixed; ``candidates`` returns pairs not in ``exclude`` (keys);
+    ``evaluate`` is deterministic for a pair and may be slow (it trains or profiles)."""
+
+    devices: tuple[str, ...]
+
+    @abc.abstractmethod
+    def candidates(self, n: int, rng: np.random.Generator, exclude: set[str]) -> list[Pair]:
+        """Up to ``n`` distinct pairs whose keys are not in ``exclude``."""
+
+    @abc.abstractmethod
+    def evaluate(self, pair: Pair) -> Evaluation:
+        """The pair's metrics."""
+
+
+class ReplayEvaluator(Evaluator):
+    """Recorded pairs only: the pool is the table, each query one evaluation."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.table = read_table(path)
+        self.devices = tuple(sorted({pair.device for pair, _ in self.table.values()}))
+
+    def candidates(self, n, rng, exclude) -> list[Pair]:
+        keys = [k for k in self.table if k not in exclude]
+        if len(keys) > n:
+            keys = [keys[i] for i in np.sort(rng.choice(len(keys), n, replace=False))]
+        return [self.table[k][0] for k in keys]
+
+    def evaluate(self, pair: Pair) -> Evaluation:
+        if pair.key not in self.table:
+            raise SearchError(f"pair {pair.key} is not in the benchmark table")
+        return Evaluation(dict(self.table[pair.key][1]))
+
+
+class LiveEvaluator(Evaluator):
+    """Accuracy from the accuracy oracle; hardware from the store when measured there, else
+    from the device's surrogate (flagged as predicted, with its 90% interval).
+
+    Args:
+        accuracy: ``arch → accuracy`` (e.g. a bound :func:`edgetran.train.evaluate`).
+        measured: ``(arch hash, device) → metrics`` already in the store.
+        surrogates: ``device → DeviceSurrogate`` for the rest (they predict per batch, and are
+            divided by the batch size of the measurements they learned from).
+        space: where candidate architectures are sampled.
+    """
+
+    def __init__(self, accuracy, measured, surrogates, space: DesignSpace = REFERENCE_SPACE):
+        self.accuracy = accuracy
+        self.measured = measured
+        self.surrogates = surrogates
+        self.devices = tuple(sorted(surrogates))
+        self.space = space
+
+    def candidates(self, n, rng, exclude) -> list[Pair]:
+        archs = sample(n, method="random", seed=int(rng.integers(2**31)), space=self.space)
+        devices = rng.choice(len(self.devices), size=n)
+        pairs = [Pair(a, self.devices[d]) for a, d in zip(archs, devices, strict=True)]
+        return list({p.key: p for p in pairs if p.key not in exclude}.values())
+
+    def evaluate(self, pair: Pair) -> Evaluation:
+        evaluation = Evaluation({"accuracy": float(self.accuracy(pair.arch))})
+        stored = self.measured.get((pair.arch.hash, pair.device))
+        if stored is not None:
+            evaluation.metrics.update(stored)
+            return evaluation
+        predictions = self.surrogates[pair.device].predict([pair.arch], level=0.9)
+        for metric in METRIC_KEYS[1:]:
+            p = predictions[metric]
+            evaluation.metrics[metric] = float(p.mean[0])
+            evaluation.lower[metric], evaluation.upper[metric] = (
+                float(p.lower[0]),
+                float(p.upper[0]),
+            )
+            evaluation.predicted.append(metric)
+        return evaluation
+
+
+def device_matrix(
+    devices: Sequence[str], features: dict[str, Sequence[float]] | None = None
+) -> dict[str, np.ndarray]:
+    """``device → vector`` in [0, 1]: one-hot, or the given features min–max scaled."""
+    if not features:
+        eye = np.eye(len(devices))
+        return {d: eye[i] for i, d in enumerate(devices)}
+    missing = [d for d in devices if d not in features]
+    if missing:
+        raise SearchError(f"device features missing for {', '.join(missing)}")
+    F = np.array([features[d] for d in devices], dtype=float)
+    span = np.where(np.ptp(F, axis=0) > 0, np.ptp(F, axis=0), 1.0)
+    return {d: (F[i] - F.min(axis=0)) / span for i, d in enumerate(devices)}
+
+
+def arch_vector(pair: Pair) -> np.ndarray:
+    return np.asarray(REFERENCE_SPACE.encode_normalised(pair.arch))

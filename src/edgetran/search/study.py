@@ -1,0 +1,309 @@
+"""The co-search loop: an Optuna study (ask/tell) of (model, device) pairs, resumable.
+
+Every evaluation is one COMPLETE trial whose parameters are the evaluated pair (37 embedding
+positions ``e0``…``e36`` and ``device``) and whose user attributes hold the ``model_dict``,
+metrics and flags. Optuna's samplers propose through ``ask``; their proposal is projected to the
+nearest unevaluated candidate, the proposal trial is closed as FAIL (tagged ``proposal``; every
+Optuna sampler ignores failed trials), and the evaluated pair is added as its own trial. So
+each sampler learns from exactly the pairs evaluated, the study in the database is the whole
+state, and ``resume`` continues a killed search without losing or repeating an evaluation.
+
+BOSHCODE proposes from its own surrogate, refitted on the completed trials at each step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgetran.search.boshcode import Boshcode, BoshcodeSettings
+from edgetran.search.evaluators import Evaluation, Evaluator, arch_vector, device_matrix
+from edgetran.search.objectives import (
+    DIRECTIONS,
+    METRIC_KEYS,
+    Constraints,
+    PaperObjective,
+    SearchError,
+    pareto_mask,
+)
+from edgetran.search.table import Pair
+from edgetran.space import REFERENCE_SPACE, Architecture
+
+SAMPLERS = ("boshcode", "random", "tpe", "nsga2", "gp")
+OBJECTIVES = ("paper", "pareto")
+#: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
+POOL_SIZE = 1024
+INFEASIBLE_PENALTY = 1.0
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    sampler: str = "boshcode"
+    budget: int = 50
+    seed: int = 0
+    objective: str = "paper"
+    paper: PaperObjective = field(default_factory=PaperObjective)
+    constraints: Constraints = field(default_factory=Constraints)
+    boshcode: BoshcodeSettings = field(default_factory=BoshcodeSettings)
+    device_features: dict[str, tuple[float, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise SearchError(
+                f"sampler {self.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise SearchError(
+                f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}"
+            )
+        if self.budget < 1:
+            raise SearchError(f"budget={self.budget}; expected an integer ≥ 1")
+
+
+@dataclass
+class Record:
+    """One evaluation, in order."""
+
+    pair: Pair
+    evaluation: Evaluation
+    value: float
+    feasible: bool
+    how: str
+
+
+@dataclass
+class SearchResult:
+    records: list[Record]
+    objective: str
+    seconds_per_proposal: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        history = [r.value for r in self.records]
+        best = self._best()
+        out: dict[str, Any] = {
+            "best": None if best is None else _describe(best),
+            "evaluations": len(self.records),
+            "evaluations_to_best": None
+            if best is None
+            else 1 + next(i for i, v in enumerate(history) if v >= best.value),
+            "history": history,
+        }
+        if self.objective == "pareto":
+            out["history_metrics"] = [r.evaluation.metrics for r in self.records]
+            feasible = [r for r in self.records if r.feasible]
+            mask = pareto_mask([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in feasible])
+            out["pareto_front"] = [
+                _describe(r) for r, keep in zip(feasible, mask, strict=True) if keep
+            ]
+        return out
+
+    def _best(self) -> Record | None:
+        feasible = [r for r in self.records if r.feasible]
+        return max(feasible, key=lambda r: r.value) if feasible else None
+
+
+def _describe(record: Record) -> dict[str, Any]:
+    return {
+        "arch": record.pair.arch.to_model_dict(),
+        "device": record.pair.device,
+        "metrics": record.evaluation.metrics,
+        "predicted": record.evaluation.predicted,
+        "objective": record.value,
+    }
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def run_search(
+    evaluator: Evaluator,
+    settings: SearchSettings,
+    *,
+    storage: str | None = None,
+    study_name: str = "edgetran-search",
+    resume: bool = False,
+    on_evaluation: Callable[[int, Record], None] | None = None,
+) -> SearchResult:
+    """Search until ``settings.budget`` evaluations exist in the study."""
+    study = _open_study(settings, storage, study_name, resume)
+    distributions = _distributions(evaluator.devices)
+    devices = device_matrix(evaluator.devices, settings.device_features)
+    records = [_record_from_trial(t) for t in _completed(study)]
+    timings: list[float] = []
+    model = Boshcode(settings.boshcode, settings.seed)
+    while len(records) < settings.budget:
+        step = len(records)
+        rng = np.random.default_rng([settings.seed, step])
+        began = time.perf_counter()
+        done = {r.pair.key for r in records}
+        pool = evaluator.candidates(POOL_SIZE, rng, done)
+        if not pool:
+            break
+        if settings.sampler == "boshcode":
+            index, how = _boshcode_pick(model, records, pool, devices, settings, rng, step)
+        else:
+            index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
+        timings.append(time.perf_counter() - began)
+        pair = pool[index]
+        evaluation = evaluator.evaluate(pair)
+        value, feasible = score(evaluation, settings)
+        record = Record(pair, evaluation, value, feasible, how)
+        study.add_trial(_trial(record, distributions, settings))
+        records.append(record)
+        if on_evaluation is not None:
+            on_evaluation(step + 1, record)
+    return SearchResult(records, settings.objective, timings)
+
+
+def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool]:
+    """The scalar value recorded in ``history`` (the paper objective, for ``pareto`` too, so
+    runs compare) and feasibility under the constraints."""
+    violated = settings.constraints.violations(
+        evaluation.metrics,
+        {**evaluation.metrics, **evaluation.upper},
+        {**evaluation.metrics, **evaluation.lower},
+    )
+    return settings.paper.value(evaluation.metrics), not violated
+
+
+def _open_study(settings: SearchSettings, storage: str | None, name: str, resume: bool):
+    import optuna
+
+    directions = ["maximize"] if settings.objective == "paper" else list(DIRECTIONS)
+    exists = storage is not None and name in optuna.study.get_all_study_names(storage)
+    if exists and not resume:
+        raise SearchError(
+            f"a search named {name!r} exists in {storage}; pass --resume or another --study"
+        )
+    if exists:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(settings))
+        if study.user_attrs.get("settings") != _signature(settings):
+            raise SearchError(f"search {name!r} was started with other settings; cannot resume")
+        return study
+    study = optuna.create_study(
+        study_name=name, storage=storage, directions=directions, sampler=_sampler(settings)
+    )
+    study.set_user_attr("settings", _signature(settings))
+    return study
+
+
+def _signature(settings: SearchSettings) -> dict[str, Any]:
+    return {"sampler": settings.sampler, "seed": settings.seed, "objective": settings.objective}
+
+
+def _sampler(settings: SearchSettings):
+    import optuna
+
+    seed = settings.seed
+    return {
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+        "boshcode": lambda: optuna.samplers.RandomSampler(seed=seed),  # unused: we propose
+    }[settings.sampler]()
+
+
+def _distributions(devices: tuple[str, ...]) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    dists: dict[str, Any] = {
+        f"e{i}": IntDistribution(low, max(high, low + 1))
+        for i, (low, high) in enumerate(REFERENCE_SPACE.embedding_bounds())
+    }
+    dists["device"] = CategoricalDistribution(list(devices))
+    return dists
+
+
+def _completed(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+
+
+def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettings):
+    import optuna
+
+    embedding = REFERENCE_SPACE.encode(record.pair.arch)
+    params: dict[str, Any] = {f"e{i}": int(v) for i, v in enumerate(embedding)}
+    params["device"] = record.pair.device
+    m = record.evaluation.metrics
+    feasible_values = [m["accuracy"], m["latency"], m["energy"], m["peak_power"]]
+    return optuna.trial.create_trial(
+        params=params,
+        distributions=distributions,
+        values=[record.value] if settings.objective == "paper" else feasible_values,
+        user_attrs={
+            "model_dict": record.pair.arch.to_model_dict(),
+            "device": record.pair.device,
+            "metrics": m,
+            "predicted": record.evaluation.predicted,
+            "lower": record.evaluation.lower,
+            "upper": record.evaluation.upper,
+            "objective": record.value,
+            "feasible": record.feasible,
+            "how": record.how,
+        },
+        system_attrs={"constraints": [0.0 if record.feasible else 1.0]},
+    )
+
+
+def _record_from_trial(trial) -> Record:
+    a = trial.user_attrs
+    evaluation = Evaluation(a["metrics"], a["predicted"], a["lower"], a["upper"])
+    pair = Pair(Architecture.from_dict(a["model_dict"]), a["device"])
+    return Record(pair, evaluation, a["objective"], a["feasible"], a["how"])
+
+
+# -- proposals ----------------------------------------------------------------------------------
+def _optuna_pick(study, distributions, pool: list[Pair], devices) -> int:
+    """Ask the sampler, close the proposal as FAIL, return the nearest pool candidate."""
+    from optuna.trial import TrialState
+
+    trial = study.ask(distributions)
+    bounds = REFERENCE_SPACE.embedding_bounds()
+    target = np.array([trial.params[f"e{i}"] / max(high, 1) for i, (_, high) in enumerate(bounds)])
+    device = devices[trial.params["device"]]
+    trial.set_user_attr("role", "proposal")
+    study.tell(trial, state=TrialState.FAIL)
+    pool_a = np.stack([arch_vector(p) for p in pool])
+    pool_d = np.stack([devices[p.device] for p in pool])
+    distance = np.abs(pool_a - target).mean(axis=1) + np.abs(pool_d - device).mean(axis=1)
+    return int(np.argmin(distance))
+
+
+def _boshcode_pick(model: Boshcode, records, pool, devices, settings, rng, step):
+    if len(records) < settings.boshcode.n_initial:
+        return int(rng.integers(len(pool))), "initial"
+    xa = np.stack([arch_vector(r.pair) for r in records])
+    xd = np.stack([devices[r.pair.device] for r in records])
+    y = _targets(records, settings, rng)
+    model.fit(xa, xd, y, step)
+    pool_a = np.stack([arch_vector(p) for p in pool])
+    pool_d = np.stack([devices[p.device] for p in pool])
+    return model.propose(pool_a, pool_d, rng, aleatoric=_stalled(records, settings))
+
+
+def _targets(records: list[Record], settings: SearchSettings, rng) -> np.ndarray:
+    """Values to maximise: the paper objective, or (pareto) a random augmented-Chebyshev
+    scalarisation of the normalised metrics (ParEGO), redrawn at every step."""
+    penalty = np.array([0.0 if r.feasible else INFEASIBLE_PENALTY for r in records])
+    if settings.objective == "paper":
+        return np.array([r.value for r in records]) - penalty
+    M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
+    M[:, 1:] = np.log(np.maximum(M[:, 1:], 1e-12))
+    M[:, 0] = -M[:, 0]  # minimise everything
+    span = np.where(np.ptp(M, axis=0) > 0, np.ptp(M, axis=0), 1.0)
+    U = (M - M.min(axis=0)) / span
+    weights = rng.dirichlet(np.ones(len(METRIC_KEYS)))
+    chebyshev = (U * weights).max(axis=1) + 0.05 * (U * weights).sum(axis=1)
+    return -chebyshev - penalty
+
+
+def _stalled(records: list[Record], settings: SearchSettings) -> bool:
+    """Best value unchanged for ``patience`` evaluations: switch the aleatoric term in."""
+    values = np.maximum.accumulate([r.value for r in records])
+    patience = settings.boshcode.patience
+    return len(values) > patience and values[-1] <= values[-1 - patience]

@@ -1,0 +1,188 @@
+"""Co-search: objectives, replay tables, every sampler, determinism, resume, bad tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetran.search import (
+    SAMPLERS,
+    BoshcodeSettings,
+    Constraints,
+    PaperObjective,
+    ReplayEvaluator,
+    SearchError,
+    SearchSettings,
+    pareto_mask,
+    read_table,
+    run_search,
+)
+from edgetran.space import REFERENCE_SPACE, sample
+
+FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
+
+
+def write_table(path: Path, n_archs: int = 12, seed: int = 0) -> Path:
+    """A synthetic table: accuracy grows with depth, the 'edge' device is cheap and slow."""
+    archs = sample(n_archs, method="random", seed=seed, space=REFERENCE_SPACE)
+    lines = []
+    for arch in archs:
+        accuracy = 0.5 + 0.03 * arch.num_layers
+        for device, latency, power in (("edge", 2.0, 5.0), ("gpu", 0.01, 250.0)):
+            metrics = {"accuracy": accuracy, "latency": latency * arch.num_layers,
+                       "energy": latency * power, "peak_power": power}  # fmt: skip
+            lines.append(json.dumps({"arch": arch.to_model_dict(), "device": device,
+                                     "metrics": metrics}))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    return write_table(tmp_path / "table.jsonl")
+
+
+def test_paper_objective_matches_the_reference_formula():
+    m = {"accuracy": 0.8, "latency": 100.0, "energy": 200.0, "peak_power": 30.0}
+    expected = 0.5 * 0.8 + 0.2 * 0.9 + 0.2 * 0.9 + 0.1 * 0.9
+    assert PaperObjective().value(m) == pytest.approx(expected)
+
+
+def test_constraints_use_the_pessimistic_end_of_predictions():
+    c = Constraints(max_latency_ms=10, min_accuracy=0.7)
+    m = {"accuracy": 0.75, "latency": 0.008, "energy": 1.0, "peak_power": 5.0}
+    assert c.violations(m) == []
+    upper = {**m, "latency": 0.012}
+    lower = {**m, "accuracy": 0.65}
+    assert c.violations(m, upper, lower) == ["max_latency_ms", "min_accuracy"]
+
+
+def test_pareto_mask():
+    points = [[0.8, 1, 1, 1], [0.7, 2, 2, 2], [0.9, 3, 1, 1], [0.8, 1, 1, 1]]
+    assert pareto_mask(points).tolist() == [True, False, True, True]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_searches_recorded_pairs_only(table, sampler):
+    evaluator = ReplayEvaluator(table)
+    settings = SearchSettings(sampler=sampler, budget=10, seed=1, boshcode=FAST)
+    out = run_search(evaluator, settings).to_dict()
+    assert out["evaluations"] == 10 == len(out["history"])
+    keys = {f"{r.pair.arch.hash}@{r.pair.device}" for r in run_search(evaluator, settings).records}
+    assert len(keys) == 10 and keys <= set(evaluator.table)
+    best = out["best"]
+    assert best["objective"] == max(out["history"])
+    assert out["history"][out["evaluations_to_best"] - 1] == best["objective"]
+    assert set(best["arch"]) == {"l", "o", "h", "f"}
+
+
+def test_a_search_is_deterministic_for_a_seed(table):
+    evaluator = ReplayEvaluator(table)
+    settings = SearchSettings(sampler="boshcode", budget=9, seed=3, boshcode=FAST)
+    first = run_search(evaluator, settings).to_dict()["history"]
+    assert run_search(evaluator, settings).to_dict()["history"] == first
+
+
+def test_boshcode_finds_the_best_pair_of_a_small_table(tmp_path):
+    evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
+    best = max(PaperObjective().value(m) for _, m in evaluator.table.values())
+    settings = SearchSettings(sampler="boshcode", budget=30, seed=0,
+                              boshcode=BoshcodeSettings(epochs=60, warm_epochs=20))  # fmt: skip
+    assert max(run_search(evaluator, settings).to_dict()["history"]) == pytest.approx(best)
+
+
+def test_pareto_objective_returns_a_front(table):
+    settings = SearchSettings(sampler="boshcode", budget=10, objective="pareto", boshcode=FAST,
+                              constraints=Constraints(max_peak_power_w=100))  # fmt: skip
+    out = run_search(ReplayEvaluator(table), settings).to_dict()
+    assert out["pareto_front"] and all(p["device"] == "edge" for p in out["pareto_front"])
+    assert out["best"]["metrics"]["peak_power"] <= 100
+
+
+def test_resume_after_an_interruption_neither_loses_nor_repeats(table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = ReplayEvaluator(table)
+    settings = SearchSettings(sampler="tpe", budget=12, seed=0)
+
+    def crash(n: int, _record) -> None:
+        if n == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    with pytest.raises(SearchError, match="--resume"):
+        run_search(evaluator, settings, storage=storage, study_name="s")
+    result = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    keys = [r.pair.key for r in result.records]
+    assert len(keys) == 12 == len(set(keys))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{oops", "line 2 is not valid JSON"),
+        ('{"arch": {}, "device": "x"}', "line 2 has no 'metrics'"),
+        ('{"device": "x", "metrics": {}}', "line 2 has no 'arch'"),
+    ],
+)
+def test_bad_benchmark_files(table, tmp_path, line, message):
+    good = table.read_text().splitlines()[0]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good + "\n" + line + "\n")
+    with pytest.raises(SearchError, match=message):
+        read_table(bad)
+
+
+def test_bad_metric_values(table, tmp_path):
+    row = json.loads(table.read_text().splitlines()[0])
+    row["metrics"]["energy"] = "lots"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(row) + "\n")
+    with pytest.raises(SearchError, match=r"line 1: metrics\.energy"):
+        read_table(bad)
+
+
+def test_search_cli(run_cli, table, tmp_path):
+    db = tmp_path / "cli.db"
+    args = ["search", "--benchmark", table, "--sampler", "random", "--budget", 6, "--db", db]
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    for key in ("best", "evaluations", "evaluations_to_best", "history"):
+        assert key in result
+    assert result["evaluations"] == 6
+    code, _, err = run_cli(*args)
+    assert code == 2 and "--resume" in err
+    code, out, err = run_cli(*args[:-4], "--budget", 8, "--db", db, "--resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)["history"][:6] == result["history"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sampler", "cmaes"], "--sampler 'cmaes' is invalid"),
+        (["--objective", "fast"], "--objective 'fast' is invalid"),
+        ([], None),
+    ],
+)
+def test_search_cli_bad_input(run_cli, tmp_path, args, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json}\n")
+    if message is None:
+        code, _, err = run_cli("search", "--benchmark", bad, "--db", tmp_path / "x.db")
+        assert code == 2 and "line 1 is not valid JSON" in err
+        return
+    code, _, err = run_cli("search", "--benchmark", bad, *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_device_features_replace_one_hot(table):
+    features = {"edge": [5.0, 0.0], "gpu": [250.0, 1.0]}
+    settings = SearchSettings(sampler="boshcode", budget=6, boshcode=FAST,
+                              device_features=features)  # fmt: skip
+    assert run_search(ReplayEvaluator(table), settings).to_dict()["evaluations"] == 6
+    assert np.isfinite(run_search(ReplayEvaluator(table), settings).to_dict()["history"]).all()
