@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgetran.profile import read_measurements
-from edgetran.space import sample
+from edgetran.space import Architecture, sample
 from edgetran.store import Measurement
 from edgetran.surrogate import (
     DeviceSurrogate,
@@ -274,3 +274,33 @@ def test_protran_cv_beats_the_reference_baseline_on_rpi(protran_files):
         read_measurements(rpi, "protran", None), folds=5, seed=0, metrics=("latency",)
     )
     assert result["latency"]["mape"] < 0.25  # reference-style GBR: 0.44 in the same setting
+
+
+@pytest.mark.slow
+def test_active_learning_beats_random_sampling_on_a_replayed_device(protran_files):
+    """Jetson Nano CPU replay: after 60 measurements, diversity-weighted active learning has a
+    lower held-out latency MAPE than random sampling (mean of 3 seeds; BENCHMARKS.md)."""
+    from edgetran.surrogate.active import _fit
+    from edgetran.surrogate.device import targets
+
+    jetson = next(p for p in protran_files if "jetson" in p.name)
+    items = read_measurements(jetson, "protran", None)
+    errors: dict[str, list[float]] = {"random": [], "diverse": []}
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(items))
+        test = [items[i] for i in order[: len(items) // 4]]
+        offered = [items[i] for i in order[len(items) // 4 :]]
+        device = ReplayDevice(offered)
+        start = [device.archs[offered[i].hash] for i in rng.choice(len(offered), 10, False)]
+        for acquisition in errors:
+            result = active_learning(
+                device.profile, initial=start, candidates=device.candidates, budget=60,
+                acquisition=acquisition, metrics=("latency",), seed=seed,
+            )  # fmt: skip
+            surrogate = _fit(result.measurements, seed, metrics=("latency",))
+            archs = [Architecture.from_dict(m.model_dict) for m in test]
+            predicted = surrogate.predict(archs)["latency"].mean
+            y = targets(test, "latency")
+            errors[acquisition].append(float(np.mean(np.abs(predicted - y) / y)))
+    assert np.mean(errors["diverse"]) < np.mean(errors["random"])

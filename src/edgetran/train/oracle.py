@@ -46,7 +46,7 @@ class Budget:
 
 #: ``quick`` trains briefly, so it searches higher fine-tuning rates than the reference range.
 BUDGETS = {
-    "quick": Budget(40, 32, 32, 2, 120, (16, 24), 500, 1000, 1e-3, (3e-4, 1e-3)),
+    "quick": Budget(40, 32, 32, 2, 180, (8, 16), 500, 1000, 2e-4, (3e-4, 1e-3)),
     "standard": Budget(2000, 32, 64, 5, 600, (16, 32), 2000, None),
     "full": Budget(100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4),
 }

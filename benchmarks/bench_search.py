@@ -1,0 +1,102 @@
+"""Co-search on the replay table: every sampler, several seeds, the same budget.
+
+Build the table first (``benchmarks/build_replay_table.py``; its docstring says what the
+accuracy stand-in is). For each run we record the 1-based evaluation at which the table's best
+pair (paper objective) was first evaluated, the best objective after 25, 50 and 100
+evaluations, and BOSHCODE's seconds per proposal. Runs append to ``--out`` (JSON Lines), so
+samplers can run in separate processes; ``--summary`` prints the table for BENCHMARKS.md.
+
+    python benchmarks/build_replay_table.py --out /tmp/replay.jsonl
+    python benchmarks/bench_search.py --table /tmp/replay.jsonl --samplers tpe --out runs.jsonl
+    python benchmarks/bench_search.py --summary runs.jsonl --table /tmp/replay.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetran.search import PaperObjective, ReplayEvaluator, SearchSettings, run_search
+
+MARKS = (25, 50, 100)
+
+
+def table_best(evaluator: ReplayEvaluator) -> tuple[str, float]:
+    objective = PaperObjective()
+    key = max(evaluator.table, key=lambda k: objective.value(evaluator.table[k][1]))
+    return key, objective.value(evaluator.table[key][1])
+
+
+def one_run(evaluator: ReplayEvaluator, sampler: str, seed: int, budget: int) -> dict:
+    best_key, _ = table_best(evaluator)
+    began = time.perf_counter()
+    result = run_search(evaluator, SearchSettings(sampler=sampler, budget=budget, seed=seed))
+    keys = [r.pair.key for r in result.records]
+    history = [r.value for r in result.records]
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "budget": budget,
+        "to_best_pair": keys.index(best_key) + 1 if best_key in keys else None,
+        "best_after": {m: max(history[:m]) for m in MARKS if m <= len(history)},
+        "seconds": time.perf_counter() - began,
+        "seconds_per_proposal": float(np.mean(result.seconds_per_proposal)),
+    }
+
+
+def summary(path: Path, evaluator: ReplayEvaluator) -> None:
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    _, best = table_best(evaluator)
+    print(f"table best objective {best:.5f}; {len(evaluator.table)} pairs")
+    print("| sampler | seeds | found best pair | median evaluations to best pair | "
+          + " | ".join(f"best after {m}" for m in MARKS) + " | s/proposal |")  # fmt: skip
+    print("|---|---|---|---|" + "---|" * len(MARKS) + "---|")
+    for sampler in dict.fromkeys(r["sampler"] for r in runs):
+        mine = [r for r in runs if r["sampler"] == sampler]
+        budget = mine[0]["budget"]
+        # Runs that never found it count as budget + 1 (a lower bound), so the median is one.
+        found = [r["to_best_pair"] or budget + 1 for r in mine]
+        median = float(np.median(found))
+        shown = f"{median:.0f}" if median <= budget else f"> {budget}"
+        cells = " | ".join(
+            f"{np.median([r['best_after'][str(m)] for r in mine]):.5f}" for m in MARKS
+        )
+        hits = sum(r["to_best_pair"] is not None for r in mine)
+        seconds = np.mean([r["seconds_per_proposal"] for r in mine])
+        print(f"| {sampler} | {len(mine)} | {hits}/{len(mine)} | {shown} | {cells} | "
+              f"{seconds:.3f} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--table", type=Path, required=True)
+    parser.add_argument("--samplers", default="boshcode,random,tpe,nsga2,gp")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("search-runs.jsonl"))
+    parser.add_argument("--summary", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    evaluator = ReplayEvaluator(args.table)
+    if args.summary:
+        summary(args.summary, evaluator)
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for sampler in args.samplers.split(","):
+        for seed in range(args.seeds):
+            run = one_run(evaluator, sampler, seed, args.budget)
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(run) + "\n")
+            print(sampler, seed, run["to_best_pair"], f"{run['seconds']:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
