@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,24 @@ def read_json_file(path: Path) -> Any:
         raise InvalidInputError(
             f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
         ) from None
+
+
+def read_json_lines(
+    path: Path, error: type[EdgeTranError] = InvalidInputError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file; a line that is
+    not a JSON object raises ``error`` naming it."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise error(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise error(f"{path}: line {number} is not a JSON object")
+                yield number, row
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None

@@ -110,11 +110,10 @@ def pretrain(
                 architecture, loaded.corpus(), tok, tokenizer_id, out, settings, init_from,
                 on_step=lambda step, _loss: bar.update(job, completed=step),
             )  # fmt: skip
-        if str(out) not in {c["path"] for c in store.trained_models(tokenizer_id)}:
-            store.add_trained_model(
-                architecture.to_dict(), architecture.hash, tokenizer=tokenizer_id,
-                path=str(out), steps=result.steps, loss=result.loss,
-            )  # fmt: skip
+        store.add_trained_model(
+            architecture.to_dict(), architecture.hash, tokenizer=tokenizer_id,
+            path=str(out), steps=result.steps, loss=result.loss,
+        )  # fmt: skip
     report = {k: v for k, v in result.to_dict().items() if k != "losses"}
     if as_json:
         print_json({**report, "out": str(out)})

@@ -10,12 +10,11 @@ A search over a table may only query recorded pairs, and each query counts as on
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetran.errors import EdgeTranError
+from edgetran.errors import EdgeTranError, read_json_lines
 from edgetran.search.objectives import METRIC_KEYS, SearchError
 from edgetran.space import Architecture
 
@@ -38,24 +37,16 @@ def read_table(path: str | Path) -> dict[str, tuple[Pair, dict[str, float]]]:
     if not path.is_file():
         raise SearchError(f"{path}: no such file")
     table: dict[str, tuple[Pair, dict[str, float]]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                pair, metrics = _parse_line(path, number, line)
-                table[pair.key] = (pair, metrics)
+    for number, row in read_json_lines(path, SearchError):
+        pair, metrics = _parse_row(path, number, row)
+        table[pair.key] = (pair, metrics)
     if not table:
         raise SearchError(f"{path}: no pairs")
     return table
 
 
-def _parse_line(path: Path, number: int, line: str) -> tuple[Pair, dict[str, float]]:
+def _parse_row(path: Path, number: int, row: dict) -> tuple[Pair, dict[str, float]]:
     where = f"{path}: line {number}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise SearchError(f"{where} is not valid JSON ({err.msg})") from None
-    if not isinstance(row, dict):
-        raise SearchError(f"{where} is not a JSON object")
     for field in ("arch", "device", "metrics"):
         if field not in row:
             raise SearchError(f"{where} has no {field!r} field")

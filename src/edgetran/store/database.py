@@ -224,22 +224,13 @@ class Store:
         steps: int,
         loss: float | None,
     ) -> None:
-        """Register a pretrained checkpoint (one transaction)."""
-        now = time.time()
-        with self.engine.begin() as conn:
-            self._ensure(
-                conn, architectures, {"hash": hash, "model_dict": model_dict, "created_at": now}
-            )
-            conn.execute(
-                insert(trained_models).values(
-                    hash=hash,
-                    tokenizer=tokenizer,
-                    path=path,
-                    steps=steps,
-                    loss=loss,
-                    created_at=now,
-                )
-            )
+        """Register a pretrained checkpoint (once per path; one transaction)."""
+        if any(entry["path"] == path for entry in self.trained_models(tokenizer)):
+            return
+        self._insert_with_architecture(
+            trained_models, model_dict, hash, tokenizer=tokenizer, path=path, steps=steps,
+            loss=loss,
+        )  # fmt: skip
 
     def trained_models(self, tokenizer: str | None = None) -> list[dict[str, Any]]:
         """Registered checkpoints (with their ``model_dict``), oldest first."""
@@ -263,16 +254,20 @@ class Store:
         seed: int,
         result: dict[str, Any],
     ) -> None:
+        self._insert_with_architecture(
+            evaluations, model_dict, hash, task=task, budget=budget, seed=seed, result=result
+        )
+
+    def _insert_with_architecture(
+        self, table: Table, model_dict: dict[str, Any], hash: str, **values: Any
+    ) -> None:
+        """Insert a row of ``table`` about an architecture (created if new), atomically."""
         now = time.time()
         with self.engine.begin() as conn:
             self._ensure(
                 conn, architectures, {"hash": hash, "model_dict": model_dict, "created_at": now}
             )
-            conn.execute(
-                insert(evaluations).values(
-                    hash=hash, task=task, budget=budget, seed=seed, result=result, created_at=now
-                )
-            )
+            conn.execute(insert(table).values(hash=hash, created_at=now, **values))
 
     def evaluation(self, hash: str, *, task: str, budget: str, seed: int) -> dict | None:
         """The latest stored result for this architecture, task, budget and seed, if any."""

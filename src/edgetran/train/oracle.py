@@ -140,11 +140,10 @@ def evaluate(
         pre_settings,
         init_from=source["path"] if transfer and source else None,
     )
-    if str(run_dir / "pretrain") not in {c["path"] for c in store.trained_models(tokenizer_id)}:
-        store.add_trained_model(
-            arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(run_dir / "pretrain"),
-            steps=pre.steps, loss=pre.loss,
-        )  # fmt: skip
+    store.add_trained_model(
+        arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(run_dir / "pretrain"),
+        steps=pre.steps, loss=pre.loss,
+    )  # fmt: skip
     fine = finetune(run_dir / "pretrain", task, tok, fine_settings)
     result = {
         "hash": arch.hash,

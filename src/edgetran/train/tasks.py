@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgetran.errors import EdgeTranError
+from edgetran.errors import EdgeTranError, read_json_lines
 
 TWEET_TASK = "tweet-sentiment"
 TWEET_LABELS = ("negative", "neutral", "positive")
@@ -189,28 +188,13 @@ def file_task(path: Path, options: TaskOptions) -> Task:
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise TaskError(f"{path}: no such file")
+    if path.suffix != ".csv":
+        return [row for _, row in read_json_lines(path, TaskError)]
     try:
-        if path.suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as handle:
-                return list(csv.DictReader(handle))
-        with path.open(encoding="utf-8") as handle:
-            return [
-                _json_row(path, number, line)
-                for number, line in enumerate(handle, start=1)
-                if line.strip()
-            ]
+        with path.open(encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle))
     except UnicodeDecodeError:
         raise TaskError(f"{path}: not UTF-8 text") from None
-
-
-def _json_row(path: Path, number: int, line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise TaskError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-    if not isinstance(row, dict):
-        raise TaskError(f"{path}: line {number} is not a JSON object")
-    return row
 
 
 # -- GLUE ---------------------------------------------------------------------------------------
