@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from edgetran.space import Architecture, Layer
+from edgetran.space import Architecture, Layer, sample
+from edgetran.store import Measurement
+from edgetran.surrogate.features import feature_matrix, feature_names
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -63,3 +66,31 @@ def run_cli(monkeypatch, capsys):
         return code, out.out, out.err
 
     return run
+
+
+def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):
+    """Measurements whose cost follows the analytic FLOPs, with noise."""
+    rng = np.random.default_rng(seed)
+    archs = sample(n, method="random", seed=seed)
+    flops = feature_matrix(archs)[:, feature_names().index("log_flops")]
+    items = []
+    for arch, log_flops in zip(archs, flops, strict=True):
+        latency = scale * np.exp(log_flops - 20) * rng.lognormal(0, 0.05)
+        items.append(
+            Measurement(
+                hash=arch.hash,
+                model_dict=arch.to_model_dict(),
+                device=device,
+                runtime="sim",
+                batch_size=1,
+                seq_len=128,
+                latency_s=latency,
+                latency_s_per_seq=latency,
+                energy_j=3 * latency,
+                energy_j_per_seq=3 * latency,
+                peak_power_w=5 + latency,
+                meter="sim",
+                meter_kind="estimated",
+            )
+        )
+    return items

@@ -20,7 +20,7 @@ from edgetran.search import (
     read_table,
     run_search,
 )
-from edgetran.space import REFERENCE_SPACE, sample
+from edgetran.space import REFERENCE_SPACE, Architecture, sample
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
 
@@ -186,3 +186,49 @@ def test_device_features_replace_one_hot(table):
                               device_features=features)  # fmt: skip
     assert run_search(ReplayEvaluator(table), settings).to_dict()["evaluations"] == 6
     assert np.isfinite(run_search(ReplayEvaluator(table), settings).to_dict()["history"]).all()
+
+
+def test_live_evaluator_measured_then_predicted():
+    from edgetran.search import LiveEvaluator, Pair
+    from edgetran.surrogate import DeviceSurrogate
+    from tests.conftest import fake_device
+
+    items = fake_device(30, "board", seed=4)
+    surrogate = DeviceSurrogate(model_options={"n_models": 2, "n_estimators": 50}).fit(items)
+    first = items[0]
+    measured = {(first.hash, "board"): {"latency": 1.0, "energy": 2.0, "peak_power": 3.0}}
+    evaluator = LiveEvaluator(lambda arch: 0.5, measured, {"board": surrogate})
+    arch = Architecture.from_dict(first.model_dict)
+    stored = evaluator.evaluate(Pair(arch, "board"))
+    assert stored.metrics == {"accuracy": 0.5, "latency": 1.0, "energy": 2.0, "peak_power": 3.0}
+    assert stored.predicted == []
+    other = Architecture.from_dict(items[1].model_dict)
+    guessed = evaluator.evaluate(Pair(other, "board"))
+    assert guessed.predicted == ["latency", "energy", "peak_power"]
+    assert guessed.lower["latency"] <= guessed.metrics["latency"] <= guessed.upper["latency"]
+    pairs = evaluator.candidates(5, np.random.default_rng(0), exclude=set())
+    assert 1 <= len(pairs) <= 5 and all(p.device == "board" for p in pairs)
+
+
+def test_live_search_cli(run_cli, tmp_path, monkeypatch):
+    from edgetran.store import Store
+    from tests.conftest import fake_device
+    from tests.test_train import write_task
+
+    monkeypatch.chdir(tmp_path)
+    with Store(tmp_path / "live.db") as store:
+        store.add_many(fake_device(12, "board", seed=5))
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"layers": [1], "hidden_sizes": [16], "head_counts": [2],
+                                 "ff_depths": [1], "ff_widths": [32]}))  # fmt: skip
+    task = write_task(tmp_path / "task.csv", n=60)
+    code, out, err = run_cli(
+        "search", "--task", task, "--devices", "board", "--space", space, "--sampler", "random",
+        "--budget", 2, "--db", tmp_path / "live.db", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    best = json.loads(out)["best"]
+    assert best["device"] == "board" and best["predicted"] == ["latency", "energy", "peak_power"]
+    code, _, err = run_cli("search", "--task", task, "--devices", "nowhere", "--db",
+                           tmp_path / "live.db")  # fmt: skip
+    assert code == 2 and "no measurements of device 'nowhere'" in err

@@ -8,7 +8,6 @@ import pytest
 
 from edgetran.profile import read_measurements
 from edgetran.space import Architecture, sample
-from edgetran.store import Measurement
 from edgetran.surrogate import (
     DeviceSurrogate,
     GBDTEnsemble,
@@ -21,6 +20,7 @@ from edgetran.surrogate import (
 )
 from edgetran.surrogate.active import ReplayDevice, active_learning
 from edgetran.surrogate.nn import HeteroscedasticNN
+from tests.conftest import fake_device
 
 FAST = {"n_models": 3, "n_estimators": 60, "learning_rate": 0.1}
 
@@ -91,34 +91,6 @@ def test_features_cover_any_architecture(tiny_hetero):
     X = feature_matrix([tiny_hetero, *sample(3, method="random", seed=2)], batch_size=4)
     assert X.shape == (4, len(feature_names())) and np.isfinite(X).all()
     assert X[:, :37].max() <= 1.0  # the embedding is normalised
-
-
-def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):
-    """Measurements whose cost follows the analytic FLOPs, with noise."""
-    rng = np.random.default_rng(seed)
-    archs = sample(n, method="random", seed=seed)
-    flops = feature_matrix(archs)[:, feature_names().index("log_flops")]
-    items = []
-    for arch, log_flops in zip(archs, flops, strict=True):
-        latency = scale * np.exp(log_flops - 20) * rng.lognormal(0, 0.05)
-        items.append(
-            Measurement(
-                hash=arch.hash,
-                model_dict=arch.to_model_dict(),
-                device=device,
-                runtime="sim",
-                batch_size=1,
-                seq_len=128,
-                latency_s=latency,
-                latency_s_per_seq=latency,
-                energy_j=3 * latency,
-                energy_j_per_seq=3 * latency,
-                peak_power_w=5 + latency,
-                meter="sim",
-                meter_kind="estimated",
-            )
-        )
-    return items
 
 
 def test_device_surrogate_cv_with_and_without_priors(tmp_path):
