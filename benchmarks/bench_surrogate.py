@@ -13,6 +13,7 @@ devices as priors, and fit/predict times.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from edgetran.profile import read_measurements
 from edgetran.space import Architecture
 from edgetran.surrogate import DeviceSurrogate, cross_validate
-from edgetran.surrogate.device import targets
+from edgetran.surrogate.device import fit_priors, targets
 from edgetran.surrogate.features import embedding_only
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "protran"
@@ -44,28 +45,45 @@ def baseline_mape(items, metric: str, folds: int = 5, seed: int = 0) -> float:
 
 
 def learning_curve(devices: dict, target: str, sizes=(10, 20, 40, 80), repeats: int = 3):
+    """Held-out latency MAPE and 90% coverage with own data only and with the other devices
+    as priors (fitted once, on their own data only)."""
     items = devices[target]
-    priors = {d: m for d, m in devices.items() if d != target}
+    priors = fit_priors({d: m for d, m in devices.items() if d != target}, ("latency",))
     rows = []
     for n in sizes:
-        own, stacked = [], []
+        scores: dict[str, list[tuple[float, float]]] = {"own": [], "priors": []}
         for seed in range(repeats):
             order = np.random.default_rng(seed).permutation(len(items))
             train = [items[i] for i in order[:n]]
             test = [items[i] for i in order[n:]]
             archs = [Architecture.from_dict(m.model_dict) for m in test]
             y = targets(test, "latency")
-            for bucket, prior in ((own, None), (stacked, priors)):
+            for name, fitted in (("own", []), ("priors", priors)):
                 surrogate = DeviceSurrogate(metrics=("latency",), random_state=seed)
-                predicted = surrogate.fit(train, prior).predict(archs)["latency"].mean
-                bucket.append(float(np.mean(np.abs(predicted - y) / y)))
-        rows.append((n, statistics.mean(own), statistics.mean(stacked)))
+                surrogate.priors_ = fitted
+                p = surrogate._fit_targets(train).predict(archs)["latency"]
+                inside = float(np.mean((p.lower <= y) & (y <= p.upper)))
+                scores[name].append((float(np.mean(np.abs(p.mean - y) / y)), inside))
+        rows.append((n, *(tuple(np.mean(scores[k], axis=0)) for k in ("own", "priors"))))
     return rows
+
+
+def print_learning_curves(devices: dict) -> None:
+    print("Learning curves, latency, held-out MAPE (90% coverage), mean of 3 seeds:\n")
+    print("| device | training measurements | own data only | with the 4 other devices |")
+    print("|---|---|---|---|")
+    for target in devices:
+        for n, own, prior in learning_curve(devices, target):
+            print(f"| {target} | {n} | {own[0]:.3f} ({own[1]:.2f}) | "
+                  f"{prior[0]:.3f} ({prior[1]:.2f}) |", flush=True)  # fmt: skip
 
 
 def main() -> None:
     files = sorted(DATA.glob("*.json"))
     devices = {f.stem: read_measurements(f, "protran", None) for f in files}
+    if "--curves-only" in sys.argv:
+        print_learning_curves(devices)
+        return
     print(
         "| device | n | metric | MAPE ours | MAPE baseline | within ±10% | R² | Spearman | "
         "coverage 90% |"
@@ -91,12 +109,8 @@ def main() -> None:
         f"baseline mean {statistics.mean(base_lat_energy):.3f}, worst "
         f"{max(base_lat_energy):.3f}.\n"
     )
+    print_learning_curves(devices)
     target = "cpu_jetson-nano_b1_r1"
-    print(f"Learning curve, {target} latency, held-out MAPE (mean of 3 seeds):\n")
-    print("| training measurements | own data only | with 4 prior devices |")
-    print("|---|---|---|")
-    for n, own, stacked in learning_curve(devices, target):
-        print(f"| {n} | {own:.3f} | {stacked:.3f} |")
     items = devices[target]
     archs = [Architecture.from_dict(m.model_dict) for m in items]
     start = time.perf_counter()

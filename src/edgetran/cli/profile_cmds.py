@@ -109,8 +109,8 @@ def profile(
     initial: Annotated[int, typer.Option(min=1, help="--active: LHS models to start with.")] = 10,
     pool: Annotated[int, typer.Option(min=1, help="--active: random candidates per step.")] = 64,
     acquisition: Annotated[
-        str, typer.Option(help="--active: diverse, uncertainty or random.")
-    ] = "diverse",
+        str, typer.Option(help="--active: uncertainty, diverse or random.")
+    ] = "uncertainty",
     space: Annotated[
         Path | None, typer.Option(help="Design space file for --sample/--active (YAML/JSON).")
     ] = None,

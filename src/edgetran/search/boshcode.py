@@ -14,9 +14,10 @@ time; a NaN loss stops a network instead of being written into its history.
 
 Each proposal (:meth:`Boshcode.propose`): with probability α the most (epistemically)
 uncertain candidate of the pool, with probability β a random one, otherwise GOBI: K starts
-drawn from the pool, inputs relaxed to [0, 1] and moved by gradient ascent on the UCB
-``mean + k·σ``, then projected to the nearest pool candidate (mean |Δx| over both inputs, as in
-the reference). ``σ`` is epistemic; the aleatoric term is added once the best value has not
+drawn from the pool (plus the few with the highest acquisition), inputs relaxed to [0, 1] and
+moved by gradient ascent on the UCB ``mean + k·σ``, then projected to the nearest pool
+candidate (mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; the
+aleatoric term is added once the best value has not
 improved for ``patience`` evaluations.
 """
 
@@ -128,6 +129,7 @@ class BoshcodeSettings:
     alpha: float = 0.1
     beta: float = 0.1
     starts: int = 10
+    greedy_starts: int = 5
     gobi_steps: int = 50
     gobi_lr: float = 0.05
     epochs: int = 150

@@ -8,6 +8,7 @@ the 90% interval ends of predicted values (constraints are checked on them).
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from edgetran.search.objectives import METRIC_KEYS, SearchError
 from edgetran.search.table import Pair, read_table
-from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
+from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace, sample
 
 
 @dataclass
@@ -121,5 +122,11 @@ def device_matrix(
     return {d: (F[i] - F.min(axis=0)) / span for i, d in enumerate(devices)}
 
 
+@functools.lru_cache(maxsize=65536)
+def _normalised(arch: Architecture) -> tuple[float, ...]:
+    return tuple(REFERENCE_SPACE.encode_normalised(arch))
+
+
 def arch_vector(pair: Pair) -> np.ndarray:
-    return np.asarray(REFERENCE_SPACE.encode_normalised(pair.arch))
+    """The pair's normalised architecture embedding (cached: pools are re-scored each step)."""
+    return np.asarray(_normalised(pair.arch))

@@ -2,10 +2,15 @@
 
 :class:`DeviceSurrogate` predicts the three metrics of one device from architectures. With
 ``priors`` (measurements of other devices), it first fits one surrogate per prior device and
-metric on that device's own data, and feeds their log-predictions for an architecture to the
-target device's model as extra features ("stacked prior"): a device with ~20 measurements then
-borrows the shape of the cost landscape from devices already measured. The priors never see
-the target device's data, so cross-validation on the target stays honest.
+metric on that device's own data. On the target device, a ridge regression maps the priors'
+log-predictions to the target's log-values (a few points fix that map: devices differ mostly
+by scale and by which operations they favour), and the target's own surrogate learns only the
+residual from the architecture features. A device with ~10–20 measurements then borrows the
+shape of the cost landscape from the devices already measured (BENCHMARKS.md, "Learning curve
+and cross-device transfer"). The priors never see the target device's data, so
+cross-validation on the target stays honest. Feeding the prior predictions to the GBDT as
+extra features instead ("stacking") was tried first and gained nothing: with few points the
+trees rarely split on them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
+from sklearn.linear_model import RidgeCV
 
 from edgetran.space import Architecture
 from edgetran.store import Measurement
@@ -63,6 +69,7 @@ class _Prior:
     models: dict[str, Surrogate]
 
     def columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
+        """``(n, 1)`` the prior device's log-prediction."""
         mean = self.models[metric].predict(feature_matrix(archs, self.batch_size, self.seq_len))
         return np.log(mean.mean)[:, None]
 
@@ -130,26 +137,39 @@ class DeviceSurrogate:
         self.device_ = devices.pop()
         self.batch_size_, self.seq_len_ = _shape(measurements)
         archs = [Architecture.from_dict(m.model_dict) for m in measurements]
-        self.models_ = {
-            metric: make_surrogate(
-                self.model, self.random_state, **(self.model_options or {})
-            ).fit(self._features(archs, metric), targets(measurements, metric))
-            for metric in self.metrics
-        }
+        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
+        options = self.model_options or {}
+        self.models_, self.bases_ = {}, {}
+        for metric in self.metrics:
+            y = targets(measurements, metric)
+            if not self.priors_:
+                self.models_[metric] = make_surrogate(self.model, self.random_state, **options)
+                self.models_[metric].fit(X, y)
+                continue
+            if (y <= 0).any():
+                raise SurrogateError(f"{metric}: targets must be positive for a log-space fit")
+            P = self._prior_columns(archs, metric)
+            self.bases_[metric] = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(P, np.log(y))
+            residual = np.log(y) - self.bases_[metric].predict(P)
+            model = make_surrogate(self.model, self.random_state, log_target=False, **options)
+            self.models_[metric] = model.fit(X, residual)
         return self
 
-    def _features(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
-        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
-        extra = [prior.columns(archs, metric) for prior in self.priors_]
-        return np.hstack([X, *extra]) if extra else X
+    def _prior_columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
+        return np.hstack([prior.columns(archs, metric) for prior in self.priors_])
 
     def predict(self, archs: Sequence[Architecture], level: float = 0.9) -> dict[str, Prediction]:
         if not hasattr(self, "models_"):
             raise SurrogateError("the surrogate is not fitted yet")
-        return {
-            metric: model.predict(self._features(archs, metric), level)
-            for metric, model in self.models_.items()
-        }
+        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
+        out = {}
+        for metric, model in self.models_.items():
+            prediction = model.predict(X, level)
+            if metric in getattr(self, "bases_", {}):
+                base = self.bases_[metric].predict(self._prior_columns(archs, metric))
+                prediction = _shift_log(prediction, base)
+            out[metric] = prediction
+        return out
 
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(pickle.dumps({"format": FORMAT_VERSION, "surrogate": self}))
@@ -167,6 +187,18 @@ class DeviceSurrogate:
                 f"{path}: not an edgetran surrogate file (format {FORMAT_VERSION})"
             )
         return payload["surrogate"]
+
+
+def _shift_log(residual: Prediction, base: np.ndarray) -> Prediction:
+    """A log-space residual prediction plus its base, back in target units."""
+    mean = np.exp(base + residual.mean)
+    return Prediction(
+        mean,
+        mean * residual.std,  # delta method
+        np.exp(base + residual.lower),
+        np.exp(base + residual.upper),
+        residual.level,
+    )
 
 
 # -- evaluation -------------------------------------------------------------------------------
