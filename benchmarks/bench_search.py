@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgetran.search import PaperObjective, ReplayEvaluator, SearchSettings, run_search
+from edgetran.search import (
+    BoshcodeSettings,
+    PaperObjective,
+    ReplayEvaluator,
+    SearchSettings,
+    run_search,
+)
 
 MARKS = (25, 50, 100)
 
@@ -32,14 +38,19 @@ def table_best(evaluator: ReplayEvaluator) -> tuple[str, float]:
     return key, objective.value(evaluator.table[key][1])
 
 
-def one_run(evaluator: ReplayEvaluator, sampler: str, seed: int, budget: int) -> dict:
+def one_run(
+    evaluator: ReplayEvaluator, sampler: str, seed: int, budget: int, boshcode: dict
+) -> dict:
     best_key, _ = table_best(evaluator)
     began = time.perf_counter()
-    result = run_search(evaluator, SearchSettings(sampler=sampler, budget=budget, seed=seed))
+    settings = SearchSettings(
+        sampler=sampler, budget=budget, seed=seed, boshcode=BoshcodeSettings(**boshcode)
+    )
+    result = run_search(evaluator, settings)
     keys = [r.pair.key for r in result.records]
     history = [r.value for r in result.records]
     return {
-        "sampler": sampler,
+        "sampler": sampler + (f" {boshcode}" if boshcode and sampler == "boshcode" else ""),
         "seed": seed,
         "budget": budget,
         "to_best_pair": keys.index(best_key) + 1 if best_key in keys else None,
@@ -81,6 +92,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("search-runs.jsonl"))
     parser.add_argument("--summary", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--boshcode", default="{}", help='BoshcodeSettings overrides as JSON, e.g. {"alpha": 0}'
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     evaluator = ReplayEvaluator(args.table)
@@ -92,7 +106,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for sampler in args.samplers.split(","):
         for seed in range(args.seeds):
-            run = one_run(evaluator, sampler, seed, args.budget)
+            run = one_run(evaluator, sampler, seed, args.budget, json.loads(args.boshcode))
             with args.out.open("a") as handle:
                 handle.write(json.dumps(run) + "\n")
             print(sampler, seed, run["to_best_pair"], f"{run['seconds']:.0f}s", flush=True)

@@ -23,7 +23,6 @@ improved for ``patience`` evaluations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ALPHA = (4 - 2 * math.sqrt(2), -math.log(math.sqrt(2) + 1))
+from edgetran.surrogate.nn import NPN
 
 
 # -- networks ---------------------------------------------------------------------------------
@@ -64,60 +63,16 @@ def student(d_arch: int, d_device: int) -> _TwoInput:
     return _TwoInput(d_arch, d_device, head)
 
 
-class NPNLinear(nn.Module):
-    """Gaussian linear layer: weights with means and variances (softplus-parametrised)."""
-
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        scale = math.sqrt(6) / math.sqrt(d_in + d_out)
-        self.w_m = nn.Parameter(2 * scale * (torch.rand(d_in, d_out) - 0.5))
-        w_s = 0.01 * scale * torch.rand(d_in, d_out)
-        self.w_p = nn.Parameter(torch.log(torch.expm1(w_s.clamp_min(1e-8))))
-        self.b_m = nn.Parameter(torch.zeros(d_out))
-        self.b_p = nn.Parameter(torch.full((d_out,), -10.0))
-
-    def forward(self, m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_s, b_s = F.softplus(self.w_p), F.softplus(self.b_p)
-        mean = m @ self.w_m + self.b_m
-        var = s @ w_s + s @ self.w_m**2 + m**2 @ w_s + b_s
-        return mean, var
-
-
-def npn_relu(m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Moment-matched ReLU of a Gaussian (Φ approximated by a scaled sigmoid)."""
-    std = s.clamp_min(1e-12).sqrt()
-    ratio = m / std
-    cdf = torch.sigmoid(math.sqrt(8 / math.pi) * ratio)
-    pdf = torch.exp(-0.5 * ratio**2) / math.sqrt(2 * math.pi)
-    mean = m * cdf + std * pdf
-    var = (m**2 + s) * cdf + m * std * pdf - mean**2
-    return mean, var.clamp_min(1e-12)
-
-
-def npn_sigmoid(m: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    alpha, beta = ALPHA
-    mean = torch.sigmoid(m / torch.sqrt(1 + math.pi * s / 8))
-    second = torch.sigmoid(alpha * (m + beta) / torch.sqrt(1 + math.pi * alpha**2 * s / 8))
-    return mean, (second - mean**2).clamp_min(1e-12)
-
-
-class NPN(nn.Module):
-    """Aleatoric model: (xa, xd) → mean and variance of the target scaled to (0, 1)."""
+class _TwoInputNPN(nn.Module):
+    """Aleatoric model: the NPN of :mod:`edgetran.surrogate.nn` on both inputs, concatenated;
+    ``(xa, xd) → (mean, variance)`` of the standardised target."""
 
     def __init__(self, d_arch: int, d_device: int) -> None:
         super().__init__()
-        self.l1, self.l2, self.l3 = (
-            NPNLinear(d_arch + d_device, 32),
-            NPNLinear(32, 32),
-            NPNLinear(32, 1),
-        )
+        self.npn = NPN(d_arch + d_device)
 
     def forward(self, xa: torch.Tensor, xd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = torch.cat([xa, xd], dim=-1)
-        m, s = npn_relu(*self.l1(m, torch.zeros_like(m)))
-        m, s = npn_relu(*self.l2(m, s))
-        m, s = npn_sigmoid(*self.l3(m, s))
-        return m.squeeze(-1), s.squeeze(-1)
+        return self.npn(torch.cat([xa, xd], dim=-1))
 
 
 # -- the surrogate --------------------------------------------------------------------------
@@ -168,19 +123,16 @@ class Boshcode:
         xa_t, xd_t = _tensor(xa), _tensor(xd)
         self.y_mean_, self.y_std_ = float(np.mean(y)), float(np.std(y)) or 1.0
         z = _tensor((y - self.y_mean_) / self.y_std_)
-        lo, hi = float(np.min(y)), float(np.max(y))
-        self.y_lo_, self.y_span_ = lo, (hi - lo) or 1.0
-        unit = _tensor(0.1 + 0.8 * (y - lo) / self.y_span_)  # NPN sigmoid targets in (0, 1)
         warm = hasattr(self, "teacher_")
         if not warm:
             self.teacher_ = teacher(xa.shape[1], xd.shape[1])
             self.student_ = student(xa.shape[1], xd.shape[1])
-            self.npn_ = NPN(xa.shape[1], xd.shape[1])
+            self.npn_ = _TwoInputNPN(xa.shape[1], xd.shape[1])
         epochs = self.settings.warm_epochs if warm else self.settings.epochs
         self._train(self.teacher_, (xa_t, xd_t), z, epochs, _mse)
         spread = self._mc_spread(xa_t, xd_t).detach()
         self._train(self.student_, (xa_t, xd_t), spread, epochs, _mse)
-        self._train(self.npn_, (xa_t, xd_t), unit, epochs, _aleatoric_loss, lr=3e-3)
+        self._train(self.npn_, (xa_t, xd_t), z, epochs, _aleatoric_loss, lr=3e-3)
         return self
 
     def _train(self, model, inputs, target, epochs, loss_fn, lr: float = 2e-3) -> None:
@@ -217,7 +169,7 @@ class Boshcode:
         mean = self.teacher_(xa, xd) * self.y_std_ + self.y_mean_
         epistemic = self.student_(xa, xd) * self.y_std_
         _, var = self.npn_(xa, xd)
-        aleatoric = var.sqrt() * self.y_span_ / 0.8
+        aleatoric = var.sqrt() * self.y_std_
         return mean, epistemic, aleatoric
 
     def acquisition(self, xa: torch.Tensor, xd: torch.Tensor, aleatoric: bool) -> torch.Tensor:

@@ -103,6 +103,7 @@ class Surrogate(abc.ABC):
         mu, sigma, self.cores_ = self._out_of_fold(X, z, rng)
         self.sigma_floor_ = 0.1 * float(np.median(sigma)) + 1e-12
         self.scores_ = np.abs(z - mu) / (sigma + self.sigma_floor_)
+        self.oof_abs_error_ = float(np.mean(np.abs(z - mu)))  # for choosing between models
         self.n_features_in_ = X.shape[1]
         return self
 
