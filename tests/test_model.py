@@ -222,3 +222,19 @@ def test_sequence_bases_cache_is_bounded():
     for seq in range(2, 40):
         model(torch.zeros(1, seq, dtype=torch.long))
     assert len(modeling._SEQUENCE_BASES) <= modeling._MAX_CACHED_BASES
+
+
+def test_cached_bases_made_in_inference_mode_still_train():
+    """The profiler runs under inference mode; a model trained later must not inherit
+    inference tensors from the sequence-basis cache."""
+    import torch
+
+    from edgetran.model import FlexiBertConfig, FlexiBertModel
+    from edgetran.space import Architecture, Layer
+
+    arch = Architecture((Layer(16, ("l_dft", "l_dct"), 8, (32,)),))
+    model = FlexiBertModel(FlexiBertConfig(architecture=arch.to_dict(), vocab_size=50))
+    ids = torch.randint(0, 50, (2, 11))  # a sequence length no other test uses
+    with torch.inference_mode():
+        model(ids)
+    model(ids).last_hidden_state.sum().backward()

@@ -75,7 +75,10 @@ def _sequence_basis(kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
     if key in _SEQUENCE_BASES:
         _SEQUENCE_BASES.move_to_end(key)
     else:
-        _SEQUENCE_BASES[key] = build(n, like.dtype, like.device)
+        # Built outside inference mode: a basis first made under `torch.inference_mode()` (the
+        # profiler) would otherwise break any later training step that reuses it.
+        with torch.inference_mode(False):
+            _SEQUENCE_BASES[key] = build(n, like.dtype, like.device)
         if len(_SEQUENCE_BASES) > _MAX_CACHED_BASES:
             _SEQUENCE_BASES.popitem(last=False)
     return _SEQUENCE_BASES[key]
