@@ -75,7 +75,10 @@ def summary(path: Path, evaluator: ReplayEvaluator) -> None:
         median = float(np.median(found))
         shown = f"{median:.0f}" if median <= budget else f"> {budget}"
         cells = " | ".join(
-            f"{np.median([r['best_after'][str(m)] for r in mine]):.5f}" for m in MARKS
+            f"{np.median([r['best_after'][str(m)] for r in mine]):.5f}"
+            if all(str(m) in r["best_after"] for r in mine)
+            else "–"
+            for m in MARKS
         )
         hits = sum(r["to_best_pair"] is not None for r in mine)
         seconds = np.mean([r["seconds_per_proposal"] for r in mine])
