@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--samplers", default="boshcode,random,tpe,nsga2,gp")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("search-runs.jsonl"))
     parser.add_argument("--summary", type=Path)
@@ -108,7 +109,7 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for sampler in args.samplers.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = one_run(evaluator, sampler, seed, args.budget, json.loads(args.boshcode))
             with args.out.open("a") as handle:
                 handle.write(json.dumps(run) + "\n")
