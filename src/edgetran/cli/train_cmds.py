@@ -21,7 +21,7 @@ from edgetran.train import (
     TaskOptions,
     load_task,
 )
-from edgetran.train.oracle import nearest_trained
+from edgetran.train.oracle import pretrain_in_workspace
 from edgetran.train.tokenizer import load_tokenizer
 
 app = typer.Typer(help="Pretrain and fine-tune FlexiBERT models.", no_args_is_help=True)
@@ -101,18 +101,14 @@ def pretrain(
         seed=seed,
     )
     tok, tokenizer_id = load_tokenizer(tokenizer, loaded.corpus(), workspace / "tokenizers")
-    with Store(db) as store:
-        source = nearest_trained(architecture, store, tokenizer_id, exclude_path=str(out))
-        init_from = source["path"] if transfer and source else None
-        with Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
-            job = bar.add_task("pretraining", total=steps)
-            result = training.pretrain(
-                architecture, loaded.corpus(), tok, tokenizer_id, out, settings, init_from,
-                on_step=lambda step, _loss: bar.update(job, completed=step),
-            )  # fmt: skip
-        store.add_trained_model(
-            architecture.to_dict(), architecture.hash, tokenizer=tokenizer_id,
-            path=str(out), steps=result.steps, loss=result.loss,
+    with (
+        Store(db) as store,
+        Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
+    ):
+        job = bar.add_task("pretraining", total=steps)
+        result = pretrain_in_workspace(
+            architecture, loaded.corpus(), tok, tokenizer_id, out, settings, store, transfer,
+            on_step=lambda step, _loss: bar.update(job, completed=step),
         )  # fmt: skip
     report = {k: v for k, v in result.to_dict().items() if k != "losses"}
     if as_json:

@@ -21,7 +21,7 @@ import numpy as np
 from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.store import Store
 from edgetran.train.finetune import FinetuneSettings, finetune
-from edgetran.train.pretrain import PretrainSettings, TrainingError, pretrain
+from edgetran.train.pretrain import PretrainResult, PretrainSettings, TrainingError, pretrain
 from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task
 from edgetran.train.tokenizer import load_tokenizer
 
@@ -98,6 +98,31 @@ def nearest_trained(
     return min(candidates, key=distance)
 
 
+def pretrain_in_workspace(
+    arch: Architecture,
+    texts: list[str],
+    tokenizer,
+    tokenizer_id: str,
+    out: Path,
+    settings: PretrainSettings,
+    store: Store,
+    transfer: bool = True,
+    on_step=None,
+) -> PretrainResult:
+    """Pretrain from the nearest registered neighbour (if ``transfer``) and register the
+    result, so that later models can start from it."""
+    source = nearest_trained(arch, store, tokenizer_id, exclude_path=str(out))
+    result = pretrain(
+        arch, texts, tokenizer, tokenizer_id, out, settings,
+        init_from=source["path"] if transfer and source else None, on_step=on_step,
+    )  # fmt: skip
+    store.add_trained_model(
+        arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(out),
+        steps=result.steps, loss=result.loss,
+    )  # fmt: skip
+    return result
+
+
 def evaluate(
     arch: Architecture,
     task: str | Task,
@@ -129,21 +154,10 @@ def evaluate(
     run_dir = (
         workspace / "models" / f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
     )
-    source = nearest_trained(arch, store, tokenizer_id, exclude_path=str(run_dir / "pretrain"))
     texts = task.train.subset(pre_settings.steps * pre_settings.batch_size, seed).texts
-    pre = pretrain(
-        arch,
-        texts,
-        tok,
-        tokenizer_id,
-        run_dir / "pretrain",
-        pre_settings,
-        init_from=source["path"] if transfer and source else None,
+    pre = pretrain_in_workspace(
+        arch, texts, tok, tokenizer_id, run_dir / "pretrain", pre_settings, store, transfer
     )
-    store.add_trained_model(
-        arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(run_dir / "pretrain"),
-        steps=pre.steps, loss=pre.loss,
-    )  # fmt: skip
     fine = finetune(run_dir / "pretrain", task, tok, fine_settings)
     result = {
         "hash": arch.hash,
