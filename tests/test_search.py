@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from edgetran.search import (
     read_table,
     run_search,
 )
+from edgetran.search.encoding import ArchitectureEncoder
 from edgetran.space import REFERENCE_SPACE, Architecture, sample
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
@@ -94,6 +96,31 @@ def test_boshcode_finds_the_best_pair_of_a_small_table(tmp_path):
     assert max(run_search(evaluator, settings).to_dict()["history"]) == pytest.approx(best)
 
 
+def test_feature_encoding_lies_in_the_unit_box_and_is_stable(table):
+    pairs = [pair for pair, _ in ReplayEvaluator(table).table.values()]
+    encoder = ArchitectureEncoder("features").fit(pairs[:10])
+    x = encoder(pairs)
+    assert x.shape[0] == len(pairs) and x.shape[1] > REFERENCE_SPACE.embedding_length
+    assert x.min() >= 0 and x.max() <= 1
+    assert np.array_equal(encoder(pairs[::-1])[::-1], x)
+    assert ArchitectureEncoder("embedding")(pairs).shape[1] == REFERENCE_SPACE.embedding_length
+    with pytest.raises(SearchError, match="allowed: embedding, features"):
+        ArchitectureEncoder("onehot")
+
+
+def test_boshcode_initial_design_visits_every_device(table):
+    settings = SearchSettings(sampler="boshcode", budget=4, seed=5, boshcode=FAST)
+    records = run_search(ReplayEvaluator(table), settings).records
+    assert [r.how for r in records] == ["initial"] * 4
+    assert sorted(r.pair.device for r in records) == ["edge", "edge", "gpu", "gpu"]
+
+
+def test_boshcode_searches_on_architecture_features(table):
+    settings = SearchSettings(sampler="boshcode", budget=8, seed=0,
+                              boshcode=replace(FAST, encoding="features"))  # fmt: skip
+    assert run_search(ReplayEvaluator(table), settings).to_dict()["evaluations"] == 8
+
+
 def test_pareto_objective_returns_a_front(table):
     settings = SearchSettings(sampler="boshcode", budget=10, objective="pareto", boshcode=FAST,
                               constraints=Constraints(max_peak_power_w=100))  # fmt: skip
@@ -166,6 +193,7 @@ def test_search_cli(run_cli, table, tmp_path):
     [
         (["--sampler", "cmaes"], "--sampler 'cmaes' is invalid"),
         (["--objective", "fast"], "--objective 'fast' is invalid"),
+        (["--arch-encoding", "hash"], "--arch-encoding 'hash' is invalid"),
         ([], None),
     ],
 )

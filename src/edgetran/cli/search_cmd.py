@@ -13,8 +13,10 @@ from rich.progress import Progress
 
 from edgetran.cli._common import fail, print_json, resolve_space, user_errors
 from edgetran.search import (
+    ENCODINGS,
     OBJECTIVES,
     SAMPLERS,
+    BoshcodeSettings,
     Constraints,
     ReplayEvaluator,
     SearchSettings,
@@ -50,6 +52,10 @@ def search(
         Path | None,
         typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
     ] = None,
+    arch_encoding: Annotated[
+        str,
+        typer.Option(help="BOSHCODE's architecture input: embedding or features."),
+    ] = BoshcodeSettings().encoding,
     db: Annotated[
         str | None,
         typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
@@ -66,6 +72,8 @@ def search(
         fail("give either --benchmark FILE.jsonl or --task TASK --devices D1,D2,…")
     if sampler not in SAMPLERS:
         fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(SAMPLERS)}")
+    if arch_encoding not in ENCODINGS:
+        fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     evaluator = (
@@ -80,6 +88,7 @@ def search(
         objective=objective,
         constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
         device_features=_features(device_features),
+        boshcode=BoshcodeSettings(encoding=arch_encoding),
     )
     source = benchmark.stem if benchmark else f"{task}-{devices}".replace("/", "_")
     name = study or f"{source}-{sampler}-{objective}-seed{seed}"

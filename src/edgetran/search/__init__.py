@@ -1,6 +1,7 @@
 """Co-search of (model, device) pairs: BOSHCODE and Optuna baselines over an Optuna study."""
 
 from edgetran.search.boshcode import Boshcode, BoshcodeSettings
+from edgetran.search.encoding import ENCODINGS, ArchitectureEncoder
 from edgetran.search.evaluators import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from edgetran.search.objectives import Constraints, PaperObjective, SearchError, pareto_mask
 from edgetran.search.study import (
@@ -13,8 +14,10 @@ from edgetran.search.study import (
 from edgetran.search.table import Pair, read_table
 
 __all__ = [
+    "ENCODINGS",
     "OBJECTIVES",
     "SAMPLERS",
+    "ArchitectureEncoder",
     "Boshcode",
     "BoshcodeSettings",
     "Constraints",

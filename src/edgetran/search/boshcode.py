@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgetran.search.encoding import ENCODINGS
+from edgetran.search.objectives import SearchError
 from edgetran.surrogate.nn import NPN
 
 
@@ -86,7 +88,6 @@ class BoshcodeSettings:
     alpha: float = 0.05
     beta: float = 0.05
     starts: int = 10
-    greedy_starts: int = 5
     gobi_steps: int = 50
     gobi_lr: float = 0.05
     epochs: int = 300
@@ -95,10 +96,11 @@ class BoshcodeSettings:
     mc_samples: int = 10
     patience: int = 10
     n_initial: int = 10
+    encoding: str = "embedding"
 
     def __post_init__(self) -> None:
-        from edgetran.search.objectives import SearchError
-
+        if self.encoding not in ENCODINGS:
+            raise SearchError(f"encoding={self.encoding!r}; allowed: {', '.join(ENCODINGS)}")
         if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):
             raise SearchError(
                 f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"

@@ -8,7 +8,6 @@ the 90% interval ends of predicted values (constraints are checked on them).
 from __future__ import annotations
 
 import abc
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from edgetran.search.objectives import METRIC_KEYS, SearchError
 from edgetran.search.table import Pair, read_table
-from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace, sample
+from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
 
 
 @dataclass
@@ -120,13 +119,3 @@ def device_matrix(
     F = np.array([features[d] for d in devices], dtype=float)
     span = np.where(np.ptp(F, axis=0) > 0, np.ptp(F, axis=0), 1.0)
     return {d: (F[i] - F.min(axis=0)) / span for i, d in enumerate(devices)}
-
-
-@functools.lru_cache(maxsize=65536)
-def _normalised(arch: Architecture) -> tuple[float, ...]:
-    return tuple(REFERENCE_SPACE.encode_normalised(arch))
-
-
-def arch_vector(pair: Pair) -> np.ndarray:
-    """The pair's normalised architecture embedding (cached: pools are re-scored each step)."""
-    return np.asarray(_normalised(pair.arch))

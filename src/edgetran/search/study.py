@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from edgetran.search.boshcode import Boshcode, BoshcodeSettings
-from edgetran.search.evaluators import Evaluation, Evaluator, arch_vector, device_matrix
+from edgetran.search.encoding import ArchitectureEncoder, arch_vector
+from edgetran.search.evaluators import Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -132,7 +133,8 @@ def run_search(
     devices = device_matrix(evaluator.devices, settings.device_features)
     records = [_record_from_trial(t) for t in _completed(study)]
     timings: list[float] = []
-    model = Boshcode(settings.boshcode, settings.seed)
+    if settings.sampler == "boshcode":
+        boshcode = _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
     while len(records) < settings.budget:
         step = len(records)
         rng = np.random.default_rng([settings.seed, step])
@@ -142,7 +144,7 @@ def run_search(
         if not pool:
             break
         if settings.sampler == "boshcode":
-            index, how = _boshcode_pick(model, records, pool, devices, settings, rng, step)
+            index, how = boshcode.pick(records, pool, rng, step)
         else:
             index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
         timings.append(time.perf_counter() - began)
@@ -190,7 +192,11 @@ def _open_study(settings: SearchSettings, storage: str | None, name: str, resume
 
 
 def _signature(settings: SearchSettings) -> dict[str, Any]:
-    return {"sampler": settings.sampler, "seed": settings.seed, "objective": settings.objective}
+    signature = {"sampler": settings.sampler, "seed": settings.seed}
+    signature["objective"] = settings.objective
+    if settings.sampler == "boshcode":
+        signature["encoding"] = settings.boshcode.encoding
+    return signature
 
 
 def _sampler(settings: SearchSettings):
@@ -274,16 +280,47 @@ def _optuna_pick(study, distributions, pool: list[Pair], devices) -> int:
     return int(np.argmin(distance))
 
 
-def _boshcode_pick(model: Boshcode, records, pool, devices, settings, rng, step):
-    if len(records) < settings.boshcode.n_initial:
-        return int(rng.integers(len(pool))), "initial"
-    xa = np.stack([arch_vector(r.pair) for r in records])
-    xd = np.stack([devices[r.pair.device] for r in records])
-    y = _targets(records, settings, rng)
-    model.fit(xa, xd, y, step)
-    pool_a = np.stack([arch_vector(p) for p in pool])
-    pool_d = np.stack([devices[p.device] for p in pool])
-    return model.propose(pool_a, pool_d, rng, aleatoric=_stalled(records, settings))
+def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEncoder:
+    """BOSHCODE's architecture encoding, scaled on a sample of candidates fixed by the seed
+    (so a resumed search encodes as before)."""
+    encoder = ArchitectureEncoder(settings.boshcode.encoding)
+    if encoder.kind == "embedding":
+        return encoder
+    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(settings.seed), set())
+    return encoder.fit(sample)
+
+
+@dataclass
+class _BoshcodeProposer:
+    settings: SearchSettings
+    devices: dict[str, np.ndarray]
+    encoder: ArchitectureEncoder
+
+    def __post_init__(self) -> None:
+        self.model = Boshcode(self.settings.boshcode, self.settings.seed)
+
+    def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
+        settings = self.settings
+        if len(records) < settings.boshcode.n_initial:
+            return _initial_pick(pool, sorted(self.devices), settings.seed, step, rng), "initial"
+        xd = np.stack([self.devices[r.pair.device] for r in records])
+        y = _targets(records, settings, rng)
+        self.model.fit(self.encoder([r.pair for r in records]), xd, y, step)
+        pool_d = np.stack([self.devices[p.device] for p in pool])
+        stalled = _stalled(records, settings)
+        return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
+
+
+def _initial_pick(pool: list[Pair], devices: list[str], seed: int, step: int, rng) -> int:
+    """A random candidate on the devices in turn (in a seeded order), so the initial design
+    sees every device: a one-hot device the surrogate has never seen would otherwise keep an
+    arbitrary, confidently wrong prediction."""
+    order = np.random.default_rng(seed).permutation(devices)
+    for device in np.roll(order, -step):
+        on_device = [i for i, p in enumerate(pool) if p.device == device]
+        if on_device:
+            return int(rng.choice(on_device))
+    return int(rng.integers(len(pool)))
 
 
 def _targets(records: list[Record], settings: SearchSettings, rng) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""How an architecture enters BOSHCODE's architecture branch, GOBI and the projection.
+
+- ``embedding``: the reference 37-integer embedding divided by each position's upper bound.
+- ``features``: that embedding followed by the surrogates' analytic features
+  (:mod:`edgetran.surrogate.features`: log FLOPs, parameters and bytes per operation kind, depth,
+  widths, head counts), min–max scaled over a reference sample of candidates and clipped to
+  [0, 1]. Every third embedding position is an index into 21,805 multisets of heads, which tells
+  a smooth model next to nothing about the layer; the analytic features say how big the model
+  is and what it costs.
+
+Both are deterministic functions of the architecture, cached because the pool is re-scored at
+every step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgetran.search.objectives import SearchError
+from edgetran.search.table import Pair
+from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.surrogate.features import architecture_features
+
+ENCODINGS = ("embedding", "features")
+
+
+class ArchitectureEncoder:
+    """``pairs → (n, d)`` architecture inputs in [0, 1]; :meth:`fit` sets the feature scale."""
+
+    def __init__(self, kind: str = "embedding") -> None:
+        if kind not in ENCODINGS:
+            raise SearchError(f"encoding {kind!r} is unknown; allowed: {', '.join(ENCODINGS)}")
+        self.kind = kind
+
+    def fit(self, reference: Sequence[Pair]) -> ArchitectureEncoder:
+        if self.kind == "features":
+            raw = np.stack([_features(p.arch) for p in reference])
+            self.low_ = raw.min(axis=0)
+            self.span_ = np.where(np.ptp(raw, axis=0) > 0, np.ptp(raw, axis=0), 1.0)
+        return self
+
+    def __call__(self, pairs: Sequence[Pair]) -> np.ndarray:
+        embedding = np.stack([_normalised(p.arch) for p in pairs])
+        if self.kind == "embedding":
+            return embedding
+        raw = np.stack([_features(p.arch) for p in pairs])
+        return np.clip((raw - self.low_) / self.span_, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalised(arch: Architecture) -> tuple[float, ...]:
+    return tuple(REFERENCE_SPACE.encode_normalised(arch))
+
+
+@functools.lru_cache(maxsize=65536)
+def _features(arch: Architecture) -> np.ndarray:
+    return architecture_features(arch)
+
+
+def arch_vector(pair: Pair) -> np.ndarray:
+    """The pair's normalised architecture embedding (the Optuna samplers' coordinates)."""
+    return np.asarray(_normalised(pair.arch))
