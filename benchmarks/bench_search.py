@@ -55,6 +55,7 @@ def one_run(
         "budget": budget,
         "to_best_pair": keys.index(best_key) + 1 if best_key in keys else None,
         "best_after": {m: max(history[:m]) for m in MARKS if m <= len(history)},
+        "history": history,
         "seconds": time.perf_counter() - began,
         "seconds_per_proposal": float(np.mean(result.seconds_per_proposal)),
     }

@@ -108,6 +108,27 @@ def test_feature_encoding_lies_in_the_unit_box_and_is_stable(table):
         ArchitectureEncoder("onehot")
 
 
+def test_second_order_ascent_finds_a_maximum_inside_the_box():
+    import torch
+
+    from edgetran.search.boshcode import _adahessian_ascent
+
+    x = torch.full((4, 2), 0.9, requires_grad=True)
+    target = torch.tensor([0.3, 2.0])  # the second coordinate's maximum lies outside [0, 1]
+    _adahessian_ascent(lambda v: -((v - target) ** 2).sum(dim=1), [x], steps=200, seed=0)
+    assert torch.allclose(x[:, 0], torch.tensor(0.3), atol=0.05)
+    assert torch.all(x[:, 1] == 1.0)
+
+
+def test_second_order_search_is_deterministic(table):
+    settings = SearchSettings(sampler="boshcode", budget=7, seed=2,
+                              boshcode=replace(FAST, second_order=True, alpha=0, beta=0))  # fmt: skip
+    first = run_search(ReplayEvaluator(table), settings).records
+    assert [r.how for r in first][-3:] == ["gobi"] * 3
+    again = run_search(ReplayEvaluator(table), settings).records
+    assert [r.pair.key for r in again] == [r.pair.key for r in first]
+
+
 def test_boshcode_initial_design_visits_every_device(table):
     settings = SearchSettings(sampler="boshcode", budget=4, seed=5, boshcode=FAST)
     records = run_search(ReplayEvaluator(table), settings).records

@@ -23,6 +23,7 @@ improved for ``patience`` evaluations.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,11 @@ from torch import nn
 from edgetran.search.encoding import ENCODINGS
 from edgetran.search.objectives import SearchError
 from edgetran.surrogate.nn import NPN
+
+#: The reference's AdaHessian settings for second-order GOBI (its cosine schedule is left out).
+ADAHESSIAN_LR = 0.5
+ADAHESSIAN_BETAS = (0.9, 0.999)
+ADAHESSIAN_EPS = 1e-4
 
 
 # -- networks ---------------------------------------------------------------------------------
@@ -97,6 +103,7 @@ class BoshcodeSettings:
     patience: int = 10
     n_initial: int = 10
     encoding: str = "embedding"
+    second_order: bool = False
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -203,14 +210,12 @@ class Boshcode:
         xd = _tensor(pool_d[starts]).requires_grad_(True)
         for module in (self.teacher_, self.student_, self.npn_):
             module.requires_grad_(False)
-        optimiser = torch.optim.Adam([xa, xd], lr=self.settings.gobi_lr)
-        for _ in range(self.settings.gobi_steps):
-            optimiser.zero_grad()
-            (-self.acquisition(xa, xd, aleatoric).sum()).backward()
-            optimiser.step()
-            with torch.no_grad():
-                xa.clamp_(0, 1)
-                xd.clamp_(0, 1)
+        objective = functools.partial(self.acquisition, aleatoric=aleatoric)
+        if self.settings.second_order:
+            seed = int(rng.integers(2**31))
+            _adahessian_ascent(objective, [xa, xd], self.settings.gobi_steps, seed)
+        else:
+            _adam_ascent(objective, [xa, xd], self.settings.gobi_steps, self.settings.gobi_lr)
         for module in (self.teacher_, self.student_, self.npn_):
             module.requires_grad_(True)
         picks = sorted({_nearest(pool_a, pool_d, a, d) for a, d in zip(
@@ -218,6 +223,41 @@ class Boshcode:
         with torch.no_grad():
             scores = self.acquisition(_tensor(pool_a[picks]), _tensor(pool_d[picks]), aleatoric)
         return picks[int(torch.argmax(scores))]
+
+
+def _adam_ascent(objective, inputs: list[torch.Tensor], steps: int, lr: float) -> None:
+    """First-order GOBI: Adam on the inputs, kept in [0, 1]."""
+    optimiser = torch.optim.Adam(inputs, lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        (-objective(*inputs).sum()).backward()
+        optimiser.step()
+        with torch.no_grad():
+            for x in inputs:
+                x.clamp_(0, 1)
+
+
+def _adahessian_ascent(objective, inputs: list[torch.Tensor], steps: int, seed: int) -> None:
+    """Second-order GOBI, as the reference: AdaHessian on the inputs — Adam whose second moment
+    is the square of Hutchinson's estimate of the Hessian diagonal, ``z ⊙ (H z)`` with
+    Rademacher ``z`` — at the reference's step size, kept in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    first = [torch.zeros_like(x) for x in inputs]
+    second = [torch.zeros_like(x) for x in inputs]
+    for t in range(1, steps + 1):
+        grads = torch.autograd.grad(-objective(*inputs).sum(), inputs, create_graph=True)
+        probes = [torch.randint(0, 2, x.shape, generator=generator) * 2.0 - 1 for x in inputs]
+        products = torch.autograd.grad(grads, inputs, grad_outputs=probes, allow_unused=True)
+        with torch.no_grad():
+            for x, g, z, hz, m, v in zip(inputs, grads, probes, products, first, second,
+                                         strict=True):  # fmt: skip
+                curvature = z * hz if hz is not None else torch.zeros_like(x)
+                m.mul_(ADAHESSIAN_BETAS[0]).add_(g, alpha=1 - ADAHESSIAN_BETAS[0])
+                v.mul_(ADAHESSIAN_BETAS[1]).addcmul_(curvature, curvature,
+                                                     value=1 - ADAHESSIAN_BETAS[1])  # fmt: skip
+                m_hat = m / (1 - ADAHESSIAN_BETAS[0] ** t)
+                v_hat = v / (1 - ADAHESSIAN_BETAS[1] ** t)
+                x.sub_(ADAHESSIAN_LR * m_hat / (v_hat.sqrt() + ADAHESSIAN_EPS)).clamp_(0, 1)
 
 
 def _nearest(pool_a: np.ndarray, pool_d: np.ndarray, a: np.ndarray, d: np.ndarray) -> int:
