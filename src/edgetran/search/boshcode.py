@@ -1,8 +1,8 @@
 """BOSHCODE: a two-input heteroscedastic surrogate with gradient-based acquisition (GOBI).
 
-Reference: ``protran-boshcode.md`` §4–5. The surrogate has an architecture branch (normalised
-37-position embedding) and a device branch (one-hot, or features that describe the device, so
-a new device needs no new input width), joined into
+Reference: ``protran-boshcode.md`` §4–5. The surrogate has an architecture branch (inputs
+from :mod:`edgetran.search.encoding`) and a device branch (one-hot, or features that describe
+the device, so a new device needs no new input width), joined into
 
 - a **teacher** with dropout (the mean),
 - a **student** trained on the teacher's MC-dropout spread (epistemic uncertainty),
@@ -14,11 +14,10 @@ time; a NaN loss stops a network instead of being written into its history.
 
 Each proposal (:meth:`Boshcode.propose`): with probability α the most (epistemically)
 uncertain candidate of the pool, with probability β a random one, otherwise GOBI: K starts
-drawn from the pool (plus the few with the highest acquisition), inputs relaxed to [0, 1] and
-moved by gradient ascent on the UCB ``mean + k·σ``, then projected to the nearest pool
-candidate (mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; the
-aleatoric term is added once the best value has not
-improved for ``patience`` evaluations.
+drawn from the pool, inputs relaxed to [0, 1] and moved by gradient ascent (Adam, or the
+reference's AdaHessian) on the UCB ``mean + k·σ``, then projected to the nearest pool candidate
+(mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; the aleatoric term is
+added once the best value has not improved for ``patience`` evaluations.
 """
 
 from __future__ import annotations
@@ -86,9 +85,14 @@ class _TwoInputNPN(nn.Module):
 # -- the surrogate --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BoshcodeSettings:
-    """Surrogate and acquisition settings. The reference drivers use α = β = 0.1 and 200
-    epochs per fit; α = β = 0.05 with 300 epochs (100 on warm refits) reached the best pair of
-    the replay benchmark in a median of 64 evaluations instead of 90 (BENCHMARKS.md)."""
+    """Surrogate and acquisition settings.
+
+    Departures from the reference drivers, each measured on the replay benchmark
+    (BENCHMARKS.md): α = β = 0.05 instead of 0.1 and 300 epochs (100 on warm refits) instead of
+    200; the initial design visits every device (in :mod:`edgetran.search.study`); and
+    architectures enter with the surrogates' analytic features (``encoding="features"``).
+    ``second_order`` switches GOBI to the reference's AdaHessian.
+    """
 
     ucb_k: float = 0.5
     alpha: float = 0.05
@@ -102,7 +106,7 @@ class BoshcodeSettings:
     mc_samples: int = 10
     patience: int = 10
     n_initial: int = 10
-    encoding: str = "embedding"
+    encoding: str = "features"
     second_order: bool = False
 
     def __post_init__(self) -> None:
