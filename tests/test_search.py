@@ -168,6 +168,19 @@ def test_resume_after_an_interruption_neither_loses_nor_repeats(table, tmp_path)
     assert len(keys) == 12 == len(set(keys))
 
 
+def test_resume_refuses_other_boshcode_settings(table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = ReplayEvaluator(table)
+    first = SearchSettings(sampler="boshcode", budget=3, seed=0, boshcode=FAST)
+    run_search(evaluator, first, storage=storage, study_name="s")
+    other = replace(first, budget=4, boshcode=replace(FAST, alpha=0.2))
+    with pytest.raises(SearchError, match="other settings"):
+        run_search(evaluator, other, storage=storage, study_name="s", resume=True)
+    resumed = run_search(evaluator, replace(first, budget=4), storage=storage, study_name="s",
+                         resume=True)  # fmt: skip
+    assert len(resumed.records) == 4
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -215,6 +228,7 @@ def test_search_cli(run_cli, table, tmp_path):
         (["--sampler", "cmaes"], "--sampler 'cmaes' is invalid"),
         (["--objective", "fast"], "--objective 'fast' is invalid"),
         (["--arch-encoding", "hash"], "--arch-encoding 'hash' is invalid"),
+        (["--alpha", "0.7", "--beta", "0.5"], "alpha=0.7, beta=0.5; expected"),
         ([], None),
     ],
 )

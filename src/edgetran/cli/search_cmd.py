@@ -52,6 +52,15 @@ def search(
         Path | None,
         typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
     ] = None,
+    ucb_k: Annotated[
+        float, typer.Option(help="BOSHCODE: UCB = mean + k·σ.")
+    ] = BoshcodeSettings().ucb_k,
+    alpha: Annotated[
+        float, typer.Option(help="BOSHCODE: probability of taking the most uncertain candidate.")
+    ] = BoshcodeSettings().alpha,
+    beta: Annotated[
+        float, typer.Option(help="BOSHCODE: probability of taking a random candidate.")
+    ] = BoshcodeSettings().beta,
     arch_encoding: Annotated[
         str,
         typer.Option(help="BOSHCODE's architecture input: embedding or features."),
@@ -76,11 +85,6 @@ def search(
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
-    evaluator = (
-        ReplayEvaluator(benchmark)
-        if benchmark
-        else _live(task, devices, db, accuracy_budget, space)
-    )
     settings = SearchSettings(
         sampler=sampler,
         budget=budget,
@@ -88,7 +92,12 @@ def search(
         objective=objective,
         constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
         device_features=_features(device_features),
-        boshcode=BoshcodeSettings(encoding=arch_encoding),
+        boshcode=BoshcodeSettings(ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding),
+    )
+    evaluator = (
+        ReplayEvaluator(benchmark)
+        if benchmark
+        else _live(task, devices, db, accuracy_budget, space)
     )
     source = benchmark.stem if benchmark else f"{task}-{devices}".replace("/", "_")
     name = study or f"{source}-{sampler}-{objective}-seed{seed}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -195,7 +195,7 @@ def _signature(settings: SearchSettings) -> dict[str, Any]:
     signature = {"sampler": settings.sampler, "seed": settings.seed}
     signature["objective"] = settings.objective
     if settings.sampler == "boshcode":
-        signature["encoding"] = settings.boshcode.encoding
+        signature["boshcode"] = asdict(settings.boshcode)
     return signature
 
 
