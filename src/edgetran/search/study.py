@@ -133,8 +133,11 @@ def run_search(
     devices = device_matrix(evaluator.devices, settings.device_features)
     records = [_record_from_trial(t) for t in _completed(study)]
     timings: list[float] = []
-    if settings.sampler == "boshcode":
-        boshcode = _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
+    boshcode = (
+        _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
+        if settings.sampler == "boshcode"
+        else None
+    )
     while len(records) < settings.budget:
         step = len(records)
         rng = np.random.default_rng([settings.seed, step])
@@ -143,7 +146,7 @@ def run_search(
         pool = evaluator.candidates(POOL_SIZE, rng, done)
         if not pool:
             break
-        if settings.sampler == "boshcode":
+        if boshcode is not None:
             index, how = boshcode.pick(records, pool, rng, step)
         else:
             index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
@@ -192,8 +195,11 @@ def _open_study(settings: SearchSettings, storage: str | None, name: str, resume
 
 
 def _signature(settings: SearchSettings) -> dict[str, Any]:
-    signature = {"sampler": settings.sampler, "seed": settings.seed}
-    signature["objective"] = settings.objective
+    signature: dict[str, Any] = {
+        "sampler": settings.sampler,
+        "seed": settings.seed,
+        "objective": settings.objective,
+    }
     if settings.sampler == "boshcode":
         signature["boshcode"] = asdict(settings.boshcode)
     return signature
