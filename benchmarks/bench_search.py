@@ -76,9 +76,7 @@ def summary(path: Path, evaluator: ReplayEvaluator) -> None:
         mine = [r for r in runs if r["sampler"] == sampler]
         budget = mine[0]["budget"]
         # Runs that never found it count as budget + 1 (a lower bound), so the median is one.
-        found = [r["to_best_pair"] or budget + 1 for r in mine]
-        median = float(np.median(found))
-        shown = f"{median:g}" if median <= budget else f"> {budget}"
+        shown = _median_shown([r["to_best_pair"] or budget + 1 for r in mine], budget)
         near = _median_to_near(mine, best, budget)
         cells = " | ".join(
             f"{np.median([r['best_after'][str(m)] for r in mine]):.5f}"
@@ -101,7 +99,11 @@ def _median_to_near(runs: list[dict], best: float, budget: int) -> str:
         next((i + 1 for i, v in enumerate(r["history"]) if v >= best - NEAR), budget + 1)
         for r in runs
     ]
-    median = float(np.median(reached))
+    return _median_shown(reached, budget)
+
+
+def _median_shown(evaluations: list[int], budget: int) -> str:
+    median = float(np.median(evaluations))
     return f"{median:g}" if median <= budget else f"> {budget}"
 
 

@@ -43,9 +43,8 @@ class ArchitectureEncoder:
         return self
 
     def __call__(self, pairs: Sequence[Pair]) -> np.ndarray:
-        embedding = np.stack([_normalised(p.arch) for p in pairs])
         if self.kind == "embedding":
-            return embedding
+            return np.stack([_normalised(p.arch) for p in pairs])
         raw = np.stack([_features(p.arch) for p in pairs])
         return np.clip((raw - self.low_) / self.span_, 0.0, 1.0)
 
