@@ -48,6 +48,10 @@ class ModelNotFoundError(EdgeTranError, LookupError):
     """A saved-model directory is missing or holds no FlexiBERT model."""
 
 
+class ModelTooLargeError(EdgeTranError, ValueError):
+    """A model's parameters would not fit in this machine's memory."""
+
+
 class MissingDependencyError(EdgeTranError, ImportError):
     """An optional dependency needed by one feature is not installed."""
 
@@ -60,16 +64,39 @@ class VerificationError(EdgeTranError):
     """An exported artifact's outputs differ from PyTorch's beyond the tolerance."""
 
 
-def read_json_file(path: Path) -> Any:
-    """Parse a JSON file; an unreadable or malformed file is one :class:`InvalidInputError`."""
+def read_text_file(path: Path, error: type[EdgeTranError] = InvalidInputError) -> str:
+    """The text of a UTF-8 file (a byte-order mark is allowed); an unreadable file or one in
+    another encoding (UTF-16, binary) is one ``error``."""
     try:
-        return json.loads(path.read_text())
+        data = path.read_bytes()
     except OSError as err:
-        raise InvalidInputError(f"{path}: cannot read ({err.strerror})") from None
+        raise error(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+
+
+def parse_json(
+    text: str, source: str | None = None, error: type[EdgeTranError] = InvalidInputError
+) -> Any:
+    """Parse JSON text read from ``source``; malformed or absurdly nested text is one ``error``."""
+    where = f"{source}: " if source else ""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise InvalidInputError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        raise error(
+            f"{where}not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
         ) from None
+    except RecursionError:
+        raise error(f"{where}not valid JSON (nested too deeply)") from None
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit
+        raise error(f"{where}not valid JSON ({err})") from None
+
+
+def read_json_file(path: Path, error: type[EdgeTranError] = InvalidInputError) -> Any:
+    """Parse a UTF-8 JSON file; an unreadable, non-UTF-8 or malformed file is one ``error``."""
+    return parse_json(read_text_file(path, error), str(path), error)
 
 
 def read_json_lines(
@@ -84,8 +111,11 @@ def read_json_lines(
                     continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise error(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+                except RecursionError:
+                    raise error(f"{path}: line {number} is nested too deeply") from None
+                except ValueError as err:
+                    problem = getattr(err, "msg", err)
+                    raise error(f"{path}: line {number} is not valid JSON ({problem})") from None
                 if not isinstance(row, dict):
                     raise error(f"{path}: line {number} is not a JSON object")
                 yield number, row

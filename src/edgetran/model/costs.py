@@ -19,9 +19,11 @@ their attention-probability mixing), ``attention_output``, ``feed_forward``, ``p
 from __future__ import annotations
 
 import itertools
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from edgetran.errors import ModelTooLargeError
 from edgetran.space import Architecture, Layer
 from edgetran.space.ops import conv_kernel
 
@@ -206,3 +208,36 @@ def _head_costs(op: str, g: int, d: int, B: int, S: int, bpe: int, relative: boo
 def count_parameters(arch: Architecture, **kwargs) -> int:
     """Parameters of the base encoder plus pooler (reference configuration by default)."""
     return estimate_costs(arch, **kwargs).parameters
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory, or ``None`` where the platform does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_parameter_memory(
+    arch: Architecture, *, bytes_per_element: int = 4, available_bytes: int | None = None, **kwargs
+) -> int:
+    """The bytes of ``arch``'s parameters; raise before anything is allocated if they exceed
+    ``available_bytes`` (default: this machine's physical memory).
+
+    Raises:
+        ModelTooLargeError: the parameters alone would not fit.
+    """
+    parameters = count_parameters(arch, **kwargs)
+    needed = parameters * bytes_per_element
+    available = physical_memory_bytes() if available_bytes is None else available_bytes
+    if available is not None and needed > available:
+        raise ModelTooLargeError(
+            f"architecture {arch.hash[:12]} needs about {_gib(needed)} for its parameters "
+            f"({float(parameters):.3g} parameters × {bytes_per_element} bytes); "
+            f"this machine has {_gib(available)}"
+        )
+    return needed
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"

@@ -34,6 +34,7 @@ from transformers.modeling_outputs import (
 )
 
 from edgetran.model.configuration import FlexiBertConfig
+from edgetran.model.costs import check_parameter_memory
 from edgetran.space import Layer
 from edgetran.space.ops import conv_kernel
 
@@ -302,6 +303,17 @@ class FlexiBertPreTrainedModel(PreTrainedModel):
     config_class = FlexiBertConfig
     base_model_prefix = "flexibert"
     _no_split_modules: ClassVar[list[str]] = ["FlexiBertEmbeddings", "FlexiBertLayer"]
+
+    def __init__(self, config: FlexiBertConfig, *args, **kwargs) -> None:
+        # Refuse before allocating: an absurd size would otherwise fail deep in the allocator.
+        check_parameter_memory(
+            config.arch,
+            vocab_size=config.vocab_size,
+            max_position_embeddings=config.max_position_embeddings,
+            type_vocab_size=config.type_vocab_size,
+            relative_positions=config.position_embedding_type == "relative_key",
+        )
+        super().__init__(config, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -22,14 +22,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgetran.errors import ArchitectureError, InvalidInputError
+from edgetran.errors import ArchitectureError, parse_json
 from edgetran.space.ops import ALLOWED_OPS_TEXT, is_valid_op, op_sort_key, parse_head_string
 
-_POSITIVE = "a positive integer"
+#: Tensor sizes are int64; larger sizes mean nothing and only overflow later arithmetic.
+MAX_SIZE = 2**63 - 1
+_POSITIVE = "a positive integer below 2**63"
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
         raise ArchitectureError(name, value, _POSITIVE)
     return value
 
@@ -155,13 +157,7 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidInputError(
-                f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
-            ) from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text))
 
     @classmethod
     def _from_own_dict(cls, data: Mapping[str, Any]) -> Architecture:

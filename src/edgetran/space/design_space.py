@@ -10,7 +10,6 @@ count, concatenated); unused layers are 0. For the reference space that is 37 in
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,9 +20,26 @@ from typing import Any
 
 import yaml
 
-from edgetran.errors import DesignSpaceError
+from edgetran.errors import DesignSpaceError, parse_json, read_text_file
 from edgetran.space.architecture import Architecture, Layer
 from edgetran.space.ops import REFERENCE_OPS, is_valid_op, op_sort_key
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    """Parse YAML; a malformed file is one line naming its line and column (no caret diagram)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = " ".join((err.problem or err.context or "malformed").split())
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DesignSpaceError(f"{path}: not valid YAML ({problem}{where})") from None
+    except yaml.YAMLError as err:  # a character YAML does not allow
+        raise DesignSpaceError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise DesignSpaceError(f"{path}: not valid YAML (nested too deeply)") from None
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit
+        raise DesignSpaceError(f"{path}: not valid YAML ({err})") from None
 
 
 def _nearest(value: int, choices: Sequence[int]) -> int:
@@ -80,7 +96,7 @@ class DesignSpace:
         if not isinstance(data, Mapping):
             raise DesignSpaceError("design space: expected a mapping of choices")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        unknown = sorted((k for k in data if k not in known), key=str)
         if unknown:
             raise DesignSpaceError(
                 f"design space: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
@@ -91,15 +107,15 @@ class DesignSpace:
     def from_file(cls, path: str | Path) -> DesignSpace:
         """Load a space from YAML or JSON; omitted fields keep the reference choices."""
         path = Path(path)
+        text = read_text_file(path, DesignSpaceError)
+        if path.suffix == ".json":
+            data = parse_json(text, str(path), DesignSpaceError)
+        else:
+            data = _parse_yaml(text, path)
         try:
-            text = path.read_text()
-        except OSError as err:
-            raise DesignSpaceError(f"{path}: cannot read ({err.strerror})") from None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise DesignSpaceError(f"{path}: not valid JSON/YAML ({err})") from None
-        return cls.from_dict(data or {})
+            return cls.from_dict(data or {})
+        except DesignSpaceError as err:
+            raise DesignSpaceError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, list[Any]]:
         return {k: list(v) for k, v in asdict(self).items()}
