@@ -268,6 +268,23 @@ def test_finetune_tunes_saves_and_scores(tokenizer, task_file, tmp_path):
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["task"] == str(task_file)
 
 
+def test_pretraining_and_finetuning_are_seeded_and_leave_the_global_rng_alone(
+    tokenizer, task_file, tmp_path
+):
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    settings = FinetuneSettings(trials=1, steps=4, batch_sizes=(8,), max_length=16,
+                                train_examples=32, dev_examples=16, test_examples=16)  # fmt: skip
+    before = torch.get_rng_state()
+    runs = []
+    for run in ("a", "b"):
+        pretrained = pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / run, SETTINGS)
+        tuned = finetune(tmp_path / run, task, tok, settings, out=tmp_path / f"{run}-ft")
+        runs.append((pretrained.losses, tuned.trials))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert runs[0] == runs[1]
+
+
 # -- the oracle and its CLI ---------------------------------------------------------------------
 def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path):
     with Store(tmp_path / "ws.db") as store:

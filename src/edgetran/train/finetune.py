@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from edgetran.model import FlexiBertForMaskedLM, FlexiBertForSequenceClassification
+from edgetran.seeding import torch_seeded
 from edgetran.train.data import TokenisedTexts
 from edgetran.train.metrics import score
 from edgetran.train.pretrain import TrainingError
@@ -132,8 +133,7 @@ def finetune(
         lr = trial.suggest_float("learning_rate", *settings.learning_rate_range, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(settings.batch_sizes))
         seed = settings.seed + trial.number
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # the new pooler and classifier, and dropout
+        with torch_seeded(seed):  # the new pooler and classifier, and dropout
             model = classifier_from_pretrained(mlm, task.num_labels)
             _train(model, train, lr, batch_size, settings, seed)
         dev_score = evaluate_split(model, dev, task.metric, task.num_labels)

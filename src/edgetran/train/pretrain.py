@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 from edgetran.errors import EdgeTranError
 from edgetran.model import FlexiBertConfig, FlexiBertForMaskedLM
 from edgetran.model.transfer import transfer_weights
+from edgetran.seeding import torch_seeded
 from edgetran.space import Architecture
 from edgetran.train.data import TokenisedTexts, mask_tokens
 
@@ -126,8 +127,7 @@ def pretrain(
         raise TrainingError("no pretraining text")
     out.mkdir(parents=True, exist_ok=True)
     data = TokenisedTexts(tokenizer, texts, settings.max_length)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)  # dropout; restored from the checkpoint on resume
+    with torch_seeded(settings.seed):  # dropout; the state is restored from a checkpoint on resume
         model = build_mlm_model(arch, tokenizer, settings.max_length)
         source, share = _transfer(model, init_from, settings.seed)
         optimizer, scheduler = _optimiser(model, settings)
