@@ -1,8 +1,10 @@
 """BOSHCODE: a two-input heteroscedastic surrogate with gradient-based acquisition (GOBI).
 
-Reference: ``protran-boshcode.md`` §4–5. The surrogate has an architecture branch (inputs
-from :mod:`edgetran.search.encoding`) and a device branch (one-hot, or features that describe
-the device, so a new device needs no new input width), joined into
+Reference: ``protran-boshcode.md`` §4–5. The surrogate is BOSHNAS's teacher / student / NPN
+trio of :mod:`edgetran.surrogate.nn` (networks and training loop), on two inputs: the
+architecture (from :mod:`edgetran.search.encoding`) and the device (one-hot, or features that
+describe the device, so a new device needs no new input width), each through its own branch
+before the teacher and the student join them:
 
 - a **teacher** with dropout (the mean),
 - a **student** trained on the teacher's MC-dropout spread (epistemic uncertainty),
@@ -10,14 +12,16 @@ the device, so a new device needs no new input width), joined into
 
 Fixes against the reference: inputs lie in [0, 1] and targets are standardised (the reference
 fed raw integers up to 21804 into sigmoids); training uses mini-batches, not one sample at a
-time; a NaN loss stops a network instead of being written into its history.
+time; a NaN loss stops a network instead of being written into its history. Each fit is seeded
+by the seed and the step, and leaves torch's global generator as it found it.
 
 Each proposal (:meth:`Boshcode.propose`): with probability α the most (epistemically)
 uncertain candidate of the pool, with probability β a random one, otherwise GOBI: K starts
 drawn from the pool, inputs relaxed to [0, 1] and moved by gradient ascent (Adam, or the
 reference's AdaHessian) on the UCB ``mean + k·σ``, then projected to the nearest pool candidate
-(mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; the aleatoric term is
-added once the best value has not improved for ``patience`` evaluations.
+(mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; once the best value has
+not improved for ``patience`` evaluations it is the total predictive spread,
+:func:`edgetran.surrogate.nn.total_std` of the epistemic and aleatoric ones.
 """
 
 from __future__ import annotations
@@ -28,12 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from edgetran.search.encoding import ENCODINGS
 from edgetran.search.objectives import SearchError
-from edgetran.surrogate.nn import NPN
+from edgetran.seeding import torch_seeded
+from edgetran.surrogate.nn import BoshnasNetworks, NetworkTraining, total_std, train_networks
 
 #: The reference's AdaHessian settings for second-order GOBI (its cosine schedule is left out).
 ADAHESSIAN_LR = 0.5
@@ -41,45 +44,8 @@ ADAHESSIAN_BETAS = (0.9, 0.999)
 ADAHESSIAN_EPS = 1e-4
 
 
-# -- networks ---------------------------------------------------------------------------------
-def _branch(d: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d, 32), nn.Softplus(), nn.Linear(32, 32), nn.Softplus())
-
-
-class _TwoInput(nn.Module):
-    """Architecture and device branches (each → 32), concatenated (→ 64), then a head."""
-
-    def __init__(self, d_arch: int, d_device: int, head: nn.Module) -> None:
-        super().__init__()
-        self.arch, self.device, self.head = _branch(d_arch), _branch(d_device), head
-
-    def forward(self, xa: torch.Tensor, xd: torch.Tensor) -> torch.Tensor:  # → (n,)
-        return self.head(torch.cat([self.arch(xa), self.device(xd)], dim=-1)).squeeze(-1)
-
-
-def teacher(d_arch: int, d_device: int) -> _TwoInput:
-    head = nn.Sequential(
-        nn.Linear(64, 64), nn.Softplus(), nn.Dropout(0.3),
-        nn.Linear(64, 32), nn.Softplus(), nn.Dropout(0.3), nn.Linear(32, 1),
-    )  # fmt: skip
-    return _TwoInput(d_arch, d_device, head)
-
-
-def student(d_arch: int, d_device: int) -> _TwoInput:
-    head = nn.Sequential(nn.Linear(64, 32), nn.Softplus(), nn.Linear(32, 1), nn.Softplus())
-    return _TwoInput(d_arch, d_device, head)
-
-
-class _TwoInputNPN(nn.Module):
-    """Aleatoric model: the NPN of :mod:`edgetran.surrogate.nn` on both inputs, concatenated;
-    ``(xa, xd) → (mean, variance)`` of the standardised target."""
-
-    def __init__(self, d_arch: int, d_device: int) -> None:
-        super().__init__()
-        self.npn = NPN(d_arch + d_device)
-
-    def forward(self, xa: torch.Tensor, xd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.npn(torch.cat([xa, xd], dim=-1))
+#: Width of the architecture and device branches that the teacher and the student join.
+BRANCH_WIDTH = 32
 
 
 # -- the surrogate --------------------------------------------------------------------------
@@ -118,9 +84,26 @@ class BoshcodeSettings:
             raise SearchError(
                 f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
             )
-        for name in ("starts", "gobi_steps", "epochs", "batch_size", "mc_samples", "n_initial"):
+        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
+        if self.mc_samples < 2 or self.warm_epochs < 0:
+            raise SearchError(
+                f"mc_samples={self.mc_samples}, warm_epochs={self.warm_epochs}; expected "
+                "mc_samples ≥ 2 (a spread needs two draws) and warm_epochs ≥ 0"
+            )
+
+    def training(self, warm: bool) -> NetworkTraining:
+        """How a fit trains the networks (``warm_epochs`` when warm-started); the learning rates
+        and AdamW's weight decay are the ones the replay benchmark was measured with."""
+        return NetworkTraining(
+            epochs=self.warm_epochs if warm else self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=2e-3,
+            npn_learning_rate=3e-3,
+            weight_decay=0.01,
+            mc_samples=self.mc_samples,
+        )
 
 
 class Boshcode:
@@ -136,44 +119,17 @@ class Boshcode:
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, xa: np.ndarray, xd: np.ndarray, y: np.ndarray, step: int = 0) -> Boshcode:
-        torch.manual_seed(self.seed * 100_003 + step)
         xa_t, xd_t = _tensor(xa), _tensor(xd)
         self.y_mean_, self.y_std_ = float(np.mean(y)), float(np.std(y)) or 1.0
         z = _tensor((y - self.y_mean_) / self.y_std_)
-        warm = hasattr(self, "teacher_")
-        if not warm:
-            self.teacher_ = teacher(xa.shape[1], xd.shape[1])
-            self.student_ = student(xa.shape[1], xd.shape[1])
-            self.npn_ = _TwoInputNPN(xa.shape[1], xd.shape[1])
-        epochs = self.settings.warm_epochs if warm else self.settings.epochs
-        self._train(self.teacher_, (xa_t, xd_t), z, epochs, _mse)
-        spread = self._mc_spread(xa_t, xd_t).detach()
-        self._train(self.student_, (xa_t, xd_t), spread, epochs, _mse)
-        self._train(self.npn_, (xa_t, xd_t), z, epochs, _aleatoric_loss, lr=3e-3)
+        warm = hasattr(self, "networks_")
+        with torch_seeded(self.seed * 100_003 + step):
+            if not warm:
+                self.networks_ = BoshnasNetworks(
+                    (xa.shape[1], xd.shape[1]), branch_width=BRANCH_WIDTH
+                )
+            train_networks(self.networks_, (xa_t, xd_t), z, self.settings.training(warm))
         return self
-
-    def _train(self, model, inputs, target, epochs, loss_fn, lr: float = 2e-3) -> None:
-        optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
-        n = len(target)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(n)
-            for start in range(0, n, self.settings.batch_size):
-                rows = order[start : start + self.settings.batch_size]
-                loss = loss_fn(model(*(x[rows] for x in inputs)), target[rows])
-                if not torch.isfinite(loss):
-                    return  # keep the last finite weights
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-        model.eval()
-
-    def _mc_spread(self, xa: torch.Tensor, xd: torch.Tensor) -> torch.Tensor:
-        self.teacher_.train()  # dropout on
-        with torch.no_grad():
-            draws = torch.stack([self.teacher_(xa, xd) for _ in range(self.settings.mc_samples)])
-        self.teacher_.eval()
-        return draws.std(dim=0)
 
     # -- prediction -----------------------------------------------------------------------------
     def predict(self, xa: np.ndarray, xd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,15 +139,13 @@ class Boshcode:
         return mean.numpy(), epistemic.numpy(), aleatoric.numpy()
 
     def _predict_t(self, xa: torch.Tensor, xd: torch.Tensor):
-        mean = self.teacher_(xa, xd) * self.y_std_ + self.y_mean_
-        epistemic = self.student_(xa, xd) * self.y_std_
-        _, var = self.npn_(xa, xd)
-        aleatoric = var.sqrt() * self.y_std_
-        return mean, epistemic, aleatoric
+        mean, epistemic, aleatoric = self.networks_.predict(xa, xd)
+        return mean * self.y_std_ + self.y_mean_, epistemic * self.y_std_, aleatoric * self.y_std_
 
     def acquisition(self, xa: torch.Tensor, xd: torch.Tensor, aleatoric: bool) -> torch.Tensor:
+        """UCB ``mean + k·σ``: ``σ`` epistemic, or with ``aleatoric`` the total spread."""
         mean, epistemic, noise = self._predict_t(xa, xd)
-        sigma = epistemic + noise if aleatoric else epistemic
+        sigma = total_std(epistemic, noise) if aleatoric else epistemic
         return mean + self.settings.ucb_k * sigma
 
     # -- proposing ------------------------------------------------------------------------------
@@ -214,17 +168,15 @@ class Boshcode:
         )
         xa = _tensor(pool_a[starts]).requires_grad_(True)
         xd = _tensor(pool_d[starts]).requires_grad_(True)
-        for module in (self.teacher_, self.student_, self.npn_):
-            module.requires_grad_(False)
+        self.networks_.requires_grad_(False)
         objective = functools.partial(self.acquisition, aleatoric=aleatoric)
         if self.settings.second_order:
             seed = int(rng.integers(2**31))
             _adahessian_ascent(objective, [xa, xd], self.settings.gobi_steps, seed)
         else:
             _adam_ascent(objective, [xa, xd], self.settings.gobi_steps, self.settings.gobi_lr)
-        for module in (self.teacher_, self.student_, self.npn_):
-            module.requires_grad_(True)
-        picks = sorted({_nearest(pool_a, pool_d, a, d) for a, d in zip(
+        self.networks_.requires_grad_(True)
+        picks = sorted({nearest_candidate(pool_a, pool_d, a, d) for a, d in zip(
             xa.detach().numpy(), xd.detach().numpy(), strict=True)})  # fmt: skip
         with torch.no_grad():
             scores = self.acquisition(_tensor(pool_a[picks]), _tensor(pool_d[picks]), aleatoric)
@@ -266,20 +218,12 @@ def _adahessian_ascent(objective, inputs: list[torch.Tensor], steps: int, seed: 
                 x.sub_(ADAHESSIAN_LR * m_hat / (v_hat.sqrt() + ADAHESSIAN_EPS)).clamp_(0, 1)
 
 
-def _nearest(pool_a: np.ndarray, pool_d: np.ndarray, a: np.ndarray, d: np.ndarray) -> int:
-    """The reference projection: minimum mean |Δx_arch| + mean |Δx_device|."""
+def nearest_candidate(pool_a: np.ndarray, pool_d: np.ndarray, a: np.ndarray, d: np.ndarray) -> int:
+    """Index of the pool candidate nearest to ``(a, d)`` by the reference projection's distance:
+    mean |Δx_arch| + mean |Δx_device|."""
     distance = np.abs(pool_a - a).mean(axis=1) + np.abs(pool_d - d).mean(axis=1)
     return int(np.argmin(distance))
 
 
 def _tensor(x: np.ndarray | Sequence) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)
-
-
-def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(prediction, target)
-
-
-def _aleatoric_loss(prediction: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor):
-    mean, var = prediction
-    return 0.5 * ((mean - target) ** 2 / var + torch.log(var)).mean()

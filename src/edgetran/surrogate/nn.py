@@ -1,28 +1,38 @@
-"""The heteroscedastic neural surrogate of BOSHNAS (``protran-boshcode.md`` §4), fixed.
+"""The heteroscedastic networks of BOSHNAS (``protran-boshcode.md`` §4), fixed: one
+implementation for the surrogate here (:class:`HeteroscedasticNN`) and for BOSHCODE's co-search
+(:mod:`edgetran.search.boshcode`).
 
-Three networks on standardised inputs and a standardised (log-)target, trained with
-mini-batches:
+Three networks (:class:`BoshnasNetworks`) on standardised inputs and a standardised
+(log-)target, trained with mini-batches (:func:`train_networks`):
 
 - a *teacher* MLP with dropout predicts the target;
 - a *student* MLP learns the teacher's MC-dropout spread: the epistemic uncertainty;
 - an NPN (natural-parameter network, weights with means and variances) predicts a mean and a
   variance: the aleatoric uncertainty.
 
-The reference trained sample by sample on raw integers up to 21804 behind sigmoid outputs, which
-saturated; here inputs and targets are standardised and outputs are linear.
-``sigma = sqrt(epistemic² + aleatoric)`` is calibrated by the conformal base class.
+The two spreads combine into one predictive standard deviation by :func:`total_std`. The
+reference trained sample by sample on raw integers up to 21804 behind sigmoid outputs, which
+saturated; here inputs and targets are standardised and outputs are linear. The surrogate's
+``sigma`` is calibrated by the conformal base class.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgetran.surrogate.base import Surrogate
+from edgetran.seeding import torch_seeded
+from edgetran.surrogate.base import Surrogate, SurrogateError
+
+Spread = TypeVar("Spread", torch.Tensor, np.ndarray)
 
 
 class NPNLinear(nn.Module):
@@ -73,25 +83,190 @@ class NPN(nn.Module):
         return mean.squeeze(-1), var.squeeze(-1) + 1e-6
 
 
-def _mlp(fan_in: int, dropout: float) -> nn.Sequential:
+class _Squeezed(nn.Sequential):
+    """A head with one output column, returned as ``(n,)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(-1)
+
+
+def _teacher_head(fan_in: int, dropout: float) -> nn.Module:
+    return _Squeezed(
+        nn.Linear(fan_in, 64), nn.Softplus(), nn.Dropout(dropout),
+        nn.Linear(64, 32), nn.Softplus(), nn.Dropout(dropout), nn.Linear(32, 1),
+    )  # fmt: skip
+
+
+def _student_head(fan_in: int) -> nn.Module:
+    # Softplus output: the student predicts a spread, which is positive.
+    return _Squeezed(nn.Linear(fan_in, 32), nn.Softplus(), nn.Linear(32, 1), nn.Softplus())
+
+
+def _branch(fan_in: int, width: int) -> nn.Module:
     return nn.Sequential(
-        nn.Linear(fan_in, 64),
-        nn.Softplus(),
-        nn.Dropout(dropout),
-        nn.Linear(64, 32),
-        nn.Softplus(),
-        nn.Dropout(dropout),
-        nn.Linear(32, 1),
+        nn.Linear(fan_in, width), nn.Softplus(), nn.Linear(width, width), nn.Softplus()
     )
 
 
-class _Fitted:
+class _Joined(nn.Module):
+    """Several inputs, each through its own branch (when there are branches), concatenated,
+    then a head."""
+
+    def __init__(self, head: nn.Module, branches: Sequence[nn.Module] = ()) -> None:
+        super().__init__()
+        self.head = head
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, *inputs: torch.Tensor):
+        if self.branches:
+            inputs = tuple(branch(x) for branch, x in zip(self.branches, inputs, strict=True))
+        return self.head(torch.cat(inputs, dim=-1))
+
+
+class BoshnasNetworks(nn.Module):
+    """The teacher, the student and the NPN, on the same inputs.
+
+    Args:
+        input_dims: the width of each input (one feature matrix, or BOSHCODE's architecture
+            and device inputs).
+        dropout: the teacher's (the reference's 0.3).
+        branch_width: pass each input through its own two-layer branch of this width before
+            the teacher and the student join them (BOSHCODE's two-input networks); ``None``:
+            they take the inputs concatenated. The NPN always takes the inputs concatenated.
+    """
+
+    def __init__(
+        self, input_dims: Sequence[int], dropout: float = 0.3, branch_width: int | None = None
+    ) -> None:
+        super().__init__()
+        joined = branch_width * len(input_dims) if branch_width else sum(input_dims)
+
+        def branches() -> list[nn.Module]:
+            return [_branch(d, branch_width) for d in input_dims] if branch_width else []
+
+        # Construction order fixes which random numbers initialise which weights.
+        self.teacher = _Joined(_teacher_head(joined, dropout), branches())
+        self.student = _Joined(_student_head(joined), branches())
+        self.npn = _Joined(NPN(sum(input_dims)))
+
+    def predict(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mean, epistemic std, aleatoric std)`` of the standardised target, each ``(n,)``
+        (in eval mode, as :func:`train_networks` leaves them)."""
+        _, aleatoric_var = self.npn(*inputs)
+        return self.teacher(*inputs), self.student(*inputs), aleatoric_var.sqrt()
+
+
+def total_std(epistemic: Spread, aleatoric: Spread) -> Spread:
+    """The predictive standard deviation, ``sqrt(epistemic² + aleatoric²)``: by the law of total
+    variance the predictive variance is the variance of the mean across plausible models
+    (epistemic) plus the expected noise variance (aleatoric); standard deviations do not add.
+    The one formula wherever the two combine (this surrogate's ``sigma``, BOSHCODE's UCB).
+    Tensors or arrays."""
+    return (epistemic**2 + aleatoric**2) ** 0.5
+
+
+@dataclass(frozen=True)
+class NetworkTraining:
+    """How :func:`train_networks` trains each network: mini-batch AdamW.
+
+    Attributes:
+        epochs: passes over the data, for each network (0 leaves them as they are).
+        batch_size: mini-batch size.
+        learning_rate: the teacher's and the student's.
+        npn_learning_rate: the NPN's (``None``: ``learning_rate``).
+        weight_decay: AdamW's.
+        mc_samples: MC-dropout passes whose spread is the student's target (≥ 2).
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    npn_learning_rate: float | None = None
+    weight_decay: float = 1e-4
+    mc_samples: int = 10
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 0), ("batch_size", 1), ("mc_samples", 2)):
+            if getattr(self, name) < low:
+                raise SurrogateError(f"{name}={getattr(self, name)}; expected an integer ≥ {low}")
+        if min(self.learning_rate, self.npn_rate) <= 0 or self.weight_decay < 0:
+            raise SurrogateError(
+                f"learning_rate={self.learning_rate}, npn_learning_rate="
+                f"{self.npn_learning_rate}, weight_decay={self.weight_decay}; expected rates > 0 "
+                "and weight_decay ≥ 0"
+            )
+
+    @property
+    def npn_rate(self) -> float:
+        return self.learning_rate if self.npn_learning_rate is None else self.npn_learning_rate
+
+
+def train_networks(
+    networks: BoshnasNetworks,
+    inputs: Sequence[torch.Tensor],
+    target: torch.Tensor,
+    training: NetworkTraining,
+    generator: torch.Generator | None = None,
+) -> None:
+    """Train the teacher on ``target``, the student on the teacher's MC-dropout spread and the
+    NPN on ``target`` (Gaussian likelihood); leave them in eval mode.
+
+    Warm start: pass networks trained before; each network gets a fresh optimiser. Dropout
+    draws from torch's default generator (run this inside
+    :func:`edgetran.seeding.torch_seeded`), the mini-batch order from ``generator`` (``None``:
+    the default generator too).
+    """
+    fit = functools.partial(_train, inputs=inputs, training=training, generator=generator)
+    fit(networks.teacher, target=target, loss_fn=F.mse_loss, learning_rate=training.learning_rate)
+    spread = _mc_dropout_std(networks.teacher, inputs, training.mc_samples)
+    fit(networks.student, target=spread, loss_fn=F.mse_loss, learning_rate=training.learning_rate)
+    fit(networks.npn, target=target, loss_fn=_gaussian_nll, learning_rate=training.npn_rate)
+
+
+def _train(net, inputs, target, loss_fn, training, learning_rate, generator) -> None:
+    """Mini-batch AdamW; a non-finite loss stops the network at its last finite weights."""
+    optimiser = torch.optim.AdamW(
+        net.parameters(), lr=learning_rate, weight_decay=training.weight_decay
+    )
+    net.train()
+    try:
+        for _ in range(training.epochs):
+            for rows in torch.randperm(len(target), generator=generator).split(
+                training.batch_size
+            ):
+                loss = loss_fn(net(*(x[rows] for x in inputs)), target[rows])
+                if not torch.isfinite(loss):
+                    return
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    finally:
+        net.eval()
+
+
+def _mc_dropout_std(teacher: nn.Module, inputs, samples: int) -> torch.Tensor:
+    teacher.train()  # dropout on
+    with torch.no_grad():
+        draws = torch.stack([teacher(*inputs) for _ in range(samples)])
+    teacher.eval()
+    return draws.std(dim=0)
+
+
+def _gaussian_nll(prediction: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor):
+    """The aleatoric loss: Gaussian negative log-likelihood, up to a constant."""
+    mean, var = prediction
+    return 0.5 * ((mean - target) ** 2 / var + torch.log(var)).mean()
+
+
+@dataclass
+class _FittedNetworks:
     """The three networks and the standardisation they were trained with."""
 
-    def __init__(self, teacher, student, npn, x_mean, x_std, z_mean, z_std, mc_samples):
-        self.teacher, self.student, self.npn = teacher, student, npn
-        self.x_mean, self.x_std, self.z_mean, self.z_std = x_mean, x_std, z_mean, z_std
-        self.mc_samples = mc_samples
+    networks: BoshnasNetworks
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    z_mean: float
+    z_std: float
 
 
 class HeteroscedasticNN(Surrogate):
@@ -123,20 +298,11 @@ class HeteroscedasticNN(Surrogate):
         self.mc_samples = mc_samples
         self.learning_rate = learning_rate
 
-    def _train(self, net: nn.Module, X: torch.Tensor, loss_fn, generator: torch.Generator) -> None:
-        optimiser = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=1e-4)
-        net.train()
-        for _ in range(self.epochs):
-            for rows in torch.randperm(len(X), generator=generator).split(self.batch_size):
-                optimiser.zero_grad()
-                loss_fn(net, rows).backward()
-                optimiser.step()
-        net.eval()
-
     def _fit_core(self, X, z, rng):
+        training = NetworkTraining(
+            self.epochs, self.batch_size, self.learning_rate, mc_samples=self.mc_samples
+        )
         seed = int(rng.integers(2**31 - 1))
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
         x_mean, x_std = X.mean(axis=0), X.std(axis=0)
         # A feature constant in training (e.g. a layer slot no training model uses) keeps its
         # raw scale instead of exploding by 1/1e-8 on a test point that uses it.
@@ -144,35 +310,14 @@ class HeteroscedasticNN(Surrogate):
         z_mean, z_std = float(z.mean()), float(z.std() + 1e-8)
         Xt = torch.tensor(np.clip((X - x_mean) / x_std, -10, 10), dtype=torch.float32)
         zt = torch.tensor((z - z_mean) / z_std, dtype=torch.float32)
-        teacher = _mlp(X.shape[1], self.dropout)
-        self._train(teacher, Xt, lambda n, r: F.mse_loss(n(Xt[r]).squeeze(-1), zt[r]), generator)
-        teacher.train()  # MC dropout
-        with torch.no_grad():
-            spread = torch.stack([teacher(Xt).squeeze(-1) for _ in range(self.mc_samples)]).std(0)
-        teacher.eval()
-        student = nn.Sequential(
-            nn.Linear(X.shape[1], 32), nn.Softplus(), nn.Linear(32, 1), nn.Softplus()
-        )
-        self._train(
-            student, Xt, lambda n, r: F.mse_loss(n(Xt[r]).squeeze(-1), spread[r]), generator
-        )
-        npn = NPN(X.shape[1])
+        with torch_seeded(seed):
+            networks = BoshnasNetworks((X.shape[1],), self.dropout)
+            train_networks(networks, (Xt,), zt, training, torch.Generator().manual_seed(seed))
+        return _FittedNetworks(networks, x_mean, x_std, z_mean, z_std)
 
-        def aleatoric_loss(net, rows):
-            mean, var = net(Xt[rows])
-            return 0.5 * ((mean - zt[rows]) ** 2 / var + torch.log(var)).mean()
-
-        self._train(npn, Xt, aleatoric_loss, generator)
-        return _Fitted(teacher, student, npn, x_mean, x_std, z_mean, z_std, self.mc_samples)
-
-    def _predict_core(self, core: _Fitted, X):
+    def _predict_core(self, core: _FittedNetworks, X):
         Xt = torch.tensor(np.clip((X - core.x_mean) / core.x_std, -10, 10), dtype=torch.float32)
         with torch.no_grad():
-            mean = core.teacher(Xt).squeeze(-1)
-            epistemic = core.student(Xt).squeeze(-1)
-            _, aleatoric_var = core.npn(Xt)
-        sigma = torch.sqrt(epistemic**2 + aleatoric_var)
-        return (
-            mean.numpy() * core.z_std + core.z_mean,
-            np.maximum(sigma.numpy(), 1e-6) * core.z_std,
-        )
+            mean, epistemic, aleatoric = core.networks.predict(Xt)
+        sigma = total_std(epistemic, aleatoric).numpy()
+        return mean.numpy() * core.z_std + core.z_mean, np.maximum(sigma, 1e-6) * core.z_std
