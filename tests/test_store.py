@@ -188,11 +188,18 @@ def test_protran_batch_and_units(protran_files):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_table_round_trip_is_lossless(tmp_path, fmt):
-    original = [make(0), make(1, dynamic_energy_j=None, threads=None, latency_ci95_s=None)]
+    original = [
+        make(0, source_key="m1.json#k0"),
+        make(1, dynamic_energy_j=None, threads=None, latency_ci95_s=None),
+    ]
     path = tmp_path / f"m.{fmt}"
     write_measurements(original, path, fmt)
     back = read_measurements(path, fmt, None)
-    assert [m.to_dict() for m in back] == [m.to_dict() for m in original]
+    # A row keeps the key of the file it was first imported from, else it gets this file's.
+    assert [m.to_dict() for m in back] == [
+        original[0].to_dict(),
+        original[1].to_dict() | {"source_key": f"m.{fmt}#row 2"},
+    ]
 
 
 BAD_PROTRAN = {
@@ -259,7 +266,9 @@ def test_bad_csv_rows_name_the_row(tmp_path):
     rows[2][rows[0].index("latency_s")] = "-3"
     with path.open("w", newline="") as stream:
         csv.writer(stream).writerows(rows)
-    with pytest.raises(InvalidInputError, match=r"row 2: .*latency_s=-3"):
+    with pytest.raises(
+        InvalidInputError, match=r"row 2: latency_s='-3'; expected a finite value > 0"
+    ):
         read_measurements(path, "csv", None)
 
 

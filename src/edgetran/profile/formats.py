@@ -10,19 +10,33 @@ gives the same file back.
 
 CSV and Parquet hold one row per measurement, one column per :class:`Measurement` field; the
 nested fields (``model_dict``, ``latency_ci95_s``, ``environment``, ``extra``) are JSON text.
+
+Every format builds its measurements through one path (:func:`_build`, then
+:meth:`Measurement.validate`), so a value is accepted or refused the same way whatever the
+file, and an error names the file, the row (counted from 1 after the header) or entry, the
+field, the value exactly as the file gives it and what is allowed. Each measurement read
+carries its ``source_key`` (file name and entry), which makes importing a file twice a no-op.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import math
 import re
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from edgetran.errors import ArchitectureError, InvalidInputError, read_json_file
+from edgetran.errors import (
+    ArchitectureError,
+    InvalidInputError,
+    parse_json,
+    read_json_file,
+    read_text_file,
+)
 from edgetran.space import REFERENCE_SPACE, Architecture
-from edgetran.store import Measurement
+from edgetran.store.records import Measurement, MeasurementError, number, source_key
 
 FILE_FORMATS = ("protran", "csv", "parquet")
 PROTRAN_CAVEAT = (
@@ -30,7 +44,6 @@ PROTRAN_CAVEAT = (
     "energy is total board/rail power, idle not subtracted"
 )
 _NESTED = ("model_dict", "latency_ci95_s", "environment", "extra")
-_INTEGER = ("batch_size", "seq_len", "power_samples", "threads", "repeats", "warmup")
 
 
 def model_type(arch: Architecture) -> str:
@@ -47,12 +60,20 @@ def _protran_shape(path: Path) -> tuple[int, int | None]:
     return (int(batch.group(1)) if batch else 1), (int(runs.group(1)) if runs else None)
 
 
-def _number(entry: str, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"entry {entry}: {field}={value!r} is not a number")
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise InvalidInputError(f"entry {entry}: {field}={value!r}; expected a finite value ≥ 0")
-    return float(value)
+def _architecture(where: str, model_dict: Any) -> Architecture:
+    try:
+        return Architecture.from_dict(model_dict)
+    except ArchitectureError as err:
+        raise InvalidInputError(f"{where}: model_dict: {err}") from None
+
+
+def _build(where: str, values: dict[str, Any]) -> Measurement:
+    """The one path from a file's values to a :class:`Measurement`; a bad field is a
+    :class:`MeasurementError` located at ``where`` (the file and its row or entry)."""
+    try:
+        return Measurement.from_dict(values)
+    except MeasurementError as err:
+        raise MeasurementError(where, err.field, err.value, err.allowed) from None
 
 
 def read_protran(path: str | Path, device: str, seq_len: int = 128) -> list[Measurement]:
@@ -63,18 +84,20 @@ def read_protran(path: str | Path, device: str, seq_len: int = 128) -> list[Meas
     batch, runs = _protran_shape(path)
     result = []
     for key, entry in data.items():
+        where = f"{path}: entry {key if key.isprintable() else repr(key)}"
         if not isinstance(entry, dict) or "model_dict" not in entry or "performance" not in entry:
-            raise InvalidInputError(f"{path}: entry {key}: needs 'model_dict' and 'performance'")
-        try:
-            arch = Architecture.from_dict(entry["model_dict"])
-        except ArchitectureError as err:
-            raise InvalidInputError(f"{path}: entry {key}: {err}") from None
+            raise InvalidInputError(f"{where}: needs 'model_dict' and 'performance'")
+        arch = _architecture(where, entry["model_dict"])
         performance = entry["performance"]
         values = {}
-        for field in ("latency", "energy", "peak_power"):
+        for field, positive in (("latency", True), ("energy", False), ("peak_power", False)):
+            name = f"performance.{field}"
             if not isinstance(performance, dict) or field not in performance:
-                raise InvalidInputError(f"{path}: entry {key}: performance.{field} is missing")
-            values[field] = _number(key, f"performance.{field}", performance[field])
+                raise InvalidInputError(f"{where}: {name} is missing")
+            try:
+                values[field] = number(performance[field], positive=positive)
+            except ValueError as err:
+                raise MeasurementError(where, name, performance[field], str(err)) from None
         extra = {
             "protran_key": key,
             "model_type": entry.get("model_type"),
@@ -84,22 +107,26 @@ def read_protran(path: str | Path, device: str, seq_len: int = 128) -> list[Meas
             "caveat": PROTRAN_CAVEAT,
         }
         result.append(
-            Measurement(
-                hash=arch.hash,
-                model_dict=entry["model_dict"],
-                device=device,
-                runtime="reference",
-                batch_size=batch,
-                seq_len=seq_len,
-                latency_s=values["latency"] * batch,
-                latency_s_per_seq=values["latency"],
-                energy_j=values["energy"] * batch,
-                energy_j_per_seq=values["energy"],
-                peak_power_w=values["peak_power"],
-                meter="protran-reference",
-                meter_kind="measured",
-                source="protran",
-                extra=extra,
+            _build(
+                where,
+                dict(
+                    hash=arch.hash,
+                    model_dict=entry["model_dict"],
+                    device=device,
+                    runtime="reference",
+                    batch_size=batch,
+                    seq_len=seq_len,
+                    latency_s=values["latency"] * batch,
+                    latency_s_per_seq=values["latency"],
+                    energy_j=values["energy"] * batch,
+                    energy_j_per_seq=values["energy"],
+                    peak_power_w=values["peak_power"],
+                    meter="protran-reference",
+                    meter_kind="measured",
+                    source="protran",
+                    extra=extra,
+                    source_key=source_key(path, key),
+                ),
             )
         )
     return result
@@ -147,51 +174,65 @@ def write_table(measurements: list[Measurement], path: str | Path, fmt: str) -> 
         frame.to_parquet(path, index=False)
 
 
+#: Columns every table needs: the fields of :class:`Measurement` without a default.
+_REQUIRED = tuple(
+    f.name for f in fields(Measurement) if f.default is MISSING and f.default_factory is MISSING
+)
+
+
 def read_table(path: str | Path, fmt: str, device: str | None = None) -> list[Measurement]:
     """Read CSV or Parquet; ``device`` (if given) replaces the file's device names."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InvalidInputError(f"{path}: cannot read as {fmt} ({err})") from None
-    if frame.empty:
+    columns, rows = _read_csv(path) if fmt == "csv" else _read_parquet(path)
+    missing = [c for c in _REQUIRED if c not in columns and not (c == "device" and device)]
+    if missing:
+        raise InvalidInputError(
+            f"{path}: missing column {', '.join(map(repr, missing))}; a measurement table has "
+            "one column per measurement field"
+        )
+    if not rows:
         raise InvalidInputError(f"{path}: no measurements")
-    result = []
-    for number, record in enumerate(frame.to_dict("records"), start=1):
-        try:
-            result.append(_from_row(record, device))
-        except (InvalidInputError, KeyError, TypeError, ValueError) as err:
-            raise InvalidInputError(f"{path}: row {number}: {_reason(err)}") from None
-    return result
+    return [_from_row(path, number, row, device) for number, row in enumerate(rows, start=1)]
 
 
-def _reason(err: Exception) -> str:
-    return f"missing column {err}" if isinstance(err, KeyError) else str(err)
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Header and rows of a CSV file, every cell as its text (an empty cell is ``None``), so
+    a bad cell is reported as written and does not change how other rows are read."""
+    reader = csv.DictReader(io.StringIO(read_text_file(path), newline=""))
+    try:
+        rows = [{k: v or None for k, v in row.items() if isinstance(k, str)} for row in reader]
+    except csv.Error as err:
+        raise InvalidInputError(f"{path}: cannot read as csv ({err})") from None
+    return list(reader.fieldnames or []), rows
 
 
-def _from_row(record: dict[str, Any], device: str | None) -> Measurement:
-    data = {k: (None if _is_missing(v) else v) for k, v in record.items()}
+def _read_parquet(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        return table.column_names, table.to_pylist()
+    except (OSError, ValueError, pa.ArrowException) as err:
+        message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        raise InvalidInputError(f"{path}: cannot read as parquet ({message})") from None
+
+
+def _from_row(path: Path, number: int, row: dict[str, Any], device: str | None) -> Measurement:
+    where = f"{path}: row {number}"
+    values = dict(row)
     for key in _NESTED:
-        if isinstance(data.get(key), str):
-            data[key] = json.loads(data[key])
-    for key in _INTEGER:
-        if data.get(key) is not None:
-            data[key] = int(data[key])
-    for key in ("hash", "model_dict", "device", "runtime", "latency_s", "meter", "meter_kind"):
-        if data.get(key) is None:
-            raise KeyError(key)
-    data["environment"] = data.get("environment") or {}
-    data["extra"] = data.get("extra") or {}
+        if isinstance(values.get(key), str):
+            values[key] = parse_json(values[key], f"{where}: {key}")
+    for key in ("environment", "extra"):
+        if values.get(key) is None:
+            values[key] = {}
     if device is not None:
-        data["device"] = device
-    Architecture.from_dict(data["model_dict"])  # reject malformed architectures here
-    return Measurement.from_dict(data)
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+        values["device"] = device
+    if not values.get("source_key"):
+        values["source_key"] = source_key(path, f"row {number}")
+    _architecture(where, values.get("model_dict"))
+    return _build(where, values)
 
 
 def read_measurements(path: str | Path, fmt: str, device: str | None) -> list[Measurement]:

@@ -1,18 +1,27 @@
 """The workspace database: architectures, devices, measurements, trained models, evaluations.
 
-SQLite (``edgetran.db``) by default; any SQLAlchemy URL (e.g. PostgreSQL) for several machines.
+SQLite (``edgetran.db``) by default; any SQLAlchemy URL (e.g. PostgreSQL) for several machines,
+with its driver installed (``pip install 'edgetran[postgres]'`` or ``'edgetran[mysql]'``).
 
 Contract:
     - every write is one transaction: a crash loses at most the measurement in flight;
     - several processes may write at once: SQLite runs in WAL mode with a busy timeout, and
       architecture/device rows are inserted with "insert or ignore", so concurrent writers
       neither fail nor lose rows;
-    - rows are never updated in place; a re-profile adds a new measurement.
+    - rows are never updated in place (but for the one-time upgrade below); a re-profile adds
+      a new measurement;
+    - imports are idempotent: a measurement read from a file carries a ``source_key`` (file
+      name and entry), and the same architecture, device, runtime, shape and source key is
+      stored once. A database made before the key existed gains the column when opened; its
+      older ProTran rows get their key from what they recorded, older CSV/Parquet rows none;
+    - a URL shown in a message is masked (:func:`mask_url`): a password never reaches the
+      terminal, a log or a report.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,6 +32,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -31,13 +41,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
+    update,
 )
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from edgetran.errors import EdgeTranError
-from edgetran.store.records import Measurement
+from edgetran.errors import EdgeTranError, MissingDependencyError
+from edgetran.store.records import SOURCE_KEY_LENGTH, Measurement, source_key
 
 DEFAULT_DB = "edgetran.db"
 
@@ -85,8 +98,14 @@ _MEASUREMENT_COLUMNS = [
     Column("environment", JSON),
     Column("extra", JSON),
     Column("created_at", Float, nullable=False),
+    Column("source_key", String(SOURCE_KEY_LENGTH)),
 ]
 measurements = Table("measurements", metadata, *_MEASUREMENT_COLUMNS)
+#: The natural key of an imported measurement (NULLs, i.e. profiler rows, never collide).
+_NATURAL_KEY = ("hash", "device", "runtime", "batch_size", "seq_len", "source_key")
+_natural_key_index = Index(
+    "uq_measurements_source", *(measurements.c[name] for name in _NATURAL_KEY), unique=True
+)
 
 #: Pretrained checkpoints in the workspace, so a new model can start from its nearest neighbour.
 trained_models = Table(
@@ -127,6 +146,67 @@ def database_url(db: str | Path | None) -> str:
     return text if "://" in text else f"sqlite:///{text}"
 
 
+#: ``scheme://user:password@`` in any text; the password runs to the last ``@`` of the URL.
+_CREDENTIALS = re.compile(r"(\b[\w.+-]+://[^\s:/@]*:)[^\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` as it may be shown: its password, if any, replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return mask_credentials(url)
+
+
+#: The package that provides each driver module SQLAlchemy may import, where it differs.
+_DRIVER_PACKAGES = {
+    "psycopg": "'edgetran[postgres]'",
+    "pymysql": "'edgetran[mysql]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+}
+
+
+def check_database_url(url: str) -> None:
+    """Raise a typed error, before any connection, if ``url`` cannot be parsed, names an
+    unknown database or needs a driver that is not installed.
+
+    Raises:
+        StoreError: the URL is malformed or its database kind is unknown.
+        MissingDependencyError: its driver is not installed (the message says what to install).
+    """
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except ArgumentError as err:  # also NoSuchModuleError: an unknown dialect or driver
+        raise StoreError(
+            f"{mask_url(url)}: not a usable database URL ({mask_credentials(str(err))})"
+        ) from None
+    except ImportError as err:
+        module = (err.name or parsed.get_driver_name()).split(".")[0]
+        package = _DRIVER_PACKAGES.get(module, module)
+        raise MissingDependencyError(
+            f"{mask_url(url)}: {parsed.get_backend_name()} URLs need the {module!r} driver: "
+            f"pip install {package}"
+        ) from None
+
+
+def database_error(url: str, what: str, err: Exception) -> StoreError:
+    """A one-line :class:`StoreError`; the password is masked even inside the driver's text."""
+    detail = str(err).splitlines()[0] if str(err) else ""
+    password = make_url(url).password
+    if password:
+        detail = detail.replace(str(password), "***")
+    return StoreError(
+        f"{mask_url(url)}: {what} ({err.__class__.__name__}: {mask_credentials(detail)})"
+    )
+
+
 def _make_parent(url: str) -> None:
     """Create the folder of a SQLite file, so ``--db new/dir/x.db`` just works."""
     path = url.split(":///", 1)[-1]
@@ -145,6 +225,52 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
 
+def _add_source_keys(engine: Engine) -> None:
+    """Bring a database made before ``source_key`` existed up to date, in one transaction:
+    the column, its unique index, and keys for the ProTran rows (from the file name and entry
+    they recorded). A row imported twice back then keeps one keyed copy; the other stays."""
+    if _has_source_key(engine):
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"ALTER TABLE measurements ADD COLUMN source_key VARCHAR({SOURCE_KEY_LENGTH})"
+                )
+            )
+            _key_protran_rows(conn)
+            _natural_key_index.create(conn)
+    except SQLAlchemyError:
+        if not _has_source_key(engine):  # else another process upgraded it just now
+            raise
+
+
+def _has_source_key(engine: Engine) -> bool:
+    return any(c["name"] == "source_key" for c in inspect(engine).get_columns("measurements"))
+
+
+def _key_protran_rows(conn: Connection) -> None:
+    columns = [measurements.c[name] for name in _NATURAL_KEY[:-1]]
+    query = (
+        select(measurements.c.id, measurements.c.extra, *columns)
+        .where(measurements.c.source == "protran")
+        .order_by(measurements.c.id)
+    )
+    seen = set()
+    for row in conn.execute(query).all():
+        extra = _decode(row._mapping, "extra")["extra"] or {}
+        if "file" not in extra or "protran_key" not in extra:
+            continue
+        key = source_key(extra["file"], extra["protran_key"])
+        natural = (*(row._mapping[c.name] for c in columns), key)
+        if natural in seen:
+            continue
+        seen.add(natural)
+        conn.execute(
+            update(measurements).where(measurements.c.id == row.id).values(source_key=key)
+        )
+
+
 class Store:
     """Access to one workspace database.
 
@@ -154,6 +280,7 @@ class Store:
 
     def __init__(self, db: str | Path | None = None) -> None:
         self.url = database_url(db)
+        check_database_url(self.url)
         try:
             if self.url.startswith("sqlite"):
                 _make_parent(self.url)
@@ -162,11 +289,9 @@ class Store:
             else:
                 self.engine = create_engine(self.url, pool_pre_ping=True)
             metadata.create_all(self.engine)
+            _add_source_keys(self.engine)
         except SQLAlchemyError as err:
-            raise StoreError(
-                f"{self.url}: cannot open the database ({err.__class__.__name__}: "
-                f"{str(err).splitlines()[0]})"
-            ) from None
+            raise database_error(self.url, "cannot open the database", err) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -178,17 +303,22 @@ class Store:
         self.close()
 
     # -- writes ---------------------------------------------------------------------------------
-    def add(self, measurement: Measurement) -> int:
-        """Store one measurement (and its architecture and device) in one transaction."""
+    def add(self, measurement: Measurement) -> int | None:
+        """Store one measurement (and its architecture and device) in one transaction; its row
+        id, or ``None`` if it was stored already."""
         return self.add_many([measurement])[0]
 
-    def add_many(self, items: Iterable[Measurement]) -> list[int]:
-        """Store measurements atomically: all of them or none."""
-        ids = []
+    def add_many(self, items: Iterable[Measurement]) -> list[int | None]:
+        """Store measurements atomically: all of them or none. Each one's new row id, or
+        ``None`` where the same measurement (same natural key) is already stored."""
+        ids: list[int | None] = []
         now = time.time()
         with self.engine.begin() as conn:
             for m in items:
                 m.validate()
+                if m.source_key is not None and self._stored(conn, m):
+                    ids.append(None)
+                    continue
                 self._ensure(
                     conn,
                     architectures,
@@ -201,10 +331,24 @@ class Store:
                 row.pop("id")
                 row.pop("model_dict")
                 row["created_at"] = row["created_at"] or now
-                ids.append(
-                    conn.execute(insert(measurements).values(**row)).inserted_primary_key[0]
-                )
+                ids.append(self._insert_measurement(conn, row))
         return ids
+
+    @staticmethod
+    def _stored(conn: Connection, m: Measurement) -> bool:
+        key = [measurements.c[name] == getattr(m, name) for name in _NATURAL_KEY]
+        return conn.execute(select(measurements.c.id).where(*key)).first() is not None
+
+    @staticmethod
+    def _insert_measurement(conn: Connection, row: dict[str, Any]) -> int | None:
+        """The new row's id; ``None`` if a concurrent writer stored the same key first."""
+        if row["source_key"] is None:
+            return conn.execute(insert(measurements).values(**row)).inserted_primary_key[0]
+        try:
+            with conn.begin_nested():
+                return conn.execute(insert(measurements).values(**row)).inserted_primary_key[0]
+        except IntegrityError:
+            return None
 
     def add_device(self, name: str, description: dict[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:

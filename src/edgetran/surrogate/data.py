@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgetran.profile.formats import read_measurements
 from edgetran.store import Measurement, Store
+from edgetran.store.database import mask_url
 from edgetran.surrogate.base import SurrogateError
 
 SOURCE_FORMATS = ("protran", "csv", "parquet", "db")
@@ -44,7 +45,9 @@ def load_device(source: str | Path, fmt: str, device: str) -> list[Measurement]:
     groups = load_all(source, fmt)
     if device not in groups:
         found = ", ".join(sorted(groups)) or "none"
-        raise SurrogateError(f"device {device!r} is not in {source} (devices there: {found})")
+        raise SurrogateError(
+            f"device {device!r} is not in {mask_url(str(source))} (devices there: {found})"
+        )
     return groups[device]
 
 
