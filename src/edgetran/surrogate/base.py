@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,30 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     ordered = np.sort(scores)
     rank = min(len(ordered), max(1, math.ceil((len(ordered) + 1) * level)))
     return float(ordered[rank - 1])
+
+
+def grouped_folds(
+    groups: Sequence[Hashable], folds: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """The held-out indices of each of ``folds`` folds, keeping every group (an architecture
+    measured more than once) inside one fold, so that no held-out value was seen in training.
+
+    Groups are dealt to the folds in a random order; where every group is a single item this
+    is exactly ``rng.permutation(n)[k::folds]``.
+
+    Raises:
+        SurrogateError: fewer groups than folds.
+    """
+    members: dict[Hashable, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    if len(members) < folds:
+        raise SurrogateError(f"{len(members)} distinct architectures cannot make {folds} folds")
+    ordered = list(members.values())
+    order = rng.permutation(len(ordered))
+    return [
+        np.array([i for g in order[k::folds] for i in ordered[g]], dtype=int) for k in range(folds)
+    ]
 
 
 class Surrogate(abc.ABC):
@@ -150,13 +175,12 @@ class Surrogate(abc.ABC):
         Predictions average the fold cores (cross-conformal), so the calibration scores come
         from the very models that predict, each on points it never saw.
         """
-        folds = min(self.calibration_folds, len(z))
-        order = rng.permutation(len(z))
+        rows = [row.tobytes() for row in X]  # equal rows: one architecture measured again
+        folds = min(self.calibration_folds, len(set(rows)))
         mu, sigma = np.empty_like(z), np.empty_like(z)
         cores = []
-        for k in range(folds):
-            held = order[k::folds]
-            train = np.setdiff1d(order, held)
+        for held in grouped_folds(rows, max(folds, 2), rng):
+            train = np.setdiff1d(np.arange(len(z)), held)
             cores.append(self._fit_core(X[train], z[train], rng))
             mu[held], sigma[held] = self._predict_core(cores[-1], X[held])
         return mu, sigma, cores
