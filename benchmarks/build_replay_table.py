@@ -12,7 +12,9 @@ the architecture with a little deterministic per-architecture noise:
 so larger, attention-rich models score higher, as on GLUE, and the search has to trade that
 against the devices' costs.
 
-    python benchmarks/build_replay_table.py --out /tmp/replay.jsonl
+    python benchmarks/build_replay_table.py --out /tmp/replay.jsonl [--data DIR]
+
+Without ProTran files in the data folder it exits with code 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +48,16 @@ def stand_in_accuracy(arch: Architecture) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help=f"ProTran JSON files (default {DATA})."
+    )
     args = parser.parse_args()
+    files = sorted(args.data.glob("*.json"))
+    if not files:
+        print(f"error: no ProTran *.json files in {args.data}; nothing written", file=sys.stderr)
+        sys.exit(2)
     lines = []
-    for path in sorted(DATA.glob("*.json")):
+    for path in files:
         for m in read_measurements(path, "protran", None):
             arch = Architecture.from_dict(m.model_dict)
             metrics = {

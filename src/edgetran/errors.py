@@ -1,9 +1,16 @@
-"""Typed errors raised by the library. The CLI turns them into one line and exit code 2."""
+"""Typed errors raised by the library. The CLI turns them into one line and exit code 2.
+
+Also the shared file readers and the output-folder helper, which turn every way a file can be
+wrong into one of these errors.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +128,46 @@ def read_json_lines(
                 yield number, row
     except UnicodeDecodeError:
         raise error(f"{path}: not UTF-8 text") from None
+
+
+def prepare_output_dir(
+    out_dir: str | Path, error: type[EdgeTranError] = InvalidInputError, *, empty: bool = False
+) -> Path:
+    """Create ``out_dir`` and check that it is writable, before any slow work.
+
+    Raises ``error`` if ``out_dir`` is a file, cannot be written, or (with ``empty``) already
+    holds files.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise error(f"{out}: is a file, not a directory")
+    if empty and out.is_dir() and any(out.iterdir()):
+        raise error(f"{out}: directory is not empty (use --force to overwrite)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise error(f"{out}: cannot write there ({err.strerror or err})") from None
+    return out
+
+
+@contextmanager
+def output_dir(
+    out_dir: str | Path, error: type[EdgeTranError] = InvalidInputError, *, empty: bool = False
+) -> Iterator[Path]:
+    """:func:`prepare_output_dir` for the duration of the block; if the block fails, the
+    folders this call created are removed again (folders that existed are left alone)."""
+    out = Path(out_dir)
+    created = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
+    prepare_output_dir(out, error, empty=empty)
+    try:
+        yield out
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import nn
 
 import edgetran
 from edgetran._versions import package_version
-from edgetran.errors import EdgeTranError, ExportError
+from edgetran.errors import EdgeTranError, ExportError, prepare_output_dir
 from edgetran.export.runners import INPUT_NAMES, _require
 from edgetran.export.verify import TOLERANCE, Verification, random_inputs, verify_artifact
 from edgetran.model import FlexiBertModel, FlexiBertPreTrainedModel
@@ -74,18 +73,6 @@ class ExportResult:
         return self.metadata.get("verification")
 
 
-def prepare_output_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` and check that it is writable, before any slow work."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise ExportError(f"{out}: cannot write there ({err.strerror or err})") from None
-    return out
-
-
 def export_model(
     model: FlexiBertPreTrainedModel,
     out_dir: str | Path,
@@ -99,9 +86,11 @@ def export_model(
 
     Raises:
         ExportError: the output folder is not writable, or the exporter failed.
+        ArchitectureError: ``spec.seq_len`` runs past the model's position table.
         MissingDependencyError: the format's optional package is not installed.
     """
-    out = prepare_output_dir(out_dir)
+    model.config.check_seq_len(spec.seq_len)
+    out = prepare_output_dir(out_dir, ExportError)
     wrapper = ExportWrapper(model.eval()).eval()
     ids, mask = random_inputs(spec.batch_size, spec.seq_len, model.config.vocab_size, seed)
     example = (torch.from_numpy(ids), torch.from_numpy(mask))
@@ -210,5 +199,4 @@ __all__ = [
     "ExportSpec",
     "ExportWrapper",
     "export_model",
-    "prepare_output_dir",
 ]

@@ -31,6 +31,44 @@ def runtime_available(runtime: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def check_device(runtime: str, device: str) -> None:
+    """Raise :class:`RunnerError` naming the allowed devices if ``device`` is no device name of
+    the built-in ``runtime``. Only the spelling is checked (a job may run elsewhere); whether the
+    device exists is checked where the runner is created."""
+    check = _DEVICE_CHECKS.get(runtime)
+    if check is not None:
+        check(device)
+
+
+def _check_torch_device(device: str) -> None:
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RunnerError(
+            f"device {device!r} is invalid for torch; allowed: cpu, cuda[:N], mps, xpu[:N] "
+            "or another torch device type"
+        ) from None
+
+
+def _check_onnxruntime_device(device: str) -> None:
+    if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise RunnerError(f"device {device!r} is invalid for onnxruntime; allowed: cpu, cuda[:N]")
+
+
+def _check_openvino_device(device: str) -> None:
+    if device.upper() not in {"CPU", "GPU", "NPU", "AUTO"} and not device.startswith("GPU."):
+        raise RunnerError(
+            f"device {device!r} is invalid for openvino; allowed: CPU, GPU[.N], NPU, AUTO"
+        )
+
+
+_DEVICE_CHECKS = {
+    "torch": _check_torch_device,
+    "onnxruntime": _check_onnxruntime_device,
+    "openvino": _check_openvino_device,
+}
+
+
 def _require(module: str, feature: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -89,6 +127,7 @@ class TorchRunner(Runner):
             if not path.is_file():
                 raise RunnerError(f"{path}: no such .pt2 file")
             model = torch.export.load(path).module()
+        _check_torch_device(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RunnerError(f"device {device!r} requested but CUDA is not available")
         self._device = torch.device(device)
@@ -145,6 +184,7 @@ class OnnxRuntimeRunner(Runner):
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if spinning else "0"
         )
+        _check_onnxruntime_device(device)
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -152,10 +192,6 @@ class OnnxRuntimeRunner(Runner):
             index = int(device.split(":")[1]) if ":" in device else 0
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
             self._cuda_index = index
-        elif device != "cpu":
-            raise RunnerError(
-                f"device {device!r} is invalid for onnxruntime; allowed: cpu, cuda:N"
-            )
         self.session = ort.InferenceSession(str(path), options, providers=providers)
 
     @property
@@ -200,10 +236,7 @@ class OpenVinoRunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads and device.upper() == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
-        if device.upper() not in {"CPU", "GPU", "NPU", "AUTO"} and not device.startswith("GPU."):
-            raise RunnerError(
-                f"device {device!r} is invalid for openvino; allowed: CPU, GPU, NPU, AUTO"
-            )
+        _check_openvino_device(device)
         if device.upper() not in ("AUTO",) and device.split(".")[0].upper() not in {
             d.split(".")[0] for d in core.available_devices
         }:

@@ -92,6 +92,16 @@ class FlexiBertConfig(PretrainedConfig):
     def num_hidden_layers(self) -> int:
         return self._arch.num_layers
 
+    def check_seq_len(self, seq_len: int) -> None:
+        """Raise :class:`ArchitectureError` if inputs of ``seq_len`` tokens would run past the
+        position tables (absolute rows, or relative distances of ``2·P−1`` rows)."""
+        if seq_len > self.max_position_embeddings:
+            raise ArchitectureError(
+                "seq_len",
+                seq_len,
+                f"at most {self.max_position_embeddings} (the model's max_position_embeddings)",
+            )
+
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         output.pop("_arch", None)

@@ -34,7 +34,7 @@ from scipy.stats import binom
 
 from edgetran.errors import InvalidInputError
 from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
-from edgetran.export.runners import RUNTIMES, Runner
+from edgetran.export.runners import RUNTIMES, Runner, check_device
 from edgetran.model import FlexiBertConfig, FlexiBertModel
 from edgetran.profile.environment import environment_snapshot, usable_cores
 from edgetran.profile.meters import DEFAULT_CORE_W, DEFAULT_IDLE_W, Meter, create_meter
@@ -92,6 +92,7 @@ class ProfileSettings:
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise InvalidInputError(f"runtime={self.runtime!r}; allowed: {', '.join(RUNTIMES)}")
+        check_device(self.runtime, self.device)
         for name in ("batch_size", "seq_len", "min_repeats", "max_repeats", "vocab_size"):
             _check(name, getattr(self, name), positive=True)
         for name in (
@@ -223,6 +224,7 @@ def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -
         vocab_size=settings.vocab_size,
         position_embedding_type=settings.position_embedding_type,
     )
+    config.check_seq_len(settings.seq_len)
     model = FlexiBertModel(config).eval()
     threads = settings.pinned_threads
     if settings.runtime == "torch":

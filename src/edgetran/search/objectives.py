@@ -6,8 +6,9 @@ Metrics use the reference units of a (model, device) pair: ``accuracy`` (fractio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -60,6 +61,27 @@ class Constraints:
     max_energy_mj: float | None = None
     max_peak_power_w: float | None = None
     min_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_latency_ms", "max_energy_mj", "max_peak_power_w", "min_accuracy"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if name == "min_accuracy":
+                if not number or not 0 <= value <= 1:
+                    raise SearchError(f"{name}={value!r} is invalid; allowed: a number in [0, 1]")
+            elif not number or not 0 < value < math.inf:
+                raise SearchError(f"{name}={value!r} is invalid; allowed: a finite number > 0")
+
+    def describe(self) -> str:
+        """The budgets set, e.g. ``max_latency_ms=5, min_accuracy=0.8``, or ``none``."""
+        budgets = [
+            f"{f.name}={getattr(self, f.name):g}"
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        ]
+        return ", ".join(budgets) or "none"
 
     def violations(
         self,

@@ -81,6 +81,7 @@ class SearchResult:
     records: list[Record]
     objective: str
     seconds_per_proposal: list[float] = field(default_factory=list)
+    constraints: Constraints = field(default_factory=Constraints)
 
     def to_dict(self) -> dict[str, Any]:
         history = [r.value for r in self.records]
@@ -93,6 +94,12 @@ class SearchResult:
             else 1 + next(i for i, v in enumerate(history) if v >= best.value),
             "history": history,
         }
+        if best is None:
+            out["message"] = (
+                f"no evaluated pair met the constraints ({self.constraints.describe()})"
+                if self.records
+                else "no pair was evaluated"
+            )
         if self.objective == "pareto":
             out["history_metrics"] = [r.evaluation.metrics for r in self.records]
             feasible = [r for r in self.records if r.feasible]
@@ -159,7 +166,7 @@ def run_search(
         records.append(record)
         if on_evaluation is not None:
             on_evaluation(step + 1, record)
-    return SearchResult(records, settings.objective, timings)
+    return SearchResult(records, settings.objective, timings, settings.constraints)
 
 
 def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool]:
@@ -186,12 +193,21 @@ def _open_study(settings: SearchSettings, storage: str | None, name: str, resume
         study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(settings))
         if study.user_attrs.get("settings") != _signature(settings):
             raise SearchError(f"search {name!r} was started with other settings; cannot resume")
+        _close_interrupted(study)
         return study
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions, sampler=_sampler(settings)
     )
     study.set_user_attr("settings", _signature(settings))
     return study
+
+
+def _close_interrupted(study) -> None:
+    """Close as FAIL the proposal a killed run left RUNNING, as a finished proposal is closed."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
 
 
 def _signature(settings: SearchSettings) -> dict[str, Any]:

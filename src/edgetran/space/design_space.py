@@ -27,8 +27,11 @@ from edgetran.space.ops import REFERENCE_OPS, is_valid_op, op_sort_key
 
 def _parse_yaml(text: str, path: Path) -> Any:
     """Parse YAML; a malformed file is one line naming its line and column (no caret diagram)."""
+    # libyaml, where installed, is fast and limits nesting itself (the Python scanner is
+    # quadratic in the nesting depth).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = " ".join((err.problem or err.context or "malformed").split())
