@@ -10,9 +10,8 @@ import typer
 
 from edgetran.cli._common import fail, user_errors
 from edgetran.cli.model_cmds import HEADS
-from edgetran.errors import ArchitectureNotFoundError
+from edgetran.errors import ArchitectureNotFoundError, ExportError, output_dir
 from edgetran.export import FORMATS, TOLERANCE, ExportSpec, export_model
-from edgetran.export.exporters import prepare_output_dir
 from edgetran.model import FlexiBertConfig, FlexiBertPreTrainedModel, load_model
 from edgetran.space import load_architecture
 
@@ -61,9 +60,13 @@ def export(
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
     spec = ExportSpec(format, batch_size, seq_len, dynamic_batch)
-    prepare_output_dir(out)  # fail on an unwritable folder before any slow work
-    flexibert: FlexiBertPreTrainedModel = resolve_model(model, head, num_labels, vocab_size, seed)
-    result = export_model(flexibert, out, spec, verify=verify, seed=seed, tolerance=tolerance)
+    # Fail on an unwritable folder before any slow work; a failed export removes the folder
+    # again if it made it.
+    with output_dir(out, ExportError):
+        flexibert: FlexiBertPreTrainedModel = resolve_model(
+            model, head, num_labels, vocab_size, seed
+        )
+        result = export_model(flexibert, out, spec, verify=verify, seed=seed, tolerance=tolerance)
     typer.echo(f"wrote {result.artifact} and {out / 'metadata.json'}", err=True)
     if result.verification is not None:
         v = result.verification

@@ -9,6 +9,7 @@ import torch
 import typer
 
 from edgetran.cli._common import fail, resolve_arch, user_errors
+from edgetran.errors import output_dir
 from edgetran.model import (
     FlexiBertConfig,
     FlexiBertForMaskedLM,
@@ -38,8 +39,11 @@ def init(
     position_embedding_type: Annotated[
         str, typer.Option(help="relative_key (reference) or absolute.")
     ] = "relative_key",
+    force: Annotated[
+        bool, typer.Option(help="Write into --out even if it already holds files.")
+    ] = False,
 ) -> None:
-    """Save a randomly initialised FlexiBERT model."""
+    """Save a randomly initialised FlexiBERT model into a new or empty directory."""
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
     config = FlexiBertConfig(
@@ -48,9 +52,10 @@ def init(
         num_labels=num_labels,
         position_embedding_type=position_embedding_type,
     )
-    torch.manual_seed(seed)
-    model = HEADS[head](config)
-    model.save_pretrained(out)
+    with output_dir(out, empty=not force):
+        torch.manual_seed(seed)
+        model = HEADS[head](config)
+        model.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())
     typer.echo(f"saved {head} model ({params:,} parameters, seed {seed}) to {out}", err=True)
 

@@ -18,6 +18,7 @@ from edgetran.profile import (
     ProfileSettings,
     create_meter,
     profile_architecture,
+    profile_into_store,
     read_measurements,
     write_measurements,
 )
@@ -51,6 +52,7 @@ PROFILE_FIELDS = (
     "meter_kind",
     "threads",
     "repeats",
+    "cached",
 )
 
 
@@ -151,17 +153,6 @@ def profile(
         )  # fmt: skip
         return
     with Store(db) as store:
-        done = {
-            m.hash
-            for m in store.measurements(
-                device, runtime=runtime, batch_size=batch_size, seq_len=seq_len
-            )
-        }
-        todo = [a for a in archs if force or a.hash not in done]
-        if len(todo) < len(archs):
-            typer.echo(
-                f"{len(archs) - len(todo)} already in the store (use --force to redo)", err=True
-            )
         console = Console(stderr=True)
         if probe.estimated:
             console.print(
@@ -169,12 +160,16 @@ def profile(
                 f"({probe.name})[/yellow]"
             )
         with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
-            task = progress.add_task("profiling", total=len(todo))
-            for architecture in todo:
-                measurement = profile_architecture(architecture, settings, probe)
-                store.add(measurement)
-                _report(measurement.to_dict(), as_json)
+            task = progress.add_task("profiling", total=len(archs))
+            cached_count = 0
+            for measurement, cached in profile_into_store(
+                archs, settings, store, probe, force=force
+            ):
+                _report(measurement, as_json, cached)
+                cached_count += cached
                 progress.advance(task)
+    if cached_count:
+        typer.echo(f"{cached_count} already in the store (use --force to redo)", err=True)
 
 
 def _profile_active(
@@ -199,7 +194,7 @@ def _profile_active(
 
             def measured(measurement) -> None:
                 store.add(measurement)
-                _report(measurement.to_dict(), as_json)
+                _report(measurement, as_json)
                 progress.advance(task)
 
             def candidates(n: int, rng) -> list:
@@ -231,7 +226,9 @@ def _profile_active(
     )
 
 
-def _report(record: dict, as_json: bool) -> None:
+def _report(measurement, as_json: bool, cached: bool = False) -> None:
+    """One line per requested architecture; ``cached``: it came from the store, not a run."""
+    record = {**measurement.to_dict(), "cached": cached}
     if as_json:
         sys.stdout.write(json.dumps({k: record[k] for k in PROFILE_FIELDS}) + "\n")
         sys.stdout.flush()
@@ -240,6 +237,7 @@ def _report(record: dict, as_json: bool) -> None:
     typer.echo(
         f"{record['hash'][:12]}  {record['latency_s'] * 1e3:9.3f} ms  "
         f"{energy:.4g} J ({record['meter_kind']})  peak {record['peak_power_w']:.3g} W"
+        + ("  (stored)" if cached else "")
     )
 
 

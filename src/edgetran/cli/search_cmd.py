@@ -35,7 +35,14 @@ def search(
         str | None, typer.Option(help="Live search: devices, comma-separated.")
     ] = None,
     sampler: Annotated[str, typer.Option(help=", ".join(SAMPLERS))] = "boshcode",
-    budget: Annotated[int, typer.Option(min=1, help="Evaluations in all.")] = 50,
+    budget: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Evaluations in all; a replay table's search ends (with a warning) once every "
+            "pair is evaluated.",
+        ),
+    ] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     objective: Annotated[str, typer.Option(help="paper or pareto.")] = "paper",
     max_latency_ms: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
@@ -99,6 +106,12 @@ def search(
         if benchmark
         else _live(task, devices, db, accuracy_budget, space)
     )
+    if benchmark and budget > len(evaluator.table):
+        typer.echo(
+            f"warning: --budget {budget} exceeds the {len(evaluator.table)} pairs of "
+            f"{benchmark}; the search ends when all of them are evaluated",
+            err=True,
+        )
     source = benchmark.stem if benchmark else f"{task}-{devices}".replace("/", "_")
     name = study or f"{source}-{sampler}-{objective}-seed{seed}"
     console = Console(stderr=True)
@@ -126,7 +139,7 @@ def search(
         return
     best = out["best"]
     if best is None:
-        typer.echo("no feasible pair found")
+        typer.echo(out["message"])
         return
     typer.echo(
         f"best: {best['device']} {json.dumps(best['arch'])} objective {best['objective']:.5f} "

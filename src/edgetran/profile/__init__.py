@@ -18,6 +18,7 @@ from edgetran.profile.protocol import (
     profile_job,
     profile_runner,
 )
+from edgetran.profile.resumable import profile_into_store
 from edgetran.profile.sampler import PowerSampler
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "create_meter",
     "discover_meters",
     "profile_architecture",
+    "profile_into_store",
     "profile_job",
     "profile_runner",
     "read_measurements",
