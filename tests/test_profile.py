@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from edgetran.plugins import METERS
 from edgetran.profile import (
     CommandMeter,
     CpuTimeEstimateMeter,
@@ -15,7 +16,6 @@ from edgetran.profile import (
     ProfileSettings,
     Reading,
     create_meter,
-    discover_meters,
     profile_architecture,
     profile_job,
     profile_runner,
@@ -141,10 +141,10 @@ def test_meter_discovery_survives_a_broken_vendor_import(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", broken)
-    found = discover_meters()
-    assert [m["available"] for m in found[:3]] == [False, False, False]
-    assert "amdsmi" in found[0]["reason"]
-    assert found[-1]["kind"] == "estimated" and found[-1]["available"]
+    found = {row.name: row for row in METERS.describe()}
+    assert [found[name].usable for name in ("gpu", "rapl", "soc")] == [False, False, False]
+    assert "amdsmi" in found["gpu"].why_not
+    assert found["estimate"].usable
     assert create_meter("auto").estimated
 
 

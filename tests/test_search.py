@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgetran.plugins import list_samplers
 from edgetran.search import (
-    SAMPLERS,
     BoshcodeSettings,
     Constraints,
     PaperObjective,
@@ -22,24 +22,10 @@ from edgetran.search import (
     run_search,
 )
 from edgetran.search.encoding import ArchitectureEncoder
-from edgetran.space import REFERENCE_SPACE, Architecture, sample
+from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.testing import synthetic_table as write_table
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
-
-
-def write_table(path: Path, n_archs: int = 12, seed: int = 0) -> Path:
-    """A synthetic table: accuracy grows with depth, the 'edge' device is cheap and slow."""
-    archs = sample(n_archs, method="random", seed=seed, space=REFERENCE_SPACE)
-    lines = []
-    for arch in archs:
-        accuracy = 0.5 + 0.03 * arch.num_layers
-        for device, latency, power in (("edge", 2.0, 5.0), ("gpu", 0.01, 250.0)):
-            metrics = {"accuracy": accuracy, "latency": latency * arch.num_layers,
-                       "energy": latency * power, "peak_power": power}  # fmt: skip
-            lines.append(json.dumps({"arch": arch.to_model_dict(), "device": device,
-                                     "metrics": metrics}))  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
@@ -67,7 +53,7 @@ def test_pareto_mask():
     assert pareto_mask(points).tolist() == [True, False, True, True]
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", list_samplers())
 def test_every_sampler_searches_recorded_pairs_only(table, sampler):
     evaluator = ReplayEvaluator(table)
     settings = SearchSettings(sampler=sampler, budget=10, seed=1, boshcode=FAST)

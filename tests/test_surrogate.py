@@ -1,4 +1,5 @@
-"""Surrogates: the estimator contract, calibration, transfer, CLI and bad input."""
+"""Surrogates: calibration, transfer, CLI and bad input (the estimator contract of every
+surrogate model is checked in test_contracts.py)."""
 
 import json
 import pickle
@@ -11,7 +12,6 @@ from edgetran.space import Architecture, sample
 from edgetran.surrogate import (
     DeviceSurrogate,
     GBDTEnsemble,
-    Prediction,
     SurrogateError,
     conformal_quantile,
     cross_validate,
@@ -19,42 +19,10 @@ from edgetran.surrogate import (
     feature_names,
 )
 from edgetran.surrogate.active import ReplayDevice, active_learning
-from edgetran.surrogate.nn import HeteroscedasticNN
+from edgetran.testing import synthetic_regression as synthetic
 from tests.conftest import fake_device
 
 FAST = {"n_models": 3, "n_estimators": 60, "learning_rate": 0.1}
-
-
-def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 1, (n, 4))
-    y = np.exp(1 + 2 * X[:, 0] + X[:, 1] ** 2 + rng.normal(0, 0.1, n))
-    return X, y
-
-
-SURROGATES = [
-    lambda: GBDTEnsemble(random_state=0, **FAST),
-    lambda: HeteroscedasticNN(epochs=20, random_state=0, calibration_folds=3),
-]
-
-
-@pytest.mark.parametrize("factory", SURROGATES, ids=["gbdt", "nn"])
-def test_estimator_contract(factory):
-    X, y = synthetic(80)
-    surrogate = factory()
-    assert surrogate.fit(X, y) is surrogate
-    assert hasattr(surrogate, "cores_") and hasattr(surrogate, "scores_")
-    prediction = surrogate.predict(X[:5], level=0.9)
-    assert isinstance(prediction, Prediction)
-    assert prediction.mean.shape == prediction.std.shape == (5,)
-    assert (prediction.std > 0).all()
-    assert (prediction.lower <= prediction.mean).all() and (
-        prediction.mean <= prediction.upper
-    ).all()
-    wider = surrogate.predict(X[:5], level=0.99)
-    assert (wider.upper >= prediction.upper).all()
-    again = factory().fit(X, y).predict(X[:5])
-    np.testing.assert_allclose(again.mean, prediction.mean)  # seeded
 
 
 def test_conformal_intervals_cover_unseen_points():

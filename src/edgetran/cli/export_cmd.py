@@ -11,7 +11,7 @@ import typer
 from edgetran.cli._common import fail, user_errors
 from edgetran.cli.model_cmds import HEADS
 from edgetran.errors import ArchitectureNotFoundError, ExportError, output_dir
-from edgetran.export import FORMATS, TOLERANCE, ExportSpec, export_model
+from edgetran.export import TOLERANCE, ExportSpec, export_formats, export_model
 from edgetran.model import FlexiBertConfig, FlexiBertPreTrainedModel, load_model
 from edgetran.space import load_architecture
 
@@ -55,8 +55,8 @@ def export(
     ] = TOLERANCE,
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
-    if format not in FORMATS:
-        fail(f"--format {format!r} is invalid; allowed: {', '.join(FORMATS)}")
+    if format not in export_formats():
+        fail(f"--format {format!r} is invalid; allowed: {', '.join(export_formats())}")
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
     spec = ExportSpec(format, batch_size, seq_len, dynamic_batch)

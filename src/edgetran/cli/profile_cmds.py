@@ -58,20 +58,21 @@ PROFILE_FIELDS = (
 
 @user_errors
 def env(as_json: JsonOption = False) -> None:
-    """Devices, runtimes and meters found here; whether each meter is real or estimated."""
+    """Devices and runtimes found here, and every plug-in: usable here, or why not."""
     found = discover()
     if as_json:
         print_json(found)
         return
-    console = Console()
     for device in found["devices"]:
-        console.print(f"device  {device['name']}: {device.get('model', '')}")
+        print(f"device  {device['name']}: {device.get('model', '')}")
     for runtime in found["runtimes"]:
         detail = runtime.get("providers") or runtime.get("devices") or runtime.get("error")
-        console.print(f"runtime {runtime['name']} {runtime.get('version', '')}: {detail}")
-    for meter in found["meters"]:
-        state = "available" if meter["available"] else f"not available ({meter['reason']})"
-        console.print(f"meter   {meter['meter']} [{meter['kind']}]: {state}")
+        print(f"runtime {runtime['name']} {runtime.get('version', '')}: {detail}")
+    for rows in found["plugins"].values():
+        for row in rows:
+            state = row["summary"] if row["usable"] else f"NOT USABLE: {row['why_not']}"
+            origin = "" if row["origin"] == "built-in" else f" [{row['origin']}]"
+            print(f"{row['family']:<10} {row['name']:<16} {state}{origin}")
 
 
 @user_errors

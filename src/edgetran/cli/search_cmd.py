@@ -15,7 +15,6 @@ from edgetran.cli._common import fail, print_json, resolve_space, user_errors
 from edgetran.search import (
     ENCODINGS,
     OBJECTIVES,
-    SAMPLERS,
     BoshcodeSettings,
     Constraints,
     ReplayEvaluator,
@@ -34,7 +33,9 @@ def search(
     devices: Annotated[
         str | None, typer.Option(help="Live search: devices, comma-separated.")
     ] = None,
-    sampler: Annotated[str, typer.Option(help=", ".join(SAMPLERS))] = "boshcode",
+    sampler: Annotated[
+        str, typer.Option(help="boshcode, random, tpe, nsga2, gp or a plug-in (edgetran env).")
+    ] = "boshcode",
     budget: Annotated[
         int,
         typer.Option(
@@ -86,8 +87,10 @@ def search(
     """Find the (model, device) pair that maximises accuracy and minimises cost."""
     if (benchmark is None) == (task is None):
         fail("give either --benchmark FILE.jsonl or --task TASK --devices D1,D2,…")
-    if sampler not in SAMPLERS:
-        fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(SAMPLERS)}")
+    from edgetran.plugins import list_samplers
+
+    if sampler not in list_samplers():
+        fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(list_samplers())}")
     if arch_encoding not in ENCODINGS:
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
     if objective not in OBJECTIVES:

@@ -1,29 +1,27 @@
-"""Export to ONNX, OpenVINO IR and ``torch.export``, verified against PyTorch; runtime runners."""
+"""Export to ONNX, OpenVINO IR, ``torch.export`` or a plug-in runtime's format, verified against
+PyTorch; the runners of every runtime."""
 
 from edgetran.export.exporters import (
-    ARTIFACT_NAMES,
-    FORMATS,
     ExportResult,
     ExportSpec,
     ExportWrapper,
+    export_formats,
     export_model,
+    runtime_of_format,
 )
 from edgetran.export.runners import (
-    RUNTIMES,
     OnnxRuntimeRunner,
     OpenVinoRunner,
     Runner,
     RunnerError,
+    Runtime,
     TorchRunner,
     create_runner,
-    runtime_available,
+    get_runtime,
 )
 from edgetran.export.verify import TOLERANCE, Verification, random_inputs
 
 __all__ = [
-    "ARTIFACT_NAMES",
-    "FORMATS",
-    "RUNTIMES",
     "TOLERANCE",
     "ExportResult",
     "ExportSpec",
@@ -32,10 +30,13 @@ __all__ = [
     "OpenVinoRunner",
     "Runner",
     "RunnerError",
+    "Runtime",
     "TorchRunner",
     "Verification",
     "create_runner",
+    "export_formats",
     "export_model",
+    "get_runtime",
     "random_inputs",
-    "runtime_available",
+    "runtime_of_format",
 ]

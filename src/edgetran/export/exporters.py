@@ -1,9 +1,12 @@
-"""Export a FlexiBERT model to ONNX, OpenVINO IR or a ``torch.export`` program.
+"""Export a FlexiBERT model to ONNX, OpenVINO IR, a ``torch.export`` program or a plug-in format.
 
 Every artifact takes ``input_ids`` and ``attention_mask`` (int64, ``(B, S)``) and returns one
 tensor, ``last_hidden_state`` (base model) or ``logits`` (MLM and classification heads). DFT and
 DCT heads are plain matmuls, so no FFT operator reaches any runtime. A ``metadata.json`` beside
 the artifact records the architecture, shapes, versions and the verification result.
+
+Each format belongs to a :class:`~edgetran.export.runners.Runtime` (the built-ins are at the
+end of this module); a runtime plug-in brings its own format and exporter.
 """
 
 from __future__ import annotations
@@ -21,13 +24,34 @@ from torch import nn
 import edgetran
 from edgetran._versions import package_version
 from edgetran.errors import EdgeTranError, ExportError, prepare_output_dir
-from edgetran.export.runners import INPUT_NAMES, _require
+from edgetran.export.runners import (
+    INPUT_NAMES,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    Runtime,
+    TorchRunner,
+    _require,
+)
 from edgetran.export.verify import TOLERANCE, Verification, random_inputs, verify_artifact
 from edgetran.model import FlexiBertModel, FlexiBertPreTrainedModel
+from edgetran.plugins import RUNTIMES
 
-FORMATS = ("onnx", "openvino", "pt2")
-ARTIFACT_NAMES = {"onnx": "model.onnx", "openvino": "model.xml", "pt2": "model.pt2"}
 MIN_OPSET = 18
+
+
+def export_formats() -> tuple[str, ...]:
+    """The export formats of the registered runtimes (``pt2``, ``onnx``, ``openvino`` …); a
+    plug-in may reuse a built-in format."""
+    return tuple(dict.fromkeys(RUNTIMES.get(name).format for name in RUNTIMES.names()))
+
+
+def runtime_of_format(fmt: str) -> Runtime:
+    """The runtime that runs artifacts of ``fmt``."""
+    for name in RUNTIMES.names():
+        runtime: Runtime = RUNTIMES.get(name)
+        if runtime.format == fmt:
+            return runtime
+    raise ExportError(f"format={fmt!r} is invalid; allowed: {', '.join(export_formats())}")
 
 
 @dataclass(frozen=True)
@@ -41,8 +65,7 @@ class ExportSpec:
     opset: int = MIN_OPSET
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ExportError(f"format={self.format!r} is invalid; allowed: {', '.join(FORMATS)}")
+        runtime_of_format(self.format)
         for name in ("batch_size", "seq_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -94,12 +117,12 @@ def export_model(
     wrapper = ExportWrapper(model.eval()).eval()
     ids, mask = random_inputs(spec.batch_size, spec.seq_len, model.config.vocab_size, seed)
     example = (torch.from_numpy(ids), torch.from_numpy(mask))
-    artifact = out / ARTIFACT_NAMES[spec.format]
-    exporter = {"onnx": _export_onnx, "openvino": _export_openvino, "pt2": _export_pt2}
+    runtime = runtime_of_format(spec.format)
+    artifact = out / runtime.artifact_name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            exporter[spec.format](wrapper, example, artifact, spec)
+            runtime.export(wrapper, example, artifact, spec)
     except (EdgeTranError, OSError):
         raise
     except Exception as err:  # exporters raise many types; report one line, keep the cause
@@ -110,7 +133,7 @@ def export_model(
     verification: Verification | None = None
     if verify:
         verification = verify_artifact(
-            wrapper, artifact, spec.format, spec, seed=seed, tolerance=tolerance
+            wrapper, artifact, runtime.name, spec, seed=seed, tolerance=tolerance
         )
     metadata = _metadata(model, wrapper, artifact, spec, verification)
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
@@ -192,11 +215,17 @@ def _metadata(
     }
 
 
+TORCH_RUNTIME = Runtime("torch", "pt2", "model.pt2", _export_pt2, TorchRunner)
+ONNX_RUNTIME = Runtime("onnxruntime", "onnx", "model.onnx", _export_onnx, OnnxRuntimeRunner)
+OPENVINO_RUNTIME = Runtime(
+    "openvino", "openvino", "model.xml", _export_openvino, OpenVinoRunner, default_device="CPU"
+)
+
 __all__ = [
-    "ARTIFACT_NAMES",
-    "FORMATS",
     "ExportResult",
     "ExportSpec",
     "ExportWrapper",
+    "export_formats",
     "export_model",
+    "runtime_of_format",
 ]

@@ -1,14 +1,18 @@
-"""One interface to run a model on PyTorch, ONNX Runtime or OpenVINO.
+"""One interface to run a model on PyTorch, ONNX Runtime, OpenVINO or a plug-in runtime.
 
 The profiler times :meth:`Runner.run` on inputs made once by :meth:`Runner.prepare`, so a
 timing holds inference only; :meth:`Runner.__call__` does prepare → run → NumPy for everything
-else. Optional runtimes are imported when a runner is created, never at package import.
+else. A :class:`Runtime` pairs a runner with the export format it runs; the runtimes are
+registered in :data:`edgetran.plugins.RUNTIMES` (entry point group ``edgetran.runtimes``).
+Optional runtimes are imported when a runner is created, never at package import.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib.util
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,19 +20,13 @@ import numpy as np
 import torch
 
 from edgetran.errors import EdgeTranError, MissingDependencyError
+from edgetran.plugins import RUNTIMES
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 class RunnerError(EdgeTranError):
     """A runner cannot be created for the requested runtime, artifact or device."""
-
-
-def runtime_available(runtime: str) -> bool:
-    """Whether the Python package of ``runtime`` is installed (without importing it)."""
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
-    return importlib.util.find_spec(module) is not None
 
 
 def check_device(runtime: str, device: str) -> None:
@@ -270,21 +268,45 @@ class OpenVinoRunner(Runner):
         return np.array(output, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime plug-in: the export format it runs, how to write it, and how to run it.
+
+    Attributes:
+        name: the runtime's name (``--runtime``), e.g. ``onnxruntime``.
+        format: the export format (``edgetran export --format``), e.g. ``onnx``.
+        artifact_name: the file the exporter writes, e.g. ``model.onnx``.
+        export: ``export(wrapper, (input_ids, attention_mask), path, spec)`` writes the artifact
+            of an :class:`~edgetran.export.exporters.ExportWrapper` for an
+            :class:`~edgetran.export.exporters.ExportSpec` (example inputs are int64 tensors).
+        runner: ``runner(artifact, device, **options)`` → :class:`Runner`; ``options`` may hold
+            ``threads`` (and runtime-specific settings).
+        default_device: the device used when none is requested.
+    """
+
+    name: str
+    format: str
+    artifact_name: str
+    export: Callable[..., None]
+    runner: Callable[..., Runner]
+    default_device: str = "cpu"
+
+
+def get_runtime(name: str) -> Runtime:
+    """The registered runtime ``name``; :class:`RunnerError` names the allowed values."""
+    return RUNTIMES.get(name)
+
+
 def create_runner(
     runtime: str, artifact: Any, device: str | None = None, **options: Any
 ) -> Runner:
-    """A runner for ``runtime`` (``torch``, ``onnxruntime`` or ``openvino``).
+    """A runner for a registered runtime (``torch``, ``onnxruntime``, ``openvino`` or a plug-in).
 
     Args:
         runtime: the runtime name.
         artifact: an ``nn.Module`` or ``.pt2`` path (torch), an ``.onnx`` path, an ``.xml`` path.
-        device: the requested device (default ``cpu``, or ``CPU`` for OpenVINO).
+        device: the requested device (default: the runtime's, ``CPU`` for OpenVINO).
         options: runtime options (``threads``; ``precision`` for OpenVINO).
     """
-    if runtime == "torch":
-        return TorchRunner(artifact, device or "cpu")
-    if runtime == "onnxruntime":
-        return OnnxRuntimeRunner(artifact, device or "cpu", **options)
-    if runtime == "openvino":
-        return OpenVinoRunner(artifact, device or "CPU", **options)
-    raise RunnerError(f"runtime {runtime!r} is unknown; allowed: {', '.join(RUNTIMES)}")
+    spec = get_runtime(runtime)
+    return spec.runner(artifact, device or spec.default_device, **options)

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 #: Largest allowed absolute difference from PyTorch in float32.
 TOLERANCE = 1e-4
 
-RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "pt2": "torch"}
-
 
 @dataclass
 class Verification:
@@ -71,14 +69,13 @@ def _reference(wrapper: torch.nn.Module, ids: np.ndarray, mask: np.ndarray) -> n
 def verify_artifact(
     wrapper: torch.nn.Module,
     artifact: Path,
-    fmt: str,
+    runtime: str,
     spec: ExportSpec,
     *,
     seed: int = 0,
     tolerance: float = TOLERANCE,
 ) -> Verification:
-    """Run ``artifact`` in its own runtime and compare with ``wrapper`` (PyTorch eager)."""
-    runtime = RUNTIME_OF_FORMAT[fmt]
+    """Run ``artifact`` in ``runtime`` (its own) and compare with ``wrapper`` (PyTorch eager)."""
     options = {"precision": "f32"} if runtime == "openvino" else {}
     runner = create_runner(runtime, artifact, **options)
     vocab = wrapper.model.config.vocab_size

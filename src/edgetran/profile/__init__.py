@@ -10,7 +10,6 @@ from edgetran.profile.meters import (
     MeterError,
     Reading,
     create_meter,
-    discover_meters,
 )
 from edgetran.profile.protocol import (
     ProfileSettings,
@@ -33,7 +32,6 @@ __all__ = [
     "ProfileSettings",
     "Reading",
     "create_meter",
-    "discover_meters",
     "profile_architecture",
     "profile_into_store",
     "profile_job",

@@ -1,4 +1,5 @@
-"""What this machine has: devices, runtimes, meters; and the snapshot stored with a profile."""
+"""What this machine has: devices, runtimes and every plug-in; and the snapshot stored with a
+profile."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import torch
 
 import edgetran
 from edgetran._versions import package_version
-from edgetran.export.runners import runtime_available
-from edgetran.profile.meters import discover_meters
+from edgetran.plugins import RUNTIMES, describe_all
 
 PACKAGES = ("torch", "transformers", "onnxruntime", "openvino", "zeus", "edgetran")
 
@@ -55,7 +55,8 @@ def environment_snapshot(device: str, runtime: str, meter: dict[str, Any]) -> di
 
 
 def discover() -> dict[str, Any]:
-    """Devices, runtimes and meters found on this machine (for ``edgetran env``)."""
+    """Devices, runtime versions, and every registered plug-in with whether it is usable here
+    and why not (for ``edgetran env``)."""
     devices: list[dict[str, Any]] = [
         {"name": "cpu", "model": cpu_model(), "cores": usable_cores()}
     ]
@@ -67,7 +68,7 @@ def discover() -> dict[str, Any]:
     runtimes: list[dict[str, Any]] = [
         {"name": "torch", "version": torch.__version__, "devices": [d["name"] for d in devices]}
     ]
-    if runtime_available("onnxruntime"):
+    if not RUNTIMES.why_not("onnxruntime"):
         import onnxruntime
 
         runtimes.append(
@@ -77,7 +78,7 @@ def discover() -> dict[str, Any]:
                 "providers": onnxruntime.get_available_providers(),
             }
         )
-    if runtime_available("openvino"):
+    if not RUNTIMES.why_not("openvino"):
         try:
             import openvino
 
@@ -90,4 +91,5 @@ def discover() -> dict[str, Any]:
             )
         except Exception as err:  # a broken plugin must not hide the other runtimes
             runtimes.append({"name": "openvino", "error": str(err)})
-    return {"devices": devices, "runtimes": runtimes, "meters": discover_meters()}
+    plugins = {family: [row.to_dict() for row in rows] for family, rows in describe_all().items()}
+    return {"devices": devices, "runtimes": runtimes, "plugins": plugins}

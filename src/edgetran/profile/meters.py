@@ -12,6 +12,10 @@ exists (this CI machine: a VM without RAPL) :class:`CpuTimeEstimateMeter` models
 
 Vendor libraries are imported inside the meters and every failure becomes "not available":
 ``zeus`` pulls ``amdsmi``, whose module raises on import where the AMD library is absent.
+
+The meters are registered in :data:`edgetran.plugins.METERS`; a meter plug-in (entry point
+group ``edgetran.meters``) is chosen with ``--meter NAME`` or ``--meter NAME:ARG``, and
+``edgetran env`` says which meters work here.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetran.errors import EdgeTranError, InvalidInputError
+from edgetran.plugins import METERS, list_meters
 
 #: Documented defaults of the CPU-time estimate (watts); override with ``--cpu-core-watts``.
 DEFAULT_CORE_W = 5.0
@@ -206,7 +211,11 @@ def _zeus(module: str) -> Any:
 class ZeusGpuMeter(Meter):
     """An NVIDIA (NVML) or AMD GPU through zeus: energy counter and instantaneous power."""
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int | str = 0) -> None:
+        try:
+            index = int(index)
+        except ValueError:
+            raise MeterError(f"GPU index {index!r} is invalid; allowed: 0, 1, …") from None
         try:
             self.gpus = _zeus("zeus.device").get_gpus()
             if index >= len(self.gpus):
@@ -271,41 +280,6 @@ class ZeusSocMeter(Meter):
         return Reading(time.time(), energy_j=total / 1e3)
 
 
-def discover_meters() -> list[dict[str, Any]]:
-    """Every meter kind, whether it is available here, and whether it measures or estimates."""
-    found = []
-    for label, factory in (
-        ("gpu (NVML/AMDSMI)", ZeusGpuMeter),
-        ("cpu (RAPL)", ZeusCpuMeter),
-        ("soc (Apple/Jetson)", ZeusSocMeter),
-    ):
-        try:
-            meter = factory()
-            found.append(
-                {"meter": meter.name, "kind": meter.kind, "available": True, "what": label}
-            )
-        except MeterError as err:
-            found.append(
-                {
-                    "meter": label,
-                    "kind": "measured",
-                    "available": False,
-                    "reason": str(err),
-                    "what": label,
-                }
-            )
-    estimate = CpuTimeEstimateMeter()
-    found.append(
-        {
-            "meter": estimate.name,
-            "kind": estimate.kind,
-            "available": True,
-            "what": "cpu power estimate (fallback where no sensor exists)",
-        }
-    )
-    return found
-
-
 def create_meter(
     spec: str = "auto",
     device: str = "cpu",
@@ -313,34 +287,33 @@ def create_meter(
     per_core_w: float = DEFAULT_CORE_W,
     idle_w: float = DEFAULT_IDLE_W,
 ) -> Meter:
-    """A meter from a CLI spec.
+    """A meter from a CLI spec: ``auto``, ``zeus``, or a registered meter ``NAME[:ARG]``.
 
-    ``auto`` takes the device's real sensor (NVML for ``cuda:N``, RAPL then SoC for the CPU)
-    and falls back to the CPU-time estimate; ``estimate``; ``zeus``; ``command:CMD``;
-    ``csv:PATH``.
+    ``auto`` takes the device's real sensor (``gpu`` for ``cuda:N``, ``rapl`` then ``soc`` for
+    the CPU) and falls back to the CPU-time estimate; ``zeus`` is the same without the
+    fallback. ``NAME:ARG`` calls the meter plug-in ``NAME`` with ``ARG`` (``command:CMD``,
+    ``csv:PATH``, ``gpu:INDEX``); the ``estimate`` meter takes the given watts.
     """
-    if spec.startswith("command:"):
-        return CommandMeter(spec.removeprefix("command:"))
-    if spec.startswith("csv:"):
-        return CsvMeter(spec.removeprefix("csv:"))
-    if spec == "estimate":
+    name, colon, arg = spec.partition(":")
+    if name == "estimate":
         return CpuTimeEstimateMeter(per_core_w, idle_w)
-    if spec not in ("auto", "zeus"):
-        raise MeterError(
-            f"meter {spec!r} is unknown; allowed: auto, zeus, estimate, command:CMD, csv:PATH"
-        )
-    factories: list[Callable[[], Meter]]
+    if name not in ("auto", "zeus"):
+        if name not in list_meters():
+            raise MeterError(
+                f"meter {spec!r} is unknown; allowed: auto, zeus, {', '.join(list_meters())}"
+                " (NAME:ARG passes ARG)"
+            )
+        return METERS.create(name, *([arg] if colon else []))
     if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        factories = [lambda: ZeusGpuMeter(index)]
+        sensors = [("gpu", device.partition(":")[2] or "0")]
     else:
-        factories = [ZeusCpuMeter, ZeusSocMeter]
+        sensors = [("rapl",), ("soc",)]
     reasons = []
-    for factory in factories:
+    for sensor in sensors:
         try:
-            return factory()
+            return METERS.create(*sensor)
         except MeterError as err:
             reasons.append(str(err))
-    if spec == "zeus":
+    if name == "zeus":
         raise MeterError(f"no zeus meter for {device}: {'; '.join(reasons)}")
     return CpuTimeEstimateMeter(per_core_w, idle_w)

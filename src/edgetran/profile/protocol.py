@@ -34,8 +34,9 @@ from scipy.stats import binom
 
 from edgetran.errors import InvalidInputError
 from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
-from edgetran.export.runners import RUNTIMES, Runner, check_device
+from edgetran.export.runners import Runner, check_device, get_runtime
 from edgetran.model import FlexiBertConfig, FlexiBertModel
+from edgetran.plugins import list_runtimes
 from edgetran.profile.environment import environment_snapshot, usable_cores
 from edgetran.profile.meters import DEFAULT_CORE_W, DEFAULT_IDLE_W, Meter, create_meter
 from edgetran.profile.sampler import (
@@ -56,7 +57,7 @@ class ProfileSettings:
     Attributes:
         device: ``cpu``, ``cuda:N`` (torch, onnxruntime) or ``CPU``/``GPU``/``NPU``/``AUTO``
             (openvino).
-        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
+        runtime: ``torch``, ``onnxruntime``, ``openvino`` or a runtime plug-in (``edgetran env``).
         batch_size, seq_len: input shape (default 1 × 128).
         threads: CPU threads, pinned and recorded (default: every usable core).
         warmup: untimed runs before timing.
@@ -90,8 +91,10 @@ class ProfileSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise InvalidInputError(f"runtime={self.runtime!r}; allowed: {', '.join(RUNTIMES)}")
+        if self.runtime not in list_runtimes():
+            raise InvalidInputError(
+                f"runtime={self.runtime!r}; allowed: {', '.join(list_runtimes())}"
+            )
         check_device(self.runtime, self.device)
         for name in ("batch_size", "seq_len", "min_repeats", "max_repeats", "vocab_size"):
             _check(name, getattr(self, name), positive=True)
@@ -230,11 +233,11 @@ def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -
     if settings.runtime == "torch":
         torch.set_num_threads(threads)
         return create_runner("torch", ExportWrapper(model), settings.device)
-    fmt = "onnx" if settings.runtime == "onnxruntime" else "openvino"
+    fmt = get_runtime(settings.runtime).format
     spec = ExportSpec(fmt, batch_size=settings.batch_size, seq_len=settings.seq_len)
     artifact = export_model(model, workdir, spec, seed=settings.seed).artifact
     options: dict[str, Any] = {"threads": threads}
-    if fmt == "openvino":
+    if settings.runtime == "openvino":
         options["precision"] = "f32"
     return create_runner(settings.runtime, artifact, settings.device, **options)
 

@@ -6,7 +6,6 @@ from edgetran.search.evaluators import Evaluation, Evaluator, LiveEvaluator, Rep
 from edgetran.search.objectives import Constraints, PaperObjective, SearchError, pareto_mask
 from edgetran.search.study import (
     OBJECTIVES,
-    SAMPLERS,
     SearchResult,
     SearchSettings,
     run_search,
@@ -16,7 +15,6 @@ from edgetran.search.table import Pair, read_table
 __all__ = [
     "ENCODINGS",
     "OBJECTIVES",
-    "SAMPLERS",
     "ArchitectureEncoder",
     "Boshcode",
     "BoshcodeSettings",

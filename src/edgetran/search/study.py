@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetran.plugins import SAMPLERS
 from edgetran.search.boshcode import Boshcode, BoshcodeSettings
 from edgetran.search.encoding import ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Evaluation, Evaluator, device_matrix
@@ -34,7 +35,6 @@ from edgetran.search.objectives import (
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
 
-SAMPLERS = ("boshcode", "random", "tpe", "nsga2", "gp")
 OBJECTIVES = ("paper", "pareto")
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
 POOL_SIZE = 1024
@@ -53,10 +53,7 @@ class SearchSettings:
     device_features: dict[str, tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise SearchError(
-                f"sampler {self.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}"
-            )
+        SAMPLERS.validate(self.sampler)
         if self.objective not in OBJECTIVES:
             raise SearchError(
                 f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}"
@@ -222,16 +219,8 @@ def _signature(settings: SearchSettings) -> dict[str, Any]:
 
 
 def _sampler(settings: SearchSettings):
-    import optuna
-
-    seed = settings.seed
-    return {
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
-        "boshcode": lambda: optuna.samplers.RandomSampler(seed=seed),  # unused: we propose
-    }[settings.sampler]()
+    """The registered Optuna sampler (BOSHCODE's only stores the trials: BOSHCODE proposes)."""
+    return SAMPLERS.create(settings.sampler, seed=settings.seed)
 
 
 def _distributions(devices: tuple[str, ...]) -> dict[str, Any]:

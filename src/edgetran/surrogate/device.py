@@ -27,11 +27,11 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
 
+from edgetran.plugins import SURROGATES
 from edgetran.space import Architecture
 from edgetran.store import Measurement
 from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError
 from edgetran.surrogate.features import feature_matrix
-from edgetran.surrogate.gbdt import GBDTEnsemble
 
 #: Metric name → measurement field (per batch).
 METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
@@ -39,13 +39,8 @@ FORMAT_VERSION = 1
 
 
 def make_surrogate(model: str = "gbdt", random_state: int = 0, **kwargs: Any) -> Surrogate:
-    if model == "gbdt":
-        return GBDTEnsemble(random_state=random_state, **kwargs)
-    if model == "nn":
-        from edgetran.surrogate.nn import HeteroscedasticNN
-
-        return HeteroscedasticNN(random_state=random_state, **kwargs)
-    raise SurrogateError(f"model {model!r} is unknown; allowed: gbdt, nn")
+    """A registered surrogate model (``gbdt``, ``nn`` or a plug-in), not fitted."""
+    return SURROGATES.create(model, random_state=random_state, **kwargs)
 
 
 def targets(measurements: Sequence[Measurement], metric: str) -> np.ndarray:

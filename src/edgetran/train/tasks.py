@@ -10,6 +10,9 @@ texts are removed before splitting, so no text appears in two splits.
 - ``glue/<name>``: a GLUE task through ``datasets`` (cached or online). GLUE's test labels are
   hidden, so its validation split is our test split and a dev split is carved from train.
 - a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions``.
+
+The named tasks are registered in :data:`edgetran.plugins.TASKS`; a task plug-in (entry point
+group ``edgetran.tasks``) is a factory ``factory(options: TaskOptions) -> Task``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetran.errors import EdgeTranError, read_json_lines
+from edgetran.plugins import TASKS, list_tasks
 
 TWEET_TASK = "tweet-sentiment"
 TWEET_LABELS = ("negative", "neutral", "positive")
@@ -114,16 +118,17 @@ class Task:
 
 
 def load_task(name: str, options: TaskOptions | None = None) -> Task:
-    """A task by name (``tweet-sentiment``, ``glue/<task>``) or a local CSV/JSONL path."""
+    """A registered task (``tweet-sentiment``, ``glue/<task>``, a plug-in) or a local
+    CSV/JSONL path."""
     options = options or TaskOptions()
-    if name == TWEET_TASK:
-        return tweet_sentiment(options.split_seed)
+    if name in list_tasks():
+        return TASKS.create(name, options)
     if name.startswith("glue/"):
         return glue_task(name.removeprefix("glue/"), options.split_seed)
     if name.endswith(FILE_SUFFIXES):
         return file_task(Path(name), options)
     raise TaskError(
-        f"task {name!r} is unknown; allowed: {TWEET_TASK}, glue/<{'|'.join(GLUE_TASKS)}|all>, "
+        f"task {name!r} is unknown; allowed: {', '.join(list_tasks())}, "
         f"or a {'/'.join(FILE_SUFFIXES)} file"
     )
 

@@ -1,0 +1,134 @@
+"""The contract checks of runners and runtimes (a runner with its exporter)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgetran.export.runners import Runner, Runtime, get_runtime
+from edgetran.export.verify import TOLERANCE, random_inputs
+from edgetran.testing._contract import Clauses
+
+#: The tiny model a runtime is checked with: one layer, hidden 16, two heads, a short vocabulary.
+VOCAB = 61
+BATCH = 2
+SEQ = 8
+#: Largest difference between two runs of the same runner on the same inputs.
+REPEAT_ATOL = 1e-6
+
+
+def check_runner(
+    runner_factory: Callable[[], Runner],
+    *,
+    batch_size: int = BATCH,
+    seq_len: int = SEQ,
+    vocab_size: int = VOCAB,
+    reference: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    tolerance: float = TOLERANCE,
+) -> None:
+    """Assert that the runner made by ``runner_factory()`` keeps the
+    :class:`~edgetran.export.runners.Runner` contract on ``(batch_size, seq_len)`` inputs; with
+    ``reference`` (``(input_ids, attention_mask) → output``, e.g. PyTorch eager), that its
+    output matches within ``tolerance``.
+
+    Raises:
+        ContractError: naming the clause that failed.
+    """
+    runner = runner_factory()
+    c = Clauses("Runner", type(runner).__name__)
+    c.require(isinstance(runner, Runner), "a runner subclasses edgetran.export.runners.Runner")
+    c.require(
+        isinstance(runner.runtime, str) and bool(runner.runtime),
+        "runtime names the runtime",
+        repr(getattr(runner, "runtime", None)),
+    )
+    device = runner.device
+    c.require(
+        isinstance(device, str) and bool(device),
+        "device reports where the model really runs",
+        repr(device),
+    )
+    described = runner.describe()
+    c.require(
+        described.get("runtime") == runner.runtime and described.get("device") == device,
+        "describe() reports the runtime and the device",
+        repr(described),
+    )
+    ids, mask = random_inputs(batch_size, seq_len, vocab_size, seed=0)
+    output = runner(ids, mask)
+    c.require(
+        isinstance(output, np.ndarray) and output.dtype == np.float32,
+        "the output is a float32 NumPy array",
+        f"{type(output).__name__} {getattr(output, 'dtype', '')}",
+    )
+    c.require(
+        output.ndim in (2, 3)
+        and output.shape[0] == batch_size
+        and (output.ndim == 2 or output.shape[1] == seq_len),
+        f"int64 (B, S) inputs give a (B, S, h), (B, S, V) or (B, C) output; B={batch_size}, "
+        f"S={seq_len}",
+        repr(output.shape),
+    )
+    c.require(bool(np.isfinite(output).all()), "the output is finite")
+    prepared = runner.prepare(ids, mask)
+    runs = [runner.to_numpy(runner.run(prepared)) for _ in range(2)]
+    for again in runs:
+        c.require(
+            again.shape == output.shape
+            and bool(np.allclose(again, output, rtol=0, atol=REPEAT_ATOL)),
+            "runs on the same inputs give the same result, and __call__ is "
+            "to_numpy(run(prepare(...)))",
+            f"max |Δ| {np.abs(again - output).max() if again.shape == output.shape else '-'}",
+        )
+    if reference is not None:
+        expected = reference(ids, mask)
+        worst = float(np.abs(output - expected).max()) if output.shape == expected.shape else None
+        c.require(
+            worst is not None and worst <= tolerance,
+            f"the output matches the reference within {tolerance:g}",
+            f"max |Δ| {worst}" if worst is not None else f"shape {output.shape}",
+        )
+
+
+def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
+    """Assert that the registered runtime ``name`` exports a tiny FlexiBERT model to its format
+    and runs it as PyTorch does (:func:`check_runner` on its runner, eager PyTorch as the
+    reference).
+
+    Raises:
+        ContractError: naming the clause that failed.
+    """
+    import torch
+
+    from edgetran.export.exporters import ExportSpec, ExportWrapper
+    from edgetran.model import FlexiBertConfig, FlexiBertModel
+    from edgetran.space import homogeneous
+
+    runtime = get_runtime(name)
+    c = Clauses("Runtime", repr(name))
+    c.require(isinstance(runtime, Runtime), "the plug-in is an edgetran.export.runners.Runtime")
+    c.require(runtime.name == name, "name is the name it is registered under", runtime.name)
+    for field in ("format", "artifact_name", "default_device"):
+        value = getattr(runtime, field)
+        c.require(isinstance(value, str) and bool(value), f"{field} is a non-empty string")
+    config = FlexiBertConfig(homogeneous(1, 16, 2, 32), vocab_size=VOCAB)
+    wrapper = ExportWrapper(FlexiBertModel(config).eval()).eval()
+
+    def reference(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return wrapper(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+
+    ids, mask = random_inputs(BATCH, SEQ, VOCAB, seed=1)
+    with tempfile.TemporaryDirectory(prefix="edgetran-check-") as tmp:
+        artifact = Path(tmp) / runtime.artifact_name
+        spec = ExportSpec(runtime.format, batch_size=BATCH, seq_len=SEQ)
+        runtime.export(wrapper, (torch.from_numpy(ids), torch.from_numpy(mask)), artifact, spec)
+        c.require(artifact.exists(), "export writes the artifact at the path it is given")
+        check_runner(
+            lambda: runtime.runner(artifact, runtime.default_device),
+            reference=reference,
+            tolerance=tolerance,
+        )

@@ -1,0 +1,301 @@
+"""Every built-in plug-in passes its family's contract check; third-party plug-ins are found
+through entry points; each check fails, naming the clause, on a plug-in that breaks it."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from edgetran.export.runners import Runner
+from edgetran.plugins import (
+    METERS,
+    RUNTIMES,
+    SAMPLERS,
+    SURROGATES,
+    TASKS,
+    PluginError,
+    describe_all,
+    list_meters,
+    list_runtimes,
+    list_samplers,
+    list_surrogates,
+    list_tasks,
+)
+from edgetran.profile.meters import Meter, MeterError, Reading, create_meter
+from edgetran.search import LiveEvaluator, ReplayEvaluator
+from edgetran.surrogate import DeviceSurrogate
+from edgetran.surrogate.base import Surrogate
+from edgetran.testing import (
+    ContractError,
+    check_evaluator,
+    check_meter,
+    check_runner,
+    check_runtime,
+    check_sampler,
+    check_surrogate,
+    check_task,
+    synthetic_table,
+)
+from edgetran.train.tasks import GLUE_TASKS, Examples, Task, load_task
+from tests.conftest import fake_device
+
+#: Arguments of the built-in meters that need one (``--meter NAME:ARG``).
+METER_ARGS = {"command": "echo 3.5", "csv": "{csv}"}
+#: Constructor options that keep the surrogate checks fast.
+FAST_SURROGATES = {
+    "gbdt": {"n_models": 3, "n_estimators": 60, "learning_rate": 0.1},
+    "nn": {"epochs": 3, "mc_samples": 3, "calibration_folds": 2},
+}
+
+
+def skip_unless_usable(registry, name: str) -> None:
+    why = registry.why_not(name)
+    if why:
+        pytest.skip(f"{registry.noun} {name!r} is not usable here: {why}")
+
+
+# -- every built-in passes its check ------------------------------------------------------------
+@pytest.mark.parametrize("name", list_meters())
+def test_built_in_meter_keeps_the_contract(name, tmp_path):
+    skip_unless_usable(METERS, name)
+    now = time.time()
+    csv = tmp_path / "watts.csv"
+    csv.write_text("timestamp,watts\n" + "".join(f"{now + i},{2 + i}\n" for i in range(3)))
+    args = [METER_ARGS[name].format(csv=csv)] if name in METER_ARGS else []
+    check_meter(METERS.create(name, *args))
+
+
+@pytest.mark.parametrize("name", list_runtimes())
+def test_built_in_runtime_keeps_the_contract(name):
+    skip_unless_usable(RUNTIMES, name)
+    check_runtime(name)
+
+
+@pytest.mark.parametrize("name", list_samplers())
+def test_built_in_sampler_keeps_the_contract(name):
+    skip_unless_usable(SAMPLERS, name)
+    check_sampler(name)
+
+
+@pytest.mark.parametrize("name", list_surrogates())
+def test_built_in_surrogate_keeps_the_contract(name):
+    skip_unless_usable(SURROGATES, name)
+    check_surrogate(SURROGATES.get(name), **FAST_SURROGATES.get(name, {}))
+
+
+@pytest.mark.parametrize("name", list_tasks())
+def test_built_in_task_keeps_the_contract(name):
+    skip_unless_usable(TASKS, name)
+    check_task(load_task(name))
+
+
+def test_a_task_file_keeps_the_contract(tmp_path):
+    rows = [f"text {i},{'ab'[i % 2]}" for i in range(30)]
+    path = tmp_path / "task.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    check_task(load_task(str(path)))
+
+
+def test_every_glue_task_is_registered():
+    assert {n for n in list_tasks() if n.startswith("glue/")} == {f"glue/{t}" for t in GLUE_TASKS}
+
+
+def test_built_in_evaluators_keep_the_contract(tmp_path):
+    check_evaluator(ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl")))
+    items = fake_device(20, "board", seed=4)
+    options = {"n_models": 2, "n_estimators": 40}
+    surrogate = DeviceSurrogate(model_options=options).fit(items)
+    check_evaluator(LiveEvaluator(lambda arch: 0.5, {}, {"board": surrogate}))
+
+
+# -- registries and entry points ---------------------------------------------------------------
+PLUGIN = """
+    import time
+
+    import optuna
+
+    from edgetran.export.runners import Runtime, TorchRunner
+    from edgetran.profile.meters import Meter, Reading
+
+
+    class UsbMeter(Meter):
+        name = "usb"
+
+        def __init__(self, port="/dev/ttyUSB0"):
+            self.port = port
+
+        def read(self):
+            return Reading(time.time(), power_w=1.5)
+
+
+    def unseeded_sampler(seed):
+        return optuna.samplers.RandomSampler()
+
+
+    def no_export(wrapper, example, path, spec):
+        pass
+
+
+    LAZY = Runtime("lazy", "lazy-format", "model.lazy", no_export, TorchRunner)
+"""
+ENTRY_POINTS = """
+    [edgetran.meters]
+    usb = edgetran_fake_plugin:UsbMeter
+    estimate = edgetran_fake_plugin:UsbMeter
+
+    [edgetran.samplers]
+    unseeded = edgetran_fake_plugin:unseeded_sampler
+
+    [edgetran.runtimes]
+    lazy = edgetran_fake_plugin:LAZY
+
+    [edgetran.tasks]
+    missing = edgetran_fake_plugin_absent:factory
+"""
+
+
+@pytest.fixture
+def third_party(tmp_path, monkeypatch):
+    """An installed distribution ``fake-plugin`` whose entry points add one plug-in per family
+    (a meter, a seed-ignoring sampler, a runtime that exports nothing, an unimportable task)."""
+    (tmp_path / "edgetran_fake_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    info = tmp_path / "fake_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(ENTRY_POINTS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registries = (METERS, SAMPLERS, RUNTIMES, TASKS)
+    for registry in registries:
+        registry.refresh()
+    yield
+    for registry in registries:
+        registry.refresh()
+
+
+def test_third_party_plugins_are_found_through_entry_points(third_party):
+    with pytest.warns(UserWarning, match="'estimate' from fake-plugin is ignored"):
+        names = list_meters()
+    assert names[-1] == "usb" and names.count("estimate") == 1
+    meter = create_meter("usb:/dev/ttyUSB1")
+    assert meter.port == "/dev/ttyUSB1"
+    check_meter(meter)
+    assert "unseeded" in list_samplers() and "lazy" in list_runtimes()
+    rows = {(r.family, r.name): r for rows in describe_all().values() for r in rows}
+    assert rows["meters", "usb"].usable and rows["meters", "usb"].origin == "fake-plugin"
+    missing = rows["tasks", "missing"]
+    assert not missing.usable and "edgetran_fake_plugin_absent" in missing.why_not
+    from edgetran.train.tasks import TaskError
+
+    with pytest.raises(TaskError, match=r"task 'missing' .* cannot be imported"):
+        load_task("missing")
+
+
+def test_unknown_names_raise_the_family_error_with_the_allowed_values():
+    with pytest.raises(MeterError, match="allowed: auto, zeus, estimate, command"):
+        create_meter("powermetrics")
+    from edgetran.export.runners import RunnerError
+
+    with pytest.raises(RunnerError, match="runtime 'tvm' is unknown; allowed: torch"):
+        RUNTIMES.get("tvm")
+    with pytest.raises(PluginError, match="'gbdt' is registered already"):
+        SURROGATES.register("gbdt", object)
+
+
+def test_env_lists_every_plugin_and_why_not(run_cli):
+    code, out, _ = run_cli("env", "--json")
+    assert code == 0
+    plugins = json.loads(out)["plugins"]
+    assert set(plugins) == {"meters", "runtimes", "samplers", "surrogates", "tasks"}
+    estimate = next(r for r in plugins["meters"] if r["name"] == "estimate")
+    assert estimate["usable"] and estimate["origin"] == "built-in"
+    for rows in plugins.values():
+        assert all(r["usable"] or r["why_not"] for r in rows)
+    code, out, _ = run_cli("env")
+    assert code == 0 and "samplers   boshcode" in out
+
+
+# -- each check fails on a plug-in that breaks its contract --------------------------------------
+class SilentMeter(Meter):
+    name = "silent"
+
+    def read(self) -> Reading:
+        return Reading(time.time())
+
+
+class ShapelessRunner(Runner):
+    runtime = "shapeless"
+    device = "cpu"
+
+    def prepare(self, input_ids, attention_mask):
+        return input_ids
+
+    def run(self, prepared):
+        return np.zeros(prepared.shape[1], dtype=np.float32)
+
+    def to_numpy(self, output):
+        return output
+
+
+class NoisyRunner(ShapelessRunner):
+    def run(self, prepared):
+        return np.random.default_rng().normal(size=(*prepared.shape, 4)).astype(np.float32)
+
+
+class UnseededSurrogate(Surrogate):
+    """Fits the mean plus noise from NumPy's global generator: the seed does not fix it."""
+
+    def _fit_core(self, X, z, rng):
+        return float(z.mean() + np.random.normal())
+
+    def _predict_core(self, core, X):
+        return np.full(len(X), core), np.ones(len(X))
+
+
+class LeakyEvaluator(ReplayEvaluator):
+    def candidates(self, n, rng, exclude):
+        return super().candidates(n, rng, set())
+
+
+def test_check_meter_names_the_broken_clause():
+    with pytest.raises(ContractError, match=r"power_w or energy_j .* never neither"):
+        check_meter(SilentMeter())
+
+
+@pytest.mark.parametrize(
+    ("runner", "clause"),
+    [(ShapelessRunner, r"\(B, S, h\)"), (NoisyRunner, "same inputs give the same result")],
+)
+def test_check_runner_names_the_broken_clause(runner, clause):
+    with pytest.raises(ContractError, match=clause):
+        check_runner(runner)
+
+
+def test_check_runtime_names_the_broken_clause(third_party):
+    with pytest.raises(ContractError, match="export writes the artifact"):
+        check_runtime("lazy")
+
+
+def test_check_surrogate_names_the_broken_clause():
+    with pytest.raises(ContractError, match=r"same random_state .* same predictions"):
+        check_surrogate(UnseededSurrogate)
+
+
+def test_check_evaluator_names_the_broken_clause(tmp_path):
+    with pytest.raises(ContractError, match="avoid the excluded keys"):
+        check_evaluator(LeakyEvaluator(synthetic_table(tmp_path / "table.jsonl")))
+
+
+def test_check_sampler_names_the_broken_clause(third_party):
+    with pytest.raises(ContractError, match="same seed gives the same search"):
+        check_sampler("unseeded")
+
+
+def test_check_task_names_the_broken_clause():
+    split = Examples(["a", "b"], np.array([0, 2]))
+    task = Task("broken", "accuracy", ("neg", "pos"), split, split, split)
+    with pytest.raises(ContractError, match=r"class indices in \[0, 2\)"):
+        check_task(task)
