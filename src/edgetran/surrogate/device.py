@@ -30,7 +30,7 @@ from sklearn.linear_model import RidgeCV
 from edgetran.plugins import SURROGATES
 from edgetran.space import Architecture
 from edgetran.store import Measurement
-from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError
+from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError, grouped_folds
 from edgetran.surrogate.features import feature_matrix
 
 #: Metric name → measurement field (per batch).
@@ -198,12 +198,21 @@ class DeviceSurrogate:
 def _out_of_fold_base(P: np.ndarray, z: np.ndarray, alpha: float) -> np.ndarray:
     """The ridge map's predictions for points it did not see (≤ 10 folds). The residual model
     learns from these, so its conformal intervals include the map's own error on new points;
-    in-sample residuals understated it (90% intervals covered 76% at 10 measurements)."""
+    in-sample residuals understated it (90% intervals covered 76% at 10 measurements).
+    Repeated measurements of one architecture (equal rows) share a fold; distinct rows keep
+    the plain shuffled K-fold split."""
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold, cross_val_predict
 
-    folds = KFold(min(len(z), 10), shuffle=True, random_state=0)
-    return cross_val_predict(Ridge(alpha=alpha), P, z, cv=folds)
+    rows = [row.tobytes() for row in P]
+    distinct = len(set(rows))
+    if distinct == len(rows):
+        return cross_val_predict(
+            Ridge(alpha=alpha), P, z, cv=KFold(min(len(z), 10), shuffle=True, random_state=0)
+        )
+    held_out = grouped_folds(rows, max(2, min(distinct, 10)), np.random.default_rng(0))
+    splits = [(np.setdiff1d(np.arange(len(z)), held), held) for held in held_out]
+    return cross_val_predict(Ridge(alpha=alpha), P, z, cv=splits)
 
 
 def _shift_log(residual: Prediction, base: np.ndarray) -> Prediction:
@@ -245,18 +254,19 @@ def cross_validate(
     level: float = 0.9,
     model_options: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """K-fold CV on one device: held-out predictions of every fold, scored together."""
+    """K-fold CV on one device: held-out predictions of every fold, scored together.
+
+    Repeated measurements of one architecture share a fold (:func:`grouped_folds`), so a
+    held-out architecture is never in the training folds.
+    """
     if folds < 2:
         raise SurrogateError(f"folds={folds}; need at least 2")
-    if len(measurements) < folds:
-        raise SurrogateError(f"{len(measurements)} measurements cannot make {folds} folds")
-    order = np.random.default_rng(seed).permutation(len(measurements))
+    held_out = grouped_folds([m.hash for m in measurements], folds, np.random.default_rng(seed))
     archs = [Architecture.from_dict(m.model_dict) for m in measurements]
     fitted_priors = fit_priors(priors or {}, metrics, model, seed, model_options)
     collected: dict[str, list[tuple[np.ndarray, Prediction]]] = {m: [] for m in metrics}
-    for k in range(folds):
-        held = order[k::folds]
-        train = [measurements[i] for i in np.setdiff1d(order, held)]
+    for held in held_out:
+        train = [measurements[i] for i in np.setdiff1d(np.arange(len(measurements)), held)]
         surrogate = DeviceSurrogate(model, metrics, seed, model_options)
         surrogate.priors_ = fitted_priors  # priors never see the target device's data
         surrogate._fit_targets(train)
