@@ -264,8 +264,9 @@ def import_(
         fail(f"{file}: no such file")
     items = read_measurements(file, format, device)
     with Store(db) as store:
-        store.add_many(items)
-    typer.echo(f"imported {len(items)} measurements from {file}", err=True)
+        added = sum(row_id is not None for row_id in store.add_many(items))
+    stored = f" ({len(items) - added} already in the store)" if added < len(items) else ""
+    typer.echo(f"imported {added} measurements from {file}{stored}", err=True)
 
 
 @measurements_app.command("export")
