@@ -34,6 +34,7 @@ from edgetran.search.objectives import (
 )
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.store.database import check_database_url, database_error, mask_url
 
 OBJECTIVES = ("paper", "pareto")
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
@@ -180,11 +181,12 @@ def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool
 def _open_study(settings: SearchSettings, storage: str | None, name: str, resume: bool):
     import optuna
 
+    url, storage = storage, _storage(storage)
     directions = ["maximize"] if settings.objective == "paper" else list(DIRECTIONS)
     exists = storage is not None and name in optuna.study.get_all_study_names(storage)
     if exists and not resume:
         raise SearchError(
-            f"a search named {name!r} exists in {storage}; pass --resume or another --study"
+            f"a search named {name!r} exists in {mask_url(url)}; pass --resume or another --study"
         )
     if exists:
         study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(settings))
@@ -197,6 +199,21 @@ def _open_study(settings: SearchSettings, storage: str | None, name: str, resume
     )
     study.set_user_attr("settings", _signature(settings))
     return study
+
+
+def _storage(url: str | None):
+    """Optuna's storage at ``url`` (``None``: in memory). A malformed URL, a missing driver or
+    an unreachable database is a typed error, and no message shows the URL's password."""
+    if url is None:
+        return None
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    check_database_url(url)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except SQLAlchemyError as err:
+        raise database_error(url, "cannot open the search database", err) from None
 
 
 def _close_interrupted(study) -> None:
