@@ -30,6 +30,9 @@ from edgetran.export.runners import (
     OpenVinoRunner,
     Runtime,
     TorchRunner,
+    _check_onnxruntime_device,
+    _check_openvino_device,
+    _check_torch_device,
     _require,
 )
 from edgetran.export.verify import TOLERANCE, Verification, random_inputs, verify_artifact
@@ -215,10 +218,25 @@ def _metadata(
     }
 
 
-TORCH_RUNTIME = Runtime("torch", "pt2", "model.pt2", _export_pt2, TorchRunner)
-ONNX_RUNTIME = Runtime("onnxruntime", "onnx", "model.onnx", _export_onnx, OnnxRuntimeRunner)
+TORCH_RUNTIME = Runtime(
+    "torch", "pt2", "model.pt2", _export_pt2, TorchRunner, check_device=_check_torch_device
+)
+ONNX_RUNTIME = Runtime(
+    "onnxruntime",
+    "onnx",
+    "model.onnx",
+    _export_onnx,
+    OnnxRuntimeRunner,
+    check_device=_check_onnxruntime_device,
+)
 OPENVINO_RUNTIME = Runtime(
-    "openvino", "openvino", "model.xml", _export_openvino, OpenVinoRunner, default_device="CPU"
+    "openvino",
+    "openvino",
+    "model.xml",
+    _export_openvino,
+    OpenVinoRunner,
+    default_device="CPU",
+    check_device=_check_openvino_device,
 )
 
 __all__ = [

@@ -31,9 +31,10 @@ class RunnerError(EdgeTranError):
 
 def check_device(runtime: str, device: str) -> None:
     """Raise :class:`RunnerError` naming the allowed devices if ``device`` is no device name of
-    the built-in ``runtime``. Only the spelling is checked (a job may run elsewhere); whether the
-    device exists is checked where the runner is created."""
-    check = _DEVICE_CHECKS.get(runtime)
+    the registered ``runtime`` (when the runtime has a device check). Only the spelling is
+    checked (a job may run elsewhere); whether the device exists is checked where the runner is
+    created."""
+    check = get_runtime(runtime).check_device
     if check is not None:
         check(device)
 
@@ -58,13 +59,6 @@ def _check_openvino_device(device: str) -> None:
         raise RunnerError(
             f"device {device!r} is invalid for openvino; allowed: CPU, GPU[.N], NPU, AUTO"
         )
-
-
-_DEVICE_CHECKS = {
-    "torch": _check_torch_device,
-    "onnxruntime": _check_onnxruntime_device,
-    "openvino": _check_openvino_device,
-}
 
 
 def _require(module: str, feature: str) -> Any:
@@ -282,6 +276,9 @@ class Runtime:
         runner: ``runner(artifact, device, **options)`` → :class:`Runner`; ``options`` may hold
             ``threads`` (and runtime-specific settings).
         default_device: the device used when none is requested.
+        check_device: ``check_device(device)`` raises :class:`RunnerError` naming the allowed
+            devices when ``device`` is not spelled as the runtime names its devices (``None``:
+            any name is passed on to the runner).
     """
 
     name: str
@@ -290,6 +287,7 @@ class Runtime:
     export: Callable[..., None]
     runner: Callable[..., Runner]
     default_device: str = "cpu"
+    check_device: Callable[[str], None] | None = None
 
 
 def get_runtime(name: str) -> Runtime:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetran.export.runners import Runner, Runtime, get_runtime
+from edgetran.export.runners import Runner, RunnerError, Runtime, get_runtime
 from edgetran.export.verify import TOLERANCE, random_inputs
 from edgetran.testing._contract import Clauses
 
@@ -114,6 +114,11 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
     for field in ("format", "artifact_name", "default_device"):
         value = getattr(runtime, field)
         c.require(isinstance(value, str) and bool(value), f"{field} is a non-empty string")
+    if runtime.check_device is not None:
+        try:
+            runtime.check_device(runtime.default_device)
+        except RunnerError as err:
+            c.require(False, "check_device accepts the default device", str(err))
     config = FlexiBertConfig(homogeneous(1, 16, 2, 32), vocab_size=VOCAB)
     wrapper = ExportWrapper(FlexiBertModel(config).eval()).eval()
 
