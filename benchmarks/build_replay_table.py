@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetran.model.costs import estimate_costs
+from edgetran.space.costs import estimate_costs
 from edgetran.profile import read_measurements
 from edgetran.space import Architecture
 

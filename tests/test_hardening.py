@@ -15,7 +15,7 @@ from edgetran.errors import (
     InvalidInputError,
     ModelTooLargeError,
 )
-from edgetran.model.costs import check_parameter_memory, count_parameters
+from edgetran.space.costs import check_parameter_memory, count_parameters
 from edgetran.space import Architecture, DesignSpace, load_architecture
 
 #: A 2-layer, hidden-32 architecture file and a small vocabulary: quick to build and save.

@@ -13,7 +13,7 @@ from edgetran.model import (
     FlexiBertForSequenceClassification,
     FlexiBertModel,
 )
-from edgetran.model.costs import estimate_costs
+from edgetran.space.costs import estimate_costs
 from edgetran.model.modeling import dct_basis, fourier_basis
 from edgetran.space import Architecture, named_architecture, sample
 

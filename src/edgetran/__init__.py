@@ -1,8 +1,31 @@
-"""EdgeTran: co-design of heterogeneous transformer encoders and edge devices."""
+"""EdgeTran: co-design of heterogeneous transformer encoders and edge devices.
 
-from edgetran import model, space
-from edgetran.space import Architecture, DesignSpace
+The package imports nothing heavy: ``import edgetran`` is instant, and torch or transformers
+load only with the stage that needs them. Importing :mod:`edgetran.model` registers FlexiBERT
+with ``transformers``' ``Auto*`` classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+# Attributes served on first use (PEP 562), so that `import edgetran` stays light.
+_LAZY = {
+    "Architecture": "edgetran.space",
+    "DesignSpace": "edgetran.space",
+    "model": "edgetran.model",
+    "space": "edgetran.space",
+}
+
 __all__ = ["Architecture", "DesignSpace", "__version__", "model", "space"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'edgetran' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    return module if module_name.endswith(name) else getattr(module, name)

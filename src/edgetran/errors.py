@@ -67,6 +67,10 @@ class ExportError(EdgeTranError):
     """An export could not be produced or written."""
 
 
+class SearchError(EdgeTranError, ValueError):
+    """Search settings or inputs are unusable."""
+
+
 class VerificationError(EdgeTranError):
     """An exported artifact's outputs differ from PyTorch's beyond the tolerance."""
 

@@ -1,48 +1,96 @@
-"""Shared CLI plumbing: bad input becomes one line on stderr and exit code 2."""
+"""Shared CLI plumbing: one-line errors, crash logs, JSON output, common resolvers.
+
+Imports only the standard library and Typer: every command module imports this one, and the
+CLI must start at once.
+"""
 
 from __future__ import annotations
 
-import functools
+import datetime as dt
 import json
+import math
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+import traceback
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from edgetran.errors import EdgeTranError
-from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace, load_architecture
+if TYPE_CHECKING:
+    from edgetran.space import Architecture, DesignSpace
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: Where unexpected errors leave their traceback: ``$EDGETRAN_LOG_DIR``, else
+#: ``.edgetran/logs`` in the workspace (the current directory, beside ``edgetran.db``).
+LOG_DIR_ENV = "EDGETRAN_LOG_DIR"
 
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code=2)
 
 
-def user_errors(func: F) -> F:
-    """Turn library errors caused by the user's input into :func:`fail`."""
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and runs of blanks folded into single spaces."""
+    return " ".join(message.split())
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+def write_crash_log(err: BaseException) -> Path:
+    """Write ``err``'s traceback to a new log file in the workspace; its path.
+
+    Falls back to the temporary folder when the workspace is not writable, so that the
+    report of one failure never raises another.
+    """
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = f"edgetran {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(err))
+    folders = [
+        Path(os.environ.get(LOG_DIR_ENV, Path(".edgetran") / "logs")),
+        tempfile.gettempdir(),
+    ]
+    for folder in map(Path, folders):
         try:
-            return func(*args, **kwargs)
-        except (EdgeTranError, OSError) as err:
-            fail(str(err))
-
-    return wrapper  # type: ignore[return-value]
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f"crash-{stamp}-", suffix=".log", dir=folder)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return Path(os.devnull)
 
 
 def resolve_space(path: Path | None) -> DesignSpace:
+    from edgetran.space import REFERENCE_SPACE, DesignSpace
+
     return REFERENCE_SPACE if path is None else DesignSpace.from_file(path)
 
 
 def resolve_arch(spec: str) -> Architecture:
+    from edgetran.space import load_architecture
+
     return load_architecture(spec)
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Write ``data`` as strict JSON: a number that is not finite (an R² of constant targets)
+    becomes ``null``, as JSON has no NaN or Infinity and strict parsers refuse them."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every trial at INFO; the commands that use it report results themselves."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

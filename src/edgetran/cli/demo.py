@@ -11,19 +11,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from edgetran.cli._common import user_errors
-from edgetran.model.costs import estimate_costs
-from edgetran.profile import ProfileSettings, create_meter, profile_architecture
-from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
-from edgetran.space.ops import op_sort_key
 
 # A CPU-sized corner of the reference space so the demo runs in seconds on a laptop.
-DEMO_SPACE = DesignSpace(
-    layers=(2, 4), hidden_sizes=(128, 256), ff_widths=(256, 512, 1024), ff_depths=(1, 2)
-)
+DEMO_SPACE = {
+    "layers": (2, 4),
+    "hidden_sizes": (128, 256),
+    "ff_widths": (256, 512, 1024),
+    "ff_depths": (1, 2),
+}
 
 
 def demo(
@@ -35,8 +30,15 @@ def demo(
     run_demo(n=n, seed=seed, seq_len=seq_len)
 
 
-@user_errors
 def run_demo(n: int, seed: int, seq_len: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetran.space.costs import estimate_costs
+    from edgetran.profile import ProfileSettings, create_meter, profile_architecture
+    from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
+    from edgetran.space.ops import op_sort_key
+
     console = Console()
     console.print(
         f"Reference space: {REFERENCE_SPACE.size:.4g} architectures "
@@ -68,7 +70,7 @@ def run_demo(n: int, seed: int, seq_len: int) -> None:
     for column in columns:
         table.add_column(column, justify="right")
     table.add_column("embedding (first 7)")
-    for arch in sample(n, method="lhs", seed=seed, space=DEMO_SPACE):
+    for arch in sample(n, method="lhs", seed=seed, space=DesignSpace(**DEMO_SPACE)):
         measurement = profile_architecture(arch, settings, meter)
         costs = estimate_costs(arch, batch_size=1, seq_len=seq_len)
         ops = sorted({op for layer in arch.layers for op in layer.ops}, key=op_sort_key)

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from edgetran.cli._common import fail, user_errors
-from edgetran.cli.model_cmds import HEADS
-from edgetran.errors import ArchitectureNotFoundError, ExportError, output_dir
-from edgetran.export import TOLERANCE, ExportSpec, export_formats, export_model
-from edgetran.model import FlexiBertConfig, FlexiBertPreTrainedModel, load_model
-from edgetran.space import load_architecture
+from edgetran.cli._common import fail
+from edgetran.errors import ArchitectureNotFoundError
 
 
 def resolve_model(spec: str, head: str, num_labels: int, vocab_size: int, seed: int):
     """A saved model directory, or an architecture (file or name) with seeded random weights."""
+    import torch
+
+    from edgetran.model import HEADS, FlexiBertConfig, load_model
+    from edgetran.space import load_architecture
+
     path = Path(spec)
     if path.is_dir():
         return load_model(path)
@@ -33,7 +33,6 @@ def resolve_model(spec: str, head: str, num_labels: int, vocab_size: int, seed: 
     return HEADS[head](config)
 
 
-@user_errors
 def export(
     model: Annotated[str, typer.Argument(help="Saved model directory, or an architecture.")],
     format: Annotated[str, typer.Option("--format", help="onnx, openvino or pt2.")],
@@ -51,10 +50,17 @@ def export(
     ] = 50265,
     seed: Annotated[int, typer.Option(help="Seed of random weights and inputs.")] = 0,
     tolerance: Annotated[
-        float, typer.Option(min=0.0, help="Largest allowed max |Δ| from PyTorch (float32).")
-    ] = TOLERANCE,
+        float | None,
+        typer.Option(
+            min=0.0, help="Largest allowed max |Δ| from PyTorch (float32; default 1e-4)."
+        ),
+    ] = None,
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
+    from edgetran.errors import ExportError, output_dir
+    from edgetran.export import TOLERANCE, ExportSpec, export_formats, export_model
+    from edgetran.model import HEADS
+
     if format not in export_formats():
         fail(f"--format {format!r} is invalid; allowed: {', '.join(export_formats())}")
     if head not in HEADS:
@@ -63,10 +69,15 @@ def export(
     # Fail on an unwritable folder before any slow work; a failed export removes the folder
     # again if it made it.
     with output_dir(out, ExportError):
-        flexibert: FlexiBertPreTrainedModel = resolve_model(
-            model, head, num_labels, vocab_size, seed
+        flexibert = resolve_model(model, head, num_labels, vocab_size, seed)
+        result = export_model(
+            flexibert,
+            out,
+            spec,
+            verify=verify,
+            seed=seed,
+            tolerance=TOLERANCE if tolerance is None else tolerance,
         )
-        result = export_model(flexibert, out, spec, verify=verify, seed=seed, tolerance=tolerance)
     typer.echo(f"wrote {result.artifact} and {out / 'metadata.json'}", err=True)
     if result.verification is not None:
         v = result.verification

@@ -1,18 +1,34 @@
-"""The ``edgetran`` command line."""
+"""The ``edgetran`` command line.
+
+Start-up is kept light: command modules import only Typer and the standard library at module
+level, and each command imports the heavy libraries it needs (torch, transformers, optuna …)
+in its body, so ``edgetran --help`` and the ``space`` commands answer at once.
+
+Errors are turned into output in one place, :func:`main`: library errors and OS errors become
+one ``error: …`` line and exit code 2; an unexpected exception becomes one line naming the log
+file that holds its full traceback, and exit code 1.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
-from transformers.utils import logging as hf_logging
 
 from edgetran import __version__
-from edgetran.cli import model_cmds, space_cmds, surrogate_cmds, train_cmds
-from edgetran.cli.demo import demo
-from edgetran.cli.export_cmd import export
-from edgetran.cli.profile_cmds import env, measurements_app, profile
-from edgetran.cli.search_cmd import search
+from edgetran.cli import (
+    demo,
+    export_cmd,
+    model_cmds,
+    profile_cmds,
+    search_cmd,
+    space_cmds,
+    surrogate_cmds,
+    train_cmds,
+)
+from edgetran.cli._common import one_line, write_crash_log
+from edgetran.errors import EdgeTranError
 
 app = typer.Typer(
     help="EdgeTran: co-design heterogeneous transformer encoders and edge devices.",
@@ -22,15 +38,15 @@ app = typer.Typer(
 )
 app.add_typer(space_cmds.app, name="space")
 app.add_typer(model_cmds.app, name="model")
-app.command()(demo)
-app.command()(export)
-app.command()(env)
-app.command()(profile)
-app.add_typer(measurements_app, name="measurements")
+app.command()(demo.demo)
+app.command()(export_cmd.export)
+app.command()(profile_cmds.env)
+app.command()(profile_cmds.profile)
+app.add_typer(profile_cmds.measurements_app, name="measurements")
 app.add_typer(surrogate_cmds.app, name="surrogate")
 app.add_typer(train_cmds.app, name="train")
 app.command()(train_cmds.evaluate)
-app.command()(search)
+app.command()(search_cmd.search)
 
 
 @app.callback()
@@ -43,32 +59,44 @@ def _root(
         raise typer.Exit()
 
 
-def _quiet_optuna() -> None:
-    # Optuna logs every trial at INFO; the CLI reports results itself.
-    try:
-        import optuna
-    except ImportError:
-        return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def _quiet_hugging_face() -> None:
+    """Silence transformers' INFO logs and progress bars without importing it (the CLI
+    reports results itself); a user's own setting of these variables wins."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _usage_error(err: typer.TyperException) -> int:
+    """Print click's usage error (or the help of a bare group); the exit code."""
+    context = getattr(err, "ctx", None)
+    if type(err).__name__ == "NoArgsIsHelpError" and context is not None:
+        typer.echo(context.get_help())
+        return 0
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    typer.echo(f"error: {one_line(message)}", err=True)
+    return 2
 
 
 def main() -> None:
-    """Console entry point: usage errors are one line on stderr and exit code 2."""
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    _quiet_optuna()
+    """Console entry point: every error is one line on stderr, never a traceback."""
+    _quiet_hugging_face()
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as err:  # click's usage errors, as vendored by Typer
-        context = getattr(err, "ctx", None)
-        if type(err).__name__ == "NoArgsIsHelpError" and context is not None:
-            typer.echo(context.get_help())
-            sys.exit(0)
-        message = err.format_message() if hasattr(err, "format_message") else str(err)
-        typer.echo(f"error: {message}", err=True)
+        sys.exit(_usage_error(err))
+    except (EdgeTranError, OSError) as err:
+        typer.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(2)
+    except Exception as err:  # a bug, not bad input: keep the traceback, show one line
+        log = write_crash_log(err)
+        typer.echo(
+            f"error: unexpected {type(err).__name__}: {one_line(str(err))} "
+            f"(this is a bug; the traceback is in {log})",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

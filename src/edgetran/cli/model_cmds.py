@@ -5,30 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from edgetran.cli._common import fail, resolve_arch, user_errors
-from edgetran.errors import output_dir
-from edgetran.model import (
-    FlexiBertConfig,
-    FlexiBertForMaskedLM,
-    FlexiBertForSequenceClassification,
-    FlexiBertModel,
-)
-from edgetran.model.hf_import import import_hf as convert_hf
+from edgetran.cli._common import fail, resolve_arch
 
 app = typer.Typer(help="Build and convert FlexiBERT models.", no_args_is_help=True)
 
-HEADS = {
-    "base": FlexiBertModel,
-    "mlm": FlexiBertForMaskedLM,
-    "cls": FlexiBertForSequenceClassification,
-}
-
 
 @app.command()
-@user_errors
 def init(
     arch: Annotated[str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory (save_pretrained).")],
@@ -44,6 +28,11 @@ def init(
     ] = False,
 ) -> None:
     """Save a randomly initialised FlexiBERT model into a new or empty directory."""
+    import torch
+
+    from edgetran.errors import output_dir
+    from edgetran.model import HEADS, FlexiBertConfig
+
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
     config = FlexiBertConfig(
@@ -61,11 +50,12 @@ def init(
 
 
 @app.command("import-hf")
-@user_errors
 def import_hf(
     src_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face BertModel.")],
     out_dir: Annotated[Path, typer.Argument(help="Output directory.")],
 ) -> None:
     """Convert a saved Hugging Face BertModel into a FlexiBERT model with identical outputs."""
+    from edgetran.model.hf_import import import_hf as convert_hf
+
     model = convert_hf(src_dir, out_dir)
     typer.echo(f"converted {model.config.arch} to {out_dir}", err=True)

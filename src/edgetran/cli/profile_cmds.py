@@ -8,23 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
-from edgetran.cli._common import fail, print_json, resolve_space, user_errors
-from edgetran.profile import (
-    FILE_FORMATS,
-    ProfileSettings,
-    create_meter,
-    profile_architecture,
-    profile_into_store,
-    read_measurements,
-    write_measurements,
-)
-from edgetran.profile.environment import discover
-from edgetran.space import load_architecture, sample
-from edgetran.store import Store
+from edgetran.cli._common import fail, print_json, resolve_space
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
@@ -56,9 +41,10 @@ PROFILE_FIELDS = (
 )
 
 
-@user_errors
 def env(as_json: JsonOption = False) -> None:
     """Devices and runtimes found here, and every plug-in: usable here, or why not."""
+    from edgetran.profile.environment import discover
+
     found = discover()
     if as_json:
         print_json(found)
@@ -75,7 +61,6 @@ def env(as_json: JsonOption = False) -> None:
             print(f"{row['family']:<10} {row['name']:<16} {state}{origin}")
 
 
-@user_errors
 def profile(
     device: Annotated[
         str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
@@ -121,6 +106,13 @@ def profile(
     as_json: JsonOption = False,
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.profile import ProfileSettings, create_meter, profile_into_store
+    from edgetran.space import load_architecture, sample
+    from edgetran.store import Store
+
     design_space = resolve_space(space)
     if active:
         if arch or n_sample is not None:
@@ -178,6 +170,12 @@ def _profile_active(
 ) -> None:
     """Active-learning profiling, resumable: stored measurements of this device, runtime and
     input shape count towards the budget and are never re-profiled."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.profile import profile_architecture
+    from edgetran.space import sample
+    from edgetran.store import Store
     from edgetran.surrogate.active import active_learning
 
     with Store(db) as store:
@@ -248,7 +246,6 @@ measurements_app = typer.Typer(
 
 
 @measurements_app.command("import")
-@user_errors
 def import_(
     file: Annotated[Path, typer.Argument(help="Measurement file.")],
     format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
@@ -258,6 +255,9 @@ def import_(
     db: DbOption = None,
 ) -> None:
     """Import measurements into the store."""
+    from edgetran.profile import FILE_FORMATS, read_measurements
+    from edgetran.store import Store
+
     if format not in FILE_FORMATS:
         fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
     if not file.is_file():
@@ -270,7 +270,6 @@ def import_(
 
 
 @measurements_app.command("export")
-@user_errors
 def export_(
     device: Annotated[str, typer.Option(help="Device whose measurements to export.")],
     format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
@@ -278,6 +277,9 @@ def export_(
     db: DbOption = None,
 ) -> None:
     """Export one device's measurements."""
+    from edgetran.profile import FILE_FORMATS, write_measurements
+    from edgetran.store import Store
+
     if format not in FILE_FORMATS:
         fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
     with Store(db) as store:
@@ -289,9 +291,13 @@ def export_(
 
 
 @measurements_app.command("list")
-@user_errors
 def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Stored measurements per device, runtime and input shape."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetran.store import Store
+
     with Store(db) as store:
         groups = store.summary()
     if as_json:

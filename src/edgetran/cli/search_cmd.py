@@ -8,23 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
-from edgetran.cli._common import fail, print_json, resolve_space, user_errors
-from edgetran.search import (
-    ENCODINGS,
-    OBJECTIVES,
-    BoshcodeSettings,
-    Constraints,
-    ReplayEvaluator,
-    SearchSettings,
-    run_search,
-)
-from edgetran.store import database_url
+from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_space
+from edgetran.search.settings import ENCODINGS, OBJECTIVES, BoshcodeSettings
+
+#: BOSHCODE's defaults, shown by --help.
+_BOSHCODE = BoshcodeSettings()
 
 
-@user_errors
 def search(
     benchmark: Annotated[
         Path | None, typer.Option("--benchmark", help="Replay table (JSON Lines).")
@@ -60,19 +51,17 @@ def search(
         Path | None,
         typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
     ] = None,
-    ucb_k: Annotated[
-        float, typer.Option(help="BOSHCODE: UCB = mean + k·σ.")
-    ] = BoshcodeSettings().ucb_k,
+    ucb_k: Annotated[float, typer.Option(help="BOSHCODE: UCB = mean + k·σ.")] = _BOSHCODE.ucb_k,
     alpha: Annotated[
         float, typer.Option(help="BOSHCODE: probability of taking the most uncertain candidate.")
-    ] = BoshcodeSettings().alpha,
+    ] = _BOSHCODE.alpha,
     beta: Annotated[
         float, typer.Option(help="BOSHCODE: probability of taking a random candidate.")
-    ] = BoshcodeSettings().beta,
+    ] = _BOSHCODE.beta,
     arch_encoding: Annotated[
         str,
         typer.Option(help="BOSHCODE's architecture input: embedding or features."),
-    ] = BoshcodeSettings().encoding,
+    ] = _BOSHCODE.encoding,
     db: Annotated[
         str | None,
         typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
@@ -85,6 +74,19 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Find the (model, device) pair that maximises accuracy and minimises cost."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.search import (
+        Constraints,
+        ReplayEvaluator,
+        SearchSettings,
+        read_device_features,
+        run_search,
+    )
+    from edgetran.store import database_url
+
+    quiet_optuna()
     if (benchmark is None) == (task is None):
         fail("give either --benchmark FILE.jsonl or --task TASK --devices D1,D2,…")
     from edgetran.plugins import list_samplers
@@ -101,7 +103,7 @@ def search(
         seed=seed,
         objective=objective,
         constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
-        device_features=_features(device_features),
+        device_features=device_features and read_device_features(device_features),
         boshcode=BoshcodeSettings(ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding),
     )
     evaluator = (
@@ -184,14 +186,3 @@ def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, 
         return result["accuracy"]
 
     return LiveEvaluator(accuracy, measured, surrogates, resolve_space(space))
-
-
-def _features(path: Path | None) -> dict[str, tuple[float, ...]] | None:
-    if path is None:
-        return None
-    from edgetran.errors import read_json_file
-
-    data = read_json_file(path)
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        fail(f"{path}: expected a JSON object {{device: [numbers]}}")
-    return {k: tuple(float(x) for x in v) for k, v in data.items()}

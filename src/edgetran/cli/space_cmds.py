@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, resolve_arch, resolve_space, user_errors
-from edgetran.model.costs import estimate_costs
-from edgetran.space import sample as sample_architectures
+from edgetran.cli._common import print_json, resolve_arch, resolve_space
 
 app = typer.Typer(help="Explore the design space: sample, size, describe.", no_args_is_help=True)
 
@@ -20,7 +18,6 @@ SpaceOption = Annotated[
 
 
 @app.command()
-@user_errors
 def sample(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of architectures.")],
     out: Annotated[Path, typer.Option("--out", help="Output JSON Lines file.")],
@@ -29,6 +26,8 @@ def sample(
     space: SpaceOption = None,
 ) -> None:
     """Sample architectures; one JSON object per line (hash, model_dict, embedding)."""
+    from edgetran.space import sample as sample_architectures
+
     design_space = resolve_space(space)
     archs = sample_architectures(n, method=method, seed=seed, space=design_space)
     with out.open("w") as stream:
@@ -43,7 +42,6 @@ def sample(
 
 
 @app.command()
-@user_errors
 def size(
     space: SpaceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -57,7 +55,6 @@ def size(
 
 
 @app.command()
-@user_errors
 def describe(
     arch: Annotated[str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")],
     vocab_size: Annotated[int, typer.Option(min=1, help="Vocabulary size.")] = 50265,
@@ -67,6 +64,8 @@ def describe(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Hash, embedding, grid membership, parameters and FLOPs of one architecture."""
+    from edgetran.space.costs import estimate_costs
+
     architecture = resolve_arch(arch)
     design_space = resolve_space(space)
     costs = estimate_costs(

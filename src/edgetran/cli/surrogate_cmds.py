@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, resolve_arch, user_errors
-from edgetran.surrogate import METRICS, DeviceSurrogate, cross_validate
-from edgetran.surrogate.data import load_device, load_priors
+from edgetran.cli._common import print_json, resolve_arch
 
 app = typer.Typer(
     help="Fit and evaluate latency/energy/peak-power surrogates.", no_args_is_help=True
@@ -29,7 +27,6 @@ UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
 
 
 @app.command()
-@user_errors
 def cv(
     measurements: Source,
     format: Format,
@@ -41,6 +38,9 @@ def cv(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """K-fold cross-validation: MAPE, share within ±10%, R², Spearman, 90% coverage."""
+    from edgetran.surrogate import cross_validate
+    from edgetran.surrogate.data import load_device, load_priors
+
     items = load_device(measurements, format, device)
     priors = load_priors(prior or [], format, exclude=device)
     result = cross_validate(items, folds=folds, seed=seed, model=model, priors=priors)
@@ -64,7 +64,6 @@ def cv(
 
 
 @app.command()
-@user_errors
 def fit(
     measurements: Source,
     format: Format,
@@ -75,6 +74,9 @@ def fit(
     prior: Priors = None,
 ) -> None:
     """Fit a device's surrogate on all its measurements and save it."""
+    from edgetran.surrogate import METRICS, DeviceSurrogate
+    from edgetran.surrogate.data import load_device, load_priors
+
     items = load_device(measurements, format, device)
     priors = load_priors(prior or [], format, exclude=device)
     surrogate = DeviceSurrogate(model, tuple(METRICS), seed).fit(items, priors)
@@ -87,7 +89,6 @@ def fit(
 
 
 @app.command()
-@user_errors
 def predict(
     surrogate: Annotated[Path, typer.Option("--surrogate", help="A file from 'surrogate fit'.")],
     arch: Annotated[list[str], typer.Option("--arch", help="Architecture; repeatable.")],
@@ -95,6 +96,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Mean, standard deviation and interval of each metric (per batch, as profiled)."""
+    from edgetran.surrogate import DeviceSurrogate
+
     fitted = DeviceSurrogate.load(surrogate)
     archs = [resolve_arch(a) for a in arch]
     predictions = fitted.predict(archs, level)

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
-import edgetran.train as training
-from edgetran.cli._common import fail, print_json, resolve_arch, user_errors
-from edgetran.store import Store
-from edgetran.train import (
-    BUDGETS,
-    DEFAULT_WORKSPACE,
-    FinetuneSettings,
-    PretrainSettings,
-    TaskOptions,
-    load_task,
-)
-from edgetran.train.oracle import pretrain_in_workspace
-from edgetran.train.tokenizer import load_tokenizer
+from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_arch
+
+if TYPE_CHECKING:
+    from edgetran.train import TaskOptions
 
 app = typer.Typer(help="Pretrain and fine-tune FlexiBERT models.", no_args_is_help=True)
 
@@ -37,7 +26,10 @@ Db = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
 ]
 Workspace = Annotated[
-    Path, typer.Option("--workspace", help="Folder for tokenizers and checkpoints.")
+    Path | None,
+    typer.Option(
+        "--workspace", help="Folder for tokenizers and checkpoints (default: edgetran-workspace)."
+    ),
 ]
 Tokenizer = Annotated[
     str | None,
@@ -55,6 +47,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _task_options(text_column, text_pair_column, label_column, labels, seed) -> TaskOptions:
+    from edgetran.train import TaskOptions
+
     return TaskOptions(
         text_column=text_column,
         text_pair_column=text_pair_column,
@@ -65,7 +59,6 @@ def _task_options(text_column, text_pair_column, label_column, labels, seed) -> 
 
 
 @app.command()
-@user_errors
 def pretrain(
     arch: Arch,
     task: TaskName,
@@ -85,10 +78,19 @@ def pretrain(
     labels: Labels = None,
     seed: Seed = 0,
     db: Db = None,
-    workspace: Workspace = Path(DEFAULT_WORKSPACE),
+    workspace: Workspace = None,
     as_json: JsonOption = False,
 ) -> None:
     """Masked-language-model pretraining on the task's text (resumes in the same --out)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.store import Store
+    from edgetran.train import DEFAULT_WORKSPACE, PretrainSettings, load_task
+    from edgetran.train.oracle import pretrain_in_workspace
+    from edgetran.train.tokenizer import load_tokenizer
+
+    workspace = workspace or Path(DEFAULT_WORKSPACE)
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     loaded = load_task(task, options)
@@ -122,7 +124,6 @@ def pretrain(
 
 
 @app.command()
-@user_errors
 def finetune(
     model: Annotated[Path, typer.Option("--model", help="A pretrained model directory.")],
     task: TaskName,
@@ -143,6 +144,10 @@ def finetune(
     """Fine-tune with TPE over learning rate and batch size; save and test the best."""
     from transformers import AutoTokenizer
 
+    from edgetran.train import FinetuneSettings, finetune, load_task
+
+    quiet_optuna()
+
     if not (model / "config.json").is_file():
         fail(f"{model}: not a saved model directory (no config.json)")
     try:
@@ -160,7 +165,7 @@ def finetune(
         seed=seed,
     )
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    result = training.finetune(model, loaded, tok, settings, out)
+    result = finetune(model, loaded, tok, settings, out)
     if as_json:
         print_json({**result.to_dict(), "task": loaded.name, "out": str(out)})
     else:
@@ -170,11 +175,10 @@ def finetune(
         )
 
 
-@user_errors
 def evaluate(
     arch: Arch,
     task: TaskName,
-    budget: Annotated[str, typer.Option(help=f"{', '.join(BUDGETS)} (see README).")] = "quick",
+    budget: Annotated[str, typer.Option(help="quick, standard or full (see README).")] = "quick",
     transfer: Annotated[
         bool, typer.Option(help="Start from the nearest trained model in the workspace.")
     ] = True,
@@ -185,17 +189,23 @@ def evaluate(
     labels: Labels = None,
     seed: Seed = 0,
     db: Db = None,
-    workspace: Workspace = Path(DEFAULT_WORKSPACE),
+    workspace: Workspace = None,
     as_json: JsonOption = False,
 ) -> None:
     """Accuracy of an architecture on a task after a training budget (stored and reused)."""
+    from edgetran.store import Store
+    from edgetran.train import BUDGETS, DEFAULT_WORKSPACE
+    from edgetran.train import evaluate as evaluate_accuracy
+
+    quiet_optuna()
     if budget not in BUDGETS:
         fail(f"--budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     with Store(db) as store:
-        result = training.evaluate(
-            architecture, task, budget, store=store, workspace=workspace, seed=seed,
+        result = evaluate_accuracy(
+            architecture, task, budget, store=store, seed=seed,
+            workspace=workspace or Path(DEFAULT_WORKSPACE),
             tokenizer=tokenizer, transfer=transfer, task_options=options,
         )  # fmt: skip
     if as_json:

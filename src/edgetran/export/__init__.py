@@ -1,42 +1,32 @@
 """Export to ONNX, OpenVINO IR, ``torch.export`` or a plug-in runtime's format, verified against
 PyTorch; the runners of every runtime."""
 
-from edgetran.export.exporters import (
-    ExportResult,
-    ExportSpec,
-    ExportWrapper,
-    export_formats,
-    export_model,
-    runtime_of_format,
-)
-from edgetran.export.runners import (
-    OnnxRuntimeRunner,
-    OpenVinoRunner,
-    Runner,
-    RunnerError,
-    Runtime,
-    TorchRunner,
-    create_runner,
-    get_runtime,
-)
-from edgetran.export.verify import TOLERANCE, Verification, random_inputs
+import lazy_loader
 
-__all__ = [
-    "TOLERANCE",
-    "ExportResult",
-    "ExportSpec",
-    "ExportWrapper",
-    "OnnxRuntimeRunner",
-    "OpenVinoRunner",
-    "Runner",
-    "RunnerError",
-    "Runtime",
-    "TorchRunner",
-    "Verification",
-    "create_runner",
-    "export_formats",
-    "export_model",
-    "get_runtime",
-    "random_inputs",
-    "runtime_of_format",
-]
+# Names load with their submodule on first use (lazy_loader), so that importing a light
+# part of the package, or the CLI, does not import torch and friends.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "exporters": [
+            "ExportResult",
+            "ExportSpec",
+            "ExportWrapper",
+            "export_formats",
+            "export_model",
+            "runtime_of_format",
+        ],
+        "runners": [
+            "OnnxRuntimeRunner",
+            "OpenVinoRunner",
+            "Runner",
+            "RunnerError",
+            "Runtime",
+            "TorchRunner",
+            "check_device",
+            "create_runner",
+            "get_runtime",
+        ],
+        "verify": ["TOLERANCE", "Verification", "random_inputs"],
+    },
+)

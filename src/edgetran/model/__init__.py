@@ -1,4 +1,4 @@
-"""The FlexiBERT 2.0 model, its analytic cost model and weight transfer.
+"""The FlexiBERT 2.0 model and weight transfer (analytic costs: :mod:`edgetran.space.costs`).
 
 Importing this package registers the model with ``transformers``' ``Auto*`` classes, so that
 ``AutoModel.from_pretrained(directory)`` loads a saved FlexiBERT model.
@@ -34,6 +34,13 @@ MODEL_CLASSES = {
     for cls in (FlexiBertModel, FlexiBertForMaskedLM, FlexiBertForSequenceClassification)
 }
 
+#: The model class of each head a user can ask for (``--head`` of ``model init``/``export``).
+HEADS: dict[str, type[FlexiBertPreTrainedModel]] = {
+    "base": FlexiBertModel,
+    "mlm": FlexiBertForMaskedLM,
+    "cls": FlexiBertForSequenceClassification,
+}
+
 
 def load_model(directory: str | Path) -> FlexiBertPreTrainedModel:
     """Load a model saved with ``save_pretrained``, with the head it was saved with."""
@@ -50,6 +57,7 @@ def load_model(directory: str | Path) -> FlexiBertPreTrainedModel:
 
 
 __all__ = [
+    "HEADS",
     "MODEL_CLASSES",
     "FlexiBertConfig",
     "FlexiBertForMaskedLM",

@@ -34,8 +34,8 @@ from transformers.modeling_outputs import (
 )
 
 from edgetran.model.configuration import FlexiBertConfig
-from edgetran.model.costs import check_parameter_memory
 from edgetran.space import Layer
+from edgetran.space.costs import check_parameter_memory
 from edgetran.space.ops import conv_kernel
 
 # The reference (HF BERT) additive mask value; finite, so an all-padding row stays finite.

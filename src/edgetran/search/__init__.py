@@ -1,34 +1,24 @@
 """Co-search of (model, device) pairs: BOSHCODE and Optuna baselines over an Optuna study."""
 
-from edgetran.search.boshcode import Boshcode, BoshcodeSettings
-from edgetran.search.encoding import ENCODINGS, ArchitectureEncoder
-from edgetran.search.evaluators import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
-from edgetran.search.objectives import Constraints, PaperObjective, SearchError, pareto_mask
-from edgetran.search.study import (
-    OBJECTIVES,
-    SearchResult,
-    SearchSettings,
-    run_search,
-)
-from edgetran.search.table import Pair, read_table
+import lazy_loader
 
-__all__ = [
-    "ENCODINGS",
-    "OBJECTIVES",
-    "ArchitectureEncoder",
-    "Boshcode",
-    "BoshcodeSettings",
-    "Constraints",
-    "Evaluation",
-    "Evaluator",
-    "LiveEvaluator",
-    "Pair",
-    "PaperObjective",
-    "ReplayEvaluator",
-    "SearchError",
-    "SearchResult",
-    "SearchSettings",
-    "pareto_mask",
-    "read_table",
-    "run_search",
-]
+# Names load with their submodule on first use (lazy_loader), so that importing a light
+# part of the package, or the CLI, does not import torch and friends.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "settings": ["ENCODINGS", "OBJECTIVES", "BoshcodeSettings"],
+        "boshcode": ["Boshcode"],
+        "encoding": ["ArchitectureEncoder"],
+        "evaluators": [
+            "Evaluation",
+            "Evaluator",
+            "LiveEvaluator",
+            "ReplayEvaluator",
+            "read_device_features",
+        ],
+        "objectives": ["Constraints", "PaperObjective", "SearchError", "pareto_mask"],
+        "study": ["SearchResult", "SearchSettings", "run_search"],
+        "table": ["Pair", "read_table"],
+    },
+)

@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from edgetran.search.encoding import ENCODINGS
-from edgetran.search.objectives import SearchError
+from edgetran.search.settings import BoshcodeSettings
 from edgetran.seeding import torch_seeded
-from edgetran.surrogate.nn import BoshnasNetworks, NetworkTraining, total_std, train_networks
+from edgetran.surrogate.nn import BoshnasNetworks, total_std, train_networks
 
 #: The reference's AdaHessian settings for second-order GOBI (its cosine schedule is left out).
 ADAHESSIAN_LR = 0.5
@@ -49,63 +47,6 @@ BRANCH_WIDTH = 32
 
 
 # -- the surrogate --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BoshcodeSettings:
-    """Surrogate and acquisition settings.
-
-    Departures from the reference drivers, each measured on the replay benchmark
-    (BENCHMARKS.md): 300 epochs (100 on warm refits) instead of 200; the initial design visits
-    every device (in :mod:`edgetran.search.study`); architectures enter with the surrogates'
-    analytic features (``encoding="features"``); and no α/β exploration (the reference drivers
-    use α = β = 0.1): once every device has been seen, UCB and the fresh random GOBI starts
-    explore enough, and each random or most-uncertain pick was an evaluation lost.
-    ``second_order`` switches GOBI to the reference's AdaHessian.
-    """
-
-    ucb_k: float = 0.5
-    alpha: float = 0.0
-    beta: float = 0.0
-    starts: int = 10
-    gobi_steps: int = 50
-    gobi_lr: float = 0.05
-    epochs: int = 300
-    warm_epochs: int = 100
-    batch_size: int = 32
-    mc_samples: int = 10
-    patience: int = 10
-    n_initial: int = 10
-    encoding: str = "features"
-    second_order: bool = False
-
-    def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise SearchError(f"encoding={self.encoding!r}; allowed: {', '.join(ENCODINGS)}")
-        if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):
-            raise SearchError(
-                f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
-            )
-        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial"):
-            if getattr(self, name) < 1:
-                raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
-        if self.mc_samples < 2 or self.warm_epochs < 0:
-            raise SearchError(
-                f"mc_samples={self.mc_samples}, warm_epochs={self.warm_epochs}; expected "
-                "mc_samples ≥ 2 (a spread needs two draws) and warm_epochs ≥ 0"
-            )
-
-    def training(self, warm: bool) -> NetworkTraining:
-        """How a fit trains the networks (``warm_epochs`` when warm-started); the learning rates
-        and AdamW's weight decay are the ones the replay benchmark was measured with."""
-        return NetworkTraining(
-            epochs=self.warm_epochs if warm else self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=2e-3,
-            npn_learning_rate=3e-3,
-            weight_decay=0.01,
-            mc_samples=self.mc_samples,
-        )
-
-
 class Boshcode:
     """The BOSHCODE surrogate and proposer.
 
@@ -113,8 +54,8 @@ class Boshcode:
     [0, 1] and targets ``y (n,)`` to maximise; ``propose`` returns an index into a pool.
     """
 
-    def __init__(self, settings: BoshcodeSettings = BoshcodeSettings(), seed: int = 0) -> None:
-        self.settings = settings
+    def __init__(self, settings: BoshcodeSettings | None = None, seed: int = 0) -> None:
+        self.settings = BoshcodeSettings() if settings is None else settings
         self.seed = seed
 
     # -- fitting --------------------------------------------------------------------------------

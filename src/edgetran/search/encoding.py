@@ -20,11 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgetran.search.objectives import SearchError
+from edgetran.search.settings import ENCODINGS
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.surrogate.features import architecture_features
-
-ENCODINGS = ("embedding", "features")
 
 
 class ArchitectureEncoder:

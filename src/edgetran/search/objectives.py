@@ -12,15 +12,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from edgetran.errors import EdgeTranError
+from edgetran.errors import SearchError
 
 METRIC_KEYS = ("accuracy", "latency", "energy", "peak_power")
 #: Pareto directions: accuracy up, the costs down.
 DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
-
-
-class SearchError(EdgeTranError, ValueError):
-    """Search settings or inputs are unusable."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class Constraints:
                 if not number or not 0 <= value <= 1:
                     raise SearchError(f"{name}={value!r} is invalid; allowed: a number in [0, 1]")
             elif not number or not 0 < value < math.inf:
-                raise SearchError(f"{name}={value!r} is invalid; allowed: a finite number > 0")
+                raise SearchError(f"{name}={value!r} is invalid; allowed: a finite value > 0")
 
     def describe(self) -> str:
         """The budgets set, e.g. ``max_latency_ms=5, min_accuracy=0.8``, or ``none``."""

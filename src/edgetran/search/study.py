@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgetran.plugins import SAMPLERS
-from edgetran.search.boshcode import Boshcode, BoshcodeSettings
+from edgetran.search.boshcode import Boshcode, nearest_candidate
 from edgetran.search.encoding import ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import (
@@ -32,11 +32,11 @@ from edgetran.search.objectives import (
     SearchError,
     pareto_mask,
 )
+from edgetran.search.settings import OBJECTIVES, BoshcodeSettings
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.store.database import check_database_url, database_error, mask_url
 
-OBJECTIVES = ("paper", "pareto")
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
 POOL_SIZE = 1024
 INFEASIBLE_PENALTY = 1.0
@@ -133,9 +133,10 @@ def run_search(
     on_evaluation: Callable[[int, Record], None] | None = None,
 ) -> SearchResult:
     """Search until ``settings.budget`` evaluations exist in the study."""
-    study = _open_study(settings, storage, study_name, resume)
+    # Inputs are checked before the study is opened: a refused search leaves no study behind.
     distributions = _distributions(evaluator.devices)
     devices = device_matrix(evaluator.devices, settings.device_features)
+    study = _open_study(settings, storage, study_name, resume)
     records = [_record_from_trial(t) for t in _completed(study)]
     timings: list[float] = []
     boshcode = (
@@ -304,8 +305,7 @@ def _optuna_pick(study, distributions, pool: list[Pair], devices) -> int:
     study.tell(trial, state=TrialState.FAIL)
     pool_a = np.stack([arch_vector(p) for p in pool])
     pool_d = np.stack([devices[p.device] for p in pool])
-    distance = np.abs(pool_a - target).mean(axis=1) + np.abs(pool_d - device).mean(axis=1)
-    return int(np.argmin(distance))
+    return nearest_candidate(pool_a, pool_d, target, device)
 
 
 def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEncoder:

@@ -1,4 +1,4 @@
-"""The FlexiBERT 2.0 design space: architectures, the space, its embedding, sampling."""
+"""The FlexiBERT 2.0 design space: architectures, the space, its embedding, sampling, costs."""
 
 from edgetran.space.architecture import Architecture, Layer, homogeneous
 from edgetran.space.design_space import REFERENCE_SPACE, DesignSpace

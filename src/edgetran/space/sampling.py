@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-from scipy.stats import qmc
 
 from edgetran.errors import DesignSpaceError
 from edgetran.space.architecture import Architecture, Layer
@@ -42,6 +41,8 @@ def sample(
 
 def _sample_lhs(n: int, seed: int, space: DesignSpace) -> list[Architecture]:
     """Half the draws from the narrow half, half from the wide one (as the reference)."""
+    from scipy.stats import qmc  # scipy.stats takes ~1 s to import; only LHS needs it
+
     narrow = n // 2
     halves = [("narrow", narrow), ("wide", n - narrow)] if narrow else [(None, n)]
     archs: list[Architecture] = []

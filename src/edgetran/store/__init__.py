@@ -1,6 +1,13 @@
 """The workspace database and the measurement record (shared infrastructure)."""
 
-from edgetran.store.database import DEFAULT_DB, Store, StoreError, database_url
-from edgetran.store.records import METER_KINDS, Measurement
+import lazy_loader
 
-__all__ = ["DEFAULT_DB", "METER_KINDS", "Measurement", "Store", "StoreError", "database_url"]
+# Names load with their submodule on first use (lazy_loader), so that importing a light
+# part of the package, or the CLI, does not import torch and friends.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "database": ["DEFAULT_DB", "Store", "StoreError", "database_url"],
+        "records": ["METER_KINDS", "Measurement"],
+    },
+)

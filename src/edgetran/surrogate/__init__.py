@@ -1,28 +1,15 @@
 """Surrogates of latency, energy and peak power with calibrated uncertainty."""
 
-from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError, conformal_quantile
-from edgetran.surrogate.device import (
-    METRICS,
-    DeviceSurrogate,
-    cross_validate,
-    make_surrogate,
-    scores,
-)
-from edgetran.surrogate.features import architecture_features, feature_matrix, feature_names
-from edgetran.surrogate.gbdt import GBDTEnsemble
+import lazy_loader
 
-__all__ = [
-    "METRICS",
-    "DeviceSurrogate",
-    "GBDTEnsemble",
-    "Prediction",
-    "Surrogate",
-    "SurrogateError",
-    "architecture_features",
-    "conformal_quantile",
-    "cross_validate",
-    "feature_matrix",
-    "feature_names",
-    "make_surrogate",
-    "scores",
-]
+# Names load with their submodule on first use (lazy_loader), so that importing a light
+# part of the package, or the CLI, does not import torch and friends.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "base": ["Prediction", "Surrogate", "SurrogateError", "conformal_quantile"],
+        "device": ["METRICS", "DeviceSurrogate", "cross_validate", "make_surrogate", "scores"],
+        "features": ["architecture_features", "feature_matrix", "feature_names"],
+        "gbdt": ["GBDTEnsemble"],
+    },
+)

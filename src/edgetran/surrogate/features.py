@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgetran.model.costs import estimate_costs
+from edgetran.space.costs import estimate_costs
 from edgetran.space import REFERENCE_SPACE, Architecture
 
 #: Operation kinds of the cost model, with every ``c_K`` folded into ``conv``.

@@ -1,24 +1,15 @@
 """Accuracy: tasks, tokenizers, MLM pretraining, TPE fine-tuning and the accuracy oracle."""
 
-from edgetran.train.finetune import FinetuneResult, FinetuneSettings, finetune
-from edgetran.train.oracle import BUDGETS, DEFAULT_WORKSPACE, evaluate, evaluate_job
-from edgetran.train.pretrain import PretrainResult, PretrainSettings, TrainingError, pretrain
-from edgetran.train.tasks import Task, TaskError, TaskOptions, load_task
+import lazy_loader
 
-__all__ = [
-    "BUDGETS",
-    "DEFAULT_WORKSPACE",
-    "FinetuneResult",
-    "FinetuneSettings",
-    "PretrainResult",
-    "PretrainSettings",
-    "Task",
-    "TaskError",
-    "TaskOptions",
-    "TrainingError",
-    "evaluate",
-    "evaluate_job",
-    "finetune",
-    "load_task",
-    "pretrain",
-]
+# Names load with their submodule on first use (lazy_loader), so that importing a light
+# part of the package, or the CLI, does not import torch and friends.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "finetune": ["FinetuneResult", "FinetuneSettings", "finetune"],
+        "oracle": ["BUDGETS", "DEFAULT_WORKSPACE", "evaluate", "evaluate_job"],
+        "pretrain": ["PretrainResult", "PretrainSettings", "TrainingError", "pretrain"],
+        "tasks": ["Task", "TaskError", "TaskOptions", "load_task"],
+    },
+)

@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from edgetran.errors import ModelTooLargeError
-from edgetran.space import Architecture, Layer
+from edgetran.space.architecture import Architecture, Layer
 from edgetran.space.ops import conv_kernel
 
 #: The reference configuration (``flexibert-gptran.md`` §2).

@@ -1,0 +1,81 @@
+"""Settings of the co-search that the CLI shows before any work: light on purpose.
+
+This module imports neither torch nor optuna, so ``edgetran search --help`` can print the
+defaults at once; the classes that use these settings live in :mod:`edgetran.search.boshcode`
+and :mod:`edgetran.search.study`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgetran.errors import SearchError
+
+if TYPE_CHECKING:
+    from edgetran.surrogate.nn import NetworkTraining
+
+#: How BOSHCODE's architecture input is built (see :mod:`edgetran.search.encoding`).
+ENCODINGS = ("embedding", "features")
+
+#: What the co-search optimises: the reference's weighted objective, or a Pareto front.
+OBJECTIVES = ("paper", "pareto")
+
+
+@dataclass(frozen=True)
+class BoshcodeSettings:
+    """Surrogate and acquisition settings.
+
+    Departures from the reference drivers, each measured on the replay benchmark
+    (BENCHMARKS.md): 300 epochs (100 on warm refits) instead of 200; the initial design visits
+    every device (in :mod:`edgetran.search.study`); architectures enter with the surrogates'
+    analytic features (``encoding="features"``); and no α/β exploration (the reference drivers
+    use α = β = 0.1): once every device has been seen, UCB and the fresh random GOBI starts
+    explore enough, and each random or most-uncertain pick was an evaluation lost.
+    ``second_order`` switches GOBI to the reference's AdaHessian.
+    """
+
+    ucb_k: float = 0.5
+    alpha: float = 0.0
+    beta: float = 0.0
+    starts: int = 10
+    gobi_steps: int = 50
+    gobi_lr: float = 0.05
+    epochs: int = 300
+    warm_epochs: int = 100
+    batch_size: int = 32
+    mc_samples: int = 10
+    patience: int = 10
+    n_initial: int = 10
+    encoding: str = "features"
+    second_order: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise SearchError(f"encoding={self.encoding!r}; allowed: {', '.join(ENCODINGS)}")
+        if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):
+            raise SearchError(
+                f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
+            )
+        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
+        if self.mc_samples < 2 or self.warm_epochs < 0:
+            raise SearchError(
+                f"mc_samples={self.mc_samples}, warm_epochs={self.warm_epochs}; expected "
+                "mc_samples ≥ 2 (a spread needs two draws) and warm_epochs ≥ 0"
+            )
+
+    def training(self, warm: bool) -> NetworkTraining:
+        """How a fit trains the networks (``warm_epochs`` when warm-started); the learning rates
+        and AdamW's weight decay are the ones the replay benchmark was measured with."""
+        from edgetran.surrogate.nn import NetworkTraining
+
+        return NetworkTraining(
+            epochs=self.warm_epochs if warm else self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=2e-3,
+            npn_learning_rate=3e-3,
+            weight_decay=0.01,
+            mc_samples=self.mc_samples,
+        )
