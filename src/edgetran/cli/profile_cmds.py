@@ -77,7 +77,10 @@ def profile(
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length.")] = 128,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (pinned).")] = None,
     meter: Annotated[
-        str, typer.Option(help="auto, zeus, estimate, command:CMD or csv:PATH.")
+        str,
+        typer.Option(
+            help="auto, zeus, estimate, gpu:INDEX, rapl, soc, command:CMD, csv:PATH or a plug-in."
+        ),
     ] = "auto",
     core_watts: Annotated[float, typer.Option(min=0, help="Estimate: W per busy core.")] = 5.0,
     max_time: Annotated[float, typer.Option(min=0, help="Max seconds of timed runs.")] = 30.0,
