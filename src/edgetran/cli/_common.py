@@ -40,11 +40,15 @@ def one_line(message: str) -> str:
 def write_crash_log(err: BaseException) -> Path:
     """Write ``err``'s traceback to a new log file in the workspace; its path.
 
-    Falls back to the temporary folder when the workspace is not writable, so that the
-    report of one failure never raises another.
+    Passwords in database URLs are masked, as everywhere else. Falls back to the temporary
+    folder when the workspace is not writable, so that the report of one failure never raises
+    another.
     """
+    from edgetran.store.database import mask_credentials
+
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    text = f"edgetran {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(err))
+    command = f"edgetran {' '.join(sys.argv[1:])}\n\n"
+    text = mask_credentials(command + "".join(traceback.format_exception(err)))
     folders = [
         Path(os.environ.get(LOG_DIR_ENV, Path(".edgetran") / "logs")),
         tempfile.gettempdir(),

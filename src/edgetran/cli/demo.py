@@ -34,9 +34,9 @@ def run_demo(n: int, seed: int, seq_len: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgetran.space.costs import estimate_costs
     from edgetran.profile import ProfileSettings, create_meter, profile_architecture
     from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
+    from edgetran.space.costs import estimate_costs
     from edgetran.space.ops import op_sort_key
 
     console = Console()
