@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetran.space.costs import estimate_costs
 from edgetran.profile import read_measurements
 from edgetran.space import Architecture
+from edgetran.space.costs import estimate_costs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "protran"
 

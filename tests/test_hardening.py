@@ -15,8 +15,8 @@ from edgetran.errors import (
     InvalidInputError,
     ModelTooLargeError,
 )
-from edgetran.space.costs import check_parameter_memory, count_parameters
 from edgetran.space import Architecture, DesignSpace, load_architecture
+from edgetran.space.costs import check_parameter_memory, count_parameters
 
 #: A 2-layer, hidden-32 architecture file and a small vocabulary: quick to build and save.
 TINY_ARCH = {"layers": [{"hidden": 32, "heads": ["sa_sdp", "sa_sdp"], "ff": [32]}] * 2}

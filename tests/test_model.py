@@ -13,9 +13,9 @@ from edgetran.model import (
     FlexiBertForSequenceClassification,
     FlexiBertModel,
 )
-from edgetran.space.costs import estimate_costs
 from edgetran.model.modeling import dct_basis, fourier_basis
 from edgetran.space import Architecture, named_architecture, sample
+from edgetran.space.costs import estimate_costs
 
 VOCAB = 99
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgetran.space.costs import estimate_costs
 from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.space.costs import estimate_costs
 
 #: Operation kinds of the cost model, with every ``c_K`` folded into ``conv``.
 COST_KINDS = (
