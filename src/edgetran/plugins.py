@@ -258,27 +258,24 @@ for _name, _class, _requires, _summary in (
     )
 
 _EXPORTERS = "edgetran.export.exporters"
-RUNTIMES.register(
-    "torch",
-    f"{_EXPORTERS}:TORCH_RUNTIME",
-    requires=("torch",),
-    summary="PyTorch eager, or a torch.export program (pt2)",
-    origin=BUILT_IN,
-)
-RUNTIMES.register(
-    "onnxruntime",
-    f"{_EXPORTERS}:ONNX_RUNTIME",
-    requires=("onnxruntime", "onnx", "onnxscript"),
-    summary="ONNX Runtime on the CPU or CUDA (onnx)",
-    origin=BUILT_IN,
-)
-RUNTIMES.register(
-    "openvino",
-    f"{_EXPORTERS}:OPENVINO_RUNTIME",
-    requires=("openvino",),
-    summary="OpenVINO on CPU, GPU, NPU or AUTO (openvino IR)",
-    origin=BUILT_IN,
-)
+for _name, _runtime, _requires, _summary in (
+    ("torch", "TORCH_RUNTIME", ("torch",), "PyTorch eager, or a torch.export program (pt2)"),
+    (
+        "onnxruntime",
+        "ONNX_RUNTIME",
+        ("onnxruntime", "onnx", "onnxscript"),
+        "ONNX Runtime on the CPU or CUDA (onnx)",
+    ),
+    (
+        "openvino",
+        "OPENVINO_RUNTIME",
+        ("openvino",),
+        "OpenVINO on CPU, GPU, NPU or AUTO (openvino IR)",
+    ),
+):
+    RUNTIMES.register(
+        _name, f"{_EXPORTERS}:{_runtime}", requires=_requires, summary=_summary, origin=BUILT_IN
+    )
 
 for _name, _class, _requires, _summary in (
     # BOSHCODE proposes from its own surrogate; its Optuna sampler only stores the trials.
