@@ -8,12 +8,14 @@ the 90% interval ends of predicted values (constraints are checked on them).
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgetran.errors import read_json_file
 from edgetran.search.objectives import METRIC_KEYS, SearchError
 from edgetran.search.table import Pair, read_table
 from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
@@ -104,6 +106,35 @@ class LiveEvaluator(Evaluator):
             )
             evaluation.predicted.append(metric)
         return evaluation
+
+
+def read_device_features(path: str | Path) -> dict[str, tuple[float, ...]]:
+    """``device → features`` from a JSON object ``{device: [numbers]}``: every device named,
+    every list non-empty, of finite numbers and as long as the others."""
+    path = Path(path)
+    data = read_json_file(path, SearchError)
+    if not isinstance(data, dict) or not data:
+        raise SearchError(f"{path}: expected a non-empty JSON object {{device: [numbers]}}")
+    features: dict[str, tuple[float, ...]] = {}
+    for device, values in data.items():
+        if (
+            not device
+            or not isinstance(values, list)
+            or not values
+            or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                for x in values
+            )
+        ):
+            raise SearchError(
+                f"{path}: device {device!r}: expected a non-empty name and a non-empty list of "
+                "finite numbers"
+            )
+        features[device] = tuple(float(x) for x in values)
+    lengths = sorted({len(v) for v in features.values()})
+    if len(lengths) > 1:
+        raise SearchError(f"{path}: feature lists of different lengths {lengths}; expected one")
+    return features
 
 
 def device_matrix(
