@@ -55,7 +55,7 @@ class Layer:
     def __post_init__(self) -> None:
         _positive_int("hidden", self.hidden)
         _positive_int("head_dim", self.head_dim)
-        if isinstance(self.ops, str) or not isinstance(self.ops, Iterable):
+        if isinstance(self.ops, str | Mapping) or not isinstance(self.ops, Iterable):
             raise ArchitectureError("heads", self.ops, "a non-empty list of head operations")
         ops = tuple(self.ops)
         if not ops:
@@ -63,7 +63,7 @@ class Layer:
         for op in ops:
             if not isinstance(op, str) or not is_valid_op(op):
                 raise ArchitectureError("heads", op, ALLOWED_OPS_TEXT)
-        if isinstance(self.ff, str) or not isinstance(self.ff, Iterable):
+        if isinstance(self.ff, str | Mapping) or not isinstance(self.ff, Iterable):
             raise ArchitectureError("ff", self.ff, "a non-empty list of positive integers")
         ff = tuple(self.ff)
         if not ff:

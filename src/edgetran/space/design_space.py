@@ -21,8 +21,15 @@ from typing import Any
 import yaml
 
 from edgetran.errors import DesignSpaceError, parse_json, read_text_file
-from edgetran.space.architecture import Architecture, Layer
+from edgetran.space.architecture import MAX_SIZE, Architecture, Layer
 from edgetran.space.ops import REFERENCE_OPS, is_valid_op, op_sort_key
+
+#: Bounds that keep everything derived from a space computable at once: the embedding's lookup
+#: tables are built in memory, and the exact size is printed as a decimal integer.
+MAX_DEPTH = 1000  # layers, heads per layer, feed-forward depth
+MAX_CHOICES = 1_000_000  # head-operation multisets, feed-forward width tuples
+MAX_LOG10_SIZE = 1000
+MAX_YAML_VALUES = 100_000  # a design space holds a few dozen
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
@@ -43,6 +50,28 @@ def _parse_yaml(text: str, path: Path) -> Any:
         raise DesignSpaceError(f"{path}: not valid YAML (nested too deeply)") from None
     except ValueError as err:  # e.g. an integer beyond Python's digit limit
         raise DesignSpaceError(f"{path}: not valid YAML ({err})") from None
+
+
+def _refuse_expansion(data: Any, path: Path) -> None:
+    """Refuse YAML whose aliases make it stand for more than :data:`MAX_YAML_VALUES` values: a
+    few aliased lines can repeat a list billions of times (a recursive alias, infinitely),
+    and merely printing an error about such a value would never end."""
+    pending, count = [data], 0
+    while pending:
+        node = pending.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise DesignSpaceError(
+                f"{path}: the YAML aliases expand to more than {MAX_YAML_VALUES} values"
+            )
+        if isinstance(node, dict):
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+
+
+def _is_list(values: Any) -> bool:
+    return isinstance(values, Sequence) and not isinstance(values, str)
 
 
 def _nearest(value: int, choices: Sequence[int]) -> int:
@@ -73,16 +102,19 @@ class DesignSpace:
     def __post_init__(self) -> None:
         for name in ("layers", "hidden_sizes", "head_counts", "ff_depths", "ff_widths"):
             values = getattr(self, name)
-            if isinstance(values, str | int) or not values:
+            if not _is_list(values) or not values:
                 raise DesignSpaceError(f"{name}: expected a non-empty list of positive integers")
+            high = MAX_SIZE if name in ("hidden_sizes", "ff_widths") else MAX_DEPTH
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                     raise DesignSpaceError(f"{name}: {v!r} is not a positive integer")
+                if v > high:
+                    raise DesignSpaceError(f"{name}: {v} is too large; allowed: at most {high}")
             if len(set(values)) != len(values):
                 raise DesignSpaceError(f"{name}: duplicate values in {list(values)}")
             # The embedding depends on this order: keep the reference (ascending) order.
             object.__setattr__(self, name, tuple(sorted(values)))
-        if isinstance(self.operations, str) or not self.operations:
+        if not _is_list(self.operations) or not self.operations:
             raise DesignSpaceError("operations: expected a non-empty list of head operations")
         for op in self.operations:
             if not isinstance(op, str) or not is_valid_op(op):
@@ -92,6 +124,26 @@ class DesignSpace:
         if len(set(self.operations)) != len(self.operations):
             raise DesignSpaceError(f"operations: duplicate values in {list(self.operations)}")
         object.__setattr__(self, "operations", tuple(sorted(self.operations, key=op_sort_key)))
+        self._check_computable()
+
+    def _check_computable(self) -> None:
+        """Refuse a space whose lookup tables or exact size could not be computed at once."""
+        for what, count in (
+            ("head-operation multisets", self.num_attention_choices),
+            ("feed-forward width tuples", self.num_ff_choices),
+        ):
+            if count > MAX_CHOICES:
+                raise DesignSpaceError(
+                    f"design space: {count} {what}; at most {MAX_CHOICES} are supported "
+                    "(fewer choices or shallower layers)"
+                )
+        per_layer = self.num_ff_choices * len(self.hidden_sizes) * self.num_attention_choices
+        log10_bound = max(self.layers) * math.log10(per_layer) + math.log10(len(self.layers))
+        if log10_bound > MAX_LOG10_SIZE:
+            raise DesignSpaceError(
+                f"design space: about 10^{log10_bound:.0f} architectures; at most "
+                f"10^{MAX_LOG10_SIZE} are supported (fewer choices or fewer layers)"
+            )
 
     # -- construction and serialisation --------------------------------------------------------
     @classmethod
@@ -115,6 +167,7 @@ class DesignSpace:
             data = parse_json(text, str(path), DesignSpaceError)
         else:
             data = _parse_yaml(text, path)
+            _refuse_expansion(data, path)
         try:
             return cls.from_dict(data or {})
         except DesignSpaceError as err:

@@ -13,8 +13,9 @@ import re
 REFERENCE_OPS: tuple[str, ...] = ("sa_sdp", "sa_wma", "l_dft", "l_dct", "c_5", "c_9", "c_13")
 
 _FIXED_RANKS = {"sa_sdp": 0, "sa_wma": 1, "l_dft": 2, "l_dct": 3}
-_CONV = re.compile(r"^c_([1-9][0-9]*)$")
-_HEAD_STRING = re.compile(r"^(sa_sdp|sa_wma|l_dft|l_dct|c_[0-9]+)_([0-9]+)$")
+# Sizes are int64 (at most 19 digits); longer digit strings would not even convert to int.
+_CONV = re.compile(r"^c_([1-9][0-9]{0,18})$")
+_HEAD_STRING = re.compile(r"^(sa_sdp|sa_wma|l_dft|l_dct|c_[0-9]{1,19})_([0-9]{1,19})$")
 
 ALLOWED_OPS_TEXT = "sa_sdp, sa_wma, l_dft, l_dct or c_K with odd K (e.g. c_5, c_9, c_13)"
 
