@@ -166,7 +166,7 @@ def file_task(path: Path, options: TaskOptions) -> Task:
     for column in columns:
         if column not in rows[0]:
             raise TaskError(
-                f"{path}: no column {column!r}; columns are {', '.join(map(str, rows[0]))}"
+                f"{path}: no column {column!r}; columns are {', '.join(map(repr, rows[0]))}"
             )
     for i, row in enumerate(rows, start=2 if path.suffix == ".csv" else 1):
         if any(row.get(c) in (None, "") for c in columns):
@@ -177,7 +177,7 @@ def file_task(path: Path, options: TaskOptions) -> Task:
     if unknown:
         raise TaskError(
             f"{path}: unknown labels {', '.join(map(repr, unknown[:5]))}; "
-            f"allowed: {', '.join(names)}"
+            f"allowed: {', '.join(map(repr, names))}"
         )
     if len(names) < 2:
         raise TaskError(f"{path}: a classification task needs at least 2 labels; got {names}")
@@ -279,7 +279,7 @@ def _split(
         parts["test"] += rows[n_dev : n_dev + n_test].tolist()
         parts["train"] += rows[n_dev + n_test :].tolist()
     everything = Examples(texts, labels, pairs)
-    splits = {k: _take(everything, np.sort(v)) for k, v in parts.items()}
+    splits = {k: _take(everything, np.sort(np.asarray(v, dtype=int))) for k, v in parts.items()}
     if min(len(s) for s in splits.values()) == 0:
         raise TaskError(f"{name}: too few examples for a train/dev/test split ({len(texts)})")
     return Task(name, metric, label_names, splits["train"], splits["dev"], splits["test"])
