@@ -231,7 +231,9 @@ def _from_row(path: Path, number: int, row: dict[str, Any], device: str | None) 
         values["device"] = device
     if not values.get("source_key"):
         values["source_key"] = source_key(path, f"row {number}")
-    _architecture(where, values.get("model_dict"))
+    arch = _architecture(where, values.get("model_dict"))
+    if values.get("hash") != arch.hash:  # else the row's metrics would land on another model
+        raise MeasurementError(where, "hash", values.get("hash"), f"{arch.hash} (of model_dict)")
     return _build(where, values)
 
 
