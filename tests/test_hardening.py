@@ -435,3 +435,30 @@ def test_build_replay_table_fails_without_data(tmp_path, monkeypatch, capsys):
         module.main()
     assert exit_.value.code == 2 and not out.exists()
     assert "no ProTran" in capsys.readouterr().err
+
+
+# -- found in review: plug-in arguments, CSV limits, broken pipes -------------------------------
+@pytest.mark.parametrize("spec", ["command", "csv", "rapl:1"])
+def test_meter_arguments_that_do_not_fit_are_one_line(run_cli, spec):
+    code, _, err = run_cli("profile", "--arch", "bert-tiny", "--meter", spec, "--db", ":memory:")
+    assert code == 2 and err.startswith(f"error: meter '{spec.partition(':')[0]}'")
+    assert len(err.splitlines()) == 1
+
+
+def test_a_plugin_that_fails_to_import_is_its_familys_error(monkeypatch):
+    from edgetran.plugins import METERS
+    from edgetran.profile.meters import MeterError
+
+    monkeypatch.setattr(METERS, "_built_in", dict(METERS._built_in))  # restored afterwards
+    METERS.register("broken-here", "json:no_such_attribute")
+    with pytest.raises(MeterError, match=r"'broken-here' .* cannot be imported: AttributeError"):
+        METERS.get("broken-here")
+
+
+def test_task_csv_with_an_oversized_field_is_one_typed_error(tmp_path):
+    from edgetran.train.tasks import TaskError, TaskOptions, load_task
+
+    path = tmp_path / "long.csv"
+    path.write_text("text,label\n" + '"' + "a" * 200_000 + '",pos\n')
+    with pytest.raises(TaskError, match="not readable as CSV"):
+        load_task(str(path), TaskOptions())

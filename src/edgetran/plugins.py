@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -122,14 +123,23 @@ class Registry(Generic[T]):
         entry = self._entries()[name]
         try:
             return _load(entry.target)
-        except ImportError as err:
+        except Exception as err:  # a broken plug-in is its family's error, not a crash
             raise self._family_error(
-                f"{self.noun} {name!r} ({entry.origin}) cannot be imported: {err}"
+                f"{self.noun} {name!r} ({entry.origin}) cannot be imported: "
+                f"{type(err).__name__}: {err}"
             ) from None
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the plug-in ``name`` (a factory or class) with the arguments given."""
-        return self.get(name)(*args, **kwargs)  # type: ignore[operator]
+        """Call the plug-in ``name`` (a factory or class) with the arguments given; arguments
+        it does not take (``--meter command`` without its command) are the family's error."""
+        factory = self.get(name)
+        try:
+            inspect.signature(factory).bind(*args, **kwargs)  # type: ignore[arg-type]
+        except TypeError as err:
+            raise self._family_error(f"{self.noun} {name!r}: {err}") from None
+        except ValueError:  # no signature to check (some built-ins): let the call decide
+            pass
+        return factory(*args, **kwargs)  # type: ignore[operator]
 
     def why_not(self, name: str) -> str:
         """Why ``name`` cannot be used here; ``""`` when it can."""

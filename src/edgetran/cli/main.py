@@ -77,6 +77,12 @@ def _usage_error(err: typer.TyperException) -> int:
     return 2
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit finds no broken pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main() -> None:
     """Console entry point: every error is one line on stderr, never a traceback."""
     _quiet_hugging_face()
@@ -86,13 +92,18 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as err:  # click's usage errors, as vendored by Typer
         sys.exit(_usage_error(err))
+    except BrokenPipeError:  # the reader went away (`edgetran … --json | head`): not an error
+        _silence_stdout()
+        sys.exit(0)
     except (EdgeTranError, OSError) as err:
         typer.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(2)
     except Exception as err:  # a bug, not bad input: keep the traceback, show one line
+        from edgetran.store.database import mask_credentials
+
         log = write_crash_log(err)
         typer.echo(
-            f"error: unexpected {type(err).__name__}: {one_line(str(err))} "
+            f"error: unexpected {type(err).__name__}: {mask_credentials(one_line(str(err)))} "
             f"(this is a bug; the traceback is in {log})",
             err=True,
         )

@@ -87,7 +87,10 @@ def grouped_folds(
     for index, group in enumerate(groups):
         members.setdefault(group, []).append(index)
     if len(members) < folds:
-        raise SurrogateError(f"{len(members)} distinct architectures cannot make {folds} folds")
+        raise SurrogateError(
+            f"measurements of {len(members)} distinct architecture(s) cannot make {folds} "
+            "folds; profile more architectures (repeated measurements of one count once)"
+        )
     ordered = list(members.values())
     order = rng.permutation(len(ordered))
     return [

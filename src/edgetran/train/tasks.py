@@ -200,6 +200,8 @@ def _read_rows(path: Path) -> list[dict]:
             return list(csv.DictReader(handle))
     except UnicodeDecodeError:
         raise TaskError(f"{path}: not UTF-8 text") from None
+    except csv.Error as err:  # e.g. a field longer than the csv module's limit
+        raise TaskError(f"{path}: not readable as CSV ({err})") from None
 
 
 # -- GLUE ---------------------------------------------------------------------------------------
