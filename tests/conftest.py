@@ -8,12 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from edgetran.space import Architecture, Layer, sample
 from edgetran.store import Measurement
 from edgetran.surrogate.features import feature_matrix, feature_names
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Fuzzing (tests/test_fuzz.py): `ci` keeps `make test` fast and deterministic, `slow` runs
+# the same tests on many more inputs under `make test-slow`, `explore` draws fresh random
+# inputs (`pytest -m slow tests/test_fuzz.py --hypothesis-profile=explore`). Inputs are tiny
+# files, so no deadline; the fixtures used across examples hold no per-example state.
+settings.register_profile(
+    "ci",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)  # fmt: skip
+settings.register_profile("slow", settings.get_profile("ci"), max_examples=300)
+settings.register_profile("explore", settings.get_profile("slow"), derandomize=False)
+settings.load_profile("ci")
 
 
 @pytest.fixture
