@@ -100,7 +100,10 @@ def test_bad_architectures_exit_2_with_one_line(run_cli, tmp_path, name):
         (("space", "describe", "bert-huge"), "neither a JSON file nor a named architecture"),
         (("space", "sample", "--n", "0", "--out", "x.jsonl"), "--n"),
         (("space", "sample", "--n", "2", "--method", "sobol", "--out", "x.jsonl"), "sobol"),
-        (("model", "init", "bert-tiny", "--out", "m", "--head", "qa"), "--head 'qa'"),
+        (
+            ("model", "init", "bert-tiny", "--out", "m", "--head", "qa"),
+            "head='qa' is invalid; allowed: base, mlm, cls",
+        ),
         (("space", "describe", "bert-mini", "--seq-len", "-1"), "--seq-len"),
     ],
 )

@@ -8,29 +8,6 @@ from typing import Annotated
 import typer
 
 from edgetran.cli._common import fail
-from edgetran.errors import ArchitectureNotFoundError
-
-
-def resolve_model(spec: str, head: str, num_labels: int, vocab_size: int, seed: int):
-    """A saved model directory, or an architecture (file or name) with seeded random weights."""
-    import torch
-
-    from edgetran.model import HEADS, FlexiBertConfig, load_model
-    from edgetran.space import load_architecture
-
-    path = Path(spec)
-    if path.is_dir():
-        return load_model(path)
-    try:
-        arch = load_architecture(spec)
-    except ArchitectureNotFoundError:
-        fail(
-            f"{spec}: not a saved model directory, an architecture JSON file or a named "
-            "architecture"
-        )
-    torch.manual_seed(seed)
-    config = FlexiBertConfig(arch, vocab_size=vocab_size, num_labels=num_labels)
-    return HEADS[head](config)
 
 
 def export(
@@ -59,7 +36,7 @@ def export(
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
     from edgetran.errors import ExportError, output_dir
     from edgetran.export import TOLERANCE, ExportSpec, export_formats, export_model
-    from edgetran.model import HEADS
+    from edgetran.model import HEADS, model_from_spec
 
     if format not in export_formats():
         fail(f"--format {format!r} is invalid; allowed: {', '.join(export_formats())}")
@@ -69,7 +46,9 @@ def export(
     # Fail on an unwritable folder before any slow work; a failed export removes the folder
     # again if it made it.
     with output_dir(out, ExportError):
-        flexibert = resolve_model(model, head, num_labels, vocab_size, seed)
+        flexibert = model_from_spec(
+            model, head, seed=seed, num_labels=num_labels, vocab_size=vocab_size
+        )
         result = export_model(
             flexibert,
             out,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, resolve_arch
+from edgetran.cli._common import resolve_arch
 
 app = typer.Typer(help="Build and convert FlexiBERT models.", no_args_is_help=True)
 
@@ -28,22 +28,18 @@ def init(
     ] = False,
 ) -> None:
     """Save a randomly initialised FlexiBERT model into a new or empty directory."""
-    import torch
-
     from edgetran.errors import output_dir
-    from edgetran.model import HEADS, FlexiBertConfig
+    from edgetran.model import build_model
 
-    if head not in HEADS:
-        fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
-    config = FlexiBertConfig(
+    model = build_model(
         resolve_arch(arch),
+        head,
+        seed=seed,
         vocab_size=vocab_size,
         num_labels=num_labels,
         position_embedding_type=position_embedding_type,
     )
     with output_dir(out, empty=not force):
-        torch.manual_seed(seed)
-        model = HEADS[head](config)
         model.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())
     typer.echo(f"saved {head} model ({params:,} parameters, seed {seed}) to {out}", err=True)

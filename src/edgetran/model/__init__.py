@@ -5,6 +5,7 @@ Importing this package registers the model with ``transformers``' ``Auto*`` clas
 """
 
 from pathlib import Path
+from typing import Any
 
 from transformers import (
     AutoConfig,
@@ -13,7 +14,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from edgetran.errors import ModelNotFoundError
+from edgetran.errors import ArchitectureNotFoundError, InvalidInputError, ModelNotFoundError
 from edgetran.model.configuration import FlexiBertConfig
 from edgetran.model.modeling import (
     FlexiBertForMaskedLM,
@@ -21,6 +22,8 @@ from edgetran.model.modeling import (
     FlexiBertModel,
     FlexiBertPreTrainedModel,
 )
+from edgetran.seeding import torch_seeded
+from edgetran.space import Architecture, load_architecture
 
 AutoConfig.register(FlexiBertConfig.model_type, FlexiBertConfig, exist_ok=True)
 AutoModel.register(FlexiBertConfig, FlexiBertModel, exist_ok=True)
@@ -40,6 +43,36 @@ HEADS: dict[str, type[FlexiBertPreTrainedModel]] = {
     "mlm": FlexiBertForMaskedLM,
     "cls": FlexiBertForSequenceClassification,
 }
+
+
+def build_model(
+    arch: Architecture, head: str = "base", *, seed: int = 0, **config: Any
+) -> FlexiBertPreTrainedModel:
+    """A model of ``arch`` with the ``head`` asked for (:data:`HEADS`) and random weights drawn
+    from ``seed``, leaving torch's global generator as it was; ``config`` goes to
+    :class:`FlexiBertConfig` (``vocab_size``, ``num_labels``, ``position_embedding_type`` …)."""
+    if head not in HEADS:
+        raise InvalidInputError(f"head={head!r} is invalid; allowed: {', '.join(HEADS)}")
+    model_config = FlexiBertConfig(arch, **config)
+    with torch_seeded(seed):
+        return HEADS[head](model_config)
+
+
+def model_from_spec(
+    spec: str | Path, head: str = "base", *, seed: int = 0, **config: Any
+) -> FlexiBertPreTrainedModel:
+    """A saved model directory, or an architecture (JSON file or name) built by
+    :func:`build_model`."""
+    if Path(spec).is_dir():
+        return load_model(spec)
+    try:
+        arch = load_architecture(str(spec))
+    except ArchitectureNotFoundError:
+        raise ModelNotFoundError(
+            f"{spec}: not a saved model directory, an architecture JSON file or a named "
+            "architecture"
+        ) from None
+    return build_model(arch, head, seed=seed, **config)
 
 
 def load_model(directory: str | Path) -> FlexiBertPreTrainedModel:
@@ -64,5 +97,7 @@ __all__ = [
     "FlexiBertForSequenceClassification",
     "FlexiBertModel",
     "FlexiBertPreTrainedModel",
+    "build_model",
     "load_model",
+    "model_from_spec",
 ]
