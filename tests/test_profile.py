@@ -4,8 +4,11 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
+import torch
 
+from edgetran.export import random_inputs
 from edgetran.plugins import METERS
 from edgetran.profile import (
     CommandMeter,
@@ -20,7 +23,7 @@ from edgetran.profile import (
     profile_job,
     profile_runner,
 )
-from edgetran.profile.protocol import converged, median_ci95
+from edgetran.profile.protocol import build_runner, converged, median_ci95
 from edgetran.profile.sampler import mean_power_w, peak_power_w, power_samples, window_energy_j
 from edgetran.space import Architecture, Layer
 
@@ -198,6 +201,19 @@ def test_real_cpu_latency_of_a_tiny_model():
     assert m.threads == 1 and m.repeats >= 5 and m.power_samples >= 2
     assert m.energy_j >= m.dynamic_energy_j >= 0 and m.peak_power_w > 0
     assert m.environment["cpu_model"] and m.environment["versions"]["torch"]
+
+
+def test_runner_weights_are_seeded_and_leave_the_global_rng_alone(tmp_path):
+    threads, before = torch.get_num_threads(), torch.get_rng_state()
+    try:
+        runners = [build_runner(TINY, ProfileSettings(seed=seed, **FAST), tmp_path)
+                   for seed in (0, 0, 1)]  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # build_runner pins the profile's threads
+    assert torch.equal(torch.get_rng_state(), before)
+    inputs = random_inputs(1, FAST["seq_len"], FAST["vocab_size"], seed=0)
+    first, again, other = (runner(*inputs) for runner in runners)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
 
 
 @pytest.mark.parametrize(("runtime", "device"), [("onnxruntime", "cpu"), ("openvino", "CPU")])

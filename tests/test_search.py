@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edgetran.plugins import list_samplers
 from edgetran.search import (
+    Boshcode,
     BoshcodeSettings,
     Constraints,
     PaperObjective,
@@ -113,6 +115,32 @@ def test_second_order_search_is_deterministic(table):
     assert [r.how for r in first][-3:] == ["gobi"] * 3
     again = run_search(ReplayEvaluator(table), settings).records
     assert [r.pair.key for r in again] == [r.pair.key for r in first]
+
+
+def _boshcode_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.random((12, 6)), np.eye(2)[rng.integers(0, 2, 12)], rng.normal(size=12)
+
+
+def test_boshcode_fit_is_seeded_and_leaves_the_global_rng_alone():
+    xa, xd, y = _boshcode_data()
+    before = torch.get_rng_state()
+    fits = [Boshcode(FAST, seed).fit(xa, xd, y, step=3).predict(xa, xd) for seed in (1, 1, 2)]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(np.array_equal(a, b) for a, b in zip(fits[0], fits[1], strict=True))
+    assert not np.array_equal(fits[0][0], fits[2][0])
+
+
+def test_boshcode_ucb_adds_the_total_predictive_spread():
+    """Epistemic and aleatoric spread combine as sqrt(σ_e² + σ_a²), not σ_e + σ_a."""
+    xa, xd, y = _boshcode_data()
+    model = Boshcode(FAST, 0).fit(xa, xd, y)
+    mean, epistemic, aleatoric = model.predict(xa, xd)
+    with torch.no_grad():
+        ucb = model.acquisition(torch.tensor(xa, dtype=torch.float32),
+                                torch.tensor(xd, dtype=torch.float32), aleatoric=True)  # fmt: skip
+    expected = mean + FAST.ucb_k * np.sqrt(epistemic**2 + aleatoric**2)
+    assert ucb.numpy() == pytest.approx(expected, rel=1e-5)
 
 
 def test_boshcode_initial_design_visits_every_device(table):

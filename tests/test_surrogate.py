@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from edgetran.profile import read_measurements
 from edgetran.space import Architecture, sample
@@ -19,6 +20,7 @@ from edgetran.surrogate import (
     feature_names,
 )
 from edgetran.surrogate.active import ReplayDevice, active_learning
+from edgetran.surrogate.nn import HeteroscedasticNN
 from edgetran.testing import synthetic_regression as synthetic
 from tests.conftest import fake_device
 
@@ -32,6 +34,17 @@ def test_conformal_intervals_cover_unseen_points():
     coverage = ((p.lower <= y[250:]) & (y[250:] <= p.upper)).mean()
     assert coverage >= 0.85  # valid; conservative, see the closing note of issue 7
     assert conformal_quantile(np.arange(1.0, 11.0), 0.9) == 10.0
+
+
+def test_nn_surrogate_is_seeded_and_leaves_the_global_rng_alone():
+    X, y = synthetic(40, seed=3)
+    before = torch.get_rng_state()
+    fits = [HeteroscedasticNN(epochs=5, calibration_folds=2, random_state=seed).fit(X, y)
+            for seed in (0, 0, 1)]  # fmt: skip
+    assert torch.equal(torch.get_rng_state(), before)
+    first, again, other = (fit.predict(X) for fit in fits)
+    assert np.array_equal(first.mean, again.mean) and np.array_equal(first.std, again.std)
+    assert not np.array_equal(first.mean, other.mean)
 
 
 @pytest.mark.parametrize(

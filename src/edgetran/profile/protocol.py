@@ -46,6 +46,7 @@ from edgetran.profile.sampler import (
     peak_power_w,
     window_energy_j,
 )
+from edgetran.seeding import torch_seeded
 from edgetran.space import Architecture
 from edgetran.store import Measurement
 
@@ -221,14 +222,14 @@ def profile_runner(
 
 def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -> Runner:
     """The model with seeded random weights, in the requested runtime and device."""
-    torch.manual_seed(settings.seed)
     config = FlexiBertConfig(
         arch,
         vocab_size=settings.vocab_size,
         position_embedding_type=settings.position_embedding_type,
     )
     config.check_seq_len(settings.seq_len)
-    model = FlexiBertModel(config).eval()
+    with torch_seeded(settings.seed):
+        model = FlexiBertModel(config).eval()
     threads = settings.pinned_threads
     if settings.runtime == "torch":
         torch.set_num_threads(threads)
