@@ -40,4 +40,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_profile.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .hypothesis
