@@ -25,6 +25,7 @@ from edgetran.search import (
 )
 from edgetran.search.encoding import ArchitectureEncoder
 from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.surrogate.nn import combined_spread
 from edgetran.testing import synthetic_table as write_table
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
@@ -131,15 +132,16 @@ def test_boshcode_fit_is_seeded_and_leaves_the_global_rng_alone():
     assert not np.array_equal(fits[0][0], fits[2][0])
 
 
-def test_boshcode_ucb_adds_the_total_predictive_spread():
-    """Epistemic and aleatoric spread combine as sqrt(σ_e² + σ_a²), not σ_e + σ_a."""
+def test_boshcode_ucb_adds_the_combined_spread():
+    """Once stalled, the UCB widens by σ_e + σ_a, the formula HeteroscedasticNN uses too."""
     xa, xd, y = _boshcode_data()
     model = Boshcode(FAST, 0).fit(xa, xd, y)
     mean, epistemic, aleatoric = model.predict(xa, xd)
     with torch.no_grad():
         ucb = model.acquisition(torch.tensor(xa, dtype=torch.float32),
                                 torch.tensor(xd, dtype=torch.float32), aleatoric=True)  # fmt: skip
-    expected = mean + FAST.ucb_k * np.sqrt(epistemic**2 + aleatoric**2)
+    expected = mean + FAST.ucb_k * combined_spread(epistemic, aleatoric)
+    assert expected == pytest.approx(mean + FAST.ucb_k * (epistemic + aleatoric))
     assert ucb.numpy() == pytest.approx(expected, rel=1e-5)
 
 

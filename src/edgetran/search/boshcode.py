@@ -20,8 +20,8 @@ uncertain candidate of the pool, with probability β a random one, otherwise GOB
 drawn from the pool, inputs relaxed to [0, 1] and moved by gradient ascent (Adam, or the
 reference's AdaHessian) on the UCB ``mean + k·σ``, then projected to the nearest pool candidate
 (mean |Δx| over both inputs, as in the reference). ``σ`` is epistemic; once the best value has
-not improved for ``patience`` evaluations it is the total predictive spread,
-:func:`edgetran.surrogate.nn.total_std` of the epistemic and aleatoric ones.
+not improved for ``patience`` evaluations it is
+:func:`edgetran.surrogate.nn.combined_spread` of the epistemic and aleatoric ones.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 
 from edgetran.search.settings import BoshcodeSettings
 from edgetran.seeding import torch_seeded
-from edgetran.surrogate.nn import BoshnasNetworks, total_std, train_networks
+from edgetran.surrogate.nn import BoshnasNetworks, combined_spread, train_networks
 
 #: The reference's AdaHessian settings for second-order GOBI (its cosine schedule is left out).
 ADAHESSIAN_LR = 0.5
@@ -84,9 +84,9 @@ class Boshcode:
         return mean * self.y_std_ + self.y_mean_, epistemic * self.y_std_, aleatoric * self.y_std_
 
     def acquisition(self, xa: torch.Tensor, xd: torch.Tensor, aleatoric: bool) -> torch.Tensor:
-        """UCB ``mean + k·σ``: ``σ`` epistemic, or with ``aleatoric`` the total spread."""
+        """UCB ``mean + k·σ``: ``σ`` epistemic, or with ``aleatoric`` the combined spread."""
         mean, epistemic, noise = self._predict_t(xa, xd)
-        sigma = total_std(epistemic, noise) if aleatoric else epistemic
+        sigma = combined_spread(epistemic, noise) if aleatoric else epistemic
         return mean + self.settings.ucb_k * sigma
 
     # -- proposing ------------------------------------------------------------------------------
