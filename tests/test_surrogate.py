@@ -101,6 +101,10 @@ def test_unreadable_surrogate_files(tmp_path):
     other.write_bytes(pickle.dumps({"something": 1}))
     with pytest.raises(SurrogateError, match="not an edgetran surrogate"):
         DeviceSurrogate.load(other)
+    older = tmp_path / "older.pkl"
+    older.write_bytes(pickle.dumps({"format": 1, "surrogate": None}))
+    with pytest.raises(SurrogateError, match="format 1; this edgetran reads format 2"):
+        DeviceSurrogate.load(older)
 
 
 def test_active_learning_mechanics():

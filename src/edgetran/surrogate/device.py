@@ -35,7 +35,8 @@ from edgetran.surrogate.features import feature_matrix
 
 #: Metric name → measurement field (per batch).
 METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
-FORMAT_VERSION = 1
+#: Bumped whenever pickled internals change (2: one BOSHNAS network trio, issue 12).
+FORMAT_VERSION = 2
 
 
 def make_surrogate(model: str = "gbdt", random_state: int = 0, **kwargs: Any) -> Surrogate:
@@ -187,10 +188,16 @@ class DeviceSurrogate:
         except OSError as err:
             raise SurrogateError(f"{path}: cannot read ({err.strerror})") from None
         except Exception as err:  # a truncated or foreign file can raise nearly anything
-            raise SurrogateError(f"{path}: not a surrogate file ({type(err).__name__})") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
             raise SurrogateError(
-                f"{path}: not an edgetran surrogate file (format {FORMAT_VERSION})"
+                f"{path}: not a surrogate file of this edgetran version ({type(err).__name__}); "
+                "fit it again"
+            ) from None
+        if not isinstance(payload, dict) or "surrogate" not in payload:
+            raise SurrogateError(f"{path}: not an edgetran surrogate file")
+        if payload.get("format") != FORMAT_VERSION:
+            raise SurrogateError(
+                f"{path}: surrogate file format {payload.get('format')!r}; this edgetran "
+                f"reads format {FORMAT_VERSION}: fit it again"
             )
         return payload["surrogate"]
 
