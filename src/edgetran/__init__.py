@@ -1,5 +1,11 @@
 """EdgeTran: co-design of heterogeneous transformer encoders and edge devices.
 
+The packages follow the data flow: space → model → export (artifacts and runtimes) → profile →
+surrogate → search → growprune → codesign, with train (the accuracy oracle) beside model, store
+(the workspace database) underneath and cli on top. A stage imports only earlier stages and
+shared infrastructure (``errors``, ``seeding``, ``plugins``, ``store``); nothing imports the
+CLI. ``growprune`` and ``codesign`` are still to be written.
+
 The package imports nothing heavy: ``import edgetran`` is instant, and torch or transformers
 load only with the stage that needs them. Importing :mod:`edgetran.model` registers FlexiBERT
 with ``transformers``' ``Auto*`` classes.

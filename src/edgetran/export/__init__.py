@@ -1,5 +1,8 @@
 """Export to ONNX, OpenVINO IR, ``torch.export`` or a plug-in runtime's format, verified against
-PyTorch; the runners of every runtime."""
+PyTorch; the runners of every runtime.
+
+Third stage of the data flow, after ``model``: profiling runs the artifacts made here.
+"""
 
 import lazy_loader
 

@@ -238,12 +238,3 @@ OPENVINO_RUNTIME = Runtime(
     default_device="CPU",
     check_device=_check_openvino_device,
 )
-
-__all__ = [
-    "ExportResult",
-    "ExportSpec",
-    "ExportWrapper",
-    "export_formats",
-    "export_model",
-    "runtime_of_format",
-]

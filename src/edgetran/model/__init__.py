@@ -2,6 +2,8 @@
 
 Importing this package registers the model with ``transformers``' ``Auto*`` classes, so that
 ``AutoModel.from_pretrained(directory)`` loads a saved FlexiBERT model.
+
+Second stage of the data flow, after ``space``.
 """
 
 from pathlib import Path

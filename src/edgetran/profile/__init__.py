@@ -1,4 +1,7 @@
-"""ProTran profiling: latency, energy and peak power on real devices, and measurement files."""
+"""ProTran profiling: latency, energy and peak power on real devices, and measurement files.
+
+Fourth stage of the data flow, after ``export`` (its runners) and ``model``.
+"""
 
 import lazy_loader
 

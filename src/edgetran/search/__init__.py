@@ -1,4 +1,7 @@
-"""Co-search of (model, device) pairs: BOSHCODE and Optuna baselines over an Optuna study."""
+"""Co-search of (model, device) pairs: BOSHCODE and Optuna baselines over an Optuna study.
+
+Sixth stage of the data flow, after ``surrogate``; ``train`` gives its accuracy.
+"""
 
 import lazy_loader
 

@@ -1,4 +1,7 @@
-"""The FlexiBERT 2.0 design space: architectures, the space, its embedding, sampling, costs."""
+"""The FlexiBERT 2.0 design space: architectures, the space, its embedding, sampling, costs.
+
+First stage of the data flow; it imports no other stage.
+"""
 
 from edgetran.space.architecture import Architecture, Layer, homogeneous
 from edgetran.space.design_space import REFERENCE_SPACE, DesignSpace

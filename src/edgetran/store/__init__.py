@@ -1,4 +1,7 @@
-"""The workspace database and the measurement record (shared infrastructure)."""
+"""The workspace database and the measurement record (shared infrastructure).
+
+Underneath every stage: any stage may import it, and it imports no stage.
+"""
 
 import lazy_loader
 

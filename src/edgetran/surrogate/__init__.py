@@ -1,4 +1,7 @@
-"""Surrogates of latency, energy and peak power with calibrated uncertainty."""
+"""Surrogates of latency, energy and peak power with calibrated uncertainty.
+
+Fifth stage of the data flow, after ``profile`` (its measurements).
+"""
 
 import lazy_loader
 

@@ -1,4 +1,7 @@
-"""Accuracy: tasks, tokenizers, MLM pretraining, TPE fine-tuning and the accuracy oracle."""
+"""Accuracy: tasks, tokenizers, MLM pretraining, TPE fine-tuning and the accuracy oracle.
+
+Beside ``model`` in the data flow: the accuracy oracle that ``search`` calls.
+"""
 
 import lazy_loader
 
