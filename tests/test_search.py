@@ -198,6 +198,26 @@ def test_resume_refuses_other_boshcode_settings(table, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"paper": PaperObjective(accuracy_weight=0.9)}, "paper"),
+        ({"constraints": Constraints(max_peak_power_w=100)}, "constraints"),
+        ({"device_features": {"edge": (5.0,), "gpu": (250.0,)}}, "device_features"),
+    ],
+)
+def test_resume_refuses_a_changed_objective(table, tmp_path, change, named):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = ReplayEvaluator(table)
+    first = SearchSettings(sampler="random", budget=2, seed=0)
+    run_search(evaluator, first, storage=storage, study_name="s")
+    with pytest.raises(SearchError, match=f"other settings \\({named} differ"):
+        run_search(evaluator, replace(first, budget=3, **change), storage=storage,
+                   study_name="s", resume=True)  # fmt: skip
+    assert len(run_search(evaluator, replace(first, budget=3), storage=storage,
+                          study_name="s", resume=True).records) == 3  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("line", "message"),
     [
         ("{oops", "line 2 is not valid JSON"),
@@ -287,6 +307,24 @@ def test_live_evaluator_measured_then_predicted():
     assert guessed.lower["latency"] <= guessed.metrics["latency"] <= guessed.upper["latency"]
     pairs = evaluator.candidates(5, np.random.default_rng(0), exclude=set())
     assert 1 <= len(pairs) <= 5 and all(p.device == "board" for p in pairs)
+
+
+def test_live_evaluator_predicts_per_sequence_at_batch_size_4():
+    """Measured metrics are per sequence; a surrogate fitted on batches of 4 predicts per
+    batch, so latency and energy are divided by 4 (peak power is not)."""
+    from edgetran.search import LiveEvaluator, Pair
+    from edgetran.surrogate import DeviceSurrogate
+    from tests.conftest import fake_device
+
+    items = [replace(m, batch_size=4) for m in fake_device(30, "board", seed=4)]
+    surrogate = DeviceSurrogate(model_options={"n_models": 2, "n_estimators": 50}).fit(items)
+    arch = Architecture.from_dict(items[1].model_dict)
+    batch = surrogate.predict([arch], level=0.9)
+    got = LiveEvaluator(lambda arch: 0.5, {}, {"board": surrogate}).evaluate(Pair(arch, "board"))
+    for metric, per in (("latency", 4), ("energy", 4), ("peak_power", 1)):
+        assert got.metrics[metric] == pytest.approx(batch[metric].mean[0] / per)
+        assert got.lower[metric] == pytest.approx(batch[metric].lower[0] / per)
+        assert got.upper[metric] == pytest.approx(batch[metric].upper[0] / per)
 
 
 def test_live_search_cli(run_cli, tmp_path, monkeypatch):

@@ -31,6 +31,10 @@ class Evaluation:
     upper: dict[str, float] = field(default_factory=dict)
 
 
+#: Surrogate metrics that are per batch (peak power is a rate: the same for any batch).
+PER_BATCH = ("latency", "energy")
+
+
 class Evaluator(abc.ABC):
     """Contract: ``devices`` is fixed; ``candidates`` returns pairs not in ``exclude`` (keys);
     ``evaluate`` is deterministic for a pair and may be slow (it trains or profiles)."""
@@ -72,8 +76,9 @@ class LiveEvaluator(Evaluator):
     Args:
         accuracy: ``arch → accuracy`` (e.g. a bound :func:`edgetran.train.evaluate`).
         measured: ``(arch hash, device) → metrics`` already in the store.
-        surrogates: ``device → DeviceSurrogate`` for the rest (they predict per batch, and are
-            divided by the batch size of the measurements they learned from).
+        surrogates: ``device → DeviceSurrogate`` for the rest. They predict per batch, so
+            latency and energy are divided by the batch size of the measurements they learned
+            from (``batch_size_``): every metric here is per sequence, as ``measured`` is.
         space: where candidate architectures are sampled.
     """
 
@@ -96,14 +101,14 @@ class LiveEvaluator(Evaluator):
         if stored is not None:
             evaluation.metrics.update(stored)
             return evaluation
-        predictions = self.surrogates[pair.device].predict([pair.arch], level=0.9)
+        surrogate = self.surrogates[pair.device]
+        predictions = surrogate.predict([pair.arch], level=0.9)
         for metric in METRIC_KEYS[1:]:
             p = predictions[metric]
-            evaluation.metrics[metric] = float(p.mean[0])
-            evaluation.lower[metric], evaluation.upper[metric] = (
-                float(p.lower[0]),
-                float(p.upper[0]),
-            )
+            per = surrogate.batch_size_ if metric in PER_BATCH else 1
+            evaluation.metrics[metric] = float(p.mean[0]) / per
+            evaluation.lower[metric] = float(p.lower[0]) / per
+            evaluation.upper[metric] = float(p.upper[0]) / per
             evaluation.predicted.append(metric)
         return evaluation
 

@@ -8,11 +8,16 @@ Optuna sampler ignores failed trials), and the evaluated pair is added as its ow
 each sampler learns from exactly the pairs evaluated, the study in the database is the whole
 state, and ``resume`` continues a killed search without losing or repeating an evaluation.
 
-BOSHCODE proposes from its own surrogate, refitted on the completed trials at each step.
+BOSHCODE proposes from its own surrogate, refitted on the completed trials at each step; a
+pool sampler (one with ``pick_from_pool``, such as ``trees``) scores the unevaluated candidates
+itself after BOSHCODE's initial design. A pair that breaks the constraints is told to Optuna
+with its objective less ``INFEASIBLE_PENALTY``, as BOSHCODE's targets are, so no sampler is led
+towards pairs the user ruled out.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -136,14 +141,10 @@ def run_search(
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     distributions = _distributions(evaluator.devices)
     devices = device_matrix(evaluator.devices, settings.device_features)
-    study = _open_study(settings, storage, study_name, resume)
+    study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
     timings: list[float] = []
-    boshcode = (
-        _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
-        if settings.sampler == "boshcode"
-        else None
-    )
+    proposer = _own_proposer(study, evaluator, settings, devices)
     while len(records) < settings.budget:
         step = len(records)
         rng = np.random.default_rng([settings.seed, step])
@@ -152,8 +153,8 @@ def run_search(
         pool = evaluator.candidates(POOL_SIZE, rng, done)
         if not pool:
             break
-        if boshcode is not None:
-            index, how = boshcode.pick(records, pool, rng, step)
+        if proposer is not None:
+            index, how = proposer.pick(records, pool, rng, step)
         else:
             index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
         timings.append(time.perf_counter() - began)
@@ -179,7 +180,13 @@ def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool
     return settings.paper.value(evaluation.metrics), not violated
 
 
-def _open_study(settings: SearchSettings, storage: str | None, name: str, resume: bool):
+def _open_study(
+    settings: SearchSettings,
+    storage: str | None,
+    name: str,
+    resume: bool,
+    devices: tuple[str, ...],
+):
     import optuna
 
     url, storage = storage, _storage(storage)
@@ -191,14 +198,18 @@ def _open_study(settings: SearchSettings, storage: str | None, name: str, resume
         )
     if exists:
         study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(settings))
-        if study.user_attrs.get("settings") != _signature(settings):
-            raise SearchError(f"search {name!r} was started with other settings; cannot resume")
+        changed = _changed(study.user_attrs.get("settings"), _signature(settings, devices))
+        if changed:
+            raise SearchError(
+                f"search {name!r} was started with other settings ({', '.join(changed)} "
+                "differ); cannot resume"
+            )
         _close_interrupted(study)
         return study
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions, sampler=_sampler(settings)
     )
-    study.set_user_attr("settings", _signature(settings))
+    study.set_user_attr("settings", _signature(settings, devices))
     return study
 
 
@@ -225,15 +236,31 @@ def _close_interrupted(study) -> None:
         study.tell(trial.number, state=TrialState.FAIL)
 
 
-def _signature(settings: SearchSettings) -> dict[str, Any]:
+def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, Any]:
+    """What a resumed search must share with the stored one, in its JSON form: the sampler
+    and also the objective (weights, constraints, devices and their features), since records
+    scored under another objective would mislead the sampler."""
     signature: dict[str, Any] = {
         "sampler": settings.sampler,
         "seed": settings.seed,
         "objective": settings.objective,
+        "paper": asdict(settings.paper),
+        "constraints": asdict(settings.constraints),
+        "devices": list(devices),
+        "device_features": settings.device_features,
     }
-    if settings.sampler == "boshcode":
+    if settings.sampler == "boshcode" or _proposes_from_pool(settings.sampler):
         signature["boshcode"] = asdict(settings.boshcode)
-    return signature
+    return json.loads(json.dumps(signature))
+
+
+def _changed(stored: Any, signature: dict[str, Any]) -> list[str]:
+    """The signature's keys whose stored value differs (all of them for a foreign study)."""
+    if not isinstance(stored, dict):
+        return sorted(signature)
+    return sorted(
+        key for key in set(stored) | set(signature) if stored.get(key) != signature.get(key)
+    )
 
 
 def _sampler(settings: SearchSettings):
@@ -269,7 +296,7 @@ def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettin
     return optuna.trial.create_trial(
         params=params,
         distributions=distributions,
-        values=[record.value] if settings.objective == "paper" else feasible_values,
+        values=[_told_value(record)] if settings.objective == "paper" else feasible_values,
         user_attrs={
             "model_dict": record.pair.arch.to_model_dict(),
             "device": record.pair.device,
@@ -283,6 +310,10 @@ def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettin
         },
         system_attrs={"constraints": [0.0 if record.feasible else 1.0]},
     )
+
+
+def _told_value(record: Record) -> float:
+    return record.value - (0.0 if record.feasible else INFEASIBLE_PENALTY)
 
 
 def _record_from_trial(trial) -> Record:
@@ -316,6 +347,44 @@ def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEnco
         return encoder
     sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(settings.seed), set())
     return encoder.fit(sample)
+
+
+def _own_proposer(study, evaluator: Evaluator, settings: SearchSettings, devices):
+    """BOSHCODE's proposer, a pool sampler's (one with ``pick_from_pool``, e.g. ``trees``), or
+    None for the Optuna samplers, which propose through ``ask``."""
+    if settings.sampler == "boshcode":
+        return _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
+    if _proposes_from_pool(settings.sampler):
+        return _PoolProposer(settings, devices, _encoder(evaluator, settings), study.sampler)
+    return None
+
+
+def _proposes_from_pool(sampler: str) -> bool:
+    return hasattr(SAMPLERS.get(sampler), "pick_from_pool")
+
+
+@dataclass
+class _PoolProposer:
+    """A pool sampler after BOSHCODE's initial design, on BOSHCODE's inputs and targets: the
+    architecture encoding next to the device vector."""
+
+    settings: SearchSettings
+    devices: dict[str, np.ndarray]
+    encoder: ArchitectureEncoder
+    sampler: Any
+
+    def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
+        settings = self.settings
+        if len(records) < settings.boshcode.n_initial:
+            return _initial_pick(pool, sorted(self.devices), settings.seed, step, rng), "initial"
+        y = _targets(records, settings, rng)
+        index = self.sampler.pick_from_pool(
+            self._inputs([r.pair for r in records]), y, self._inputs(pool), step
+        )
+        return index, settings.sampler
+
+    def _inputs(self, pairs: list[Pair]) -> np.ndarray:
+        return np.hstack([self.encoder(pairs), np.stack([self.devices[p.device] for p in pairs])])
 
 
 @dataclass
