@@ -171,53 +171,29 @@ def profile(
 def _profile_active(
     settings, probe, design_space, budget, target_mape, initial, pool, acquisition, db, as_json
 ) -> None:
-    """Active-learning profiling, resumable: stored measurements of this device, runtime and
-    input shape count towards the budget and are never re-profiled."""
+    """Active-learning profiling, resumable (stored measurements count towards the budget)."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from edgetran.profile import profile_architecture
-    from edgetran.space import sample
+    from edgetran.profile import stored_measurements
     from edgetran.store import Store
-    from edgetran.surrogate.active import active_learning
+    from edgetran.surrogate.active import profile_actively
 
     with Store(db) as store:
-        existing = store.measurements(
-            settings.device,
-            runtime=settings.runtime,
-            batch_size=settings.batch_size,
-            seq_len=settings.seq_len,
-        )
+        existing = len(stored_measurements(store, settings))
         if existing:
-            typer.echo(f"resuming: {len(existing)} measurements already in the store", err=True)
+            typer.echo(f"resuming: {existing} measurements already in the store", err=True)
         console = Console(stderr=True)
         with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
-            task = progress.add_task("active profiling", total=budget, completed=len(existing))
+            task = progress.add_task("active profiling", total=budget, completed=existing)
 
             def measured(measurement) -> None:
-                store.add(measurement)
                 _report(measurement, as_json)
                 progress.advance(task)
 
-            def candidates(n: int, rng) -> list:
-                return sample(
-                    n, method="random", seed=int(rng.integers(2**31)), space=design_space
-                )
-
-            start = sample(
-                min(initial, budget), method="lhs", seed=settings.seed, space=design_space
-            )
-            result = active_learning(
-                lambda a: profile_architecture(a, settings, probe),
-                initial=start,
-                candidates=candidates,
-                budget=budget,
-                target_mape=target_mape,
-                pool_size=pool,
-                acquisition=acquisition,
-                seed=settings.seed,
-                existing=existing,
-                on_measured=measured,
+            result = profile_actively(
+                settings, probe, design_space, store, budget, target_mape=target_mape,
+                initial=initial, pool_size=pool, acquisition=acquisition, on_measured=measured,
             )  # fmt: skip
     last = result.history[-1]["holdout_mape"] if result.history else None
     typer.echo(

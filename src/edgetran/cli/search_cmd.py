@@ -153,36 +153,13 @@ def search(
 
 
 def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, space):
-    """Accuracy from the oracle; hardware measured in the store, else from a surrogate fitted
-    on the store's measurements of that device."""
-    from edgetran.search import LiveEvaluator
+    """The live evaluator of ``--task`` and ``--devices``."""
+    from edgetran.search.live import live_evaluator
     from edgetran.store import Store
-    from edgetran.surrogate import DeviceSurrogate
-    from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
 
     if not devices:
         fail("--task needs --devices D1,D2,… (devices with measurements in the store)")
-    if accuracy_budget not in BUDGETS:
-        fail(f"--accuracy-budget {accuracy_budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
     names = [d.strip() for d in devices.split(",") if d.strip()]
-    store = Store(db)
-    measured, surrogates = {}, {}
-    for device in names:
-        items = store.measurements(device)
-        if not items:
-            fail(f"no measurements of device {device!r} in the store (profile it first)")
-        shape = (items[0].batch_size, items[0].seq_len)
-        items = [m for m in items if (m.batch_size, m.seq_len) == shape]
-        for m in items:
-            measured[(m.hash, device)] = {
-                "latency": m.latency_s_per_seq,
-                "energy": m.energy_j_per_seq,
-                "peak_power": m.peak_power_w,
-            }
-        surrogates[device] = DeviceSurrogate().fit(items)
-
-    def accuracy(arch) -> float:
-        result = evaluate(arch, task, accuracy_budget, store=store, workspace=DEFAULT_WORKSPACE)
-        return result["accuracy"]
-
-    return LiveEvaluator(accuracy, measured, surrogates, resolve_space(space))
+    return live_evaluator(
+        task, names, Store(db), accuracy_budget=accuracy_budget, space=resolve_space(space)
+    )

@@ -22,7 +22,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "create_meter",
         ],
         "protocol": ["ProfileSettings", "profile_architecture", "profile_job", "profile_runner"],
-        "resumable": ["profile_into_store"],
+        "resumable": ["profile_into_store", "stored_measurements"],
         "sampler": ["PowerSampler"],
     },
 )

@@ -26,17 +26,7 @@ def profile_into_store(
     loses at most the architecture being profiled.
     """
     stored: dict[str, Measurement] = (
-        {}
-        if force
-        else {
-            m.hash: m
-            for m in store.measurements(
-                settings.device,
-                runtime=settings.runtime,
-                batch_size=settings.batch_size,
-                seq_len=settings.seq_len,
-            )
-        }
+        {} if force else {m.hash: m for m in stored_measurements(store, settings)}
     )
     for arch in archs:
         if arch.hash in stored:
@@ -46,3 +36,13 @@ def profile_into_store(
         store.add(measurement)
         stored[arch.hash] = measurement
         yield measurement, False
+
+
+def stored_measurements(store: Store, settings: ProfileSettings) -> list[Measurement]:
+    """The store's measurements of these settings' device, runtime and input shape."""
+    return store.measurements(
+        settings.device,
+        runtime=settings.runtime,
+        batch_size=settings.batch_size,
+        seq_len=settings.seq_len,
+    )

@@ -20,6 +20,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "ReplayEvaluator",
             "read_device_features",
         ],
+        "live": ["device_costs", "device_measurements", "live_evaluator", "oracle_accuracy"],
         "objectives": ["Constraints", "PaperObjective", "SearchError", "pareto_mask"],
         "study": ["SearchResult", "SearchSettings", "run_search"],
         "table": ["Pair", "read_table"],

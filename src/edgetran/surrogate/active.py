@@ -22,13 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgetran.space import REFERENCE_SPACE, Architecture
-from edgetran.store import Measurement
+from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace, sample
+from edgetran.store import Measurement, Store
 from edgetran.surrogate.base import MIN_SAMPLES, SurrogateError
 from edgetran.surrogate.device import METRICS, DeviceSurrogate, targets
+
+if TYPE_CHECKING:
+    from edgetran.profile import Meter, ProfileSettings
 
 Profiler = Callable[[Architecture], Measurement]
 CandidateSource = Callable[[int, np.random.Generator], list[Architecture]]
@@ -155,6 +159,47 @@ def active_learning(
         surrogate = _fit(measured, seed, metrics)
         take(pool[acquire(acquisition, surrogate, pool, archs, rng)])
     return result
+
+
+def profile_actively(
+    settings: ProfileSettings,
+    meter: Meter,
+    space: DesignSpace,
+    store: Store,
+    budget: int,
+    *,
+    target_mape: float | None = None,
+    initial: int = 10,
+    pool_size: int = 64,
+    acquisition: str = "uncertainty",
+    on_measured: Callable[[Measurement], None] | None = None,
+) -> ActiveResult:
+    """Active-learning profiling of one device, runtime and input shape into ``store``,
+    resumable: the stored measurements of that device, runtime and shape count towards
+    ``budget`` and are never profiled again; each new one is stored before ``on_measured``
+    sees it."""
+    from edgetran.profile import profile_architecture, stored_measurements  # torch, when used
+
+    def measured(measurement: Measurement) -> None:
+        store.add(measurement)
+        if on_measured is not None:
+            on_measured(measurement)
+
+    def candidates(n: int, rng: np.random.Generator) -> list[Architecture]:
+        return sample(n, method="random", seed=int(rng.integers(2**31)), space=space)
+
+    return active_learning(
+        lambda arch: profile_architecture(arch, settings, meter),
+        initial=sample(min(initial, budget), method="lhs", seed=settings.seed, space=space),
+        candidates=candidates,
+        budget=budget,
+        target_mape=target_mape,
+        pool_size=pool_size,
+        acquisition=acquisition,
+        seed=settings.seed,
+        existing=stored_measurements(store, settings),
+        on_measured=measured,
+    )
 
 
 class ReplayDevice:

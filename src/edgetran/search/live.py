@@ -1,0 +1,115 @@
+"""Live co-search wiring: the store's measurements of each device, its surrogate, and the
+accuracy oracle, assembled into a :class:`~edgetran.search.evaluators.LiveEvaluator`.
+
+A device is named as the store names it (``a100``, an imported file's device), or as
+``HARDWARE/RUNTIME`` (``cpu/onnxruntime``) for what the profiler measured on one runtime.
+One device's measurements are of one runtime and one input shape (the first stored, unless
+``shape`` is given): a surrogate never learns from a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgetran.errors import SearchError
+from edgetran.search.evaluators import LiveEvaluator
+from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
+from edgetran.store import Measurement, Store
+
+#: Per-sequence metric of the search → measurement field.
+MEASURED_FIELDS = {
+    "latency": "latency_s_per_seq",
+    "energy": "energy_j_per_seq",
+    "peak_power": "peak_power_w",
+}
+
+
+def device_measurements(
+    store: Store, device: str, shape: tuple[int, int] | None = None
+) -> list[Measurement]:
+    """``device``'s stored measurements of one runtime and ``(batch_size, seq_len)``.
+
+    Raises:
+        SearchError: the store holds none.
+    """
+    items = store.measurements(device)
+    if not items and "/" in device:
+        hardware, runtime = device.rsplit("/", 1)
+        items = store.measurements(hardware, runtime=runtime)
+    if shape is not None:
+        items = [m for m in items if (m.batch_size, m.seq_len) == shape]
+    if not items:
+        where = "" if shape is None else f" at batch × sequence {shape[0]} × {shape[1]}"
+        raise SearchError(
+            f"no measurements of device {device!r}{where} in the store (profile it first)"
+        )
+    first = items[0]
+    key = (first.runtime, first.batch_size, first.seq_len)
+    return [m for m in items if (m.runtime, m.batch_size, m.seq_len) == key]
+
+
+def per_sequence(measurement: Measurement) -> dict[str, float]:
+    """The search's hardware metrics of one measurement (per sequence; peak power in W)."""
+    return {metric: getattr(measurement, f) for metric, f in MEASURED_FIELDS.items()}
+
+
+def device_costs(
+    store: Store,
+    devices: Sequence[str],
+    shape: tuple[int, int] | None = None,
+    surrogate_options: dict | None = None,
+):
+    """``(measured, surrogates)`` for a :class:`LiveEvaluator`: ``(hash, device) → metrics``
+    of every stored measurement, and each device's surrogate fitted on them."""
+    from edgetran.surrogate import DeviceSurrogate
+
+    measured, surrogates = {}, {}
+    for device in devices:
+        items = device_measurements(store, device, shape)
+        for m in items:
+            measured[(m.hash, device)] = per_sequence(m)
+        surrogates[device] = DeviceSurrogate(model_options=surrogate_options).fit(items)
+    return measured, surrogates
+
+
+def oracle_accuracy(
+    task: str,
+    store: Store,
+    budget: str = "quick",
+    *,
+    workspace: str | Path | None = None,
+    seed: int = 0,
+) -> Callable[[Architecture], float]:
+    """``arch → accuracy`` from the accuracy oracle (trained once, then read from the store)."""
+    from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
+
+    if budget not in BUDGETS:
+        raise SearchError(f"accuracy budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
+
+    def accuracy(arch: Architecture) -> float:
+        result = evaluate(
+            arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE, seed=seed
+        )
+        return result["accuracy"]
+
+    return accuracy
+
+
+def live_evaluator(
+    task: str,
+    devices: Sequence[str],
+    store: Store,
+    *,
+    accuracy_budget: str = "quick",
+    space: DesignSpace = REFERENCE_SPACE,
+    workspace: str | Path | None = None,
+    seed: int = 0,
+) -> LiveEvaluator:
+    """Accuracy from the oracle; hardware measured in the store, else from a surrogate fitted
+    on the store's measurements of that device."""
+    if not devices:
+        raise SearchError("a live search needs devices with measurements in the store")
+    accuracy = oracle_accuracy(task, store, accuracy_budget, workspace=workspace, seed=seed)
+    measured, surrogates = device_costs(store, devices)
+    return LiveEvaluator(accuracy, measured, surrogates, space)
