@@ -9,6 +9,15 @@ samplers can run in separate processes; ``--summary`` prints the table for BENCH
     python benchmarks/build_replay_table.py --out /tmp/replay.jsonl
     python benchmarks/bench_search.py --table /tmp/replay.jsonl --samplers tpe --out runs.jsonl
     python benchmarks/bench_search.py --summary runs.jsonl --table /tmp/replay.jsonl
+
+``--suite`` runs the benchmark suite instead (:mod:`edgetran.search.suite`: the table's
+hardware under six accuracy landscapes, and the stand-in under a latency cap), every sampler ×
+problem × seed at budget 150 by default, skipping runs already in ``--out``, and prints one
+table (with ``--summary`` it only prints the table of ``--out``):
+
+    python benchmarks/bench_search.py --suite --table /tmp/replay.jsonl \
+        --samplers trees,tpe --out suite.jsonl [--problems rugged,capped]
+    python benchmarks/bench_search.py --suite --summary --out suite.jsonl
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from edgetran.search import (
     SearchSettings,
     run_search,
 )
+from edgetran.search import suite as bench_suite
 
 MARKS = (25, 50, 100)
 #: "Near the best": one standard deviation of the stand-in accuracy's noise in objective units
@@ -107,28 +117,66 @@ def _median_shown(evaluations: list[int], budget: int) -> str:
     return f"{median:g}" if median <= budget else f"> {budget}"
 
 
+def run_suite(args: argparse.Namespace) -> None:
+    """Every sampler × problem × seed not yet in ``args.out``; then the table."""
+    if not args.summary:
+        wanted = args.problems.split(",") if args.problems else None
+        problems = [p for p in bench_suite.PROBLEMS if wanted is None or p.name in wanted]
+        tables = bench_suite.write_landscape_tables(args.table, args.out.parent / "tables")
+        evaluators = {name: ReplayEvaluator(path) for name, path in tables.items()}
+        done = {bench_suite.run_key(r) for r in bench_suite.read_runs(args.out)}
+        overrides = json.loads(args.boshcode)
+        for sampler in args.samplers.split(","):
+            label = sampler + (f" {args.boshcode}" if overrides and sampler == "boshcode" else "")
+            for problem in problems:
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    if (problem.name, label, seed) in done:
+                        continue
+                    run = bench_suite.suite_run(
+                        evaluators[problem.landscape], problem, sampler, seed, args.budget,
+                        BoshcodeSettings(**overrides), label,
+                    )  # fmt: skip
+                    with args.out.open("a") as handle:
+                        handle.write(json.dumps(run) + "\n")
+                    print(problem.name, label, seed, run["to_best_pair"],
+                          f"{run['seconds']:.0f}s", flush=True)  # fmt: skip
+    rows = bench_suite.summarise(bench_suite.read_runs(args.out))
+    print(bench_suite.markdown_table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--table", type=Path, required=True)
+    parser.add_argument("--table", type=Path)
+    parser.add_argument("--suite", action="store_true", help="run the benchmark suite")
+    parser.add_argument("--problems", help="suite problems to run (default: all)")
     parser.add_argument("--samplers", default="boshcode,random,tpe,nsga2,gp")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--budget", type=int, help="default 100, or 150 with --suite")
     parser.add_argument("--out", type=Path, default=Path("search-runs.jsonl"))
-    parser.add_argument("--summary", type=Path)
+    parser.add_argument(
+        "--summary", nargs="?", type=Path, const=True, help="print the table of runs"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--boshcode", default="{}", help='BoshcodeSettings overrides as JSON, e.g. {"alpha": 0}'
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.budget is None:
+        args.budget = 150 if args.suite else 100
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.table is None and not (args.suite and args.summary):
+        parser.error("--table is required")
+    if args.suite:
+        run_suite(args)
+        return
     evaluator = ReplayEvaluator(args.table)
     if args.summary:
         summary(args.summary, evaluator)
         return
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for sampler in args.samplers.split(","):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = one_run(evaluator, sampler, seed, args.budget, json.loads(args.boshcode))

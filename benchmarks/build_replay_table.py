@@ -3,7 +3,8 @@
 Hardware metrics are the recorded ones (per sequence). Accuracy is a **stand-in**, not a
 measurement: the reference GLUE scores exist for 13 models only, and our quick-budget oracle
 cannot train BERT-Base-sized models on this CPU. The stand-in is a fixed, smooth function of
-the architecture with a little deterministic per-architecture noise:
+the architecture with a little deterministic per-architecture noise
+(:func:`edgetran.search.suite.stand_in_accuracy`, the suite's ``stand-in`` landscape):
 
     accuracy = 0.60 + 0.20·σ((log10(parameters) − 7.6) / 0.25)
                + 0.03·(share of self-attention heads) + 0.01·(share of DFT/DCT heads)
@@ -21,28 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from edgetran.profile import read_measurements
+from edgetran.search.suite import stand_in_accuracy
 from edgetran.space import Architecture
-from edgetran.space.costs import estimate_costs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "protran"
-
-
-def stand_in_accuracy(arch: Architecture) -> float:
-    params = estimate_costs(arch, batch_size=1, seq_len=128).parameters
-    ops = [op for layer in arch.layers for op in layer.ops]
-    attention = sum(op.startswith("sa_") for op in ops) / len(ops)
-    spectral = sum(op.startswith("l_") for op in ops) / len(ops)
-    noise = np.random.default_rng(int(arch.hash[:8], 16)).normal(0, 0.004)
-    size = 1 / (1 + math.exp(-(math.log10(params) - 7.6) / 0.25))
-    depth = abs(arch.num_layers - 8) / 8
-    return 0.60 + 0.20 * size + 0.03 * attention + 0.01 * spectral - 0.01 * depth + noise
 
 
 def main() -> None:

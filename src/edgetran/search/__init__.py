@@ -23,6 +23,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "live": ["device_costs", "device_measurements", "live_evaluator", "oracle_accuracy"],
         "objectives": ["Constraints", "PaperObjective", "SearchError", "pareto_mask"],
         "study": ["SearchResult", "SearchSettings", "run_search"],
+        "suite": ["LANDSCAPES", "PROBLEMS", "Problem", "suite_run", "summarise"],
         "table": ["Pair", "read_table"],
+        "trees": ["TreesSampler"],
     },
 )

@@ -1,0 +1,114 @@
+"""The co-search benchmark suite (landscapes, runs, counts) and the ``trees`` sampler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetran.search import Constraints, ReplayEvaluator, SearchSettings, run_search
+from edgetran.search.study import INFEASIBLE_PENALTY, _distributions, _trial
+from edgetran.search.suite import (
+    LANDSCAPES,
+    Problem,
+    best_pair,
+    landscape_rows,
+    stand_in_accuracy,
+    suite_run,
+    summarise,
+)
+from edgetran.space import Architecture
+from edgetran.testing import synthetic_table
+
+
+@pytest.fixture
+def rows(tmp_path: Path) -> list[dict]:
+    path = synthetic_table(tmp_path / "table.jsonl", n_archs=8)
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _accuracies(rows: list[dict]) -> list[float]:
+    return [row["metrics"]["accuracy"] for row in rows]
+
+
+def test_landscapes_are_deterministic_per_seed_and_keep_the_hardware(rows):
+    for landscape in LANDSCAPES:
+        first = landscape_rows(rows, landscape, seed=3)
+        assert first == landscape_rows(rows, landscape, seed=3)
+        assert all(0 <= a <= 1 for a in _accuracies(first))
+        assert [{**r["metrics"], "accuracy": 0} for r in first] == [
+            {**r["metrics"], "accuracy": 0} for r in rows
+        ]
+        # one accuracy per architecture, whatever the device
+        by_arch = {json.dumps(r["arch"]): r["metrics"]["accuracy"] for r in first}
+        assert all(by_arch[json.dumps(r["arch"])] == r["metrics"]["accuracy"] for r in first)
+        if landscape != "stand-in":
+            assert _accuracies(landscape_rows(rows, landscape, seed=4)) != _accuracies(first)
+    stand_in = landscape_rows(rows, "stand-in")
+    assert _accuracies(stand_in) == [
+        round(stand_in_accuracy(Architecture.from_dict(r["arch"])), 6) for r in rows
+    ]
+
+
+def test_landscapes_differ_in_kind(rows):
+    rankings = {
+        landscape: np.argsort(_accuracies(landscape_rows(rows, landscape))[::2])
+        for landscape in LANDSCAPES
+    }
+    assert len({tuple(r) for r in rankings.values()}) == len(LANDSCAPES)
+
+
+def test_summary_counts_a_miss_as_budget_plus_one():
+    runs = [
+        {"problem": "p", "sampler": "s", "seed": seed, "budget": 10, "to_best_pair": found,
+         "history": [0.1, None, 0.3], "seconds_per_proposal": 0.5}
+        for seed, found in enumerate((2, None, None))
+    ]  # fmt: skip
+    (row,) = summarise(runs)
+    assert row["found"] == 1 and row["runs"] == 3
+    assert row["median_to_best"] == 11  # median of 2, 11, 11
+    assert row["best_after"] == {25: None, 50: None, 100: None}  # histories too short
+
+
+def test_suite_run_finds_the_best_feasible_pair_honestly(tmp_path, rows):
+    path = tmp_path / "landscape.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in landscape_rows(rows, "rugged")) + "\n")
+    evaluator = ReplayEvaluator(path)
+    capped = Problem("capped", "rugged", Constraints(max_peak_power_w=100))  # edge device only
+    key, value = best_pair(evaluator, capped.constraints)
+    assert key.endswith("@edge")
+    run = suite_run(evaluator, capped, "random", seed=0, budget=12)
+    assert len(run["history"]) == 12 and None in run["history"]  # gpu pairs are infeasible
+    assert run["to_best_pair"] is not None
+    assert run["history"][run["to_best_pair"] - 1] == pytest.approx(value)
+
+
+def test_trees_search_is_deterministic_and_resumes_without_repeats(tmp_path):
+    evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=10))
+    settings = SearchSettings(sampler="trees", budget=13, seed=2)
+    records = run_search(evaluator, settings).records
+    whole = [r.pair.key for r in records]
+    assert [r.how for r in records][9:] == ["initial", "trees", "trees", "trees"]
+
+    def crash(n: int, _record) -> None:
+        if n == 11:
+            raise KeyboardInterrupt
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    # the same pairs as the run without interruption: deterministic for the seed, and resumed
+    assert [r.pair.key for r in resumed.records] == whole
+
+
+def test_optuna_samplers_are_told_that_an_infeasible_pair_is_penalised(tmp_path):
+    evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=4))
+    settings = SearchSettings(sampler="tpe", budget=8, constraints=Constraints(max_latency_ms=50))
+    distributions = _distributions(evaluator.devices)
+    records = run_search(evaluator, settings).records
+    told = [_trial(r, distributions, settings).value for r in records]
+    assert told == [r.value - (0 if r.feasible else INFEASIBLE_PENALTY) for r in records]
+    assert {r.feasible for r in records} == {True, False}
