@@ -3,16 +3,20 @@ through entry points; each check fails, naming the clause, on a plug-in that bre
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 import time
 
 import numpy as np
 import pytest
+import torch
 
 from edgetran.export.runners import Runner
+from edgetran.growprune.modes import PruneAttnHead
 from edgetran.plugins import (
     METERS,
+    MODES,
     RUNTIMES,
     SAMPLERS,
     SURROGATES,
@@ -20,6 +24,7 @@ from edgetran.plugins import (
     PluginError,
     describe_all,
     list_meters,
+    list_modes,
     list_runtimes,
     list_samplers,
     list_surrogates,
@@ -33,6 +38,7 @@ from edgetran.testing import (
     ContractError,
     check_evaluator,
     check_meter,
+    check_mode,
     check_runner,
     check_runtime,
     check_sampler,
@@ -91,6 +97,12 @@ def test_built_in_surrogate_keeps_the_contract(name):
 def test_built_in_task_keeps_the_contract(name):
     skip_unless_usable(TASKS, name)
     check_task(load_task(name))
+
+
+@pytest.mark.parametrize("name", list_modes())
+def test_built_in_mode_keeps_the_contract(name):
+    skip_unless_usable(MODES, name)
+    check_mode(MODES.create(name))
 
 
 def test_a_task_file_keeps_the_contract(tmp_path):
@@ -209,7 +221,7 @@ def test_env_lists_every_plugin_and_why_not(run_cli):
     code, out, _ = run_cli("env", "--json")
     assert code == 0
     plugins = json.loads(out)["plugins"]
-    assert set(plugins) == {"meters", "runtimes", "samplers", "surrogates", "tasks"}
+    assert set(plugins) == {"meters", "runtimes", "samplers", "surrogates", "tasks", "modes"}
     estimate = next(r for r in plugins["meters"] if r["name"] == "estimate")
     assert estimate["usable"] and estimate["origin"] == "built-in"
     for rows in plugins.values():
@@ -292,6 +304,24 @@ def test_check_evaluator_names_the_broken_clause(tmp_path):
 def test_check_sampler_names_the_broken_clause(third_party):
     with pytest.raises(ContractError, match="same seed gives the same search"):
         check_sampler("unseeded")
+
+
+class CarelessPrune(PruneAttnHead):
+    """Removes heads but transfers from the parent as it is: the weakest heads are not the ones
+    dropped, and here the source is even perturbed."""
+
+    def propose(self, parent, rng):
+        proposals = super().propose(parent, rng)
+        for p in proposals:
+            p.source = copy.deepcopy(parent)
+            with torch.no_grad():
+                p.source.lm_head.bias.add_(1.0)
+        return proposals
+
+
+def test_check_mode_names_the_broken_clause():
+    with pytest.raises(ContractError, match="source computes what the parent computes"):
+        check_mode(CarelessPrune())
 
 
 def test_check_task_names_the_broken_clause():

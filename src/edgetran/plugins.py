@@ -1,4 +1,5 @@
-"""Plug-in registries: meters, runtimes, search samplers, surrogate models and tasks.
+"""Plug-in registries: meters, runtimes, search samplers, surrogate models, tasks and
+grow-and-prune modes.
 
 Each family has one :class:`Registry`. The built-ins are registered here by dotted path or by a
 lazy callable, so that listing them imports nothing heavy; third-party packages add plug-ins
@@ -15,6 +16,8 @@ entry point group         what the entry point names, and how it is called
 ``edgetran.surrogates``   a :class:`~edgetran.surrogate.base.Surrogate` class:
                           ``cls(random_state=SEED, **options)``
 ``edgetran.tasks``        a task factory: ``factory(options: TaskOptions) -> Task``
+``edgetran.modes``        a grow-and-prune :class:`~edgetran.growprune.modes.Mode` class:
+                          ``cls(**parameters)`` (parameters from the schedule file)
 ========================  ====================================================================
 
 A plug-in is usable here when the packages it needs are installed, it imports, and its check
@@ -216,7 +219,10 @@ SURROGATES: Registry[Callable[..., Any]] = Registry(
     "surrogates", "surrogate model", "edgetran.surrogate.base:SurrogateError"
 )
 TASKS: Registry[Callable[..., Any]] = Registry("tasks", "task", "edgetran.train.tasks:TaskError")
-FAMILIES = {r.family: r for r in (METERS, RUNTIMES, SAMPLERS, SURROGATES, TASKS)}
+MODES: Registry[Callable[..., Any]] = Registry(
+    "modes", "grow/prune mode", "edgetran.growprune.modes:GrowPruneError"
+)
+FAMILIES = {r.family: r for r in (METERS, RUNTIMES, SAMPLERS, SURROGATES, TASKS, MODES)}
 
 
 def list_meters() -> tuple[str, ...]:
@@ -237,6 +243,10 @@ def list_surrogates() -> tuple[str, ...]:
 
 def list_tasks() -> tuple[str, ...]:
     return TASKS.names()
+
+
+def list_modes() -> tuple[str, ...]:
+    return MODES.names()
 
 
 def describe_all() -> dict[str, list[PluginStatus]]:
@@ -298,13 +308,6 @@ for _name, _class, _requires, _summary in (
     SAMPLERS.register(
         _name, f"optuna.samplers:{_class}", requires=_requires, summary=_summary, origin=BUILT_IN
     )
-SAMPLERS.register(
-    "trees",
-    "edgetran.search.trees:TreesSampler",
-    requires=("optuna", "sklearn"),
-    summary="extra-trees ensemble, UCB over the candidate pool",
-    origin=BUILT_IN,
-)
 
 SURROGATES.register(
     "gbdt",
@@ -345,5 +348,20 @@ for _name in ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"):
         _glue(_name),
         requires=("datasets",),
         summary=f"GLUE {_name.upper()} through Hugging Face datasets (cached or online)",
+        origin=BUILT_IN,
+    )
+
+for _name, _class, _summary in (
+    ("grow_attn_head", "GrowAttnHead", "append one head to a layer (5 children)"),
+    ("grow_ffnn", "GrowFFNN", "append a 1024-wide FF layer to a stack (5 children)"),
+    ("prune_attn_head", "PruneAttnHead", "remove the 2 weakest heads"),
+    ("prune_ffnn", "PruneFFNN", "remove 128 neurons from the 2 weakest FF layers"),
+    ("prune_encoder_layer", "PruneEncoderLayer", "narrow the weakest layer by 48"),
+):
+    MODES.register(
+        _name,
+        f"edgetran.growprune.modes:{_class}",
+        requires=("torch",),
+        summary=_summary,
         origin=BUILT_IN,
     )

@@ -20,6 +20,7 @@ from edgetran import __version__
 from edgetran.cli import (
     demo,
     export_cmd,
+    growprune_cmd,
     model_cmds,
     profile_cmds,
     search_cmd,
@@ -47,6 +48,7 @@ app.add_typer(surrogate_cmds.app, name="surrogate")
 app.add_typer(train_cmds.app, name="train")
 app.command()(train_cmds.evaluate)
 app.command()(search_cmd.search)
+app.command()(growprune_cmd.growprune)
 
 
 @app.callback()

@@ -1,4 +1,5 @@
-"""The workspace database: architectures, devices, measurements, trained models, evaluations.
+"""The workspace database: architectures, devices, measurements, trained models, evaluations
+and grow-and-prune trees.
 
 SQLite (``edgetran.db``) by default; any SQLAlchemy URL (e.g. PostgreSQL) for several machines,
 with its driver installed (``pip install 'edgetran[postgres]'`` or ``'edgetran[mysql]'``).
@@ -29,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -99,7 +101,12 @@ _MEASUREMENT_COLUMNS = [
     Column("extra", JSON),
     Column("created_at", Float, nullable=False),
     Column("source_key", String(SOURCE_KEY_LENGTH)),
+    Column("other_cpu_cores", Float),
+    Column("contended", Boolean),
 ]
+#: Columns added after the first release, with their SQL types: an older database gains them
+#: (empty) when opened.
+_LATER_COLUMNS = {"other_cpu_cores": "FLOAT", "contended": "BOOLEAN"}
 measurements = Table("measurements", metadata, *_MEASUREMENT_COLUMNS)
 #: The natural key of an imported measurement (NULLs, i.e. profiler rows, never collide).
 _NATURAL_KEY = ("hash", "device", "runtime", "batch_size", "seq_len", "source_key")
@@ -131,6 +138,40 @@ evaluations = Table(
     Column("seed", Integer, nullable=False),
     Column("result", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+
+#: Grow-and-prune searches: one row per search tree, with the settings that define it.
+growprune_runs = Table(
+    "growprune_runs",
+    metadata,
+    Column("run", String(64), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Nodes of a grow-and-prune tree: written once, when a child is trained (or refused untrained).
+growprune_nodes = Table(
+    "growprune_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(64), ForeignKey("growprune_runs.run"), nullable=False, index=True),
+    Column("node", String(64), nullable=False),
+    Column("record", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("uq_growprune_node", "run", "node", unique=True),
+)
+
+#: One row per finished grow-and-prune iteration: its children and what was accepted, and why.
+growprune_iterations = Table(
+    "growprune_iterations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(64), ForeignKey("growprune_runs.run"), nullable=False, index=True),
+    Column("iteration", Integer, nullable=False),
+    Column("record", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("uq_growprune_iteration", "run", "iteration", unique=True),
 )
 
 
@@ -245,6 +286,21 @@ def _add_source_keys(engine: Engine) -> None:
             raise
 
 
+def _add_later_columns(engine: Engine) -> None:
+    """Add the columns of :data:`_LATER_COLUMNS` that an older database lacks."""
+    present = {c["name"] for c in inspect(engine).get_columns("measurements")}
+    for name, sql_type in _LATER_COLUMNS.items():
+        if name in present:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE measurements ADD COLUMN {name} {sql_type}"))
+        except SQLAlchemyError:
+            columns = inspect(engine).get_columns("measurements")
+            if not any(c["name"] == name for c in columns):  # else another process added it
+                raise
+
+
 def _has_source_key(engine: Engine) -> bool:
     return any(c["name"] == "source_key" for c in inspect(engine).get_columns("measurements"))
 
@@ -290,6 +346,7 @@ class Store:
                 self.engine = create_engine(self.url, pool_pre_ping=True)
             metadata.create_all(self.engine)
             _add_source_keys(self.engine)
+            _add_later_columns(self.engine)
         except SQLAlchemyError as err:
             raise database_error(self.url, "cannot open the database", err) from None
 
@@ -430,6 +487,56 @@ class Store:
         if row is None:
             return None
         return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+
+    # -- grow-and-prune trees ---------------------------------------------------------------
+    def add_growprune_run(self, run: str, settings: dict[str, Any]) -> None:
+        """Register a grow-and-prune search (once; a second call keeps the first row)."""
+        with self.engine.begin() as conn:
+            self._ensure(
+                conn,
+                growprune_runs,
+                {"run": run, "settings": settings, "created_at": time.time()},
+            )
+
+    def growprune_run(self, run: str) -> dict[str, Any] | None:
+        """The settings of a registered grow-and-prune search, or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(growprune_runs.c.settings).where(growprune_runs.c.run == run)
+            ).first()
+        if row is None:
+            return None
+        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+
+    def add_growprune_node(self, run: str, node: str, record: dict[str, Any]) -> bool:
+        """Store a tree node once; ``False`` if the run already holds it."""
+        return self._insert_once(growprune_nodes, run=run, node=node, record=record)
+
+    def add_growprune_iteration(self, run: str, iteration: int, record: dict[str, Any]) -> bool:
+        """Store a finished iteration once; ``False`` if the run already holds it."""
+        return self._insert_once(growprune_iterations, run=run, iteration=iteration, record=record)
+
+    def growprune_nodes(self, run: str) -> list[dict[str, Any]]:
+        """The run's node records, in the order they were stored."""
+        return self._records(growprune_nodes, run)
+
+    def growprune_iterations(self, run: str) -> list[dict[str, Any]]:
+        """The run's iteration records, in order."""
+        return self._records(growprune_iterations, run)
+
+    def _insert_once(self, table: Table, **values: Any) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(table).values(created_at=time.time(), **values))
+        except IntegrityError:
+            return False
+        return True
+
+    def _records(self, table: Table, run: str) -> list[dict[str, Any]]:
+        query = select(table.c.record).where(table.c.run == run).order_by(table.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
 
     @staticmethod
     def _ensure(conn: Connection, table: Table, row: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ Each check runs a plug-in on tiny inputs and raises :class:`ContractError` (an
 ``check_evaluator``    a search :class:`~edgetran.search.evaluators.Evaluator` instance
 ``check_sampler``      a registered search sampler's name
 ``check_task``         a :class:`~edgetran.train.tasks.Task`
+``check_mode``         a grow-and-prune :class:`~edgetran.growprune.modes.Mode` instance
 =====================  ========================================================================
 
 ``tests/test_contracts.py`` runs every built-in through its check, parametrised over the
@@ -27,6 +28,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "_contract": ["ContractError"],
+        "growprune": ["check_mode", "tiny_parent"],
         "meters": ["check_meter"],
         "runtimes": ["check_runner", "check_runtime"],
         "search": ["check_evaluator", "check_sampler", "synthetic_table"],
