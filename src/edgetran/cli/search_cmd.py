@@ -25,7 +25,8 @@ def search(
         str | None, typer.Option(help="Live search: devices, comma-separated.")
     ] = None,
     sampler: Annotated[
-        str, typer.Option(help="boshcode, random, tpe, nsga2, gp or a plug-in (edgetran env).")
+        str,
+        typer.Option(help="boshcode, trees, random, tpe, nsga2, gp or a plug-in (edgetran env)."),
     ] = "boshcode",
     budget: Annotated[
         int,
