@@ -197,6 +197,34 @@ def test_resume_refuses_other_boshcode_settings(table, tmp_path):
     assert len(resumed.records) == 4
 
 
+class _Flaky(ReplayEvaluator):
+    """Every third distinct pair runs out of memory."""
+
+    def evaluate(self, pair):
+        if sorted(self.table).index(pair.key) % 3 == 0:
+            raise MemoryError("out of memory (simulated)")
+        return super().evaluate(pair)
+
+
+def test_failed_candidates_are_recorded_and_never_retried(table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = _Flaky(table)
+    settings = SearchSettings(sampler="random", budget=9, seed=0)
+    seen = []
+    first = run_search(evaluator, settings, storage=storage, study_name="s",
+                       on_failure=lambda n, f: seen.append(f.reason))  # fmt: skip
+    assert first.failures and seen == [f.reason for f in first.failures]
+    assert seen[0] == "MemoryError: out of memory (simulated)"
+    assert len(first.records) + len(first.failures) == 9
+    out = first.to_dict()
+    assert out["failed"][0]["reason"] == seen[0] and out["evaluations"] == len(first.records)
+    more = run_search(evaluator, replace(settings, budget=12), storage=storage, study_name="s",
+                      resume=True)  # fmt: skip
+    keys = [r.pair.key for r in more.records] + [f.pair.key for f in more.failures]
+    assert len(keys) == 12 == len(set(keys))
+    assert [f.pair.key for f in more.failures][: len(seen)] == [f.pair.key for f in first.failures]
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

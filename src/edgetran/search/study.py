@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetran.errors import EdgeTranError
 from edgetran.plugins import SAMPLERS
 from edgetran.search.boshcode import Boshcode, nearest_candidate
 from edgetran.search.encoding import ArchitectureEncoder, arch_vector
@@ -40,10 +41,14 @@ from edgetran.search.objectives import (
 from edgetran.search.settings import OBJECTIVES, BoshcodeSettings
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
-from edgetran.store.database import check_database_url, database_error, mask_url
+from edgetran.store.database import StoreError, check_database_url, database_error, mask_url
 
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
 POOL_SIZE = 1024
+#: What a failed evaluation of one candidate raises (out of memory, a NaN loss, an export
+#: error, a timeout): it is recorded as failed, with its reason, and the search goes on.
+#: A database error is not a candidate's fault and ends the search.
+CANDIDATE_FAILURES = (EdgeTranError, MemoryError, RuntimeError, FloatingPointError)
 INFEASIBLE_PENALTY = 1.0
 
 
@@ -80,11 +85,27 @@ class Record:
 
 
 @dataclass
+class Failure:
+    """One pair whose evaluation failed, and why (one line)."""
+
+    pair: Pair
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.pair.arch.to_model_dict(),
+            "device": self.pair.device,
+            "reason": self.reason,
+        }
+
+
+@dataclass
 class SearchResult:
     records: list[Record]
     objective: str
     seconds_per_proposal: list[float] = field(default_factory=list)
     constraints: Constraints = field(default_factory=Constraints)
+    failures: list[Failure] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         history = [r.value for r in self.records]
@@ -96,6 +117,7 @@ class SearchResult:
             if best is None
             else 1 + next(i for i, v in enumerate(history) if v >= best.value),
             "history": history,
+            "failed": [f.to_dict() for f in self.failures],
         }
         if best is None:
             out["message"] = (
@@ -136,20 +158,23 @@ def run_search(
     study_name: str = "edgetran-search",
     resume: bool = False,
     on_evaluation: Callable[[int, Record], None] | None = None,
+    on_failure: Callable[[int, Failure], None] | None = None,
 ) -> SearchResult:
-    """Search until ``settings.budget`` evaluations exist in the study."""
+    """Search until ``settings.budget`` evaluations (failed ones included) exist in the
+    study; a candidate whose evaluation fails is recorded as failed and never retried."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     distributions = _distributions(evaluator.devices)
     devices = device_matrix(evaluator.devices, settings.device_features)
     study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
+    failures = _failures(study)
     timings: list[float] = []
     proposer = _own_proposer(study, evaluator, settings, devices)
-    while len(records) < settings.budget:
-        step = len(records)
+    while len(records) + len(failures) < settings.budget:
+        step = len(records) + len(failures)
         rng = np.random.default_rng([settings.seed, step])
         began = time.perf_counter()
-        done = {r.pair.key for r in records}
+        done = {r.pair.key for r in records} | {f.pair.key for f in failures}
         pool = evaluator.candidates(POOL_SIZE, rng, done)
         if not pool:
             break
@@ -159,14 +184,30 @@ def run_search(
             index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
         timings.append(time.perf_counter() - began)
         pair = pool[index]
-        evaluation = evaluator.evaluate(pair)
+        try:
+            evaluation = evaluator.evaluate(pair)
+        except StoreError:
+            raise
+        except CANDIDATE_FAILURES as err:
+            failure = Failure(pair, _reason(err))
+            study.add_trial(_failed_trial(failure, distributions))
+            failures.append(failure)
+            if on_failure is not None:
+                on_failure(step + 1, failure)
+            continue
         value, feasible = score(evaluation, settings)
         record = Record(pair, evaluation, value, feasible, how)
         study.add_trial(_trial(record, distributions, settings))
         records.append(record)
         if on_evaluation is not None:
             on_evaluation(step + 1, record)
-    return SearchResult(records, settings.objective, timings, settings.constraints)
+    return SearchResult(records, settings.objective, timings, settings.constraints, failures)
+
+
+def _reason(err: BaseException) -> str:
+    """One line: the error's type and its first line."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool]:
@@ -288,9 +329,7 @@ def _completed(study) -> list:
 def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettings):
     import optuna
 
-    embedding = REFERENCE_SPACE.encode(record.pair.arch)
-    params: dict[str, Any] = {f"e{i}": int(v) for i, v in enumerate(embedding)}
-    params["device"] = record.pair.device
+    params = _params(record.pair)
     m = record.evaluation.metrics
     feasible_values = [m["accuracy"], m["latency"], m["energy"], m["peak_power"]]
     return optuna.trial.create_trial(
@@ -314,6 +353,40 @@ def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettin
 
 def _told_value(record: Record) -> float:
     return record.value - (0.0 if record.feasible else INFEASIBLE_PENALTY)
+
+
+def _params(pair: Pair) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        f"e{i}": int(v) for i, v in enumerate(REFERENCE_SPACE.encode(pair.arch))
+    }
+    params["device"] = pair.device
+    return params
+
+
+def _failed_trial(failure: Failure, distributions: dict[str, Any]):
+    import optuna
+    from optuna.trial import TrialState
+
+    return optuna.trial.create_trial(
+        params=_params(failure.pair),
+        distributions=distributions,
+        state=TrialState.FAIL,
+        user_attrs={"role": "failed", **failure.to_dict()},
+    )
+
+
+def _failures(study) -> list[Failure]:
+    """The failed evaluations stored in the study (not the closed proposals)."""
+    from optuna.trial import TrialState
+
+    return [
+        Failure(
+            Pair(Architecture.from_dict(t.user_attrs["arch"]), t.user_attrs["device"]),
+            t.user_attrs["reason"],
+        )
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get("role") == "failed"
+    ]
 
 
 def _record_from_trial(trial) -> Record:
