@@ -123,6 +123,11 @@ def pretrain_in_workspace(
     return result
 
 
+def model_dir(workspace: Path, arch: Architecture, tokenizer_id: str, budget: str) -> Path:
+    """Where the oracle trains ``arch`` at ``budget`` (its ``pretrain`` checkpoint inside)."""
+    return workspace / "models" / f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
+
+
 def evaluate(
     arch: Architecture,
     task: str | Task,
@@ -151,9 +156,7 @@ def evaluate(
     task = load_task(task, task_options) if isinstance(task, str) else task
     workspace = Path(workspace)
     tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
-    run_dir = (
-        workspace / "models" / f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
-    )
+    run_dir = model_dir(workspace, arch, tokenizer_id, budget)
     texts = task.train.subset(pre_settings.steps * pre_settings.batch_size, seed).texts
     pre = pretrain_in_workspace(
         arch, texts, tok, tokenizer_id, run_dir / "pretrain", pre_settings, store, transfer
