@@ -228,6 +228,15 @@ def test_prune_accepts_within_tolerance_when_it_lowers_a_cost():
     assert rejected is None and why["a"] == "lowers no cost"
 
 
+def test_costs_are_compared_on_measured_metrics_where_there_are_any():
+    parent, child = node("p", 2.0, 1.0), node("a", 2.0, 1.05)
+    for n in (parent, child):
+        n["costs"]["latency_s"]["measured"] = True
+    child["costs"]["energy_j"]["value"] = 0.1  # an estimate lower than the parent's: ignored
+    rejected, why = decide(parent, [child], PRUNE, parent, GrowPruneSettings())
+    assert rejected is None and why["a"] == "lowers no cost"
+
+
 def test_over_budget_parent_accepts_the_child_closest_to_the_budget():
     parent = node("p", 2.0, 4.0, limit=2.0)
     kids = [node("a", 2.5, 3.0, limit=2.0), node("b", 2.2, 4.0, limit=2.0)]

@@ -14,14 +14,16 @@ never trained.
 - A grow child is accepted when it is feasible and lowers the parent's loss (the lowest-loss
   such child).
 - A prune child is accepted when it is feasible, its loss is within ``loss_tolerance`` of its
-  parent's and it lowers a cost (latency, energy or peak power).
+  parent's and it lowers a cost (latency, energy or peak power; see below which are compared).
 - While the current node violates a budget (the root can), grow modes are skipped, and a prune
   child is accepted when it reduces the violation (the sum over budgets of the relative excess),
   whatever its loss: feasibility comes first.
 
 The *best* node is the cheapest feasible accepted node (mean cost relative to the root) among
-those whose loss is within ``loss_tolerance`` of the lowest feasible loss; while none is
-feasible, the one closest to the budgets. When no child is accepted, the search backtracks to
+those whose loss is within ``loss_tolerance`` of the lowest feasible loss; costs are compared on
+the metrics measured, where there are any (a live CPU measures latency; its energy and peak
+power are estimates), else on the predicted ones; while none is feasible, the one closest to
+the budgets. When no child is accepted, the search backtracks to
 the best node; it stops after ``iterations`` iterations, or after ``patience`` iterations in a
 row that leave the best node unchanged (a change resets the count).
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -516,38 +519,48 @@ class _Search:
                 proposal.source, model, mode=self.settings.transfer_mode, seed=seed
             )
             _identity_projections(model, self.model(parent["node"]))
-            model.save_pretrained(init)
-            (out / "transfer.json").write_text(json.dumps({"transferred_share": share}))
+            partial = out / "init.partial"  # a kill while saving leaves no half-written init
+            shutil.rmtree(partial, ignore_errors=True)
+            model.save_pretrained(partial)
+            (partial / "transfer.json").write_text(json.dumps({"transferred_share": share}))
+            os.replace(partial, init)
         texts = self.task.train.subset(settings.steps * settings.batch_size, seed).texts
         result = pretrain(arch, texts, info.tokenizer, info.tokenizer_id, out, settings,
                           init_from=init if init.is_dir() else None)  # fmt: skip
-        shutil.rmtree(init, ignore_errors=True)
+        if init.is_dir():
+            shutil.copy(init / "transfer.json", out / "transfer.json")
+            shutil.rmtree(init)
         model = FlexiBertForMaskedLM.from_pretrained(out)
+        share = json.loads((out / "transfer.json").read_text())["transferred_share"]
         record.update(
             path=str(out),
             trained=True,
             steps=(parent["steps"] or 0) + result.steps,
             train_loss=result.loss,
-            transferred_share=json.loads((out / "transfer.json").read_text())["transferred_share"],
+            transferred_share=share,
             loss=mlm_eval_loss(model, self.eval_data, info.tokenizer, seed=self.settings.seed),
         )
 
 
 # -- acceptance ---------------------------------------------------------------------------------
+def _compared(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The cost metrics two nodes are compared on: those measured on both, if any (a CPU's
+    estimated energy and peak power only add the estimate's noise to a measured latency),
+    else those both have values for."""
+    measured = [m for m in COST_METRICS if a["costs"][m]["measured"] and b["costs"][m]["measured"]]
+    return measured or [
+        m for m in COST_METRICS if a["costs"][m]["value"] is not None and b["costs"][m]["value"]
+    ]
+
+
 def _lowers_a_cost(child: dict[str, Any], parent: dict[str, Any]) -> bool:
-    for metric in COST_METRICS:
-        a, b = child["costs"][metric]["value"], parent["costs"][metric]["value"]
-        if a is not None and b is not None and a < b:
-            return True
-    return False
+    return any(
+        child["costs"][m]["value"] < parent["costs"][m]["value"] for m in _compared(child, parent)
+    )
 
 
 def _relative_cost(node: dict[str, Any], root: dict[str, Any]) -> float:
-    ratios = [
-        node["costs"][m]["value"] / root["costs"][m]["value"]
-        for m in COST_METRICS
-        if node["costs"][m]["value"] is not None and root["costs"][m]["value"]
-    ]
+    ratios = [node["costs"][m]["value"] / root["costs"][m]["value"] for m in _compared(node, root)]
     return float(np.mean(ratios)) if ratios else 1.0
 
 

@@ -1,0 +1,143 @@
+"""GPTran on this CPU: grow-and-prune BERT-Mini for ``cpu/torch``, hardware-aware and loss-only.
+
+BERT-Mini is pretrained once in the workspace (MLM on tweet-sentiment, ``--root-steps``), then
+grown and pruned twice from the same root: with a latency budget of ``--latency-share`` of the
+root's measured latency (hardware-aware acceptance), and with the reference's loss-only rule.
+Every child is profiled live (ProTran protocol, batch 1 × 128 tokens; energy from the CPU-time
+estimate meter). Prints one trajectory table per run and the quick accuracy of root and final
+models (the accuracy oracle, ``--seeds`` seeds each), in Markdown.
+
+    flock /tmp/team/bench.lock nice -n 10 python benchmarks/bench_growprune.py \
+        --workspace /tmp/gp-bench --iterations 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetran.growprune import GrowPruneSettings, LiveDevice, grow_and_prune
+from edgetran.growprune.costs import live_profile_settings
+from edgetran.space import Architecture, named_architecture
+from edgetran.store import Store
+from edgetran.train import evaluate, load_task
+from edgetran.train.oracle import pretrain_in_workspace
+from edgetran.train.pretrain import PretrainSettings
+from edgetran.train.tokenizer import load_tokenizer
+
+
+def trajectory(result) -> str:
+    lines = [
+        "| it | mode | child | parameters | MLM loss | latency ms (measured) | "
+        "energy mJ (estimated) | accepted / why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    root = result.root
+    lines.append(_row("0", "root", root, "BERT-Mini", "—"))
+    for it in result.iterations:
+        for child in it["children"]:
+            verdict = "**yes**" if child["accepted"] else child["why"]
+            lines.append(_row(str(it["iteration"]), it["mode"], child, child["change"], verdict))
+        if it["accepted"] is None:
+            lines.append(f"| {it['iteration']} | | | | | | | back to {it['best'][:8]} |")
+    return "\n".join(lines)
+
+
+def _row(it, mode, node, change, verdict) -> str:
+    loss = f"{node['loss']:.4f}" if node["loss"] is not None else "—"
+    lat = node["costs"]["latency_s"]["value"] * 1e3
+    energy = node["costs"]["energy_j"]["value"] * 1e3
+    return (
+        f"| {it} | {mode} | {change} | {node['parameters'] / 1e6:.2f}M | {loss} | {lat:.2f} | "
+        f"{energy:.1f} | {verdict} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=Path("/tmp/gp-bench"))
+    parser.add_argument("--root-steps", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--latency-share", type=float, default=0.8)
+    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    workspace = args.workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    store = Store(workspace / "edgetran.db")
+    task = load_task("tweet-sentiment")
+    tokenizer, tokenizer_id = load_tokenizer(None, task.corpus(), workspace / "tokenizers")
+    arch = named_architecture("bert-mini")
+    began = time.perf_counter()
+    root_dir = workspace / "root-bert-mini"
+    settings = PretrainSettings(
+        steps=args.root_steps, batch_size=32, max_length=32, learning_rate=5e-4, seed=0
+    )
+    texts = task.train.subset(settings.steps * settings.batch_size, 0).texts
+    pre = pretrain_in_workspace(
+        arch, texts, tokenizer, tokenizer_id, root_dir, settings, store, transfer=False
+    )
+    print(f"root pretrained: {pre.steps} steps, train loss {pre.loss:.4f}, "
+          f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    device = LiveDevice(live_profile_settings("cpu", "torch"), store)
+    root_latency = device.estimate([arch])[0].value["latency_s"]
+    runs = {
+        "hardware-aware": GrowPruneSettings(
+            budget=args.budget,
+            iterations=args.iterations,
+            workspace=str(workspace),
+            max_latency_ms=root_latency * 1e3 * args.latency_share,
+        ),
+        "loss-only (reference rule)": GrowPruneSettings(
+            budget=args.budget,
+            iterations=args.iterations,
+            workspace=str(workspace),
+            acceptance="loss",
+        ),
+    }
+    results = {}
+    for name, run_settings in runs.items():
+        began = time.perf_counter()
+        result = grow_and_prune(root_dir, task, device, run_settings, store=store, resume=True,
+                                on_event=lambda line: print(line, flush=True))  # fmt: skip
+        seconds = time.perf_counter() - began
+        results[name] = result
+        (workspace / f"result-{run_settings.acceptance}.json").write_text(
+            json.dumps(result.to_dict(), indent=1)
+        )
+        print(f"\n### {name} ({seconds / 60:.1f} min, stopped: {result.stopped})\n", flush=True)
+        print(trajectory(result), flush=True)
+    print("\n| run | final | parameters | MLM loss (vs root) | latency ms (vs root) |")
+    print("|---|---|---|---|---|")
+    for name, result in results.items():
+        root, final = result.root, result.final
+        lat_f = final["costs"]["latency_s"]["value"]
+        lat_r = root["costs"]["latency_s"]["value"]
+        print(
+            f"| {name} | {final['hash'][:8]} | {final['parameters'] / 1e6:.2f}M | "
+            f"{final['loss']:.4f} ({final['loss'] / root['loss'] - 1:+.1%}) | "
+            f"{lat_f * 1e3:.2f} ({lat_f / lat_r - 1:+.1%}) |",
+            flush=True,
+        )
+    if args.skip_accuracy:
+        return
+    archs = {"root": arch} | {
+        name: Architecture.from_dict(r.final["model_dict"]) for name, r in results.items()
+    }
+    print("\n| model | quick accuracy (seeds) | mean |\n|---|---|---|")
+    for name, a in archs.items():
+        scores = [
+            evaluate(a, task, "quick", store=store, workspace=workspace, seed=s)["accuracy"]
+            for s in range(args.seeds)
+        ]
+        shown = ", ".join(f"{x:.4f}" for x in scores)
+        print(f"| {name} ({a.hash[:8]}) | {shown} | {np.mean(scores):.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
