@@ -398,6 +398,31 @@ def test_cli_bad_input_is_one_line(run_cli, tiny, tmp_path):
     assert code == 2 and "not a FlexiBERT model (model_type 'bert')" in err
 
 
+@pytest.mark.slow  # ~20 s: the root's 40 quick-budget steps, a child's 20, a surrogate fit
+def test_cli_grows_an_architecture_for_a_recorded_device(run_cli, tiny, tmp_path):
+    """``--arch``: the root is pretrained in the workspace at the budget; the device is a name
+    with measurements in the store (its surrogate predicts)."""
+    from tests.conftest import fake_device
+
+    db = tmp_path / "x.db"
+    with Store(db) as store:
+        store.add_many(fake_device(12, "board", seed=3))
+    arch = tmp_path / "arch.json"
+    arch.write_text(tiny["arch"].to_json())
+    code, out, err = run_cli(
+        "growprune", "--arch", arch, "--task", tiny["csv"], "--device", "board", "--db", db,
+        "--workspace", tmp_path / "ws", "--iterations", "1", "--children", "1",
+        "--max-latency-ms", "1e9", "--out", tmp_path / "out", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["root"]["hash"] == tiny["arch"].hash and result["root"]["steps"] == 40
+    assert result["root"]["costs"]["latency_s"]["measured"] is False
+    (iteration,) = result["iterations"]
+    assert iteration["mode"] == "grow_attn_head" and len(iteration["children"]) == 1
+    assert (tmp_path / "out" / "model" / "config.json").is_file()
+
+
 def test_cli_help_names_every_option(run_cli):
     code, out, _ = run_cli("growprune", "--help")
     assert code == 0

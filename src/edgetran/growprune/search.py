@@ -65,7 +65,7 @@ from edgetran.space import Architecture
 from edgetran.space.costs import count_parameters
 from edgetran.store import Store
 from edgetran.train.data import TokenisedTexts
-from edgetran.train.oracle import BUDGETS, DEFAULT_WORKSPACE, budget_settings
+from edgetran.train.oracle import BUDGETS, DEFAULT_WORKSPACE, budget_settings, model_dir
 from edgetran.train.pretrain import (
     PretrainSettings,
     build_mlm_model,
@@ -338,10 +338,7 @@ def _prepare_root(
         settings.tokenizer, task.corpus(), workspace / "tokenizers"
     )
     root_settings = budget_settings(settings.budget, settings.seed)[0]
-    out = (
-        workspace / "models" / f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-"
-        f"{settings.budget}" / "pretrain"
-    )
+    out = model_dir(workspace, arch, tokenizer_id, settings.budget) / "pretrain"
     emit(f"pretraining the root {arch.hash[:12]} ({root_settings.steps} steps) in {out}")
     texts = task.train.subset(root_settings.steps * root_settings.batch_size, settings.seed).texts
     result = pretrain_in_workspace(arch, texts, tokenizer, tokenizer_id, out, root_settings, store)
