@@ -255,7 +255,7 @@ def test_loss_only_acceptance_is_the_reference_rule():
 
 def test_a_failed_child_is_never_accepted():
     parent = node("p", 2.0, 1.0)
-    failed = node("a", float("nan"), 0.5, error="TrainingError: diverged")
+    failed = node("a", float("nan"), 0.5, error="training failed: TrainingError: diverged")
     accepted, why = decide(parent, [failed], PRUNE, parent, GrowPruneSettings())
     assert accepted is None and why["a"] == "training failed: TrainingError: diverged"
 
@@ -358,6 +358,30 @@ def test_budget_that_no_growth_fits_backtracks_and_stops_on_patience(tiny, tmp_p
         assert it["accepted"] is None and it["parent"] == result.root["node"]
         assert all(not c["trained"] and "over budget" in c["why"] for c in it["children"])
     assert result.final["node"] == result.root["node"]
+
+
+def test_a_failing_child_is_recorded_and_the_search_goes_on(tiny, tmp_path, monkeypatch):
+    import edgetran.growprune.search as search_module
+    from edgetran.train.pretrain import TrainingError
+
+    def diverging(*args, **kwargs):
+        raise TrainingError("pretraining diverged at step 1 (loss nan)")
+
+    class Flaky(FlopsDevice):
+        def estimate(self, archs):
+            if any(a.hash != tiny["arch"].hash and "c_13" in str(a.to_dict()) for a in archs):
+                raise RuntimeError("the board rebooted")
+            return super().estimate(archs)
+
+    monkeypatch.setattr(search_module, "pretrain", diverging)
+    settings = settings_for(tmp_path, iterations=1, children=14, schedule=("grow_attn_head",))
+    with Store(tmp_path / "gp.db") as store:
+        result = grow_and_prune(tiny["root"], tiny["task"], Flaky(), settings, store=store)
+    (iteration,) = result.iterations
+    assert iteration["accepted"] is None and result.final["node"] == result.root["node"]
+    why = {c["change"]: c["why"] for c in iteration["children"]}
+    assert why["layer 0: +c_13"].startswith("costs failed: RuntimeError: the board rebooted")
+    assert why["layer 0: +sa_sdp"].startswith("training failed: TrainingError: pretraining")
 
 
 def test_root_over_budget_is_pruned_towards_it(tiny, tmp_path):

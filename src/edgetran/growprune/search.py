@@ -354,6 +354,10 @@ def _seed_of(node: str, seed: int) -> int:
     return (int(node[:8], 16) + seed) % 2**31
 
 
+def _error_text(step: str, err: Exception) -> str:
+    return f"{step} failed: {type(err).__name__}: {' '.join(str(err).split())}"[:500]
+
+
 def _identity_projections(child: FlexiBertForMaskedLM, parent: FlexiBertForMaskedLM) -> None:
     """A projection between layers that the parent did not have starts as the identity on the
     dimensions the two layers share (the narrowed layer keeps the leading ones)."""
@@ -421,6 +425,17 @@ class _Search:
     def costs(self, arch: Architecture) -> CostEstimate:
         return self.device.estimate([arch])[0]
 
+    def child_costs(self, arch: Architecture) -> tuple[CostEstimate, str | None]:
+        """A child's costs, or unknown costs and why (a failed measurement fails the child,
+        not the search)."""
+        try:
+            return self.costs(arch), None
+        except Exception as err:
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            unknown = dict.fromkeys(COST_METRICS)
+            return CostEstimate(unknown, dict(unknown), (), "failed"), _error_text("costs", err)
+
     def violation(self, costs: dict[str, Any]) -> float:
         """Sum over budgets of the relative excess of the upper end (0: within budgets)."""
         total = 0.0
@@ -458,8 +473,8 @@ class _Search:
         )  # fmt: skip
         return self._keep(record)
 
-    def _record(self, node, parent, iteration, mode, change, arch) -> dict[str, Any]:
-        costs = self.costs(arch).to_dict()
+    def _record(self, node, parent, iteration, mode, change, arch, costs=None) -> dict[str, Any]:
+        costs = (costs or self.costs(arch)).to_dict()
         return {
             "node": node,
             "parent": parent,
@@ -486,8 +501,12 @@ class _Search:
         node = _node_id(parent["node"], proposal.arch)
         if node in self.nodes:
             return self.nodes[node]
+        costs, error = self.child_costs(proposal.arch)
         record = self._record(node, parent["node"], iteration, mode.name, proposal.change,
-                              proposal.arch)  # fmt: skip
+                              proposal.arch, costs)  # fmt: skip
+        if error is not None:
+            record["error"] = error
+            return self._keep(record)
         if not train(record):
             return self._keep(record)
         began = time.perf_counter()
@@ -496,7 +515,7 @@ class _Search:
         except Exception as err:  # a failed step is recorded and the search goes on
             if isinstance(err, KeyboardInterrupt):
                 raise
-            record["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+            record["error"] = _error_text("training", err)
         record["seconds"] = time.perf_counter() - began
         return self._keep(record)
 
@@ -586,7 +605,7 @@ def decide(
     tolerance = settings.loss_tolerance
     for c in children:
         if c["error"]:
-            why[c["node"]] = f"training failed: {c['error']}"
+            why[c["node"]] = c["error"]
         elif not c["trained"]:
             why[c["node"]] = c.get("why") or "not trained"
         elif settings.acceptance == "loss":
@@ -719,7 +738,7 @@ def _iterate(search: _Search, state: _State, iteration: int) -> dict[str, Any]:
 
 def _summary(node: dict[str, Any]) -> str:
     if node["error"]:
-        return f"failed ({node['error']})"
+        return node["error"]
     parts = [f"loss {node['loss']:.4f}"] if node["trained"] else [node.get("why", "not trained")]
     for metric in COST_METRICS:
         entry = node["costs"][metric]
