@@ -54,11 +54,12 @@ def env(as_json: JsonOption = False) -> None:
     for runtime in found["runtimes"]:
         detail = runtime.get("providers") or runtime.get("devices") or runtime.get("error")
         print(f"runtime {runtime['name']} {runtime.get('version', '')}: {detail}")
+    width = max((len(r["name"]) for rows in found["plugins"].values() for r in rows), default=0)
     for rows in found["plugins"].values():
         for row in rows:
             state = row["summary"] if row["usable"] else f"NOT USABLE: {row['why_not']}"
             origin = "" if row["origin"] == "built-in" else f" [{row['origin']}]"
-            print(f"{row['family']:<10} {row['name']:<16} {state}{origin}")
+            print(f"{row['family']:<10} {row['name']:<{max(width, 16)}} {state}{origin}")
 
 
 def profile(
