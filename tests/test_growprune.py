@@ -187,6 +187,32 @@ def test_schedule_files_and_their_errors(tmp_path):
         load_schedule(bad)
 
 
+def test_budgets_keep_the_reference_ratios_between_modes():
+    from edgetran.growprune import BUILT_IN_MODES, mode_pretrain_settings
+
+    quick = {n: mode_pretrain_settings(m(), "quick", 0) for n, m in BUILT_IN_MODES.items()}
+    assert {n: s.steps for n, s in quick.items()} == {
+        "grow_attn_head": 20, "grow_ffnn": 50, "prune_attn_head": 30, "prune_ffnn": 20,
+        "prune_encoder_layer": 15,
+    }  # fmt: skip
+    rates = {n: s.learning_rate for n, s in quick.items()}
+    assert rates["prune_attn_head"] == pytest.approx(5 * rates["grow_ffnn"])
+    standard = mode_pretrain_settings(GrowFFNN(), "standard", 0)
+    assert standard.steps == 10 * quick["grow_ffnn"].steps
+
+
+def test_children_keep_the_roots_position_table():
+    from edgetran.growprune.search import _max_length
+    from edgetran.train.oracle import BUDGETS
+
+    for positions in (64, 66, 130):
+        length = _max_length(positions, "quick")
+        assert max(length + 2, 64) == positions and length <= max(BUDGETS["quick"].max_length,
+                                                                   positions - 2)  # fmt: skip
+    with pytest.raises(GrowPruneError, match="max_position_embeddings=32"):
+        _max_length(32, "quick")
+
+
 # -- acceptance -----------------------------------------------------------------------------------
 def node(name, loss, latency, limit=None, **extra):
     upper = latency * 1.1

@@ -47,7 +47,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,17 +200,19 @@ def _positive_int(name: str, value: Any) -> None:
 def mode_pretrain_settings(
     mode: Mode, budget: str, seed: int, step_scale: float | None = None
 ) -> PretrainSettings:
-    """The continued MLM of a child of ``mode``: the reference's steps and rate, scaled."""
-    root = budget_settings(budget, seed)[0]
+    """The continued MLM of a child of ``mode``: the reference's steps and rate, scaled; the
+    batch and sequence length of the budget's pretraining (whatever its number of steps)."""
+    b = BUDGETS[budget]
     scale = STEP_SCALES[budget] if step_scale is None else step_scale
     steps = max(1, round(mode.reference_steps * scale))
-    rate = mode.reference_learning_rate * root.learning_rate / REFERENCE_PRETRAIN_LR
-    warmup = min(0.5, REFERENCE_WARMUP_STEPS / mode.reference_steps)
-    return replace(
-        root,
+    return PretrainSettings(
         steps=steps,
-        learning_rate=rate,
-        warmup_ratio=warmup,
+        batch_size=b.pretrain_batch_size,
+        max_length=b.max_length,
+        learning_rate=mode.reference_learning_rate
+        * b.pretrain_learning_rate
+        / REFERENCE_PRETRAIN_LR,
+        warmup_ratio=min(0.5, REFERENCE_WARMUP_STEPS / mode.reference_steps),
         checkpoint_every=max(10, steps // 10),
         seed=seed,
     )
@@ -297,6 +299,8 @@ def _max_length(positions: int, budget: str) -> int:
     wanted = BUDGETS[budget].max_length
     if max(wanted + 2, 64) == positions:
         return wanted
+    if positions == 64:  # every length up to 62 builds 64 positions
+        return min(wanted, 62)
     if positions > 64:
         return positions - 2
     raise GrowPruneError(
