@@ -448,7 +448,7 @@ def test_cli_bad_input_is_one_line(run_cli, tiny, tmp_path):
     assert code == 2 and "not a FlexiBERT model (model_type 'bert')" in err
 
 
-@pytest.mark.slow  # ~20 s: the root's 40 quick-budget steps, a child's 20, a surrogate fit
+@pytest.mark.slow  # ~20 s: the root's quick-budget pretraining, a child's 20 steps, a surrogate
 def test_cli_grows_an_architecture_for_a_recorded_device(run_cli, tiny, tmp_path):
     """``--arch``: the root is pretrained in the workspace at the budget; the device is a name
     with measurements in the store (its surrogate predicts)."""
@@ -466,7 +466,11 @@ def test_cli_grows_an_architecture_for_a_recorded_device(run_cli, tiny, tmp_path
     )  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
-    assert result["root"]["hash"] == tiny["arch"].hash and result["root"]["steps"] == 40
+    from edgetran.train.oracle import BUDGETS
+
+    root = result["root"]
+    assert root["hash"] == tiny["arch"].hash
+    assert root["steps"] == BUDGETS["quick"].pretrain_steps
     assert result["root"]["costs"]["latency_s"]["measured"] is False
     (iteration,) = result["iterations"]
     assert iteration["mode"] == "grow_attn_head" and len(iteration["children"]) == 1
