@@ -8,7 +8,7 @@ import pytest
 
 HEAVY = ("torch", "transformers", "optuna", "lightgbm", "onnxruntime", "openvino")
 GROUPS = ("space", "model", "measurements", "surrogate", "train")
-COMMANDS = ("demo", "export", "env", "profile", "evaluate", "search", "growprune")
+COMMANDS = ("demo", "export", "env", "profile", "evaluate", "search", "growprune", "codesign")
 
 # Runs the entry point in a fresh interpreter and reports which heavy libraries it imported.
 PROBE = """

@@ -18,6 +18,7 @@ import typer
 
 from edgetran import __version__
 from edgetran.cli import (
+    codesign_cmd,
     demo,
     export_cmd,
     growprune_cmd,
@@ -49,6 +50,7 @@ app.add_typer(train_cmds.app, name="train")
 app.command()(train_cmds.evaluate)
 app.command()(search_cmd.search)
 app.command()(growprune_cmd.growprune)
+app.command()(codesign_cmd.codesign)
 
 
 @app.callback()

@@ -174,6 +174,27 @@ growprune_iterations = Table(
     Index("uq_growprune_iteration", "run", "iteration", unique=True),
 )
 
+#: Co-design runs (``edgetran codesign``): the configuration that defines each run.
+codesign_runs = Table(
+    "codesign_runs",
+    metadata,
+    Column("run", String(64), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: One row per finished co-design stage: its result and how long it took.
+codesign_stages = Table(
+    "codesign_stages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(64), ForeignKey("codesign_runs.run"), nullable=False, index=True),
+    Column("stage", String(32), nullable=False),
+    Column("record", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("uq_codesign_stage", "run", "stage", unique=True),
+)
+
 
 class StoreError(EdgeTranError):
     """The database cannot be opened or written."""
@@ -523,6 +544,39 @@ class Store:
     def growprune_iterations(self, run: str) -> list[dict[str, Any]]:
         """The run's iteration records, in order."""
         return self._records(growprune_iterations, run)
+
+    # -- co-design runs ------------------------------------------------------------------------
+    def add_codesign_run(self, run: str, config: dict[str, Any]) -> None:
+        """Register a co-design run (once; a second call keeps the first row)."""
+        with self.engine.begin() as conn:
+            self._ensure(
+                conn, codesign_runs, {"run": run, "config": config, "created_at": time.time()}
+            )
+
+    def codesign_run(self, run: str) -> dict[str, Any] | None:
+        """The configuration of a registered co-design run, or ``None``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(codesign_runs.c.config).where(codesign_runs.c.run == run)
+            ).first()
+        if row is None:
+            return None
+        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+
+    def add_codesign_stage(self, run: str, stage: str, record: dict[str, Any]) -> bool:
+        """Store a finished stage once; ``False`` if the run already holds it."""
+        return self._insert_once(codesign_stages, run=run, stage=stage, record=record)
+
+    def codesign_stages(self, run: str) -> dict[str, dict[str, Any]]:
+        """The run's finished stages, ``stage → record``, in the order they finished."""
+        query = (
+            select(codesign_stages.c.stage, codesign_stages.c.record)
+            .where(codesign_stages.c.run == run)
+            .order_by(codesign_stages.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {r[0]: json.loads(r[1]) if isinstance(r[1], str) else r[1] for r in rows}
 
     def _insert_once(self, table: Table, **values: Any) -> bool:
         try:

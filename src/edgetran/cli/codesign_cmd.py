@@ -1,0 +1,126 @@
+"""``edgetran codesign``: the main job — the best model–device pair for a task and budgets."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgetran.cli._common import print_json, quiet_optuna
+
+#: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
+DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino"
+
+
+def codesign(
+    task: Annotated[
+        str, typer.Option(help="tweet-sentiment, glue/<task>, or a CSV/JSONL file.")
+    ] = "tweet-sentiment",
+    devices: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: live HARDWARE/RUNTIME pairs and measurement files "
+            "(.json ProTran, .csv, .parquet)."
+        ),
+    ] = DEFAULT_DEVICES,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Budget per sequence.")] = None,
+    max_energy_mj: Annotated[float | None, typer.Option(help="Budget per sequence.")] = None,
+    max_peak_power_w: Annotated[float | None, typer.Option(help="Budget.")] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="Budget (a fraction).")] = None,
+    budget: Annotated[str, typer.Option(help="Accuracy budget of the search.")] = "quick",
+    final_budget: Annotated[str, typer.Option(help="Training budget of the winner.")] = "quick",
+    evaluations: Annotated[int, typer.Option(min=1, help="Co-search evaluations.")] = 12,
+    sampler: Annotated[str, typer.Option(help="boshcode, tpe, … (edgetran env).")] = "boshcode",
+    compare: Annotated[
+        str | None, typer.Option(help="A second sampler on the same evaluations, for the report.")
+    ] = None,
+    space: Annotated[
+        Path | None, typer.Option(help="Design space file (default: a CPU-sized space).")
+    ] = None,
+    profile_budget: Annotated[
+        int, typer.Option(min=8, help="Measurements per live device before the search.")
+    ] = 10,
+    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length measured.")] = 128,
+    meter: Annotated[str, typer.Option(help="Power meter (edgetran profile --help).")] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads (default: every usable core).")
+    ] = None,
+    idle_s: Annotated[
+        float, typer.Option(min=0, help="Seconds of idle power before each measurement.")
+    ] = 0.5,
+    profile_max_time: Annotated[
+        float, typer.Option(min=0, help="Seconds of timed runs per measurement.")
+    ] = 2.0,
+    references: Annotated[
+        str, typer.Option(help="Named BERTs measured beside the winner, comma-separated.")
+    ] = "bert-tiny,bert-mini",
+    growprune: Annotated[bool, typer.Option(help="Refine the winner with grow-and-prune.")] = True,
+    growprune_iterations: Annotated[int, typer.Option(min=1, help="Grow-and-prune steps.")] = 2,
+    eval_timeout_s: Annotated[
+        float | None, typer.Option(min=0, help="An accuracy evaluation running longer fails.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
+    workspace: Annotated[Path, typer.Option(help="Tokenizers and checkpoints.")] = Path(
+        "edgetran-workspace"
+    ),
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("codesign-out"),
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
+) -> None:
+    """Find, train, export and measure the best model–device pair; write a report."""
+    from rich.console import Console
+
+    from edgetran.codesign import CodesignConfig, run_codesign
+    from edgetran.space import DesignSpace
+
+    quiet_optuna()
+    config = CodesignConfig(
+        task=task,
+        devices=tuple(d.strip() for d in devices.split(",") if d.strip()),
+        max_latency_ms=max_latency_ms,
+        max_energy_mj=max_energy_mj,
+        max_peak_power_w=max_peak_power_w,
+        min_accuracy=min_accuracy,
+        budget=budget,
+        final_budget=final_budget,
+        evaluations=evaluations,
+        sampler=sampler,
+        compare=compare,
+        **({"space": DesignSpace.from_file(space).to_dict()} if space else {}),
+        profile_budget=profile_budget,
+        seq_len=seq_len,
+        meter=meter,
+        threads=threads,
+        idle_s=idle_s,
+        profile_max_time_s=profile_max_time,
+        references=tuple(r.strip() for r in references.split(",") if r.strip()),
+        growprune=growprune,
+        growprune_iterations=growprune_iterations,
+        eval_timeout_s=eval_timeout_s,
+        seed=seed,
+        workspace=str(workspace),
+        out=str(out),
+        db=db,
+    )
+    console = Console(stderr=True, highlight=False)
+    status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
+    with status:
+        result = run_codesign(config, resume=resume, on_event=console.print)
+    if as_json:
+        print_json(result.result)
+        return
+    best = result.best
+    m = best["metrics"]
+    typer.echo(
+        f"best: {best['device']} accuracy {m['accuracy']:.4f}, latency "
+        f"{m['latency_s'] * 1e3:.3f} ms/seq, energy {m['energy_j'] * 1e3:.3f} mJ/seq, peak "
+        f"{m['peak_power_w']:.3g} W (measured: {', '.join(best['measured'])})"
+    )
+    typer.echo(f"report: {result.out / 'report.html'}")

@@ -1,0 +1,213 @@
+"""What a co-design run is asked to do: one frozen, JSON round-tripping configuration.
+
+A device is a (hardware, runtime) pair. ``HARDWARE/RUNTIME`` (``cpu/torch``,
+``cpu/onnxruntime``, ``cpu/openvino``, ``cuda:0/torch``) is a *live* device: this machine,
+profiled here. A measurement file (ProTran ``.json``, ``.csv`` or ``.parquet``) is a *recorded*
+device: its measurements are imported into the workspace and its costs come from a surrogate
+fitted on them, flagged ``predicted``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgetran.errors import EdgeTranError
+
+#: This CPU under the three runtimes: the runtime is part of the co-design.
+CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+#: A CPU-sized corner of the reference space, where the quick budget trains in about a minute.
+CPU_SPACE: dict[str, list[Any]] = {
+    "layers": [2, 4],
+    "hidden_sizes": [128, 256],
+    "head_counts": [2, 4],
+    "ff_depths": [1, 2],
+    "ff_widths": [256, 512, 1024],
+}
+#: Named BERTs measured beside the winner, on every device and under the same budget.
+REFERENCES = ("bert-tiny", "bert-mini")
+#: Measurement file suffix → format of :func:`edgetran.profile.read_measurements`.
+FILE_FORMATS = {".json": "protran", ".csv": "csv", ".parquet": "parquet"}
+BUDGET_NAMES = ("quick", "standard", "full")
+#: Measurements a device surrogate needs (``edgetran.surrogate.base.MIN_SAMPLES``, which
+#: imports NumPy and friends; the configuration stays light).
+MIN_SURROGATE_SAMPLES = 8
+
+
+class CodesignError(EdgeTranError, ValueError):
+    """A co-design configuration or run cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device of a run: live (``hardware`` and ``runtime``) or recorded (``path``)."""
+
+    name: str
+    hardware: str | None = None
+    runtime: str | None = None
+    path: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.path is None
+
+
+def parse_device(text: str) -> DeviceSpec:
+    """``HARDWARE/RUNTIME`` or a measurement file.
+
+    Raises:
+        CodesignError: neither, naming what is allowed.
+    """
+    from edgetran.plugins import list_runtimes
+
+    suffix = Path(text).suffix.lower()
+    if suffix in FILE_FORMATS:
+        if not Path(text).is_file():
+            raise CodesignError(f"device file {text}: no such file")
+        return DeviceSpec(Path(text).stem, path=text)
+    hardware, _, runtime = text.rpartition("/")
+    if not hardware or runtime not in list_runtimes():
+        raise CodesignError(
+            f"device {text!r} is invalid; allowed: HARDWARE/RUNTIME (runtimes: "
+            f"{', '.join(list_runtimes())}; e.g. cpu/torch) or a measurement file "
+            f"({', '.join(FILE_FORMATS)})"
+        )
+    from edgetran.export.runners import check_device
+
+    check_device(runtime, hardware)
+    return DeviceSpec(text, hardware, runtime)
+
+
+@dataclass(frozen=True)
+class CodesignConfig:
+    """A co-design run. Validated on construction; :meth:`to_dict`/:meth:`from_dict` round-trip
+    through JSON. Defaults are the embedded demo: this CPU's three runtimes, the bundled
+    tweet-sentiment task, a CPU-sized space and the quick budget.
+
+    Attributes:
+        task: the accuracy task (``tweet-sentiment``, ``glue/…``, a CSV/JSONL file).
+        devices: live ``HARDWARE/RUNTIME`` pairs and measurement files.
+        max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy: budgets (per sequence).
+        budget: the accuracy oracle's budget during the search; ``final_budget`` trains the
+            winner (and the references it is compared with).
+        evaluations: co-search evaluations (failed ones included).
+        sampler, compare: the search's sampler, and one more run on the same evaluations for
+            the report's convergence plot (``None``: none).
+        space: the design space (``DesignSpace.to_dict()``).
+        profile_budget: measurements per live device (active learning) before the search.
+        batch_size, seq_len: the input shape every device is measured at.
+        profile_max_time_s, idle_s, meter, threads: the ProTran protocol's settings.
+        references: named BERTs measured beside the winner.
+        growprune: refine the winner with GPTran's grow-and-prune; ``growprune_iterations``.
+        eval_timeout_s: an accuracy evaluation running longer fails (``None``: no limit).
+        seed: seed of every stage.
+        workspace: tokenizers and checkpoints.
+        out: the output folder (``result.json``, ``model/``, ``export/``, ``report.html``).
+        db: the workspace database (SQLAlchemy URL or SQLite file; default ``edgetran.db``).
+    """
+
+    task: str = "tweet-sentiment"
+    devices: tuple[str, ...] = CPU_DEVICES
+    max_latency_ms: float | None = None
+    max_energy_mj: float | None = None
+    max_peak_power_w: float | None = None
+    min_accuracy: float | None = None
+    budget: str = "quick"
+    final_budget: str = "quick"
+    evaluations: int = 12
+    sampler: str = "boshcode"
+    compare: str | None = None
+    space: dict[str, Any] = field(default_factory=lambda: dict(CPU_SPACE))
+    profile_budget: int = 10
+    batch_size: int = 1
+    seq_len: int = 128
+    profile_max_time_s: float = 2.0
+    idle_s: float = 0.5
+    meter: str = "auto"
+    threads: int | None = None
+    references: tuple[str, ...] = REFERENCES
+    growprune: bool = True
+    growprune_iterations: int = 2
+    eval_timeout_s: float | None = None
+    seed: int = 0
+    workspace: str = "edgetran-workspace"
+    out: str = "codesign-out"
+    db: str | None = None
+
+    def __post_init__(self) -> None:
+        from edgetran.plugins import SAMPLERS
+        from edgetran.space import NAMED_ARCHITECTURES, DesignSpace
+
+        if not isinstance(self.task, str) or not self.task:
+            raise CodesignError("task: expected a task name or file")
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "references", tuple(self.references))
+        if not self.devices:
+            raise CodesignError("devices: expected at least one device")
+        for device in self.devices:
+            parse_device(device)
+        for name in ("budget", "final_budget"):
+            if getattr(self, name) not in BUDGET_NAMES:
+                allowed = ", ".join(BUDGET_NAMES)
+                raise CodesignError(
+                    f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}"
+                )
+        for name in ("evaluations", "profile_budget", "batch_size", "seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CodesignError(f"{name}={value!r} is invalid; allowed: an integer ≥ 1")
+        if self.profile_budget < MIN_SURROGATE_SAMPLES:
+            raise CodesignError(
+                f"profile_budget={self.profile_budget}; a surrogate needs at least "
+                f"{MIN_SURROGATE_SAMPLES} measurements of a device"
+            )
+        SAMPLERS.validate(self.sampler)
+        if self.compare is not None:
+            SAMPLERS.validate(self.compare)
+        for name in ("profile_max_time_s", "idle_s"):
+            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
+                raise CodesignError(f"{name}={getattr(self, name)!r}; allowed: a number ≥ 0")
+        if self.eval_timeout_s is not None and (
+            not _finite(self.eval_timeout_s) or self.eval_timeout_s <= 0
+        ):
+            raise CodesignError(f"eval_timeout_s={self.eval_timeout_s!r}; allowed: a number > 0")
+        unknown = [r for r in self.references if r not in NAMED_ARCHITECTURES]
+        if unknown:
+            raise CodesignError(
+                f"references: {unknown[0]!r} is unknown; allowed: {', '.join(NAMED_ARCHITECTURES)}"
+            )
+        object.__setattr__(self, "space", DesignSpace.from_dict(self.space).to_dict())
+        self.constraints()  # budgets are checked where the search checks them
+
+    def constraints(self):
+        from edgetran.search import Constraints
+
+        return Constraints(
+            self.max_latency_ms, self.max_energy_mj, self.max_peak_power_w, self.min_accuracy
+        )
+
+    def design_space(self):
+        from edgetran.space import DesignSpace
+
+        return DesignSpace.from_dict(self.space)
+
+    def device_specs(self) -> list[DeviceSpec]:
+        return [parse_device(d) for d in self.devices]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodesignConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CodesignError(f"unknown co-design setting {unknown[0]!r}")
+        return cls(**data)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

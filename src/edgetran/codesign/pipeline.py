@@ -1,0 +1,637 @@
+"""The co-design pipeline: task, devices and budgets in; the best model–device pair, trained,
+exported for that device's runtime and measured there, and the evidence, out.
+
+Stages, in order (each recorded in the workspace database when it finishes; a resumed run
+skips the finished ones, and the unfinished one resumes from what the database holds):
+
+1. ``profile``: each live device is profiled with active learning up to ``profile_budget``
+   measurements (stored ones count); recorded devices' files are imported.
+2. ``surrogates``: one surrogate per device, with held-out (parity) predictions for the report.
+3. ``search``: the co-search (BOSHCODE or another sampler) with the accuracy oracle, under the
+   budgets; ``compare`` runs a second sampler on the same number of evaluations.
+4. ``references``: the named BERTs on every device, at the search's accuracy budget.
+5. ``growprune``: GPTran's grow-and-prune of the winner on its device.
+6. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
+7. ``export``: the model exported to the winning device's runtime, verified against PyTorch.
+8. ``final_measurement``: the exported artifact profiled on the live device (measured).
+
+A stage that cannot run (grow-and-prune switched off, export and final measurement of a
+recorded device) is skipped and says why. Every evaluation, measurement and trained model
+lives in the database or the workspace, so ``kill -9`` followed by ``resume`` repeats none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetran.codesign.config import FILE_FORMATS, CodesignConfig, CodesignError, DeviceSpec
+from edgetran.space import NAMED_ARCHITECTURES, Architecture
+from edgetran.store import Store
+
+STAGES = (
+    "profile",
+    "surrogates",
+    "search",
+    "compare",
+    "references",
+    "growprune",
+    "final_training",
+    "export",
+    "final_measurement",
+)
+#: Folds of the held-out predictions behind the parity plots.
+PARITY_FOLDS = 5
+#: Ensemble settings of the surrogates fitted here (the active-learning loop's lighter ones).
+SURROGATE_OPTIONS = {"n_models": 3, "n_estimators": 200, "learning_rate": 0.06}
+
+
+class EvaluationTimeout(CodesignError):
+    """An accuracy evaluation ran past ``eval_timeout_s``."""
+
+
+@dataclass
+class CodesignResult:
+    """``result``: what ``OUT/result.json`` holds; ``out``: the output folder."""
+
+    out: Path
+    result: dict[str, Any]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.result.get("best")
+
+
+def run_key(config: CodesignConfig) -> str:
+    """The run's key in the database: its output folder (one run per folder)."""
+    where = str(Path(config.out).resolve())
+    return "codesign-" + hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def run_codesign(
+    config: CodesignConfig,
+    *,
+    resume: bool = False,
+    on_event: Callable[[str], None] | None = None,
+) -> CodesignResult:
+    """Run (or, with ``resume``, continue) the co-design ``config`` describes.
+
+    Raises:
+        CodesignError: the run exists and ``resume`` is not set, or it was started with another
+            configuration; no feasible pair was found.
+    """
+    out = Path(config.out)
+    with Store(config.db) as store:
+        run = _Run(config, store, out, on_event or (lambda _line: None))
+        run.open(resume)
+        result = run.execute()
+    from edgetran.codesign.report import write_report
+
+    write_report(result, out / "report.html")
+    return CodesignResult(out, result)
+
+
+class _Run:
+    def __init__(self, config: CodesignConfig, store: Store, out: Path, emit) -> None:
+        self.config, self.store, self.out, self.emit = config, store, out, emit
+        self.key = run_key(config)
+        self.specs = config.device_specs()
+        self.surrogates: dict[str, Any] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def open(self, resume: bool) -> None:
+        stored = self.store.codesign_run(self.key)
+        wanted = self.config.to_dict()
+        if stored is not None and not resume:
+            raise CodesignError(
+                f"a co-design run into {self.out} exists in the workspace; pass --resume or "
+                "another --out"
+            )
+        if stored is not None and stored != wanted:
+            changed = sorted(
+                k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k)
+            )
+            raise CodesignError(
+                f"the co-design run into {self.out} was started with other settings "
+                f"({', '.join(changed)} differ); cannot resume"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.store.add_codesign_run(self.key, wanted)
+        self.done = self.store.codesign_stages(self.key)
+
+    def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The stage's record: stored earlier, or made now and stored."""
+        if name in self.done:
+            self.emit(f"{name}: done earlier ({self.done[name]['seconds']:.1f} s), skipped")
+            return self.done[name]
+        self.emit(f"{name}: started")
+        began = time.perf_counter()
+        record = work()
+        record["seconds"] = time.perf_counter() - began
+        self.store.add_codesign_stage(self.key, name, record)
+        self.done[name] = record
+        why = f" ({record['skipped']})" if record.get("skipped") else ""
+        self.emit(f"{name}: {'skipped' if why else 'finished'} in {record['seconds']:.1f} s{why}")
+        return record
+
+    # -- the pipeline --------------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        profiled = self.stage("profile", self.profile)
+        self.names = profiled["devices"]
+        parity = self.stage("surrogates", self.fit_surrogates)
+        self.load_surrogates()
+        search = self.stage("search", lambda: self.search(self.config.sampler, "search"))
+        compare = self.stage(
+            "compare",
+            lambda: (
+                self.search(self.config.compare, "compare")
+                if self.config.compare
+                else {"skipped": "no --compare sampler"}
+            ),
+        )
+        references = self.stage("references", self.references)
+        if search["best"] is None:
+            raise CodesignError(search["message"])
+        winner = search["best"]
+        growprune = self.stage("growprune", lambda: self.growprune(winner))
+        arch = Architecture.from_dict(growprune.get("final", winner)["arch"])
+        trained = self.stage("final_training", lambda: self.final_training(arch))
+        spec = self.spec(winner["device"])
+        exported = self.stage("export", lambda: self.export(spec))
+        final = self.stage("final_measurement", lambda: self.final_measurement(spec, exported))
+        return self.summary(
+            winner, arch, trained, final, search, compare, references, growprune, parity, exported
+        )
+
+    def spec(self, device: str) -> DeviceSpec:
+        return next((s for s in self.specs if s.name == device), DeviceSpec(device, path="-"))
+
+    def profile_settings(self, spec: DeviceSpec):
+        from edgetran.profile import ProfileSettings
+
+        c = self.config
+        return ProfileSettings(
+            device=spec.hardware,
+            runtime=spec.runtime,
+            batch_size=c.batch_size,
+            seq_len=c.seq_len,
+            threads=c.threads,
+            meter=c.meter,
+            max_time_s=c.profile_max_time_s,
+            idle_s=c.idle_s,
+            seed=c.seed,
+        )
+
+    def meter(self, spec: DeviceSpec):
+        from edgetran.profile import create_meter
+
+        settings = self.profile_settings(spec)
+        return create_meter(settings.meter, settings.device, per_core_w=settings.core_watts)
+
+    def profile(self) -> dict[str, Any]:
+        from edgetran.profile import read_measurements
+        from edgetran.surrogate.active import profile_actively
+
+        devices: list[str] = []
+        info: dict[str, Any] = {}
+        for spec in self.specs:
+            if not spec.live:
+                items = read_measurements(
+                    Path(spec.path), FILE_FORMATS[Path(spec.path).suffix.lower()], None
+                )
+                self.store.add_many(items)
+                for name in sorted({m.device for m in items}):
+                    devices.append(name)
+                    info[name] = {
+                        "kind": "recorded",
+                        "file": spec.path,
+                        "measurements": sum(m.device == name for m in items),
+                    }
+                continue
+            meter = self.meter(spec)
+            result = profile_actively(
+                self.profile_settings(spec),
+                meter,
+                self.config.design_space(),
+                self.store,
+                self.config.profile_budget,
+                initial=min(10, self.config.profile_budget),
+                on_measured=lambda m, d=spec.name: self.emit(
+                    f"  {d}: {m.hash[:10]} {m.latency_s_per_seq * 1e3:.2f} ms/seq"
+                ),
+            )
+            devices.append(spec.name)
+            info[spec.name] = {
+                "kind": "live",
+                "measurements": len(result.measurements),
+                "meter": meter.name,
+                "meter_kind": meter.kind,
+            }
+        return {"devices": devices, "info": info}
+
+    def shape(self, device: str) -> tuple[int, int] | None:
+        live = self.spec(device).live
+        return (self.config.batch_size, self.config.seq_len) if live else None
+
+    def fit_surrogates(self) -> dict[str, Any]:
+        from edgetran.search import device_measurements
+        from edgetran.surrogate import DeviceSurrogate
+
+        folder = self.out / "surrogates"
+        folder.mkdir(parents=True, exist_ok=True)
+        parity = {}
+        for device in self.names:
+            items = device_measurements(self.store, device, self.shape(device))
+            surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS, random_state=0)
+            surrogate.fit(items).save(folder / _file_name(device))
+            parity[device] = _parity(items, self.config.seed)
+        return {"parity": parity}
+
+    def load_surrogates(self) -> None:
+        from edgetran.surrogate import DeviceSurrogate
+
+        for device in self.names:
+            path = self.out / "surrogates" / _file_name(device)
+            if not path.is_file():  # the output folder was cleared after the stage
+                self.done.pop("surrogates", None)
+                self.fit_surrogates()
+            self.surrogates[device] = DeviceSurrogate.load(path)
+
+    def evaluator(self):
+        from edgetran.search import LiveEvaluator, device_measurements, oracle_accuracy
+        from edgetran.search.live import per_sequence
+
+        c = self.config
+        oracle = oracle_accuracy(c.task, self.store, c.budget, workspace=c.workspace, seed=c.seed)
+
+        def accuracy(arch: Architecture) -> float:
+            with _time_limit(c.eval_timeout_s):
+                value = oracle(arch)
+            if not math.isfinite(value):
+                raise CodesignError(f"accuracy of {arch.hash[:10]} is {value} (a NaN loss?)")
+            return value
+
+        measured = {
+            (m.hash, device): per_sequence(m)
+            for device in self.names
+            for m in device_measurements(self.store, device, self.shape(device))
+        }
+        return LiveEvaluator(accuracy, measured, self.surrogates, self.config.design_space())
+
+    def search(self, sampler: str, name: str) -> dict[str, Any]:
+        from edgetran.search import SearchSettings, run_search
+
+        settings = SearchSettings(
+            sampler=sampler,
+            budget=self.config.evaluations,
+            seed=self.config.seed,
+            constraints=self.config.constraints(),
+        )
+
+        def report(n: int, record) -> None:
+            m = record.evaluation.metrics
+            flag = " (predicted)" if record.evaluation.predicted else ""
+            self.emit(
+                f"  {name} {n:3d} {record.pair.device:>16} {record.pair.arch.hash[:10]} "
+                f"acc {m['accuracy']:.3f} lat {m['latency'] * 1e3:.2f} ms{flag} "
+                f"→ {record.value:.4f}{'' if record.feasible else ' infeasible'}"
+            )
+
+        result = run_search(
+            self.evaluator(),
+            settings,
+            storage=self.store.url,
+            study_name=f"{self.key}-{name}-{sampler}",
+            resume=True,
+            on_evaluation=report,
+            on_failure=lambda n, f: self.emit(f"  {name} {n:3d} failed: {f.reason}"),
+        )
+        out = result.to_dict()
+        out["sampler"] = sampler
+        out["records"] = [
+            {
+                "arch": r.pair.arch.to_model_dict(),
+                "device": r.pair.device,
+                "metrics": r.evaluation.metrics,
+                "predicted": r.evaluation.predicted,
+                "lower": r.evaluation.lower,
+                "upper": r.evaluation.upper,
+                "objective": r.value,
+                "feasible": r.feasible,
+                "how": r.how,
+            }
+            for r in result.records
+        ]
+        return out
+
+    def references(self) -> dict[str, Any]:
+        from edgetran.profile import profile_into_store
+        from edgetran.search import Pair
+        from edgetran.search.live import per_sequence
+        from edgetran.search.study import SearchSettings, score
+
+        evaluator = self.evaluator()
+        settings = SearchSettings(constraints=self.config.constraints())
+        rows = []
+        for name in self.config.references:
+            arch = NAMED_ARCHITECTURES[name]
+            accuracy = evaluator.accuracy(arch)
+            for device in self.names:
+                spec = self.spec(device)
+                if spec.live:
+                    measurement, _ = next(
+                        profile_into_store([arch], self.profile_settings(spec), self.store)
+                    )
+                    metrics = {"accuracy": accuracy, **per_sequence(measurement)}
+                    evaluation = _evaluation(metrics)
+                    ci = [v / measurement.batch_size for v in measurement.latency_ci95_s or []]
+                else:
+                    evaluation = evaluator.evaluate(Pair(arch, device))
+                    ci = []
+                value, feasible = score(evaluation, settings)
+                rows.append(
+                    {
+                        "name": name,
+                        "device": device,
+                        "arch": arch.to_model_dict(),
+                        "metrics": evaluation.metrics,
+                        "predicted": evaluation.predicted,
+                        "latency_ci95_s": ci,
+                        "objective": value,
+                        "feasible": feasible,
+                    }
+                )
+                self.emit(
+                    f"  {name} on {device}: acc {accuracy:.3f} "
+                    f"lat {evaluation.metrics['latency'] * 1e3:.2f} ms"
+                )
+        return {"rows": rows}
+
+    def growprune(self, winner: dict[str, Any]) -> dict[str, Any]:
+        if not self.config.growprune:
+            return {"skipped": "grow-and-prune switched off"}
+        from edgetran.growprune import GrowPruneSettings, LiveDevice, grow_and_prune
+
+        c = self.config
+        spec = self.spec(winner["device"])
+        device = (
+            LiveDevice(self.profile_settings(spec), self.store)
+            if spec.live
+            else self.surrogates[winner["device"]]
+        )
+        settings = GrowPruneSettings(
+            budget=c.budget,
+            iterations=c.growprune_iterations,
+            seed=c.seed,
+            max_latency_ms=c.max_latency_ms,
+            max_energy_mj=c.max_energy_mj,
+            max_peak_power_w=c.max_peak_power_w,
+            workspace=c.workspace,
+        )
+        result = grow_and_prune(
+            Architecture.from_dict(winner["arch"]),
+            c.task,
+            device,
+            settings,
+            store=self.store,
+            out=self.out / "growprune",
+            resume=True,
+            on_event=self.emit,
+        )
+        return {
+            "final": {"arch": result.final["model_dict"], "loss": result.final.get("loss")},
+            "root": {"arch": result.root["model_dict"], "loss": result.root.get("loss")},
+            "iterations": result.iterations,
+            "stopped": result.stopped,
+        }
+
+    def final_training(self, arch: Architecture) -> dict[str, Any]:
+        from edgetran.codesign.training import train_final
+
+        c = self.config
+        return train_final(
+            arch,
+            c.task,
+            c.final_budget,
+            store=self.store,
+            workspace=c.workspace,
+            seed=c.seed,
+            out=self.out / "model",
+        )
+
+    def export(self, spec: DeviceSpec) -> dict[str, Any]:
+        if not spec.live:
+            return {"skipped": f"{spec.name} is a recorded device: no runtime here to export to"}
+        from edgetran.export import ExportSpec, export_model
+        from edgetran.export.runners import get_runtime
+        from edgetran.model import FlexiBertForSequenceClassification
+
+        model = FlexiBertForSequenceClassification.from_pretrained(self.out / "model")
+        export_spec = ExportSpec(
+            get_runtime(spec.runtime).format, self.config.batch_size, self.config.seq_len
+        )
+        result = export_model(
+            model, self.out / "export", export_spec, verify=True, seed=self.config.seed
+        )
+        verification = result.verification or {}
+        if not verification.get("passed"):
+            raise CodesignError(
+                f"the exported {spec.runtime} artifact differs from PyTorch (max |Δ| "
+                f"{verification.get('max_abs_diff')}); see {self.out / 'export/metadata.json'}"
+            )
+        return {
+            "artifact": str(result.artifact),
+            "format": export_spec.format,
+            "verification": verification,
+        }
+
+    def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
+        if exported.get("skipped"):
+            return {"skipped": exported["skipped"]}
+        from edgetran.codesign.training import measure_artifact
+
+        settings = self.profile_settings(spec)
+        return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
+
+    # -- the result ----------------------------------------------------------------------------
+    def summary(
+        self,
+        winner,
+        arch,
+        trained,
+        final,
+        search,
+        compare,
+        references,
+        growprune,
+        parity,
+        exported,
+    ) -> dict[str, Any]:
+        from edgetran.search import PaperObjective
+
+        metrics = {"accuracy": trained["accuracy"]}
+        measured = ["accuracy"]
+        if final.get("skipped"):
+            predicted = self.surrogates[winner["device"]].predict([arch])
+            per = self.surrogates[winner["device"]].batch_size_
+            metrics |= {
+                "latency_s": float(predicted["latency"].mean[0]) / per,
+                "energy_j": float(predicted["energy"].mean[0]) / per,
+                "peak_power_w": float(predicted["peak_power"].mean[0]),
+            }
+        else:
+            metrics |= {k: final[k] for k in ("latency_s", "energy_j", "peak_power_w")}
+            measured.append("latency_s")
+            if final["meter_kind"] == "measured":
+                measured += ["energy_j", "peak_power_w"]
+        objective = PaperObjective().value(
+            {
+                "accuracy": metrics["accuracy"],
+                "latency": metrics["latency_s"],
+                "energy": metrics["energy_j"],
+                "peak_power": metrics["peak_power_w"],
+            }
+        )
+        best = {
+            "arch": arch.to_model_dict(),
+            "device": winner["device"],
+            "metrics": metrics,
+            "measured": measured,
+            "objective": objective,
+            "latency_ci95_s": final.get("latency_ci95_s"),
+            "meter": final.get("meter"),
+            "meter_kind": final.get("meter_kind"),
+            "search": {k: winner[k] for k in ("arch", "metrics", "predicted", "objective")},
+        }
+        result = {
+            "best": best,
+            "references": references["rows"],
+            "evaluations": search["records"],
+            "failed": search["failed"],
+            "search": {
+                k: search[k] for k in ("history", "evaluations", "evaluations_to_best", "sampler")
+            },
+            "compare": None
+            if compare.get("skipped")
+            else {"sampler": compare["sampler"], "history": compare["history"]},
+            "surrogates": parity["parity"],
+            "growprune": growprune,
+            "final_training": trained,
+            "export": exported,
+            "final_measurement": final,
+            "devices": self.done["profile"]["info"],
+            "stages": {name: self.done[name]["seconds"] for name in STAGES if name in self.done},
+            "skipped": {
+                n: self.done[n]["skipped"] for n in STAGES if self.done.get(n, {}).get("skipped")
+            },
+            "config": self.config.to_dict(),
+            "environment": _environment(),
+        }
+        import json
+
+        (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
+        return result
+
+
+def _evaluation(metrics: dict[str, float]):
+    from edgetran.search import Evaluation
+
+    return Evaluation(dict(metrics))
+
+
+def _file_name(device: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in device) + ".pkl"
+
+
+def _parity(items, seed: int) -> dict[str, Any]:
+    """Held-out predictions (mean and 90% interval) of latency and energy against the measured
+    values, over grouped folds: a point is never predicted by a model that saw it."""
+    from edgetran.surrogate import DeviceSurrogate
+    from edgetran.surrogate.base import MIN_SAMPLES, grouped_folds
+    from edgetran.surrogate.device import targets
+
+    folds = min(PARITY_FOLDS, len({m.hash for m in items}))
+    out: dict[str, Any] = {"n": len(items)}
+    if folds < 2:
+        return out
+    held_out = grouped_folds([m.hash for m in items], folds, np.random.default_rng(seed))
+    rows: dict[str, list] = {"latency": [], "energy": []}
+    for held in held_out:
+        train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
+        if len(train) < MIN_SAMPLES:
+            continue
+        surrogate = DeviceSurrogate(
+            metrics=("latency", "energy"), model_options=SURROGATE_OPTIONS
+        ).fit(train)
+        test = [items[i] for i in held]
+        predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
+        for metric, p in predictions.items():
+            for y, mean, low, high in zip(
+                targets(test, metric), p.mean, p.lower, p.upper, strict=True
+            ):
+                rows[metric].append([float(y), float(mean), float(low), float(high)])
+    out |= rows
+    return out
+
+
+@contextmanager
+def _time_limit(seconds: float | None):
+    """Raise :class:`EvaluationTimeout` in the main thread after ``seconds`` (POSIX timers;
+    elsewhere, or in another thread, no limit)."""
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(_signum, _frame):
+        raise EvaluationTimeout(f"the evaluation ran past eval_timeout_s={seconds:g}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _environment() -> dict[str, Any]:
+    import os
+
+    import edgetran
+    from edgetran._versions import package_version
+
+    packages = ("torch", "transformers", "onnxruntime", "openvino", "optuna", "lightgbm")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "versions": {p: package_version(p) for p in packages} | {"edgetran": edgetran.__version__},
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such numbers become ``null``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,295 @@
+"""``edgetran codesign``: configuration, the pipeline end to end on a tiny task and space with
+this CPU (fast settings) and a recorded device, resume, the CLI, the report in a real browser,
+and kill -9 at three stages followed by --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
+from edgetran.codesign.pipeline import EvaluationTimeout, _time_limit
+from edgetran.errors import EdgeTranError
+from edgetran.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SPACE = {"layers": [1], "hidden_sizes": [16], "head_counts": [2], "ff_depths": [1],
+              "ff_widths": [32, 64]}  # fmt: skip
+#: Run in a fresh interpreter before the CLI: training, surrogates and the contention check
+#: shrunk to what a test can afford (timing does not matter here); then, with EDGETRAN_KILL_AT
+#: set to ``PREFIX|n``, the process kills itself (SIGKILL) at the n-th progress line that starts
+#: with PREFIX.
+BOOT = """
+import os, signal, sys
+from edgetran.train import oracle
+from edgetran.profile.contention import Contention
+import edgetran.codesign.pipeline as pipeline
+oracle.BUDGETS["quick"] = oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+Contention.contended = lambda self, threads, cores=None: False
+pipeline.SURROGATE_OPTIONS = {"n_models": 2, "n_estimators": 40}
+prefix, _, count = os.environ.get("EDGETRAN_KILL_AT", "").rpartition("|")
+seen = []
+emit = pipeline._Run.__init__
+def patched(self, config, store, out, on_event):
+    def event(line):
+        on_event(line)
+        if prefix and line.startswith(prefix):
+            seen.append(line)
+            if len(seen) >= int(count):
+                os.kill(os.getpid(), signal.SIGKILL)
+    emit(self, config, store, out, event)
+pipeline._Run.__init__ = patched
+from edgetran.cli.main import main
+sys.argv = ["edgetran", *sys.argv[1:]]
+main()
+"""
+
+
+def _tiny(monkeypatch) -> None:
+    from edgetran.profile.contention import Contention
+    from edgetran.train import oracle
+
+    monkeypatch.setitem(
+        oracle.BUDGETS, "quick", oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+    )
+    monkeypatch.setattr(Contention, "contended", lambda self, threads, cores=None: False)
+    monkeypatch.setattr(
+        "edgetran.codesign.pipeline.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 40}
+    )
+
+
+def _inputs(folder: Path) -> tuple[Path, Path, Path]:
+    from edgetran.profile import write_measurements
+    from tests.conftest import fake_device
+    from tests.test_train import write_task
+
+    folder.mkdir(parents=True, exist_ok=True)
+    task = write_task(folder / "task.csv", n=60)
+    board = folder / "board.csv"
+    write_measurements(fake_device(12, "board", seed=3), board, "csv")
+    space = folder / "space.json"
+    space.write_text(json.dumps(TINY_SPACE))
+    return task, board, space
+
+
+def _args(folder: Path, task: Path, board: Path, space: Path, compare: bool = True) -> list:
+    """CLI arguments of the tiny run (``_config`` is the same run as a configuration)."""
+    return [
+        "codesign", "--task", task, "--devices", f"cpu/torch,{board}", "--evaluations", 4,
+        "--sampler", "random", *(["--compare", "tpe"] if compare else []), "--space", space,
+        "--profile-budget", 8,
+        "--seq-len", 8, "--meter", "estimate", "--threads", 1, "--idle-s", 0,
+        "--profile-max-time", 0.02, "--references", "bert-tiny", "--no-growprune",
+        "--workspace", folder / "ws", "--out", folder / "out", "--db", folder / "w.db",
+    ]  # fmt: skip
+
+
+def _config(folder: Path, task: Path, board: Path, **changes) -> CodesignConfig:
+    values = dict(
+        task=str(task), devices=("cpu/torch", str(board)), evaluations=4, sampler="random",
+        compare="tpe", space=TINY_SPACE, profile_budget=8, seq_len=8, meter="estimate",
+        threads=1, idle_s=0.0, profile_max_time_s=0.02, references=("bert-tiny",),
+        growprune=False, workspace=str(folder / "ws"), out=str(folder / "out"),
+        db=str(folder / "w.db"),
+    )  # fmt: skip
+    return CodesignConfig(**(values | changes))
+
+
+@pytest.fixture(scope="module")
+def codesigned(tmp_path_factory):
+    """One tiny co-design run: (folder, its inputs, the result, the progress lines)."""
+    folder = tmp_path_factory.mktemp("codesign")
+    task, board, space = _inputs(folder)
+    events: list[str] = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _tiny(monkeypatch)
+        result = run_codesign(_config(folder, task, board), on_event=events.append)
+    return folder, (task, board, space), result, events
+
+
+# -- configuration ------------------------------------------------------------------------------
+def test_config_round_trips_through_json(tmp_path):
+    config = CodesignConfig(max_latency_ms=5.0, compare="tpe", references=("bert-mini",))
+    again = CodesignConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.devices == ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"devices": ("gpu/fast",)}, "device 'gpu/fast' is invalid; allowed: HARDWARE/RUNTIME"),
+        ({"devices": ("missing.csv",)}, "device file missing.csv: no such file"),
+        ({"budget": "huge"}, "budget='huge' is invalid; allowed: quick, standard, full"),
+        ({"references": ("bert-huge",)}, "references: 'bert-huge' is unknown"),
+        ({"profile_budget": 3}, "a surrogate needs at least 8"),
+        ({"max_latency_ms": -1.0}, "max_latency_ms=-1.0 is invalid"),
+        ({"eval_timeout_s": 0}, "eval_timeout_s=0"),
+    ],
+)
+def test_config_refuses_bad_values(change, message):
+    with pytest.raises(EdgeTranError, match=re.escape(message)):
+        CodesignConfig(**change)
+    with pytest.raises(CodesignError, match="unknown co-design setting 'colour'"):
+        CodesignConfig.from_dict({"colour": 1})
+
+
+def test_time_limit_raises_a_typed_timeout():
+    import time
+
+    with pytest.raises(EvaluationTimeout, match=r"eval_timeout_s=0\.05"), _time_limit(0.05):
+        time.sleep(1)
+    with _time_limit(None):
+        pass
+
+
+# -- the pipeline -------------------------------------------------------------------------------
+def test_codesign_writes_every_output(codesigned):
+    folder, _, result, events = codesigned
+    out = folder / "out"
+    data = json.loads((out / "result.json").read_text())
+    best = data["best"]
+    assert set(best["metrics"]) == {"accuracy", "latency_s", "energy_j", "peak_power_w"}
+    assert best["device"] in ("cpu/torch", "board")
+    assert set(data["stages"]) >= {"profile", "surrogates", "search", "references", "export"}
+    assert data["skipped"]["growprune"] == "grow-and-prune switched off"
+    assert len(data["evaluations"]) + len(data["failed"]) == 4
+    assert {(r["name"], r["device"]) for r in data["references"]} == {
+        ("bert-tiny", "cpu/torch"), ("bert-tiny", "board")
+    }  # fmt: skip
+    assert data["compare"]["sampler"] == "tpe" and len(data["compare"]["history"]) == 4
+    assert (out / "model" / "config.json").is_file()
+    if best["device"] == "cpu/torch":  # live: exported, verified and measured there
+        assert best["measured"] == ["accuracy", "latency_s"]  # the estimate meter: no energy
+        metadata = json.loads((out / "export" / "metadata.json").read_text())
+        assert metadata["verification"]["passed"] and (out / "export" / "model.pt2").is_file()
+        assert data["final_measurement"]["latency_s"] == best["metrics"]["latency_s"]
+    else:
+        assert data["skipped"]["export"].startswith("board is a recorded device")
+    assert any(line.startswith("  search   1") for line in events)
+    assert result.best == data["best"]
+
+
+def test_report_is_one_self_contained_file(codesigned):
+    folder = codesigned[0]
+    page = (folder / "out" / "report.html").read_text()
+    images = re.findall(r"<img [^>]*src='([^']*)'", page)
+    assert len(images) >= 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    for heading in ("Pareto fronts", "Convergence", "Surrogates", "Model card",
+                    "Grow-and-prune", "Measured and estimated"):  # fmt: skip
+        assert heading in page
+    assert "estimated" in page and "bert-tiny" in page
+
+
+def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monkeypatch):
+    folder, (task, board, _), _, _ = codesigned
+    _tiny(monkeypatch)
+    with pytest.raises(CodesignError, match="exists in the workspace; pass --resume"):
+        run_codesign(_config(folder, task, board))
+    with pytest.raises(CodesignError, match=r"other settings \(evaluations differ\)"):
+        run_codesign(_config(folder, task, board, evaluations=5), resume=True)
+    events: list[str] = []
+    again = run_codesign(_config(folder, task, board), resume=True, on_event=events.append)
+    assert all("done earlier" in line for line in events) and len(events) == 9
+    assert again.best == codesigned[2].best
+
+
+def test_codesign_cli_resumes_and_prints_json(codesigned, run_cli, monkeypatch):
+    folder, inputs, _, _ = codesigned
+    _tiny(monkeypatch)
+    code, out, err = run_cli(*_args(folder, *inputs), "--resume", "--json")
+    assert code == 0, err
+    assert json.loads(out)["best"] == codesigned[2].best
+    code, _, err = run_cli("codesign", "--devices", "tpu/fast", "--out", folder / "x")
+    assert code == 2 and "device 'tpu/fast' is invalid" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium browser here")
+def test_report_renders_in_a_headless_browser(codesigned, tmp_path):
+    """Every image loads and the page logs no error, in a real browser; the screenshot is kept
+    in .pytest_cache/edgetran/report.png."""
+    page = (codesigned[0] / "out" / "report.html").read_text()
+    probe = (
+        "<script>window.errors=[];window.onerror=(m)=>errors.push(String(m));"
+        "const e=console.error;console.error=(...a)=>{errors.push(a.join(' '));e(...a)};"
+        "addEventListener('load',()=>{const i=[...document.images];document.title="
+        "'PROBE'+JSON.stringify({images:i.length,loaded:i.filter(x=>x.complete&&"
+        "x.naturalWidth>0).length,errors})});</script>"
+    )
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("<head>", "<head>" + probe, 1))
+    common = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--enable-logging=stderr", "--virtual-time-budget=5000"]  # fmt: skip
+    done = subprocess.run([*common, "--dump-dom", probed.as_uri()], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    title = re.search(r"<title>PROBE(.*?)</title>", done.stdout)
+    assert title, done.stderr[-2000:]
+    state = json.loads(title.group(1).replace("&quot;", '"'))
+    assert state["images"] >= 3 and state["loaded"] == state["images"] and state["errors"] == []
+    assert not re.search(r"CONSOLE.*(Uncaught|ERROR)", done.stderr)
+    shots = ROOT / ".pytest_cache" / "edgetran"
+    shots.mkdir(parents=True, exist_ok=True)
+    report = codesigned[0] / "out" / "report.html"
+    subprocess.run([*common, "--window-size=1280,4000", f"--screenshot={shots / 'report.png'}",
+                    report.as_uri()], capture_output=True, timeout=120, check=True)  # fmt: skip
+    assert (shots / "report.png").stat().st_size > 10_000
+
+
+# -- faults ---------------------------------------------------------------------------------------
+def _run_killed(args: list, kill_at: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGETRAN_KILL_AT": kill_at, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", BOOT, *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=cwd)  # fmt: skip
+
+
+def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, monkeypatch):
+    """kill -9 while profiling, while searching and while exporting; each --resume continues
+    (the last one in this process, to spare an interpreter's start-up): no measurement,
+    evaluation or stage is lost or done twice."""
+    task, board, space = _inputs(tmp_path)
+    args = _args(tmp_path, task, board, space, compare=False)
+    killed = _run_killed(args, "  cpu/torch:|3", tmp_path)  # once the third profile is stored
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with Store(tmp_path / "w.db") as store:
+        assert len(store.measurements("cpu", runtime="torch")) == 3
+    killed = _run_killed([*args, "--resume"], "  search |2", tmp_path)  # the second evaluation
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "profile: finished" in killed.stderr
+    killed = _run_killed([*args, "--resume"], "export: started|1", tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "search: finished" in killed.stderr
+    _tiny(monkeypatch)
+    events: list[str] = []
+    config = _config(tmp_path, task, board, compare=None)
+    result = run_codesign(config, resume=True, on_event=events.append).result
+    assert [line.split(":")[0] for line in events if "done earlier" in line] == [
+        "profile", "surrogates", "search", "compare", "references", "growprune",
+        "final_training",
+    ]  # fmt: skip
+    with Store(tmp_path / "w.db") as store:
+        profiles = store.measurements("cpu", runtime="torch")
+        stages = store.codesign_stages(next(iter(_runs(store))))
+    # 8 profiles, one per architecture, plus the reference; none repeated
+    hashes = [m.hash for m in profiles]
+    assert len(hashes) == len(set(hashes)) == 9
+    keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in result["evaluations"]]
+    assert len(keys) + len(result["failed"]) == 4 and len(set(keys)) == len(keys)
+    assert list(stages)[:3] == ["profile", "surrogates", "search"]
+    assert "export" in stages and "final_measurement" in stages
+
+
+def _runs(store: Store) -> list[str]:
+    from sqlalchemy import select
+
+    from edgetran.store.database import codesign_runs
+
+    with store.engine.connect() as conn:
+        return [row[0] for row in conn.execute(select(codesign_runs.c.run))]
