@@ -417,10 +417,10 @@ class _Run:
         }
 
     def final_training(self, arch: Architecture) -> dict[str, Any]:
-        from edgetran.codesign.training import train_final
+        from edgetran.train.oracle import train_classifier
 
         c = self.config
-        return train_final(
+        return train_classifier(
             arch,
             c.task,
             c.final_budget,
@@ -459,7 +459,7 @@ class _Run:
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
             return {"skipped": exported["skipped"]}
-        from edgetran.codesign.training import measure_artifact
+        from edgetran.codesign.measure import measure_artifact
 
         settings = self.profile_settings(spec)
         return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))

@@ -316,8 +316,8 @@ def _model_card(result: dict[str, Any]) -> str:
         [f"FLOPs ({config['batch_size']} × {config['seq_len']})", f"{costs.flops / 1e9:.3f} G"],
         [
             "accuracy",
-            f"{m['accuracy']:.4f} ({result['final_training'].get('metric', '')}, "
-            f"{config['final_budget']} budget)",
+            f"{m['accuracy']:.4f}{_plus_minus(result['final_training'].get('accuracy_std'))} "
+            f"({result['final_training'].get('metric', '')}, {config['final_budget']} budget)",
         ],
         [
             "latency",
@@ -349,6 +349,11 @@ def _model_card(result: dict[str, Any]) -> str:
             ["reference", "accuracy", "latency ×", "energy ×", "peak power ×", "costs"], ratios
         )
     )
+
+
+def _plus_minus(std: float | None) -> str:
+    """`` ± std`` (a standard error of the test examples), when the oracle gave one."""
+    return "" if std is None else f" ± {std:.4f}"
 
 
 def _growprune(result: dict[str, Any]) -> str:

@@ -1,0 +1,45 @@
+"""The measurement of the winner's exported artifact on its live device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def measure_artifact(artifact: Path, settings, meter) -> dict[str, Any]:
+    """The ProTran protocol on the exported artifact itself, in its runtime (measured, per
+    sequence; energy and peak power flagged by the meter's kind)."""
+    from edgetran.export import create_runner, random_inputs
+    from edgetran.profile.protocol import profile_runner
+
+    metadata = json.loads((artifact.parent / "metadata.json").read_text())
+    options: dict[str, Any] = {"threads": settings.pinned_threads}
+    if settings.runtime == "torch":  # threads are torch's global setting, as the profiler pins
+        import torch
+
+        torch.set_num_threads(options.pop("threads"))
+    if settings.runtime == "openvino":
+        options["precision"] = "f32"
+    runner = create_runner(settings.runtime, artifact, settings.device, **options)
+    ids, mask = random_inputs(
+        settings.batch_size, settings.seq_len, metadata["config"]["vocab_size"], settings.seed
+    )
+    result = profile_runner(runner, runner.prepare(ids, np.ones_like(mask)), meter, settings)
+    batch = settings.batch_size
+    return {
+        "artifact": str(artifact),
+        "runtime": settings.runtime,
+        "device": runner.device,
+        "batch_size": batch,
+        "seq_len": settings.seq_len,
+        "latency_s": result.latency_s / batch,
+        "latency_ci95_s": [v / batch for v in result.latency_ci95_s],
+        "energy_j": result.energy_j / batch,
+        "peak_power_w": result.peak_power_w,
+        "repeats": result.repeats,
+        "meter": meter.name,
+        "meter_kind": meter.kind,
+    }
