@@ -127,6 +127,7 @@ def test_config_round_trips_through_json(tmp_path):
     [
         ({"devices": ("gpu/fast",)}, "device 'gpu/fast' is invalid; allowed: HARDWARE/RUNTIME"),
         ({"devices": ("missing.csv",)}, "device file missing.csv: no such file"),
+        ({"devices": ("cpu/torch", "cpu/torch")}, "name one device twice"),
         ({"budget": "huge"}, "budget='huge' is invalid; allowed: quick, standard, full"),
         ({"references": ("bert-huge",)}, "references: 'bert-huge' is unknown"),
         ({"profile_budget": 3}, "a surrogate needs at least 8"),

@@ -149,6 +149,8 @@ class CodesignConfig:
             raise CodesignError("devices: expected at least one device")
         for device in self.devices:
             parse_device(device)
+        if len(set(self.devices)) < len(self.devices):
+            raise CodesignError(f"devices: {', '.join(self.devices)} name one device twice")
         for name in ("budget", "final_budget"):
             if getattr(self, name) not in BUDGET_NAMES:
                 allowed = ", ".join(BUDGET_NAMES)

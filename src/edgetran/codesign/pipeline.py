@@ -290,13 +290,14 @@ class _Run:
         return LiveEvaluator(accuracy, measured, self.surrogates, self.config.design_space())
 
     def search(self, sampler: str, name: str) -> dict[str, Any]:
-        from edgetran.search import SearchSettings, run_search
+        from edgetran.search import BoshcodeSettings, SearchSettings, run_search
 
         settings = SearchSettings(
             sampler=sampler,
             budget=self.config.evaluations,
             seed=self.config.seed,
             constraints=self.config.constraints(),
+            boshcode=BoshcodeSettings(n_initial=initial_design(self.config, len(self.names))),
         )
 
         def report(n: int, record) -> None:
@@ -542,6 +543,12 @@ class _Run:
 
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+def initial_design(config: CodesignConfig, devices: int) -> int:
+    """BOSHCODE's random initial evaluations: its default 10, but at most half of a small
+    budget (so its surrogate proposes the rest), and at least one per device."""
+    return max(devices, min(10, config.evaluations // 2))
 
 
 def _evaluation(metrics: dict[str, float]):
