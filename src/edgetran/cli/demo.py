@@ -1,9 +1,9 @@
-"""``edgetran demo``: what the pipeline can do today, on this machine's CPU, in seconds.
+"""``edgetran demo``: a look at the design space on this machine's CPU, in seconds.
 
-Until the co-search exists, the demo samples architectures from the space, builds each one,
-profiles it briefly with the ProTran protocol on this CPU (energy and power from the real
-sensor where there is one, else from the flagged estimate) and prints parameters, FLOPs,
-latency, energy, peak power and the embedding.
+It samples architectures from the space, builds each one, profiles it briefly with the ProTran
+protocol on this CPU (energy and power from the real sensor where there is one, else from the
+flagged estimate) and prints parameters, FLOPs, latency, energy, peak power and the embedding.
+The main job, ``edgetran codesign``, is what ``make demo`` runs.
 """
 
 from __future__ import annotations
