@@ -32,7 +32,7 @@ def codesign(
     min_accuracy: Annotated[float | None, typer.Option(help="Budget (a fraction).")] = None,
     budget: Annotated[str, typer.Option(help="Accuracy budget of the search.")] = "quick",
     final_budget: Annotated[str, typer.Option(help="Training budget of the winner.")] = "quick",
-    evaluations: Annotated[int, typer.Option(min=1, help="Co-search evaluations.")] = 12,
+    evaluations: Annotated[int, typer.Option(min=1, help="Co-search evaluations.")] = 6,
     sampler: Annotated[str, typer.Option(help="boshcode, tpe, … (edgetran env).")] = "boshcode",
     compare: Annotated[
         str | None, typer.Option(help="A second sampler on the same evaluations, for the report.")
@@ -53,12 +53,12 @@ def codesign(
     ] = 0.5,
     profile_max_time: Annotated[
         float, typer.Option(min=0, help="Seconds of timed runs per measurement.")
-    ] = 2.0,
+    ] = 1.0,
     references: Annotated[
         str, typer.Option(help="Named BERTs measured beside the winner, comma-separated.")
     ] = "bert-tiny,bert-mini",
     growprune: Annotated[bool, typer.Option(help="Refine the winner with grow-and-prune.")] = True,
-    growprune_iterations: Annotated[int, typer.Option(min=1, help="Grow-and-prune steps.")] = 2,
+    growprune_iterations: Annotated[int, typer.Option(min=1, help="Grow-and-prune steps.")] = 1,
     eval_timeout_s: Annotated[
         float | None, typer.Option(min=0, help="An accuracy evaluation running longer fails.")
     ] = None,

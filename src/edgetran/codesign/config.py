@@ -117,20 +117,20 @@ class CodesignConfig:
     min_accuracy: float | None = None
     budget: str = "quick"
     final_budget: str = "quick"
-    evaluations: int = 12
+    evaluations: int = 6
     sampler: str = "boshcode"
     compare: str | None = None
     space: dict[str, Any] = field(default_factory=lambda: dict(CPU_SPACE))
     profile_budget: int = 10
     batch_size: int = 1
     seq_len: int = 128
-    profile_max_time_s: float = 2.0
+    profile_max_time_s: float = 1.0
     idle_s: float = 0.5
     meter: str = "auto"
     threads: int | None = None
     references: tuple[str, ...] = REFERENCES
     growprune: bool = True
-    growprune_iterations: int = 2
+    growprune_iterations: int = 1
     eval_timeout_s: float | None = None
     seed: int = 0
     workspace: str = "edgetran-workspace"
