@@ -37,6 +37,8 @@ PROFILE_FIELDS = (
     "meter_kind",
     "threads",
     "repeats",
+    "other_cpu_cores",
+    "contended",
     "cached",
 )
 
@@ -91,6 +93,19 @@ def profile(
         bool,
         typer.Option("--active", help="Active learning: profile where a surrogate is unsure."),
     ] = False,
+    probe_set: Annotated[
+        bool,
+        typer.Option("--probe", help="Profile the fixed probe set that fingerprints a device."),
+    ] = False,
+    require_quiet: Annotated[
+        bool,
+        typer.Option(
+            "--require-quiet", help="Wait for other processes to leave the CPUs, or refuse."
+        ),
+    ] = False,
+    quiet_wait: Annotated[
+        float, typer.Option(min=0, help="--require-quiet: longest wait in seconds.")
+    ] = 60.0,
     budget: Annotated[
         int | None, typer.Option(min=1, help="--active: measurements in all (stored count).")
     ] = None,
@@ -118,18 +133,25 @@ def profile(
     from edgetran.store import Store
 
     design_space = resolve_space(space)
+    if probe_set and (active or arch or n_sample is not None):
+        fail("--probe profiles the fixed probe set; drop --arch/--sample/--active")
     if active:
         if arch or n_sample is not None:
             fail("--active chooses the architectures itself; drop --arch/--sample")
         if budget is None:
             fail("--active needs --budget N")
-    elif bool(arch) == (n_sample is not None):
+    elif not probe_set and bool(arch) == (n_sample is not None):
         fail("give either --arch (one or more), --sample N, or --active --budget N")
-    archs = (
-        [load_architecture(a) for a in arch]
-        if arch
-        else sample(n_sample or 1, method="lhs", seed=seed, space=design_space)
-    )
+    if probe_set:
+        from edgetran.space.probes import PROBES
+
+        archs = list(PROBES)
+    else:
+        archs = (
+            [load_architecture(a) for a in arch]
+            if arch
+            else sample(n_sample or 1, method="lhs", seed=seed, space=design_space)
+        )
     settings = ProfileSettings(
         device=device,
         runtime=runtime,
@@ -141,6 +163,8 @@ def profile(
         max_time_s=max_time,
         idle_s=idle,
         seed=seed,
+        require_quiet=require_quiet,
+        quiet_wait_s=quiet_wait,
     )
     probe = create_meter(meter, device, per_core_w=core_watts)
     if active:
@@ -217,6 +241,11 @@ def _report(measurement, as_json: bool, cached: bool = False) -> None:
         f"{record['hash'][:12]}  {record['latency_s'] * 1e3:9.3f} ms  "
         f"{energy:.4g} J ({record['meter_kind']})  peak {record['peak_power_w']:.3g} W"
         + ("  (stored)" if cached else "")
+        + (
+            f"  CONTENDED: others used {record['other_cpu_cores']:.2f} cores"
+            if record["contended"]
+            else ""
+        )
     )
 
 

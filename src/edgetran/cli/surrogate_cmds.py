@@ -86,6 +86,14 @@ def fit(
         f"(priors: {', '.join(sorted(priors)) or 'none'}) → {out}",
         err=True,
     )
+    if surrogate.contended_left_out_:
+        typer.echo(f"left out {surrogate.contended_left_out_} contended measurements", err=True)
+    if surrogate.contended_kept_:
+        typer.echo(
+            f"kept {surrogate.contended_kept_} contended measurements (too few quiet ones); "
+            "profile again with --require-quiet",
+            err=True,
+        )
 
 
 @app.command()

@@ -37,6 +37,12 @@ from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_mod
 from edgetran.export.runners import Runner, check_device, get_runtime
 from edgetran.model import FlexiBertConfig, FlexiBertModel
 from edgetran.plugins import list_runtimes
+from edgetran.profile.contention import (
+    Contention,
+    ContentionError,
+    ContentionMonitor,
+    wait_until_quiet,
+)
 from edgetran.profile.environment import environment_snapshot, usable_cores
 from edgetran.profile.meters import DEFAULT_CORE_W, DEFAULT_IDLE_W, Meter, create_meter
 from edgetran.profile.sampler import (
@@ -70,6 +76,10 @@ class ProfileSettings:
         core_watts, idle_watts: parameters of the CPU-time estimate (``estimate`` meter).
         position_embedding_type, vocab_size: model configuration (reference defaults).
         seed: seed of the random weights and inputs.
+        require_quiet: wait (up to ``quiet_wait_s``) until other processes leave the CPUs
+            this run needs, before and, if the timed window was contended, after it; refuse
+            (:class:`~edgetran.profile.contention.ContentionError`) if they do not.
+        quiet_wait_s: the longest wait for a quiet machine.
     """
 
     device: str = "cpu"
@@ -90,6 +100,8 @@ class ProfileSettings:
     position_embedding_type: str = "relative_key"
     vocab_size: int = 50265
     seed: int = 0
+    require_quiet: bool = False
+    quiet_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.runtime not in list_runtimes():
@@ -107,10 +119,15 @@ class ProfileSettings:
             "target_ci",
             "core_watts",
             "idle_watts",
+            "quiet_wait_s",
         ):
             _check(name, getattr(self, name), positive=False)
         if self.threads is not None:
             _check("threads", self.threads, positive=True)
+        if not isinstance(self.require_quiet, bool):
+            raise InvalidInputError(
+                f"require_quiet={self.require_quiet!r} is invalid; allowed: true or false"
+            )
         if self.min_repeats > self.max_repeats:
             raise InvalidInputError(
                 f"min_repeats={self.min_repeats} exceeds max_repeats={self.max_repeats}"
@@ -169,6 +186,7 @@ class RunnerProfile:
     peak_power_w: float
     power_samples: int
     power_period_s: float
+    contention: Contention
 
 
 def measure_idle_power_w(meter: Meter, seconds: float, period_s: float) -> float:
@@ -192,6 +210,7 @@ def profile_runner(
     sampler = PowerSampler(meter, settings.sample_period_s)
     durations: list[float] = []
     sampler.start()
+    monitor = ContentionMonitor().start()
     begin = time.perf_counter()
     while True:
         start = time.perf_counter()
@@ -202,6 +221,7 @@ def profile_runner(
             break
         if n >= settings.max_repeats or time.perf_counter() - begin >= settings.max_time_s:
             break
+    contention = monitor.stop()
     readings = sampler.stop()
     window_s = sampler.end_s - sampler.start_s
     energy = window_energy_j(readings)
@@ -217,6 +237,7 @@ def profile_runner(
         peak_power_w=peak_power_w(readings),
         power_samples=len(readings),
         power_period_s=sampler.period_s,
+        contention=contention,
     )
 
 
@@ -243,6 +264,25 @@ def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -
     return create_runner(settings.runtime, artifact, settings.device, **options)
 
 
+def _profile_quietly(
+    runner: Runner, prepared: Any, meter: Meter, settings: ProfileSettings
+) -> RunnerProfile:
+    """:func:`profile_runner`; under ``require_quiet``, after waiting for a quiet machine, and
+    once more if other processes still crowded the timed window."""
+    if not settings.require_quiet:
+        return profile_runner(runner, prepared, meter, settings)
+    threads = settings.pinned_threads
+    for _ in range(2):
+        wait_until_quiet(threads, settings.quiet_wait_s)
+        result = profile_runner(runner, prepared, meter, settings)
+        if not result.contention.contended(threads):
+            return result
+    raise ContentionError(
+        f"other processes used {result.contention.other_cpu_cores:.2f} CPU cores during two "
+        f"timed windows beside {threads} thread(s); profile when the machine is quiet"
+    )
+
+
 def profile_architecture(
     arch: Architecture, settings: ProfileSettings, meter: Meter | None = None
 ) -> Measurement:
@@ -256,7 +296,7 @@ def profile_architecture(
             settings.batch_size, settings.seq_len, settings.vocab_size, settings.seed
         )
         mask = np.ones_like(mask)  # cost is measured on full sequences
-        result = profile_runner(runner, runner.prepare(ids, mask), meter, settings)
+        result = _profile_quietly(runner, runner.prepare(ids, mask), meter, settings)
         device = runner.device
     batch = settings.batch_size
     return Measurement(
@@ -282,7 +322,13 @@ def profile_architecture(
         repeats=result.repeats,
         warmup=settings.warmup,
         source="profiler",
-        environment=environment_snapshot(device, settings.runtime, meter.describe()),
+        other_cpu_cores=result.contention.other_cpu_cores,
+        contended=result.contention.contended(settings.pinned_threads),
+        environment=environment_snapshot(device, settings.runtime, meter.describe())
+        | {
+            "window_cpu_mhz": result.contention.cpu_mhz,
+            "window_temperature_c": result.contention.temperature_c,
+        },
         extra={
             "settings": settings.to_dict(),
             "window_s": result.window_s,

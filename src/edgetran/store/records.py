@@ -32,6 +32,7 @@ NON_NEGATIVE = (
     "peak_power_w",
     "power_period_s",
     "created_at",
+    "other_cpu_cores",
 )
 #: Integer fields: the input shape (positive) and counts (non-negative, optional).
 SHAPE = ("batch_size", "seq_len")
@@ -84,6 +85,19 @@ def number(value: Any, *, positive: bool = False) -> float:
     return result
 
 
+def flag(value: Any) -> bool:
+    """``value`` (a bool, 0/1, or the text ``true``/``false``/``1``/``0``) as a bool; a
+    :class:`ValueError` naming what is allowed otherwise."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ValueError("true or false")
+
+
 def integer(value: Any, *, positive: bool = False) -> int:
     """``value`` (an integer, an integral float, or their text) as an int ≥ 0 (> 0 if
     ``positive``); a :class:`ValueError` naming what is allowed otherwise."""
@@ -129,6 +143,10 @@ class Measurement:
     created_at: float | None = None
     #: Where an imported measurement came from (:func:`source_key`); ``None`` for the profiler.
     source_key: str | None = None
+    #: Other processes' mean CPU use, in cores, during the timed window (profile/contention.py).
+    other_cpu_cores: float | None = None
+    #: Whether they crowded the cores this run needed; surrogates leave such measurements out.
+    contended: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -168,6 +186,11 @@ class Measurement:
             except ValueError as err:
                 raise MeasurementError(where, name, value, str(err)) from None
         self._validate_interval(where)
+        if self.contended is not None:
+            try:
+                self.contended = flag(self.contended)
+            except ValueError as err:
+                raise MeasurementError(where, "contended", self.contended, str(err)) from None
 
     def _validate_interval(self, where: str) -> None:
         ci = self.latency_ci95_s

@@ -71,6 +71,19 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(ordered[rank - 1])
 
 
+def calibrated(
+    mu: np.ndarray, sigma: np.ndarray, scores: np.ndarray, level: float, log_target: bool
+) -> Prediction:
+    """The conformal prediction from (log-)space ``mu``, ``sigma`` and normalised scores
+    ``|z − mu| / sigma`` of points the model did not see."""
+    half = conformal_quantile(scores, level) * sigma
+    one_sigma = conformal_quantile(scores, ONE_SIGMA) * sigma
+    if log_target:
+        mean = np.exp(mu)
+        return Prediction(mean, mean * one_sigma, np.exp(mu - half), np.exp(mu + half), level)
+    return Prediction(mu, one_sigma, mu - half, mu + half, level)
+
+
 def grouped_folds(
     groups: Sequence[Hashable], folds: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -132,6 +145,7 @@ class Surrogate(abc.ABC):
         self.sigma_floor_ = 0.1 * float(np.median(sigma)) + 1e-12
         self.scores_ = np.abs(z - mu) / (sigma + self.sigma_floor_)
         self.oof_abs_error_ = float(np.mean(np.abs(z - mu)))  # for choosing between models
+        self.oof_mu_, self.oof_sigma_ = mu, sigma  # for blending models (DeviceSurrogate)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -144,13 +158,7 @@ class Surrogate(abc.ABC):
         if not 0 < level < 1:
             raise SurrogateError(f"level={level}; expected a value in (0, 1)")
         mu, sigma = self._predict_cores(X)
-        sigma = sigma + self.sigma_floor_
-        half = conformal_quantile(self.scores_, level) * sigma
-        one_sigma = conformal_quantile(self.scores_, ONE_SIGMA) * sigma
-        if self.log_target:
-            mean = np.exp(mu)
-            return Prediction(mean, mean * one_sigma, np.exp(mu - half), np.exp(mu + half), level)
-        return Prediction(mu, one_sigma, mu - half, mu + half, level)
+        return calibrated(mu, sigma + self.sigma_floor_, self.scores_, level, self.log_target)
 
     def gaussian_interval(self, X: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, ...]:
         """The uncalibrated ``mu ± z·sigma`` interval, for comparison with the calibrated one."""

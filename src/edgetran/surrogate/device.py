@@ -4,15 +4,23 @@
 ``priors`` (measurements of other devices), it first fits one surrogate per prior device and
 metric on that device's own data. On the target device, a ridge regression maps the priors'
 log-predictions to the target's log-values (a few points fix that map: devices differ mostly
-by scale and by which operations they favour), and the target's own surrogate learns only the
-residual from the architecture features. A device with ~10–20 measurements then borrows the
-shape of the cost landscape from the devices already measured (BENCHMARKS.md, "Learning curve
-and cross-device transfer"). The priors never see the target device's data, so
-cross-validation on the target stays honest. With many measurements the map can cost more than
-it gives, so each metric keeps the transferred model or an own-data model, whichever has the
-lower out-of-fold error. Feeding the prior predictions to the GBDT as
-extra features instead ("stacking") was tried first and gained nothing: with few points the
-trees rarely split on them.
+by scale and by which operations they favour), refitted with Huber weights so that an outlying
+recording does not tilt it, and a second surrogate learns the residual from the architecture
+features. The priors never see the target device's data, so cross-validation stays honest.
+
+The transferred model (map + residual) and the own-data model are then *blended* in log
+space, with the weight of the transferred one chosen on out-of-fold predictions by the
+one-standard-error rule (:func:`blend_weight`): the smallest weight whose error is within one
+standard error of the best. Keeping whichever of the two had the lower out-of-fold error (the
+rule before issue 19) picked wrongly with ~15 noisy points and made a new device much worse;
+the blend never falls far behind own data alone and keeps most of the transfer's gain
+(BENCHMARKS.md, "A new device from a few measurements").
+
+Two kinds of measurement are left out of every fit: contended ones (the profiler saw other
+processes crowd the cores, :mod:`edgetran.profile.contention`), and recordings far slower than
+the own-data model expects out of fold (:func:`inliers`), as a contended run that was not
+caught looks. Feeding the prior predictions to the GBDT as extra features ("stacking") was
+tried first and gained nothing: with few points the trees rarely split on them.
 """
 
 from __future__ import annotations
@@ -30,13 +38,31 @@ from sklearn.linear_model import RidgeCV
 from edgetran.plugins import SURROGATES
 from edgetran.space import Architecture
 from edgetran.store import Measurement
-from edgetran.surrogate.base import Prediction, Surrogate, SurrogateError, grouped_folds
+from edgetran.surrogate.base import (
+    MIN_SAMPLES,
+    Prediction,
+    Surrogate,
+    SurrogateError,
+    calibrated,
+    grouped_folds,
+)
 from edgetran.surrogate.features import feature_matrix
 
 #: Metric name → measurement field (per batch).
 METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
-#: Bumped whenever pickled internals change (2: one BOSHNAS network trio, issue 12).
-FORMAT_VERSION = 2
+#: Bumped whenever pickled internals change (2: one BOSHNAS network trio, issue 12; 3: the
+#: blended transfer, issue 19).
+FORMAT_VERSION = 3
+#: Penalties the prior map's ridge regression chooses from (leave-one-out).
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+#: An out-of-fold residual this many robust standard deviations above the median marks an
+#: outlying recording (a contended 4× run), left out of the fit; at most this share of them,
+OUTLIER_K = 3.5
+OUTLIER_SHARE = 0.2
+#: ... and is at least a factor of 2 off (log units): a tail of honest residuals is not.
+OUTLIER_MIN_LOG = float(np.log(2.0))
+#: Weights of the transferred model tried in the blend with the own-data model.
+BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
 
 
 def make_surrogate(model: str = "gbdt", random_state: int = 0, **kwargs: Any) -> Surrogate:
@@ -50,6 +76,15 @@ def targets(measurements: Sequence[Measurement], metric: str) -> np.ndarray:
     if any(v is None for v in values):
         raise SurrogateError(f"some measurements have no {field}")
     return np.asarray(values, dtype=float)
+
+
+def uncontended(measurements: Sequence[Measurement]) -> list[Measurement]:
+    """The measurements whose timed window other processes did not crowd: a contended timing
+    measures them, not the model (``profile/contention.py``), so fits leave it out — unless
+    fewer than :data:`MIN_SAMPLES` would remain; then all are kept, as the best there is
+    (``DeviceSurrogate.contended_kept_`` counts them)."""
+    quiet = [m for m in measurements if not m.contended]
+    return quiet if len(quiet) >= MIN_SAMPLES else list(measurements)
 
 
 def _shape(measurements: Sequence[Measurement]) -> tuple[int, int]:
@@ -81,7 +116,8 @@ def fit_priors(
 ) -> list[_Prior]:
     """One surrogate per prior device and metric, each fitted on that device's own data."""
     fitted = []
-    for device, items in sorted(priors.items()):
+    for device, given in sorted(priors.items()):
+        items = uncontended(given)
         batch, seq = _shape(items)
         archs = [Architecture.from_dict(m.model_dict) for m in items]
         X = feature_matrix(archs, batch, seq)
@@ -128,7 +164,10 @@ class DeviceSurrogate:
         )
         return self._fit_targets(measurements)
 
-    def _fit_targets(self, measurements: Sequence[Measurement]) -> DeviceSurrogate:
+    def _fit_targets(self, given: Sequence[Measurement]) -> DeviceSurrogate:
+        measurements = uncontended(given)
+        self.contended_left_out_ = len(given) - len(measurements)
+        self.contended_kept_ = sum(bool(m.contended) for m in measurements)
         devices = {m.device for m in measurements}
         if len(devices) != 1:
             raise SurrogateError(f"measurements of one device expected; got {sorted(devices)}")
@@ -137,30 +176,40 @@ class DeviceSurrogate:
         archs = [Architecture.from_dict(m.model_dict) for m in measurements]
         X = feature_matrix(archs, self.batch_size_, self.seq_len_)
         options = self.model_options or {}
-        self.models_, self.bases_ = {}, {}
+        self.models_: dict[str, Surrogate | _Transfer] = {}
+        self.outliers_left_out_: dict[str, int] = {}
         for metric in self.metrics:
             y = targets(measurements, metric)
-            if not self.priors_:
-                self.models_[metric] = make_surrogate(self.model, self.random_state, **options)
-                self.models_[metric].fit(X, y)
-                continue
-            if (y <= 0).any():
-                raise SurrogateError(f"{metric}: targets must be positive for a log-space fit")
-            P, z = self._prior_columns(archs, metric), np.log(y)
-            base = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(P, z)
-            residual = z - _out_of_fold_base(P, z, base.alpha_)
-            transferred = make_surrogate(
-                self.model, self.random_state, log_target=False, **options
-            )
-            transferred.fit(X, residual)
             own = make_surrogate(self.model, self.random_state, **options).fit(X, y)
-            # Both errors are out-of-fold and in log units: keep whichever generalises better
-            # (the priors help with ~10–20 measurements and can hurt with many).
-            if transferred.oof_abs_error_ < own.oof_abs_error_:
-                self.models_[metric], self.bases_[metric] = transferred, base
-            else:
-                self.models_[metric] = own
+            keep = inliers(np.log(y) - own.oof_mu_) if own.log_target else np.ones(len(y), bool)
+            if not keep.all():
+                own = make_surrogate(self.model, self.random_state, **options)
+                own.fit(X[keep], y[keep])
+            self.outliers_left_out_[metric] = int((~keep).sum())
+            kept = [arch for arch, k in zip(archs, keep, strict=True) if k]
+            self.models_[metric] = (
+                self._transfer(kept, X[keep], y[keep], metric, own) if self.priors_ else own
+            )
         return self
+
+    def _transfer(
+        self, archs: Sequence[Architecture], X: np.ndarray, y: np.ndarray, metric: str, own
+    ) -> _Transfer:
+        """The own-data model blended with the transferred one (weight 0: own data only)."""
+        if (y <= 0).any():
+            raise SurrogateError(f"{metric}: targets must be positive for a log-space fit")
+        P, z = self._prior_columns(archs, metric), np.log(y)
+        base, weights = robust_map(P, z)
+        base_oof = _out_of_fold_base(P, z, base.alpha_, weights)
+        options = self.model_options or {}
+        residual = make_surrogate(self.model, self.random_state, log_target=False, **options)
+        residual.fit(X, z - base_oof)
+        transferred_oof = base_oof + residual.oof_mu_
+        weight = blend_weight(z, own.oof_mu_, transferred_oof)
+        mu = weight * transferred_oof + (1 - weight) * own.oof_mu_
+        sigma = weight * residual.oof_sigma_ + (1 - weight) * own.oof_sigma_
+        floor = 0.1 * float(np.median(sigma)) + 1e-12
+        return _Transfer(own, residual, base, weight, np.abs(z - mu) / (sigma + floor), floor)
 
     def _prior_columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
         return np.hstack([prior.columns(archs, metric) for prior in self.priors_])
@@ -171,11 +220,10 @@ class DeviceSurrogate:
         X = feature_matrix(archs, self.batch_size_, self.seq_len_)
         out = {}
         for metric, model in self.models_.items():
-            prediction = model.predict(X, level)
-            if metric in getattr(self, "bases_", {}):
-                base = self.bases_[metric].predict(self._prior_columns(archs, metric))
-                prediction = _shift_log(prediction, base)
-            out[metric] = prediction
+            if isinstance(model, _Transfer):
+                out[metric] = model.predict(X, self._prior_columns(archs, metric), level)
+            else:
+                out[metric] = model.predict(X, level)
         return out
 
     def save(self, path: str | Path) -> None:
@@ -202,7 +250,48 @@ class DeviceSurrogate:
         return payload["surrogate"]
 
 
-def _out_of_fold_base(P: np.ndarray, z: np.ndarray, alpha: float) -> np.ndarray:
+def inliers(residuals: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: False for the points whose out-of-fold residual (log units) lies more
+    than :data:`OUTLIER_K` robust standard deviations (MAD) *above* the median and is more
+    than a factor of 2 (:data:`OUTLIER_MIN_LOG`): recorded slower than the model expects, as
+    a contended run is. Both directions were tried: trees extrapolate badly, so the smallest
+    and largest honest architectures also have large residuals, and leaving them out cost
+    more than the outliers. At most :data:`OUTLIER_SHARE` of the
+    points, the furthest, are left out, and never so many that too few remain."""
+    offset = residuals - np.median(residuals)
+    scale = 1.4826 * float(np.median(np.abs(offset))) + 1e-12
+    centred = offset  # contention only ever makes a run slower (and costlier)
+    limit = min(int(OUTLIER_SHARE * len(residuals)), len(residuals) - MIN_SAMPLES)
+    flagged = np.zeros(len(residuals), dtype=bool)
+    if limit > 0:
+        furthest = np.argsort(-centred, kind="stable")[:limit]
+        flagged[furthest] = centred[furthest] > max(OUTLIER_K * scale, OUTLIER_MIN_LOG)
+    return ~flagged
+
+
+def huber_weights(residuals: np.ndarray, k: float = 1.345) -> np.ndarray:
+    """IRLS weights of the Huber loss: 1 within ``k`` robust standard deviations (MAD) of
+    the median residual, falling as 1/|r| beyond."""
+    centred = np.abs(residuals - np.median(residuals))
+    scale = 1.4826 * float(np.median(centred)) + 1e-9
+    return np.minimum(1.0, k * scale / np.maximum(centred, 1e-12))
+
+
+def robust_map(P: np.ndarray, z: np.ndarray, rounds: int = 3) -> tuple[RidgeCV, np.ndarray]:
+    """The ridge map from prior log-predictions to log-values, refitted with Huber weights
+    (IRLS) so that a few outlying recordings (a contended 4× run) do not tilt it; the map and
+    the final weights."""
+    weights = np.ones_like(z)
+    base = RidgeCV(alphas=RIDGE_ALPHAS).fit(P, z)
+    for _ in range(rounds):
+        weights = huber_weights(z - base.predict(P))
+        base = RidgeCV(alphas=RIDGE_ALPHAS).fit(P, z, sample_weight=weights)
+    return base, weights
+
+
+def _out_of_fold_base(
+    P: np.ndarray, z: np.ndarray, alpha: float, weights: np.ndarray
+) -> np.ndarray:
     """The ridge map's predictions for points it did not see (≤ 10 folds). The residual model
     learns from these, so its conformal intervals include the map's own error on new points;
     in-sample residuals understated it (90% intervals covered 76% at 10 measurements).
@@ -213,25 +302,48 @@ def _out_of_fold_base(P: np.ndarray, z: np.ndarray, alpha: float) -> np.ndarray:
 
     rows = [row.tobytes() for row in P]
     distinct = len(set(rows))
+    fit = {"params": {"sample_weight": weights}}
     if distinct == len(rows):
-        return cross_val_predict(
-            Ridge(alpha=alpha), P, z, cv=KFold(min(len(z), 10), shuffle=True, random_state=0)
-        )
+        cv = KFold(min(len(z), 10), shuffle=True, random_state=0)
+        return cross_val_predict(Ridge(alpha=alpha), P, z, cv=cv, **fit)
     held_out = grouped_folds(rows, max(2, min(distinct, 10)), np.random.default_rng(0))
     splits = [(np.setdiff1d(np.arange(len(z)), held), held) for held in held_out]
-    return cross_val_predict(Ridge(alpha=alpha), P, z, cv=splits)
+    return cross_val_predict(Ridge(alpha=alpha), P, z, cv=splits, **fit)
 
 
-def _shift_log(residual: Prediction, base: np.ndarray) -> Prediction:
-    """A log-space residual prediction plus its base, back in target units."""
-    mean = np.exp(base + residual.mean)
-    return Prediction(
-        mean,
-        mean * residual.std,  # delta method
-        np.exp(base + residual.lower),
-        np.exp(base + residual.upper),
-        residual.level,
-    )
+def blend_weight(z: np.ndarray, own: np.ndarray, transferred: np.ndarray) -> float:
+    """The weight of the transferred model's log-prediction in the blend, from out-of-fold
+    predictions (absolute errors in log space), by the one-standard-error rule: the smallest
+    grid weight whose error is within one standard error of the best weight's gain over own
+    data alone. With ~10–20 noisy points the best weight is itself a noisy estimate; the rule
+    leans towards the own-data model unless the priors' gain is clear."""
+    errors = np.array([np.abs(z - w * transferred - (1 - w) * own) for w in BLEND_WEIGHTS])
+    best = int(np.argmin(errors.mean(axis=1)))
+    gain = errors[best] - errors[0]
+    slack = float(gain.std(ddof=1) / np.sqrt(len(z))) if len(z) > 1 else 0.0
+    within = np.flatnonzero(errors.mean(axis=1) <= errors[best].mean() + slack)
+    return float(BLEND_WEIGHTS[within[0]])
+
+
+@dataclass
+class _Transfer:
+    """One metric's own-data model and transferred model (prior map + residual), blended in
+    log space with a fixed weight and calibrated on the blend's out-of-fold scores."""
+
+    own: Surrogate
+    residual: Surrogate
+    base: RidgeCV
+    weight: float
+    scores: np.ndarray
+    sigma_floor: float
+
+    def predict(self, X: np.ndarray, P: np.ndarray, level: float) -> Prediction:
+        own_mu, own_sigma = self.own._predict_cores(X)
+        res_mu, res_sigma = self.residual._predict_cores(X)
+        w = self.weight
+        mu = w * (self.base.predict(P) + res_mu) + (1 - w) * own_mu
+        sigma = w * res_sigma + (1 - w) * own_sigma + self.sigma_floor
+        return calibrated(mu, sigma, self.scores, level, log_target=True)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -268,6 +380,7 @@ def cross_validate(
     """
     if folds < 2:
         raise SurrogateError(f"folds={folds}; need at least 2")
+    measurements = uncontended(measurements)
     held_out = grouped_folds([m.hash for m in measurements], folds, np.random.default_rng(seed))
     archs = [Architecture.from_dict(m.model_dict) for m in measurements]
     fitted_priors = fit_priors(priors or {}, metrics, model, seed, model_options)

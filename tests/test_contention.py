@@ -1,0 +1,131 @@
+"""Contended measurements: sampled during the timed window, stored, refused under
+``require_quiet``, and left out of surrogate fits."""
+
+import dataclasses
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgetran.errors import InvalidInputError
+from edgetran.profile import FunctionMeter, ProfileSettings, profile_runner
+from edgetran.profile.contention import (
+    Contention,
+    ContentionError,
+    ContentionMonitor,
+    wait_until_quiet,
+)
+from edgetran.profile.environment import usable_cores
+from edgetran.profile.protocol import _profile_quietly
+from edgetran.space import Architecture
+from edgetran.store import Measurement, Store
+from edgetran.surrogate import DeviceSurrogate
+from tests.conftest import fake_device
+
+FAST = {"n_models": 2, "n_estimators": 40, "learning_rate": 0.1}
+BUSY_LOOP = "import time\nend = time.time() + 20\nwhile time.time() < end: pass\n"
+
+
+@pytest.fixture
+def busy_cpus():
+    """One busy-looping subprocess per usable core (killed after the test)."""
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(usable_cores())]
+    time.sleep(0.3)
+    yield
+    for loop in loops:
+        loop.kill()
+        loop.wait()
+
+
+class SleepRunner:
+    """A runner whose inference sleeps: it leaves the CPUs to whoever else wants them."""
+
+    def run(self, prepared):
+        time.sleep(0.01)
+
+
+def quick(**overrides) -> ProfileSettings:
+    return ProfileSettings(warmup=0, min_repeats=40, max_repeats=40, idle_s=0, **overrides)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_a_busy_loop_beside_the_window_is_seen_and_flagged(busy_cpus):
+    result = profile_runner(SleepRunner(), None, FunctionMeter(lambda _t: 1.0), quick())
+    assert result.contention.other_cpu_cores > 0.5 * usable_cores()
+    assert result.contention.contended(threads=usable_cores())
+    with pytest.raises(ContentionError, match="other processes used"):
+        wait_until_quiet(usable_cores(), max_wait_s=0, probe_s=0.3)
+    with pytest.raises(ContentionError, match="stop them or profile without --require-quiet"):
+        _profile_quietly(
+            SleepRunner(),
+            None,
+            FunctionMeter(lambda _t: 1.0),
+            quick(require_quiet=True, quiet_wait_s=0),
+        )
+
+
+def test_own_work_is_not_counted_as_contention():
+    monitor = ContentionMonitor().start()
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
+    sample = monitor.stop()
+    # This process kept one core busy; what others did on this shared machine is unknown.
+    assert sample.window_s >= 0.3
+    assert sample.other_cpu_cores is None or sample.other_cpu_cores <= usable_cores()
+
+
+def test_contended_threshold_leaves_room_for_free_cores():
+    assert not Contention(0.2, 1.0).contended(threads=4, cores=4)
+    assert Contention(0.3, 1.0).contended(threads=4, cores=4)
+    assert not Contention(1.2, 1.0).contended(threads=1, cores=2)
+    assert not Contention(None, 1.0).contended(threads=1, cores=1)
+
+
+def test_require_quiet_must_be_a_bool():
+    with pytest.raises(InvalidInputError, match="require_quiet"):
+        ProfileSettings(require_quiet="yes")
+
+
+def test_contention_is_stored_and_an_old_database_gains_the_columns(tmp_path):
+    db = tmp_path / "old.db"
+    quiet = fake_device(1, "dev")[0]
+    with Store(db) as store:
+        store.add(quiet)
+    with sqlite3.connect(db) as conn:  # a database made before the columns existed
+        conn.execute("ALTER TABLE measurements DROP COLUMN other_cpu_cores")
+        conn.execute("ALTER TABLE measurements DROP COLUMN contended")
+    busy = dataclasses.replace(quiet, other_cpu_cores=1.5, contended=True)
+    with Store(db) as store:
+        store.add(busy)
+        old, new = store.measurements("dev")
+    assert (old.other_cpu_cores, old.contended) == (None, None)
+    assert (new.other_cpu_cores, new.contended) == (1.5, True)
+    with pytest.raises(InvalidInputError, match="contended='maybe'; expected true or false"):
+        dataclasses.replace(quiet, contended="maybe")
+    assert dataclasses.replace(quiet, contended="False").contended is False
+
+
+def test_surrogate_fits_leave_contended_measurements_out():
+    items = fake_device(24, "dev", seed=4)
+    # A contended run measured the contention: 10× slower, as in issue 19.
+    crowded = [
+        dataclasses.replace(m, latency_s=10 * m.latency_s, contended=True) for m in items[:8]
+    ]
+    surrogate = DeviceSurrogate(metrics=("latency",), model_options=FAST)
+    surrogate.fit(crowded + items[8:])
+    assert surrogate.contended_left_out_ == 8
+    clean = DeviceSurrogate(metrics=("latency",), model_options=FAST).fit(items[8:])
+    archs = [fake_arch(m) for m in items[:3]]
+    assert surrogate.predict(archs)["latency"].mean == pytest.approx(
+        clean.predict(archs)["latency"].mean
+    )
+    # Too few quiet ones to fit on: all are kept, and counted.
+    few = DeviceSurrogate(metrics=("latency",), model_options=FAST).fit(crowded + items[8:12])
+    assert (few.contended_left_out_, few.contended_kept_) == (0, 8)
+
+
+def fake_arch(m: Measurement) -> Architecture:
+    return Architecture.from_dict(m.model_dict)
