@@ -225,8 +225,9 @@ class GrowPruneResult:
 
     Attributes:
         run: the search's key in the database.
-        root, final: node records (``model_dict``, ``hash``, ``loss``, ``parameters``,
-            ``costs`` with measured/predicted flags, ``path`` …).
+        root, final: node records (``model_dict``, ``hash``, ``loss``, ``parameters`` (base
+            encoder and pooler, with the model's own vocabulary), ``costs`` with
+            measured/predicted flags, ``path`` …).
         iterations: one record per iteration: ``mode``, ``parent``, ``children`` (node records
             with ``accepted`` and ``why``), ``accepted`` (node id or ``None``), ``best``.
         stopped: ``iterations`` or ``patience``.
@@ -487,7 +488,11 @@ class _Search:
             "change": change,
             "hash": arch.hash,
             "model_dict": arch.to_model_dict(),
-            "parameters": count_parameters(arch),
+            "parameters": count_parameters(
+                arch,
+                vocab_size=len(self.root_info.tokenizer),
+                max_position_embeddings=max(self.root_info.max_length + 2, 64),
+            ),
             "costs": costs,
             "feasible": not self.over_budget(costs),
             "violation": self.violation(costs),
