@@ -129,3 +129,12 @@ def test_surrogate_fits_leave_contended_measurements_out():
 
 def fake_arch(m: Measurement) -> Architecture:
     return Architecture.from_dict(m.model_dict)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_profile_require_quiet_refuses_a_busy_machine(busy_cpus, run_cli, tmp_path):
+    code, _, err = run_cli(
+        "profile", "--arch", "bert-tiny", "--seq-len", 16, "--meter", "estimate",
+        "--require-quiet", "--quiet-wait", 0, "--db", tmp_path / "p.db",
+    )  # fmt: skip
+    assert code == 2 and "stop them or profile without --require-quiet" in err
