@@ -562,8 +562,8 @@ def _file_name(device: str) -> str:
 
 
 def _parity(items, seed: int) -> dict[str, Any]:
-    """Held-out predictions (mean and 90% interval) of latency and energy against the measured
-    values, over grouped folds: a point is never predicted by a model that saw it."""
+    """Held-out predictions (mean and 90% interval) of each metric against the measured values,
+    over grouped folds: a point is never predicted by a model that saw it."""
     from edgetran.surrogate import DeviceSurrogate
     from edgetran.surrogate.base import MIN_SAMPLES, grouped_folds
     from edgetran.surrogate.device import targets
@@ -573,14 +573,12 @@ def _parity(items, seed: int) -> dict[str, Any]:
     if folds < 2:
         return out
     held_out = grouped_folds([m.hash for m in items], folds, np.random.default_rng(seed))
-    rows: dict[str, list] = {"latency": [], "energy": []}
+    rows: dict[str, list] = {"latency": [], "energy": [], "peak_power": []}
     for held in held_out:
         train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
         if len(train) < MIN_SAMPLES:
             continue
-        surrogate = DeviceSurrogate(
-            metrics=("latency", "energy"), model_options=SURROGATE_OPTIONS
-        ).fit(train)
+        surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS).fit(train)
         test = [items[i] for i in held]
         predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
         for metric, p in predictions.items():

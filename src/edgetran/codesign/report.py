@@ -262,9 +262,9 @@ def _parity(result: dict[str, Any]) -> str:
     devices = [d for d, p in result["surrogates"].items() if p.get("latency")]
     if not devices:
         return "<h2>Surrogates</h2><p>Too few measurements for held-out predictions.</p>"
-    fig, axes = plt.subplots(len(devices), 2, figsize=(8, 3.3 * len(devices)), squeeze=False)
+    fig, axes = plt.subplots(len(devices), 3, figsize=(12, 3.3 * len(devices)), squeeze=False)
     for row, device in enumerate(devices):
-        for col, (metric, label, scale) in enumerate(COSTS[:2]):
+        for col, (metric, label, scale) in enumerate(COSTS):
             ax = axes[row][col]
             points = np.array(result["surrogates"][device][metric]) * scale  # (n, 4)
             ax.errorbar(
