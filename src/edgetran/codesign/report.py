@@ -211,8 +211,7 @@ def _pareto(result: dict[str, Any]) -> str:
             ax.set_xlabel(label)
             ax.set_ylabel("accuracy")
             ax.set_title(device, fontsize=9)
-            if metric != "peak_power":
-                ax.set_xscale("log")
+            _log_if_wide(ax, [r["metrics"][metric] for r in records + refs])
             if row == 0 and col == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
@@ -221,6 +220,16 @@ def _pareto(result: dict[str, Any]) -> str:
         "measured, hollow ones predicted; stars are the reference BERTs, the red cross the "
         f"final winner.</p>{_image(fig)}"
     )
+
+
+def _log_if_wide(ax, values, both: bool = False) -> None:
+    """Log axes where the values span more than a factor of 20 (else the ticks crowd)."""
+    values = np.asarray(values, dtype=float)
+    values = values[values > 0]
+    if len(values) and values.max() > 20 * values.min():
+        ax.set_xscale("log")
+        if both:
+            ax.set_yscale("log")
 
 
 def _front(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -266,6 +275,9 @@ def _parity(result: dict[str, Any]) -> str:
     for row, device in enumerate(devices):
         for col, (metric, label, scale) in enumerate(COSTS):
             ax = axes[row][col]
+            if not result["surrogates"][device].get(metric):  # a run from before its parity
+                ax.set_axis_off()
+                continue
             points = np.array(result["surrogates"][device][metric]) * scale  # (n, 4)
             ax.errorbar(
                 points[:, 0],
@@ -280,8 +292,7 @@ def _parity(result: dict[str, Any]) -> str:
             ax.plot([low, high], [low, high], c="grey", lw=1)
             inside = np.mean((points[:, 2] <= points[:, 0]) & (points[:, 0] <= points[:, 3]))
             ax.set_title(f"{device}: {metric}, 90% interval covers {inside:.0%}", fontsize=9)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _log_if_wide(ax, points[:, 0], both=True)
             ax.set_xlabel(f"measured {label}")
             ax.set_ylabel(f"predicted {label}")
     fig.tight_layout()
