@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,10 +24,12 @@ from edgetran.train import (
     finetune,
     load_task,
     pretrain,
+    train_parent,
 )
 from edgetran.train.data import TokenisedTexts, mask_tokens
-from edgetran.train.finetune import classifier_from_pretrained
-from edgetran.train.metrics import glue_score, score
+from edgetran.train.finetune import classifier_from_pretrained, trial_steps
+from edgetran.train.metrics import bootstrap_std, glue_score, score
+from edgetran.train.oracle import Budget
 from edgetran.train.tasks import TWEET_LABELS, tweet_corpus_path
 from edgetran.train.tokenizer import load_tokenizer
 
@@ -70,6 +74,21 @@ def tokenizer(task_file: Path, tmp_path: Path):
 
 
 SETTINGS = PretrainSettings(steps=6, batch_size=8, max_length=16, checkpoint_every=2)
+#: The named budgets at toy scale, with the real ones' shape: quick fine-tunes only, from the
+#: nearest trained model; standard adds MLM steps (and registers the model for transfer).
+TINY_BUDGETS = {
+    "quick": Budget(0, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10),
+    "standard": Budget(6, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10),
+}
+
+
+@pytest.fixture
+def tiny_budgets(monkeypatch):
+    from edgetran.train import oracle
+
+    for name, budget in TINY_BUDGETS.items():
+        monkeypatch.setitem(oracle.BUDGETS, name, budget)
+    monkeypatch.setitem(oracle.PARENT_STEPS, "quick", 6)
 
 
 # -- tasks --------------------------------------------------------------------------------------
@@ -229,8 +248,8 @@ def test_pretraining_starts_from_a_neighbour(tokenizer, task_file, tmp_path):
 
 
 def test_bad_pretraining_settings():
-    with pytest.raises(TrainingError, match="steps=0"):
-        PretrainSettings(steps=0)
+    with pytest.raises(TrainingError, match="steps=-1"):
+        PretrainSettings(steps=-1)
     with pytest.raises(TrainingError, match="warmup_ratio"):
         PretrainSettings(warmup_ratio=1.5)
     with pytest.raises(TrainingError, match="learning_rate_range"):
@@ -286,19 +305,160 @@ def test_pretraining_and_finetuning_are_seeded_and_leave_the_global_rng_alone(
 
 
 # -- the oracle and its CLI ---------------------------------------------------------------------
-def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path):
+def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path, tiny_budgets):
     with Store(tmp_path / "ws.db") as store:
         kwargs = {"store": store, "workspace": tmp_path / "ws"}
-        first = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        first = evaluate(tiny_arch(), str(task_file), "standard", **kwargs)
         assert first["cached"] is False and first["transferred_from"] is None
         assert 0 <= first["accuracy"] <= 1 and first["metric"] == "accuracy"
-        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
-        second = evaluate(tiny_arch(48), str(task_file), "quick", **kwargs)
+        assert 0 <= first["accuracy_std"] < 0.2 and first["test_examples"] == 20
+        assert evaluate(tiny_arch(), str(task_file), "standard", **kwargs)["cached"] is True
+        second = evaluate(tiny_arch(48), str(task_file), "standard", **kwargs)
         assert second["transferred_from"] == tiny_arch().hash
         assert len(store.trained_models()) == 2
+        quick = evaluate(tiny_arch(40), str(task_file), "quick", **kwargs)
+        assert quick["pretrain_steps"] == 0 and quick["pretrain_loss"] is None
+        assert quick["transferred_from"] in {tiny_arch().hash, tiny_arch(48).hash}
+        assert len(store.trained_models()) == 2  # a zero-step model is not registered
 
 
-def test_cli_pretrain_finetune_and_evaluate(run_cli, task_file, tmp_path):
+def test_a_parent_is_trained_once_resumes_and_seeds_every_quick_evaluation(
+    task_file, tmp_path, tiny_budgets
+):
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        alone = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert alone["transferred_from"] is None and alone["transferred_share"] == 0
+
+        def crash(step: int, _loss: float) -> None:
+            if step == 4:
+                raise KeyboardInterrupt
+
+        parent = tiny_arch(64)
+        with pytest.raises(KeyboardInterrupt):
+            train_parent(str(task_file), "quick", parent, on_step=crash, **kwargs)
+        assert store.trained_models() == []  # registered only when finished
+        trained = train_parent(str(task_file), "quick", parent, **kwargs)
+        assert trained["resumed"] is True and trained["steps"] == 6
+        again = train_parent(str(task_file), "quick", parent, **kwargs)
+        assert again["resumed"] is False and again["loss"] == trained["loss"]
+        assert len(store.trained_models()) == 1
+        # the quick result made before the parent existed is stale: recomputed from the parent
+        child = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert child["cached"] is False and child["transferred_from"] == parent.hash
+        assert 0.5 < child["transferred_share"] <= 1
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
+        other_seed = evaluate(tiny_arch(), str(task_file), "quick", seed=1, **kwargs)
+        assert other_seed["cached"] is False and other_seed["seed"] == 1
+
+
+def test_a_changed_budget_definition_is_not_served_from_the_cache(
+    task_file, tmp_path, tiny_budgets, monkeypatch
+):
+    from dataclasses import replace
+
+    from edgetran.train import oracle
+
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        monkeypatch.setitem(oracle.BUDGETS, "quick", replace(TINY_BUDGETS["quick"], patience=3))
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
+
+
+def test_quick_gives_every_model_the_same_training_flops():
+    settings = FinetuneSettings(steps=1500, flops_budget=4.5e12)
+    from edgetran.space import load_architecture
+
+    tiny, mini = (
+        trial_steps(load_architecture(n), settings, 32, 40) for n in ("bert-tiny", "bert-mini")
+    )
+    assert mini < tiny <= 1500
+    assert trial_steps(tiny_arch(), settings, 32, 40) == 1500  # capped by steps
+    assert trial_steps(tiny_arch(), FinetuneSettings(steps=7), 32, 40) == 7
+
+
+def test_fine_tuning_stops_early_and_keeps_the_best_dev_state(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
+    settings = FinetuneSettings(
+        trials=1, steps=400, batch_sizes=(8,), max_length=16,
+        learning_rate_range=(3e-3, 3e-3), eval_every=20, patience=2,
+    )  # fmt: skip
+    result = finetune(tmp_path / "p", task, tok, settings)
+    assert result.dev_score > 0.7  # the toy task is learnt before patience runs out
+    trial = result.trials[0]
+    assert result.best_step == trial["best_step"] < trial["trained_steps"] < result.steps == 400
+    assert trial["trained_steps"] == result.best_step + 2 * 20  # two scores without a gain
+
+
+def test_a_diverging_fine_tuning_fails_with_a_clear_error(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
+    settings = FinetuneSettings(trials=1, steps=30, batch_sizes=(8,), max_length=16,
+                                learning_rate_range=(1e38, 1e38))  # fmt: skip
+    with pytest.raises(TrainingError, match=r"failed in every trial.*diverged at step"):
+        finetune(tmp_path / "p", task, tok, settings)
+
+
+def test_bootstrap_std_is_the_binomial_standard_error():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    predictions = np.where(rng.random(2000) < 0.8, labels, 1 - labels)
+    expected = np.sqrt(0.8 * 0.2 / 2000)
+    assert bootstrap_std("accuracy", labels, predictions) == pytest.approx(expected, rel=0.15)
+
+
+def test_evaluate_refuses_a_model_too_large_for_the_budget_and_an_absent_device(
+    task_file, tmp_path
+):
+    from edgetran.errors import ModelTooLargeError
+    from edgetran.space import load_architecture
+
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        with pytest.raises(ModelTooLargeError, match=r"bert|GiB.*the quick budget allows 1 GiB"):
+            evaluate(load_architecture("bert-base"), str(task_file), "quick", **kwargs)
+        if not torch.cuda.is_available():
+            with pytest.raises(TrainingError, match="'cuda' is not available here; allowed: cpu"):
+                evaluate(tiny_arch(), str(task_file), "quick", device="cuda", **kwargs)
+        with pytest.raises(TrainingError, match="'tpu' is invalid"):
+            evaluate(tiny_arch(), str(task_file), "quick", device="tpu", **kwargs)
+    assert not (tmp_path / "ws").exists()  # refused before anything was trained
+
+
+def test_glue_tasks_run_from_a_glue_format_fixture(tmp_path, tiny_budgets, monkeypatch):
+    """The GLUE path without a download: a stand-in ``datasets`` module serving an MRPC-shaped
+    dataset (sentence pairs, a ClassLabel)."""
+    import types
+
+    rng = np.random.default_rng(0)
+
+    class Split(dict):
+        features: ClassVar = {"label": types.SimpleNamespace(names=["no", "yes"])}
+
+        def __len__(self) -> int:
+            return len(self["label"])
+
+    def split(n: int) -> Split:
+        labels = rng.integers(0, 2, n)
+        first = [" ".join(rng.choice(FILLER, 5)) + f" {i}" for i in range(n)]
+        second = [f + (" same" if y else " different") for f, y in zip(first, labels, strict=True)]
+        return Split(sentence1=first, sentence2=second, label=labels.tolist())
+
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda path, name: {"train": split(120), "validation": split(30)}
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with Store(tmp_path / "ws.db") as store:
+        result = evaluate(tiny_arch(), "glue/mrpc", "quick", store=store,
+                          workspace=tmp_path / "ws", device="cpu")  # fmt: skip
+    assert result["task"] == "glue/mrpc" and result["metric"] == "max_accuracy_f1"
+    assert result["test_examples"] == 30 and result["device"] == "cpu"
+
+
+def test_cli_pretrain_finetune_and_evaluate(run_cli, task_file, tmp_path, tiny_budgets):
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(tiny_arch().to_dict()))
     common = ["--db", tmp_path / "ws.db", "--workspace", tmp_path / "ws"]
@@ -322,10 +482,35 @@ def test_cli_pretrain_finetune_and_evaluate(run_cli, task_file, tmp_path):
     assert result["transferred_from"] == tiny_arch().hash  # from the `train pretrain` run
 
 
+def test_cli_train_parent_then_evaluate(run_cli, task_file, tmp_path, tiny_budgets):
+    arch = tmp_path / "parent.json"
+    arch.write_text(json.dumps(tiny_arch(64).to_dict()))
+    common = ["--task", task_file, "--db", tmp_path / "ws.db", "--workspace", tmp_path / "ws"]
+    code, out, err = run_cli("train", "parent", *common, "--budget", "quick", "--arch", arch,
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    parent = json.loads(out)
+    assert parent["hash"] == tiny_arch(64).hash and parent["steps"] == 6
+    code, out, err = run_cli("evaluate", "--arch", "bert-tiny", *common, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["transferred_from"] == parent["hash"] and result["transferred_share"] > 0
+    assert {"accuracy_std", "accuracy_std_source", "test_examples"} <= set(result)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["evaluate", "--arch", "bert-tiny", "--task", "x.txt"], "task 'x.txt' is unknown"),
+        (
+            ["evaluate", "--arch", "bert-base", "--task", "t.csv"],
+            "the quick budget allows 1 GiB",
+        ),
+        (
+            ["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--device", "tpu"],
+            "device 'tpu' is invalid; allowed: cpu, cuda or cuda:N",
+        ),
+        (["train", "parent", "--task", "t.csv", "--budget", "huge"], "budget 'huge' is unknown"),
         (["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--budget", "huge"], "--budget"),
         (["evaluate", "--arch", "bert-tiny", "--task", "missing.csv"], "no such file"),
         (["train", "finetune", "--model", ".", "--task", "t.csv", "--out", "o"], "config.json"),

@@ -44,6 +44,7 @@ Labels = Annotated[
     str | None, typer.Option(help="File tasks: allowed labels, comma-separated, in class order.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Device = Annotated[str, typer.Option("--device", help="Where to train: cpu, cuda or cuda:N.")]
 
 
 def _task_options(text_column, text_pair_column, label_column, labels, seed) -> TaskOptions:
@@ -124,6 +125,59 @@ def pretrain(
 
 
 @app.command()
+def parent(
+    task: TaskName,
+    budget: Annotated[
+        str, typer.Option(help="MLM steps: quick (400), standard (2000) or full (20000).")
+    ] = "standard",
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch", help="The parent: a name or a JSON file (default: 4 × 256, every op)."
+        ),
+    ] = None,
+    tokenizer: Tokenizer = None,
+    text_column: TextColumn = "text",
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = "label",
+    labels: Labels = None,
+    seed: Seed = 0,
+    device: Device = "cpu",
+    db: Db = None,
+    workspace: Workspace = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pretrain a parent once per workspace; later evaluations start from it (resumable)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.store import Store
+    from edgetran.train import DEFAULT_WORKSPACE, train_parent
+    from edgetran.train.oracle import parent_settings
+
+    steps = parent_settings(budget).steps
+    architecture = resolve_arch(arch) if arch else None
+    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    with (
+        Store(db) as store,
+        Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
+    ):
+        job = bar.add_task("pretraining the parent", total=steps)
+        result = train_parent(
+            task, budget, architecture, store=store, seed=seed, tokenizer=tokenizer,
+            workspace=workspace or Path(DEFAULT_WORKSPACE), task_options=options,
+            on_step=lambda step, _loss: bar.update(job, completed=step), device=device,
+        )  # fmt: skip
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(
+            f"parent {result['hash'][:12]}: {result['steps']} MLM steps, loss "
+            f"{result['loss']:.3f} ({result['seconds']:.0f} s) in {result['path']}"
+        )
+
+
+@app.command()
 def finetune(
     model: Annotated[Path, typer.Option("--model", help="A pretrained model directory.")],
     task: TaskName,
@@ -188,6 +242,7 @@ def evaluate(
     label_column: LabelColumn = "label",
     labels: Labels = None,
     seed: Seed = 0,
+    device: Device = "cpu",
     db: Db = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
@@ -206,13 +261,15 @@ def evaluate(
         result = evaluate_accuracy(
             architecture, task, budget, store=store, seed=seed,
             workspace=workspace or Path(DEFAULT_WORKSPACE),
-            tokenizer=tokenizer, transfer=transfer, task_options=options,
+            tokenizer=tokenizer, transfer=transfer, task_options=options, device=device,
         )  # fmt: skip
     if as_json:
         print_json(result)
     else:
         typer.echo(
-            f"{result['task']}: {result['metric']} {result['accuracy']:.4f} after "
+            f"{result['task']}: {result['metric']} {result['accuracy']:.4f} "
+            + (f"(± {result['accuracy_std']:.4f}) " if "accuracy_std" in result else "")
+            + "after "
             f"{result['train_seconds']:.0f} s" + (" (cached)" if result["cached"] else "")
         )
 

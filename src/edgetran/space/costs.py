@@ -219,10 +219,16 @@ def physical_memory_bytes() -> int | None:
 
 
 def check_parameter_memory(
-    arch: Architecture, *, bytes_per_element: int = 4, available_bytes: int | None = None, **kwargs
+    arch: Architecture,
+    *,
+    bytes_per_element: int = 4,
+    available_bytes: int | None = None,
+    limit_name: str = "this machine has",
+    **kwargs,
 ) -> int:
     """The bytes of ``arch``'s parameters; raise before anything is allocated if they exceed
-    ``available_bytes`` (default: this machine's physical memory).
+    ``available_bytes`` (default: this machine's physical memory; ``limit_name`` says whose
+    limit it is in the message).
 
     Raises:
         ModelTooLargeError: the parameters alone would not fit.
@@ -234,7 +240,7 @@ def check_parameter_memory(
         raise ModelTooLargeError(
             f"architecture {arch.hash[:12]} needs about {_gib(needed)} for its parameters "
             f"({float(parameters):.3g} parameters × {bytes_per_element} bytes); "
-            f"this machine has {_gib(available)}"
+            f"{limit_name} {_gib(available)}"
         )
     return needed
 

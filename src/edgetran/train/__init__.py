@@ -11,7 +11,15 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "finetune": ["FinetuneResult", "FinetuneSettings", "finetune"],
-        "oracle": ["BUDGETS", "DEFAULT_WORKSPACE", "evaluate", "evaluate_job"],
+        "oracle": [
+            "BUDGETS",
+            "DEFAULT_WORKSPACE",
+            "PARENT_ARCHITECTURE",
+            "evaluate",
+            "evaluate_job",
+            "train_classifier",
+            "train_parent",
+        ],
         "pretrain": ["PretrainResult", "PretrainSettings", "TrainingError", "pretrain"],
         "tasks": ["Task", "TaskError", "TaskOptions", "load_task"],
     },

@@ -47,6 +47,12 @@ class TokenisedTexts:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def typical_width(self, quantile: float = 0.95) -> int:
+        """A typical batch width after trimming: the ``quantile`` of the sequence lengths (a
+        batch is as wide as its longest row)."""
+        lengths = self.attention_mask.sum(dim=1).float()
+        return max(1, int(torch.quantile(lengths, quantile)))
+
     def rows(self, step: int, batch_size: int, seed: int) -> np.ndarray:
         """Row indices of batch ``step`` (epochs are seeded permutations)."""
         start = step * batch_size

@@ -1,6 +1,14 @@
 """Fine-tuning a pretrained FlexiBERT encoder, with Optuna's TPE choosing the learning rate and
 batch size (reference ``flexibert-gptran.md`` §5: log-uniform learning rate in [2e-5, 5e-4],
-batch size from a small set, a configurable number of trials).
+batch size from a small set, a configurable number of trials). The first trial is the middle
+of the range (geometric mean learning rate, largest batch size), so a one-trial budget trains
+at a sensible point instead of a random one.
+
+Each trial trains for ``steps`` optimiser steps, or fewer where ``flops_budget`` runs out first:
+a budget in training FLOPs gives every architecture the same compute, so a large model is not
+given minutes where a small one gets seconds. The dev split is scored every ``eval_every`` steps
+and the best state is kept (early stopping after ``patience`` scores without improvement). A
+trial whose loss turns NaN or infinite fails; the fine-tuning fails only when every trial did.
 
 The reference's fine-tuning script discarded the pretrained weights (``from_pretrained`` called
 on an instance), so it fine-tuned fresh models. Here the encoder is copied with a strict check:
@@ -23,8 +31,10 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from edgetran.model import FlexiBertForMaskedLM, FlexiBertForSequenceClassification
 from edgetran.seeding import torch_seeded
+from edgetran.space import Architecture
+from edgetran.space.costs import estimate_costs
 from edgetran.train.data import TokenisedTexts
-from edgetran.train.metrics import score
+from edgetran.train.metrics import bootstrap_std, score
 from edgetran.train.pretrain import TrainingError
 from edgetran.train.tasks import Task
 
@@ -33,7 +43,9 @@ RESULT = "finetune.json"
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """Fine-tuning settings; each Optuna trial trains ``steps`` steps and scores the dev set."""
+    """Fine-tuning settings; each Optuna trial trains at most ``steps`` steps (fewer when
+    ``flops_budget``, the training FLOPs of one trial, runs out first) and scores the dev set
+    every ``eval_every`` steps (``None``: once, at the end)."""
 
     trials: int = 5
     steps: int = 200
@@ -45,12 +57,19 @@ class FinetuneSettings:
     train_examples: int | None = None
     dev_examples: int | None = None
     test_examples: int | None = None
+    flops_budget: float | None = None
+    eval_every: int | None = None
+    patience: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("trials", "steps", "max_length"):
+        for name in ("trials", "steps", "max_length", "patience"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise TrainingError(f"eval_every={self.eval_every}; expected an integer ≥ 1 or None")
+        if self.flops_budget is not None and not self.flops_budget > 0:
+            raise TrainingError(f"flops_budget={self.flops_budget}; expected > 0 or None")
         low, high = self.learning_rate_range
         if not 0 < low <= high:
             raise TrainingError(
@@ -64,13 +83,21 @@ class FinetuneSettings:
 
 @dataclass
 class FinetuneResult:
-    """Scores of the best trial (by dev score) and every trial's parameters."""
+    """Scores of the best trial (by dev score) and every trial's parameters.
+
+    ``test_std`` is the bootstrap standard deviation of ``test_score`` over the
+    ``test_examples`` scored; ``steps`` is the best trial's length (its best state may be
+    from an earlier step: ``best_step``)."""
 
     metric: str
     dev_score: float
     test_score: float
+    test_std: float
+    test_examples: int
     learning_rate: float
     batch_size: int
+    steps: int
+    best_step: int
     trials: list[dict[str, Any]]
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
@@ -103,22 +130,32 @@ def classifier_from_pretrained(
 
 
 def finetune(
-    pretrained: str | Path,
+    pretrained: str | Path | FlexiBertForMaskedLM,
     task: Task,
     tokenizer: PreTrainedTokenizerBase,
     settings: FinetuneSettings = FinetuneSettings(),
     out: str | Path | None = None,
+    device: str = "cpu",
 ) -> FinetuneResult:
     """Tune learning rate and batch size with TPE; keep, score and (optionally) save the best.
 
     Args:
-        pretrained: a directory written by :func:`~edgetran.train.pretrain.pretrain`.
+        pretrained: a directory written by :func:`~edgetran.train.pretrain.pretrain`, or
+            such a model in memory.
         out: where to ``save_pretrained`` the best fine-tuned model (and ``finetune.json``).
+        device: where to train (``cpu``, ``cuda``, ``cuda:1`` …).
+
+    Raises:
+        TrainingError: every trial diverged.
     """
     import optuna
 
     began = time.perf_counter()
-    mlm = FlexiBertForMaskedLM.from_pretrained(pretrained)
+    mlm = (
+        pretrained
+        if isinstance(pretrained, FlexiBertForMaskedLM)
+        else FlexiBertForMaskedLM.from_pretrained(pretrained)
+    )
     train, dev, test = (
         _encode(tokenizer, split.subset(n, settings.seed), settings.max_length)
         for split, n in (
@@ -127,32 +164,66 @@ def finetune(
             (task.test, settings.test_examples),
         )
     )
+    seq_len = train.typical_width()
     best: dict[str, Any] = {"score": -np.inf}
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", *settings.learning_rate_range, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(settings.batch_sizes))
+        steps = trial_steps(mlm.config.arch, settings, batch_size, seq_len)
         seed = settings.seed + trial.number
         with torch_seeded(seed):  # the new pooler and classifier, and dropout
-            model = classifier_from_pretrained(mlm, task.num_labels)
-            _train(model, train, lr, batch_size, settings, seed)
-        dev_score = evaluate_split(model, dev, task.metric, task.num_labels)
+            model = classifier_from_pretrained(mlm, task.num_labels).to(device)
+            try:
+                dev_score, best_step, trained = _train(
+                    model, train, dev, task, lr, batch_size, steps, settings, seed, device
+                )
+            except TrainingError as err:
+                trial.set_user_attr("error", str(err))
+                raise
+        trial.set_user_attr("steps", steps)
+        trial.set_user_attr("best_step", best_step)
+        trial.set_user_attr("trained_steps", trained)
         if dev_score > best["score"]:
             best.update(score=dev_score, state=copy.deepcopy(model.state_dict()), model=model)
         return dev_score
 
     sampler = optuna.samplers.TPESampler(seed=settings.seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(objective, n_trials=settings.trials)
+    study.enqueue_trial(
+        {"learning_rate": float(np.sqrt(np.prod(settings.learning_rate_range))),
+         "batch_size": max(settings.batch_sizes)}
+    )  # fmt: skip
+    study.optimize(objective, n_trials=settings.trials, catch=(TrainingError,))
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        reasons = "; ".join(str(t.user_attrs.get("error", "failed")) for t in study.trials)
+        raise TrainingError(f"fine-tuning failed in every trial ({reasons})")
     model = best["model"]
     model.load_state_dict(best["state"])
+    predictions = predict_split(model, test, task.num_labels, device)
+    labels = test.labels.numpy()
+    chosen = study.best_trial
     result = FinetuneResult(
         metric=task.metric,
         dev_score=float(study.best_value),
-        test_score=evaluate_split(model, test, task.metric, task.num_labels),
-        learning_rate=float(study.best_params["learning_rate"]),
-        batch_size=int(study.best_params["batch_size"]),
-        trials=[{"number": t.number, **t.params, "dev_score": t.value} for t in study.trials],
+        test_score=score(task.metric, labels, predictions),
+        test_std=bootstrap_std(task.metric, labels, predictions, seed=settings.seed),
+        test_examples=len(test),
+        learning_rate=float(chosen.params["learning_rate"]),
+        batch_size=int(chosen.params["batch_size"]),
+        steps=int(chosen.user_attrs["steps"]),
+        best_step=int(chosen.user_attrs["best_step"]),
+        trials=[
+            {
+                "number": t.number,
+                **t.params,
+                "dev_score": t.value,
+                "state": t.state.name,
+                **t.user_attrs,
+            }
+            for t in study.trials
+        ],
         seconds=time.perf_counter() - began,
         settings=asdict(settings),
     )
@@ -160,10 +231,43 @@ def finetune(
         out = Path(out)
         model.config.id2label = dict(enumerate(task.label_names)) or {0: "score"}
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
-        model.save_pretrained(out)
+        model.cpu().save_pretrained(out)
         tokenizer.save_pretrained(out)
         (out / RESULT).write_text(json.dumps({**result.to_dict(), "task": task.name}, indent=1))
     return result
+
+
+def trial_steps(
+    arch: Architecture, settings: FinetuneSettings, batch_size: int, seq_len: int
+) -> int:
+    """Optimiser steps of one trial: ``settings.steps``, or fewer where
+    ``settings.flops_budget`` runs out first (a training step costs about three forward
+    passes of a ``(batch_size, seq_len)`` batch)."""
+    if settings.flops_budget is None:
+        return settings.steps
+    step_flops = 3 * estimate_costs(arch, batch_size=batch_size, seq_len=seq_len).flops
+    return max(1, min(settings.steps, int(settings.flops_budget // step_flops)))
+
+
+def predict_split(
+    model: FlexiBertForSequenceClassification,
+    data: TokenisedTexts,
+    num_labels: int,
+    device: str = "cpu",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Class ids (or regression values) that ``model`` predicts for ``data``, shape (N,)."""
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = data.batch(np.arange(start, min(start + batch_size, len(data))))
+            logits = model(  # (B, labels)
+                batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            ).logits
+            outputs.append((logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)).cpu())
+    model.train()
+    return torch.cat(outputs).numpy()
 
 
 def evaluate_split(
@@ -171,33 +275,49 @@ def evaluate_split(
     data: TokenisedTexts,
     metric: str,
     num_labels: int,
-    batch_size: int = 128,
+    device: str = "cpu",
 ) -> float:
     """The task metric of ``model`` on ``data``."""
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = data.batch(np.arange(start, min(start + batch_size, len(data))))
-            logits = model(batch["input_ids"], batch["attention_mask"]).logits  # (B, labels)
-            outputs.append(logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1))
-    model.train()
-    return score(metric, data.labels.numpy(), torch.cat(outputs).numpy())
+    return score(metric, data.labels.numpy(), predict_split(model, data, num_labels, device))
 
 
-def _train(model, data: TokenisedTexts, lr: float, batch_size: int, settings, seed: int):
+def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: float,
+           batch_size: int, steps: int, settings: FinetuneSettings, seed: int,
+           device: str) -> tuple[float, int, int]:  # fmt: skip
+    """Train ``steps`` steps, scoring dev every ``settings.eval_every``; leave ``model`` in its
+    best-scoring state and return ``(dev score, step it was reached at, steps trained)``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
-    warmup = round(settings.warmup_ratio * settings.steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, settings.steps)
+    warmup = round(settings.warmup_ratio * steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    every = settings.eval_every or steps
+    best_score, best_step, best_state, stale = -np.inf, 0, None, 0
     model.train()
-    for step in range(settings.steps):
-        batch = data.batch(data.rows(step, batch_size, seed))
-        loss = model(**batch).loss
+    for step in range(steps):
+        batch = train.batch(train.rows(step, batch_size, seed))
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"fine-tuning diverged at step {step + 1} (loss {loss.item()}, learning rate "
+                f"{lr:.3g})"
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        if done % every and done < steps:
+            continue
+        dev_score = evaluate_split(model, dev, task.metric, task.num_labels, device)
+        if dev_score > best_score:
+            best_score, best_step, stale = dev_score, done, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                break
+    model.load_state_dict(best_state)
+    return float(best_score), best_step, done
 
 
 def _encode(tokenizer, split, max_length: int) -> TokenisedTexts:

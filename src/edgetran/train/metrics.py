@@ -31,6 +31,20 @@ def score(metric: str, labels: np.ndarray, predictions: np.ndarray) -> float:
     raise ValueError(f"metric {metric!r} is unknown; allowed: {', '.join(METRICS)}")
 
 
+def bootstrap_std(
+    metric: str, labels: np.ndarray, predictions: np.ndarray, resamples: int = 200, seed: int = 0
+) -> float:
+    """Standard deviation of the metric over bootstrap resamples of the scored examples: the
+    noise that scoring on a finite test set adds (seed-to-seed training noise comes on top)."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    rng = np.random.default_rng(seed)
+    draws = [
+        score(metric, labels[rows], predictions[rows])
+        for rows in rng.integers(0, len(labels), size=(resamples, len(labels)))
+    ]
+    return float(np.std(draws, ddof=1))
+
+
 def glue_score(task_scores: dict[str, float]) -> float:
     """GLUE = mean of the eight task scores (WNLI excluded), as the reference computes it."""
     from edgetran.train.tasks import GLUE_TASKS

@@ -11,6 +11,7 @@ a minute on two CPU cores for models up to BERT-Mini.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,10 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.space import REFERENCE_SPACE, Architecture, Layer
+from edgetran.space.costs import check_parameter_memory
 from edgetran.store import Store
 from edgetran.train.finetune import FinetuneSettings, finetune
-from edgetran.train.pretrain import PretrainResult, PretrainSettings, TrainingError, pretrain
+from edgetran.train.pretrain import (
+    CHECKPOINT,
+    PretrainResult,
+    PretrainSettings,
+    TrainingError,
+    initial_model,
+    pretrain,
+)
 from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task
 from edgetran.train.tokenizer import load_tokenizer
 
@@ -30,7 +39,15 @@ DEFAULT_WORKSPACE = "edgetran-workspace"
 
 @dataclass(frozen=True)
 class Budget:
-    """A named amount of training: MLM steps, then ``trials`` TPE trials of ``finetune_steps``."""
+    """A named amount of training.
+
+    ``pretrain_steps`` MLM steps (0: none — the model starts from the nearest trained model in
+    the workspace, or from scratch), then ``trials`` TPE trials, each of at most
+    ``finetune_steps`` steps and ``finetune_flops`` training FLOPs, scored on dev every
+    ``eval_every`` steps (early stopping after ``patience`` scores without gain).
+    ``max_training_bytes`` bounds the training memory of the weights, their gradients and
+    Adam's two moments (16 bytes per parameter); ``None``: this machine's memory.
+    """
 
     pretrain_steps: int
     pretrain_batch_size: int
@@ -42,20 +59,43 @@ class Budget:
     test_examples: int | None
     pretrain_learning_rate: float = 5e-4
     learning_rate_range: tuple[float, float] = (2e-5, 5e-4)
+    finetune_flops: float | None = None
+    eval_every: int | None = None
+    patience: int = 2
+    max_training_bytes: int | None = None
 
 
-#: ``quick`` trains briefly, so it searches higher fine-tuning rates than the reference range.
+GIB = 2**30
+#: ``quick`` (about a minute on two CPU cores up to BERT-Mini) fine-tunes from the nearest
+#: trained model (a parent, see :func:`train_parent`) or from scratch, on the same training FLOPs
+#: for every model; ``standard`` adds MLM steps and a second trial; ``full`` is the reference's
+#: scale (GPU). Tweets are at most ~70 tokens, so 64 keeps all but the longest whole; batches are
+#: trimmed to their longest row.
 BUDGETS = {
-    "quick": Budget(40, 32, 32, 2, 180, (8, 16), 500, 1000, 2e-4, (3e-4, 1e-3)),
-    "standard": Budget(2000, 32, 64, 5, 600, (16, 32), 2000, None),
-    "full": Budget(100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4),
-}
+    "quick": Budget(
+        0, 32, 64, 1, 1500, (32,), 1000, None, 5e-4, (5e-4, 2e-3),
+        finetune_flops=4.5e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
+    ),
+    "standard": Budget(
+        300, 32, 64, 2, 1200, (32,), 2000, None, 5e-4, (3e-4, 1.2e-3),
+        finetune_flops=4e13, eval_every=200, patience=3, max_training_bytes=4 * GIB,
+    ),
+    "full": Budget(
+        100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
+        eval_every=500, patience=4,
+    ),
+}  # fmt: skip
+BYTES_PER_TRAINED_PARAMETER = 16
+
+
+def check_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise TrainingError(f"budget {name!r} is unknown; allowed: {', '.join(BUDGETS)}")
+    return BUDGETS[name]
 
 
 def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, FinetuneSettings]:
-    if name not in BUDGETS:
-        raise TrainingError(f"budget {name!r} is unknown; allowed: {', '.join(BUDGETS)}")
-    b = BUDGETS[name]
+    b = check_budget(name)
     return (
         PretrainSettings(
             steps=b.pretrain_steps,
@@ -73,9 +113,111 @@ def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, Finetun
             max_length=b.max_length,
             dev_examples=b.dev_examples,
             test_examples=b.test_examples,
+            flops_budget=b.finetune_flops,
+            eval_every=b.eval_every,
+            patience=b.patience,
             seed=seed,
         ),
     )
+
+
+def check_training_memory(arch: Architecture, budget: str) -> int:
+    """Refuse, before anything is built, an architecture whose training state would not fit
+    the budget's memory (or this machine's); returns the estimate in bytes."""
+    limit = check_budget(budget).max_training_bytes
+    return check_parameter_memory(
+        arch, bytes_per_element=BYTES_PER_TRAINED_PARAMETER, available_bytes=limit,
+        limit_name="this machine has" if limit is None else f"the {budget} budget allows",
+    )  # fmt: skip
+
+
+def check_training_device(device: str) -> str:
+    """``device`` if torch can train there, else a :class:`TrainingError` naming the choices."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = device[5:]  # "" or the digits after "cuda:"
+        if (index == "" and count) or (index.isdigit() and int(index) < count):
+            return device
+        allowed = ", ".join(["cpu", *(f"cuda:{i}" for i in range(count))])
+        raise TrainingError(f"device {device!r} is not available here; allowed: {allowed}")
+    raise TrainingError(f"device {device!r} is invalid; allowed: cpu, cuda or cuda:N")
+
+
+#: The default parent: four layers as wide as the CPU-sized space (``edgetran demo``'s), every
+#: head operation in each, two feed-forward layers of its widest width, so that weight transfer
+#: reaches every head type and size a model of that space can have.
+PARENT_OPS = ("sa_sdp", "sa_sdp", "sa_wma", "l_dft", "l_dct", "c_5", "c_9", "c_13")
+PARENT_ARCHITECTURE = Architecture(
+    tuple(Layer(256, PARENT_OPS, 64, (1024, 1024)) for _ in range(4))
+)
+#: MLM steps of a parent per budget (batch 32 × 64 tokens; the tweets' training split is ~30k).
+PARENT_STEPS = {"quick": 400, "standard": 2000, "full": 20_000}
+
+
+def parent_settings(budget: str, seed: int = 0) -> PretrainSettings:
+    """MLM settings of a parent at ``budget``."""
+    if budget not in PARENT_STEPS:
+        raise TrainingError(f"budget {budget!r} is unknown; allowed: {', '.join(PARENT_STEPS)}")
+    steps = PARENT_STEPS[budget]
+    return PretrainSettings(
+        steps=steps, batch_size=32, max_length=64, learning_rate=5e-4,
+        checkpoint_every=max(1, steps // 40), seed=seed,
+    )  # fmt: skip
+
+
+def train_parent(
+    task: str | Task,
+    budget: str = "standard",
+    arch: Architecture | None = None,
+    *,
+    store: Store,
+    workspace: str | Path = DEFAULT_WORKSPACE,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    task_options: TaskOptions | None = None,
+    on_step=None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Pretrain a parent once per workspace and tokenizer (MLM on the task's training text,
+    from scratch) and register it, so that every later evaluation starts from it, or from a
+    nearer trained model, by weight transfer (reference §5, §7). An interrupted run resumes
+    from its last checkpoint; a finished one is returned as it is.
+
+    Returns a JSON-ready dict: ``hash``, ``model_dict``, ``path``, ``steps``, ``loss``,
+    ``seconds`` (of training, over all attempts), ``tokenizer``, ``budget``, ``resumed``.
+    """
+    arch = arch or PARENT_ARCHITECTURE
+    settings = parent_settings(budget, seed)
+    check_training_memory(arch, "full")
+    device = check_training_device(device)
+    task = load_task(task, task_options) if isinstance(task, str) else task
+    workspace = Path(workspace)
+    tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
+    name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
+    out = workspace / "parents" / (f"{name}-s{seed}" if seed else name)
+    resumed = (out / CHECKPOINT).is_file()
+    result = pretrain(
+        arch, task.corpus(), tok, tokenizer_id, out, settings, on_step=on_step, device=device
+    )
+    store.add_trained_model(
+        arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(out),
+        steps=result.steps, loss=result.loss,
+    )  # fmt: skip
+    return {
+        "hash": arch.hash,
+        "model_dict": arch.to_dict(),
+        "path": str(out),
+        "steps": result.steps,
+        "loss": result.loss,
+        "seconds": result.seconds,
+        "tokenizer": tokenizer_id,
+        "budget": budget,
+        "resumed": resumed,
+    }
 
 
 def nearest_trained(
@@ -108,24 +250,32 @@ def pretrain_in_workspace(
     store: Store,
     transfer: bool = True,
     on_step=None,
+    device: str = "cpu",
 ) -> PretrainResult:
     """Pretrain from the nearest registered neighbour (if ``transfer``) and register the
-    result, so that later models can start from it."""
+    result, so that later models can start from it (a zero-step run is not registered: it
+    holds nothing its source does not)."""
     source = nearest_trained(arch, store, tokenizer_id, exclude_path=str(out))
     result = pretrain(
         arch, texts, tokenizer, tokenizer_id, out, settings,
         init_from=source["path"] if transfer and source else None, on_step=on_step,
+        device=device,
     )  # fmt: skip
-    store.add_trained_model(
-        arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(out),
-        steps=result.steps, loss=result.loss,
-    )  # fmt: skip
+    if result.steps:
+        store.add_trained_model(
+            arch.to_dict(), arch.hash, tokenizer=tokenizer_id, path=str(out),
+            steps=result.steps, loss=result.loss,
+        )  # fmt: skip
     return result
 
 
-def model_dir(workspace: Path, arch: Architecture, tokenizer_id: str, budget: str) -> Path:
-    """Where the oracle trains ``arch`` at ``budget`` (its ``pretrain`` checkpoint inside)."""
-    return workspace / "models" / f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
+def model_dir(
+    workspace: Path, arch: Architecture, tokenizer_id: str, budget: str, seed: int = 0
+) -> Path:
+    """Where the oracle trains ``arch`` at ``budget`` and ``seed`` (its ``pretrain``
+    checkpoint inside)."""
+    name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
+    return Path(workspace) / "models" / (f"{name}-s{seed}" if seed else name)
 
 
 def evaluate(
@@ -139,54 +289,133 @@ def evaluate(
     tokenizer: str | None = None,
     transfer: bool = True,
     task_options: TaskOptions | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store``).
 
-    Returns a JSON-ready dict: ``accuracy`` (the task metric, a fraction), ``metric``,
-    ``pretrain_loss``, ``train_seconds``, ``transferred_from`` and more.
+    The model starts from the nearest trained model of the workspace (a parent from
+    :func:`train_parent`, or an earlier evaluation's pretraining) when ``transfer``.
+
+    Returns a JSON-ready dict: ``accuracy`` (the task metric on ``test_examples`` test
+    examples, a fraction), ``accuracy_std`` (its bootstrap standard deviation over those
+    examples: ``accuracy_std_source`` says so), ``metric``, ``pretrain_loss``,
+    ``train_seconds``, ``transferred_from``, ``transferred_share`` and more.
+
+    Raises:
+        TrainingError: unknown budget or device, or training diverged in every trial.
+        ModelTooLargeError: the architecture's training state exceeds the budget's memory.
     """
     name = task if isinstance(task, str) else task.name
     if name == "glue/all":
-        return _evaluate_glue(arch, budget, store, workspace, seed, tokenizer, transfer)
+        return _evaluate_glue(arch, budget, store, workspace, seed, tokenizer, transfer, device)
+    check_budget(budget)
+    check_training_memory(arch, budget)
+    device = check_training_device(device)
     cached = store.evaluation(arch.hash, task=name, budget=budget, seed=seed)
-    if cached is not None:
+    if cached is not None and _still_valid(cached, arch, budget, store, transfer):
         return {**cached, "cached": True}
-    pre_settings, fine_settings = budget_settings(budget, seed)
-    began = time.perf_counter()
-    task = load_task(task, task_options) if isinstance(task, str) else task
-    workspace = Path(workspace)
-    tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
-    run_dir = model_dir(workspace, arch, tokenizer_id, budget)
-    texts = task.train.subset(pre_settings.steps * pre_settings.batch_size, seed).texts
-    pre = pretrain_in_workspace(
-        arch, texts, tok, tokenizer_id, run_dir / "pretrain", pre_settings, store, transfer
-    )
-    fine = finetune(run_dir / "pretrain", task, tok, fine_settings)
-    result = {
-        "hash": arch.hash,
-        "task": name,
-        "budget": budget,
-        "seed": seed,
-        "accuracy": fine.test_score,
-        "metric": fine.metric,
-        "dev_score": fine.dev_score,
-        "pretrain_loss": pre.loss,
-        "pretrain_steps": pre.steps,
-        "train_seconds": time.perf_counter() - began,
-        "transferred_from": pre.transferred_from,
-        "transferred_share": pre.transferred_share,
-        "learning_rate": fine.learning_rate,
-        "batch_size": fine.batch_size,
-        "tokenizer": tokenizer_id,
-        "budget_settings": asdict(BUDGETS[budget]),
-    }
+    result = train_classifier(
+        arch, task, budget, store=store, workspace=workspace, seed=seed, tokenizer=tokenizer,
+        transfer=transfer, task_options=task_options, device=device,
+    )  # fmt: skip
     store.add_evaluation(
         arch.to_dict(), arch.hash, task=name, budget=budget, seed=seed, result=result
     )
     return {**result, "cached": False}
 
 
-def _evaluate_glue(arch, budget, store, workspace, seed, tokenizer, transfer) -> dict[str, Any]:
+def train_classifier(
+    arch: Architecture,
+    task: str | Task,
+    budget: str = "quick",
+    *,
+    store: Store,
+    workspace: str | Path = DEFAULT_WORKSPACE,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    transfer: bool = True,
+    task_options: TaskOptions | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train ``arch`` at ``budget`` as :func:`evaluate` does, without its cache, saving the
+    best classifier and the tokenizer in ``out`` when given (e.g. a final model to export).
+    Returns :func:`evaluate`'s result (without ``cached``)."""
+    pre_settings, fine_settings = budget_settings(budget, seed)
+    check_training_memory(arch, budget)
+    device = check_training_device(device)
+    workspace = Path(workspace)
+    name = task if isinstance(task, str) else task.name
+    began = time.perf_counter()
+    task = load_task(task, task_options) if isinstance(task, str) else task
+    tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
+    pretrained = model_dir(workspace, arch, tokenizer_id, budget, seed) / "pretrain"
+    if pre_settings.steps:
+        texts = task.train.subset(pre_settings.steps * pre_settings.batch_size, seed).texts
+        pre = pretrain_in_workspace(
+            arch, texts, tok, tokenizer_id, pretrained, pre_settings, store, transfer,
+            device=device,
+        )  # fmt: skip
+        start, loss, source, share = (
+            pretrained,
+            pre.loss,
+            pre.transferred_from,
+            pre.transferred_share,
+        )
+    else:
+        neighbour = nearest_trained(arch, store, tokenizer_id) if transfer else None
+        start, source, share = initial_model(
+            arch, tok, pre_settings.max_length, neighbour and neighbour["path"], seed
+        )
+        loss = None
+    fine = finetune(start, task, tok, fine_settings, out=out, device=device)
+    result = {
+        "hash": arch.hash,
+        "task": name,
+        "budget": budget,
+        "seed": seed,
+        "accuracy": fine.test_score,
+        "accuracy_std": fine.test_std,
+        "accuracy_std_source": "bootstrap of the test examples",
+        "test_examples": fine.test_examples,
+        "metric": fine.metric,
+        "dev_score": fine.dev_score,
+        "pretrain_loss": loss,
+        "pretrain_steps": pre_settings.steps,
+        "finetune_steps": fine.steps,
+        "best_step": fine.best_step,
+        "train_seconds": time.perf_counter() - began,
+        "transferred_from": source,
+        "transferred_share": share,
+        "learning_rate": fine.learning_rate,
+        "batch_size": fine.batch_size,
+        "tokenizer": tokenizer_id,
+        "device": device,
+        "budget_settings": _jsonable(asdict(BUDGETS[budget])),
+    }
+    return result if out is None else {**result, "model": str(out)}
+
+
+def _still_valid(cached: dict, arch, budget: str, store: Store, transfer: bool) -> bool:
+    """A stored result is reused when it was made with today's budget and, for a budget
+    without MLM steps, from the model it would start from now (a parent trained since then
+    makes it stale)."""
+    if cached.get("budget_settings") != _jsonable(asdict(BUDGETS[budget])):
+        return False
+    if BUDGETS[budget].pretrain_steps or "tokenizer" not in cached:
+        return True
+    neighbour = nearest_trained(arch, store, cached["tokenizer"]) if transfer else None
+    now = Architecture.from_dict(neighbour["model_dict"]).hash if neighbour else None
+    return cached.get("transferred_from") == now
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _evaluate_glue(
+    arch, budget, store, workspace, seed, tokenizer, transfer, device
+) -> dict[str, Any]:
     """All eight GLUE tasks; ``accuracy`` is the GLUE score (their mean, WNLI excluded)."""
     from edgetran.train.metrics import glue_score
 
@@ -200,6 +429,7 @@ def _evaluate_glue(arch, budget, store, workspace, seed, tokenizer, transfer) ->
             seed=seed,
             tokenizer=tokenizer,
             transfer=transfer,
+            device=device,
         )
         for t in GLUE_TASKS
     }

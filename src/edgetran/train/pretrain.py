@@ -45,7 +45,8 @@ class TrainingError(EdgeTranError, ValueError):
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    """MLM pretraining settings (defaults: reference optimiser, short budget)."""
+    """MLM pretraining settings (defaults: reference optimiser, short budget). ``steps=0``
+    only initialises the model (from a neighbour where one is given)."""
 
     steps: int = 100
     batch_size: int = 32
@@ -61,7 +62,9 @@ class PretrainSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "max_length", "checkpoint_every"):
+        if self.steps < 0:
+            raise TrainingError(f"steps={self.steps}; expected an integer ≥ 0")
+        for name in ("batch_size", "max_length", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
         if self.learning_rate <= 0:
@@ -75,11 +78,12 @@ class PretrainSettings:
 
 @dataclass
 class PretrainResult:
-    """What a pretraining run produced (``OUT/pretrain.json``)."""
+    """What a pretraining run produced (``OUT/pretrain.json``); ``loss`` is ``None`` after
+    zero steps."""
 
     hash: str
     steps: int
-    loss: float
+    loss: float | None
     losses: list[float]
     seconds: float
     tokenizer: str
@@ -101,6 +105,21 @@ def build_mlm_model(arch: Architecture, tokenizer: PreTrainedTokenizerBase, max_
     return FlexiBertForMaskedLM(config)
 
 
+def initial_model(
+    arch: Architecture,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    init_from: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[FlexiBertForMaskedLM, str | None, float]:
+    """A fresh MLM model of ``arch`` (seeded), with ``init_from``'s weights transferred where
+    given: ``(model, source hash or None, transferred share)``."""
+    with torch_seeded(seed):
+        model = build_mlm_model(arch, tokenizer, max_length)
+    source, share = _transfer(model, init_from, seed)
+    return model, source, share
+
+
 def pretrain(
     arch: Architecture,
     texts: list[str],
@@ -110,6 +129,7 @@ def pretrain(
     settings: PretrainSettings = PretrainSettings(),
     init_from: str | Path | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    device: str = "cpu",
 ) -> PretrainResult:
     """Pretrain ``arch`` on ``texts``; resume or reuse what ``out`` already holds.
 
@@ -117,19 +137,21 @@ def pretrain(
         init_from: a pretrained FlexiBERT directory to transfer weights from (its hash and the
             share of transferred weights are recorded).
         on_step: called after every optimiser step with ``(step, loss)`` (progress bars).
+        device: where to train (``cpu``, ``cuda``, ``cuda:1`` …); checkpoints are portable.
     """
     out = Path(out)
     signature = {"hash": arch.hash, "tokenizer": tokenizer_id, "settings": asdict(settings)}
     finished = _finished(out, signature)
     if finished is not None:
         return finished
-    if not texts:
+    if settings.steps and not texts:
         raise TrainingError("no pretraining text")
     out.mkdir(parents=True, exist_ok=True)
-    data = TokenisedTexts(tokenizer, texts, settings.max_length)
+    data = TokenisedTexts(tokenizer, texts, settings.max_length) if settings.steps else None
     with torch_seeded(settings.seed):  # dropout; the state is restored from a checkpoint on resume
         model = build_mlm_model(arch, tokenizer, settings.max_length)
         source, share = _transfer(model, init_from, settings.seed)
+        model.to(device)
         optimizer, scheduler = _optimiser(model, settings)
         state = _load_checkpoint(out, signature)
         start, losses, seconds = 0, [], 0.0
@@ -150,7 +172,9 @@ def pretrain(
                 batch["input_ids"], batch["attention_mask"], special,
                 tokenizer.mask_token_id, len(tokenizer), generator, settings.mlm_probability,
             )  # fmt: skip
-            loss = mlm_loss(model, ids, batch["attention_mask"], labels)
+            loss = mlm_loss(
+                model, ids.to(device), batch["attention_mask"].to(device), labels.to(device)
+            )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
@@ -168,7 +192,7 @@ def pretrain(
     result = PretrainResult(
         hash=arch.hash,
         steps=settings.steps,
-        loss=float(np.mean(losses[-LOSS_WINDOW:])),
+        loss=float(np.mean(losses[-LOSS_WINDOW:])) if losses else None,
         losses=losses,
         seconds=time.perf_counter() - began,
         tokenizer=tokenizer_id,
@@ -176,7 +200,7 @@ def pretrain(
         transferred_share=share,
         settings=asdict(settings),
     )
-    model.save_pretrained(out)
+    model.cpu().save_pretrained(out)
     tokenizer.save_pretrained(out)
     _write_json(out / RESULT, {**result.to_dict(), "signature": signature})
     (out / CHECKPOINT).unlink(missing_ok=True)
@@ -260,7 +284,7 @@ def _load_checkpoint(out: Path, signature: dict) -> dict | None:
     path = out / CHECKPOINT
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location="cpu")
     if state["signature"] != signature:
         raise TrainingError(
             f"{path} belongs to another architecture or settings; "
