@@ -346,7 +346,7 @@ def train_classifier(
     device = check_training_device(device)
     workspace = Path(workspace)
     name = task if isinstance(task, str) else task.name
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     task = load_task(task, task_options) if isinstance(task, str) else task
     tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
     pretrained = model_dir(workspace, arch, tokenizer_id, budget, seed) / "pretrain"
@@ -385,6 +385,9 @@ def train_classifier(
         "finetune_steps": fine.steps,
         "best_step": fine.best_step,
         "train_seconds": time.perf_counter() - began,
+        # CPU time of this process over all its threads: with the wall time, it shows whether
+        # other work on the machine slowed the evaluation down
+        "train_cpu_seconds": time.process_time() - began_cpu,
         "transferred_from": source,
         "transferred_share": share,
         "learning_rate": fine.learning_rate,
