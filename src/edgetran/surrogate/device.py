@@ -55,12 +55,12 @@ METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_pow
 FORMAT_VERSION = 3
 #: Penalties the prior map's ridge regression chooses from (leave-one-out).
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
-#: An out-of-fold residual this many robust standard deviations above the median marks an
-#: outlying recording (a contended 4× run), left out of the fit; at most this share of them,
+#: An out-of-fold residual more than OUTLIER_K robust standard deviations above the median
+#: and more than a factor of 2 (log units) marks an outlying recording (a contended 4× run),
+#: left out of the fit; at most OUTLIER_SHARE of the points (see :func:`inliers`).
 OUTLIER_K = 3.5
-OUTLIER_SHARE = 0.2
-#: ... and is at least a factor of 2 off (log units): a tail of honest residuals is not.
 OUTLIER_MIN_LOG = float(np.log(2.0))
+OUTLIER_SHARE = 0.2
 #: Weights of the transferred model tried in the blend with the own-data model.
 BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
 
