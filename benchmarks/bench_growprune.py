@@ -66,6 +66,10 @@ def main() -> None:
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--root", type=Path, help="a pretrained root to use (default: pretrain BERT-Mini here)"
+    )
+    parser.add_argument("--runs", default="hardware,loss", help="hardware, loss or both")
     args = parser.parse_args()
     workspace = args.workspace
     workspace.mkdir(parents=True, exist_ok=True)
@@ -74,16 +78,20 @@ def main() -> None:
     tokenizer, tokenizer_id = load_tokenizer(None, task.corpus(), workspace / "tokenizers")
     arch = named_architecture("bert-mini")
     began = time.perf_counter()
-    root_dir = workspace / "root-bert-mini"
-    settings = PretrainSettings(
-        steps=args.root_steps, batch_size=32, max_length=32, learning_rate=5e-4, seed=0
-    )
-    texts = task.train.subset(settings.steps * settings.batch_size, 0).texts
-    pre = pretrain_in_workspace(
-        arch, texts, tokenizer, tokenizer_id, root_dir, settings, store, transfer=False
-    )
-    print(f"root pretrained: {pre.steps} steps, train loss {pre.loss:.4f}, "
-          f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    root_dir = args.root or workspace / "root-bert-mini"
+    if args.root is None:
+        settings = PretrainSettings(
+            steps=args.root_steps, batch_size=32, max_length=32, learning_rate=5e-4, seed=0
+        )
+        texts = task.train.subset(settings.steps * settings.batch_size, 0).texts
+        pre = pretrain_in_workspace(
+            arch, texts, tokenizer, tokenizer_id, root_dir, settings, store, transfer=False
+        )
+        print(
+            f"root pretrained: {pre.steps} steps, train loss {pre.loss:.4f}, "
+            f"{time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
     device = LiveDevice(live_profile_settings("cpu", "torch"), store)
     root_latency = device.estimate([arch])[0].value["latency_s"]
     runs = {
@@ -100,6 +108,8 @@ def main() -> None:
             acceptance="loss",
         ),
     }
+    chosen = args.runs.split(",")
+    runs = {name: r for name, r in runs.items() if r.acceptance in chosen}
     results = {}
     for name, run_settings in runs.items():
         began = time.perf_counter()
