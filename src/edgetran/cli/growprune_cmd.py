@@ -100,7 +100,6 @@ def growprune(
     """
     from edgetran.errors import prepare_output_dir
     from edgetran.growprune import GrowPruneError, GrowPruneSettings, grow_and_prune
-    from edgetran.growprune.costs import resolve_device
     from edgetran.growprune.schedule import NAMED_SCHEDULES, read_schedule
     from edgetran.store import Store
     from edgetran.train import DEFAULT_WORKSPACE
@@ -131,14 +130,13 @@ def growprune(
     if model is not None and not model.is_dir():
         fail(f"--model {model}: not a directory")
     with Store(db) as store:
-        target = resolve_device(device, store)
 
         def progress(line: str) -> None:
             if not as_json or sys.stderr.isatty():
                 typer.echo(line, err=True)
 
         result = grow_and_prune(
-            model if model is not None else arch, task, target, settings, store=store,
+            model if model is not None else arch, task, device, settings, store=store,
             out=out, resume=resume, on_event=progress,
         )  # fmt: skip
     if as_json:

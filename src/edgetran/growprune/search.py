@@ -58,7 +58,13 @@ import numpy as np
 import torch
 
 from edgetran.errors import ModelNotFoundError, read_json_file
-from edgetran.growprune.costs import COST_METRICS, CostEstimate, DeviceCosts, SurrogateDevice
+from edgetran.growprune.costs import (
+    COST_METRICS,
+    CostEstimate,
+    DeviceCosts,
+    SurrogateDevice,
+    resolve_device,
+)
 from edgetran.growprune.modes import GrowPruneError, Mode, Proposal
 from edgetran.growprune.schedule import DEFAULT_SCHEDULE, build_schedule
 from edgetran.model import FlexiBertConfig, FlexiBertForMaskedLM
@@ -772,7 +778,7 @@ def _summary(node: dict[str, Any]) -> str:
 def grow_and_prune(
     model: str | Path | Architecture,
     task: str | Task,
-    device: DeviceCosts | Any,
+    device: str | DeviceCosts | Any,
     settings: GrowPruneSettings = GrowPruneSettings(),
     *,
     store: Store,
@@ -787,8 +793,9 @@ def grow_and_prune(
             :class:`Architecture`, a name or a JSON file) pretrained first in the workspace at
             the settings' budget.
         task: the task whose text the children are pretrained and scored on.
-        device: the target device: a :class:`DeviceCosts` (``LiveDevice``, ``SurrogateDevice``,
-            or :func:`~edgetran.growprune.resolve_device`), or a fitted
+        device: the target device: a name as ``codesign`` gives it (``cpu/torch``, or a
+            device with measurements in ``store``; :func:`~edgetran.growprune.resolve_device`),
+            a :class:`DeviceCosts` (``LiveDevice``, ``SurrogateDevice``), or a fitted
             :class:`~edgetran.surrogate.DeviceSurrogate` (predicted costs only).
         settings: see :class:`GrowPruneSettings`.
         store: the workspace database (the tree, live measurements, trained models).
@@ -803,7 +810,9 @@ def grow_and_prune(
         ModelNotFoundError: ``model`` is a folder without a FlexiBERT model and tokenizer.
     """
     emit = on_event or (lambda _line: None)
-    if not isinstance(device, DeviceCosts):
+    if isinstance(device, str):
+        device = resolve_device(device, store)
+    elif not isinstance(device, DeviceCosts):
         device = SurrogateDevice(getattr(device, "device_", "device"), device)
     task = load_task(task) if isinstance(task, str) else task
     root_info = _prepare_root(model, task, settings, store, emit)
