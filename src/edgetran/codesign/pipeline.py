@@ -23,6 +23,7 @@ lives in the database or the workspace, so ``kill -9`` followed by ``resume`` re
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import platform
 import signal
@@ -539,8 +540,6 @@ class _Run:
             "config": self.config.to_dict(),
             "environment": _environment(),
         }
-        import json
-
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
 
