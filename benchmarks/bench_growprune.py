@@ -57,6 +57,23 @@ def _row(it, mode, node, change, verdict) -> str:
     )
 
 
+def paired_latency(root: Architecture, results: dict, rounds: int) -> None:
+    """Root and final models measured alternately, ``rounds`` times each (the search measured
+    each model once, at whatever load the machine had then): median latency and ratio."""
+    from edgetran.profile import profile_architecture
+
+    settings = live_profile_settings("cpu", "torch")
+    print("\n| run | root ms (median of rounds) | final ms | final / root |\n|---|---|---|---|")
+    for name, result in results.items():
+        final = Architecture.from_dict(result.final["model_dict"])
+        times: dict[str, list[float]] = {"root": [], "final": []}
+        for _ in range(rounds):
+            for key, a in (("root", root), ("final", final)):
+                times[key].append(profile_architecture(a, settings).latency_s_per_seq)
+        r, f = np.median(times["root"]), np.median(times["final"])
+        print(f"| {name} | {r * 1e3:.2f} | {f * 1e3:.2f} | {f / r:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/gp-bench"))
@@ -70,6 +87,7 @@ def main() -> None:
         "--root", type=Path, help="a pretrained root to use (default: pretrain BERT-Mini here)"
     )
     parser.add_argument("--runs", default="hardware,loss", help="hardware, loss or both")
+    parser.add_argument("--rounds", type=int, default=3, help="paired re-measurements")
     args = parser.parse_args()
     workspace = args.workspace
     workspace.mkdir(parents=True, exist_ok=True)
@@ -134,6 +152,7 @@ def main() -> None:
             f"{lat_f * 1e3:.2f} ({lat_f / lat_r - 1:+.1%}) |",
             flush=True,
         )
+    paired_latency(arch, results, args.rounds)
     if args.skip_accuracy:
         return
     archs = {"root": arch} | {
