@@ -156,9 +156,10 @@ def run_evaluations(records: Records, stage: str, db: Path, workspace: Path, bud
 
 
 def arch_parameters(arch: Architecture) -> int:
+    """Parameters as trained here: the task's 8k WordPiece vocabulary, 66 positions."""
     from edgetran.space.costs import count_parameters
 
-    return count_parameters(arch)
+    return count_parameters(arch, vocab_size=8000, max_position_embeddings=66)
 
 
 def ensure_parent(records: Records, out: Path, db: Path, budget: str) -> None:
@@ -193,11 +194,11 @@ def report(records: Records) -> None:
         "\n| model | params | quick, no parent | s (cpu s) | quick, parent, seeds 0-2 "
         "| mean ± std | s (cpu s) | standard | s |\n|---|---|---|---|---|---|---|---|---|"
     )
-    for m in architectures():
+    for m, arch in architectures().items():
         a, p, s = alone.get(m), parented.get(m), standard.get(m)
         acc = seeds.get(m, [])
         spread = np.std(acc, ddof=1) if len(acc) > 1 else float("nan")
-        cells = [m, f"{(a or p or s or {}).get('parameters', 0) / 1e6:.2f}M"]
+        cells = [m, f"{arch_parameters(arch) / 1e6:.2f}M"]
         cells += [f"{a['accuracy']:.3f}", _seconds(a)] if a else ["–", "–"]
         if p:
             cells += [", ".join(f"{x:.3f}" for x in acc), f"{np.mean(acc):.3f} ± {spread:.3f}",
