@@ -57,15 +57,15 @@ def _row(it, mode, node, change, verdict) -> str:
     )
 
 
-def paired_latency(root: Architecture, results: dict, rounds: int) -> None:
+def paired_latency(root: Architecture, finals: dict, rounds: int) -> None:
     """Root and final models measured alternately, ``rounds`` times each (the search measured
     each model once, at whatever load the machine had then): median latency and ratio."""
     from edgetran.profile import profile_architecture
 
     settings = live_profile_settings("cpu", "torch")
     print("\n| run | root ms (median of rounds) | final ms | final / root |\n|---|---|---|---|")
-    for name, result in results.items():
-        final = Architecture.from_dict(result.final["model_dict"])
+    for name, node in finals.items():
+        final = Architecture.from_dict(node["model_dict"])
         times: dict[str, list[float]] = {"root": [], "final": []}
         for _ in range(rounds):
             for key, a in (("root", root), ("final", final)):
@@ -88,6 +88,10 @@ def main() -> None:
     )
     parser.add_argument("--runs", default="hardware,loss", help="hardware, loss or both")
     parser.add_argument("--rounds", type=int, default=3, help="paired re-measurements")
+    parser.add_argument(
+        "--also", type=Path, action="append", default=[],
+        help="result-*.json of an earlier run whose final model is re-measured too",
+    )  # fmt: skip
     args = parser.parse_args()
     workspace = args.workspace
     workspace.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,10 @@ def main() -> None:
             f"{lat_f * 1e3:.2f} ({lat_f / lat_r - 1:+.1%}) |",
             flush=True,
         )
-    paired_latency(arch, results, args.rounds)
+    finals = {name: r.final for name, r in results.items()} | {
+        f"{path.stem} (earlier)": json.loads(path.read_text())["final"] for path in args.also
+    }
+    paired_latency(arch, finals, args.rounds)
     if args.skip_accuracy:
         return
     archs = {"root": arch} | {
