@@ -26,12 +26,12 @@ The *best* node is the cheapest feasible accepted node (mean cost relative to th
 those whose loss is within ``loss_tolerance`` of the lowest feasible loss; costs are compared on
 the metrics measured, where there are any (a live CPU measures latency; its energy and peak
 power are estimates), else on the predicted ones; while none is feasible, the one closest to
-the budgets. When no child is accepted, the search backtracks to
-the best node; it stops after ``iterations`` iterations, or after ``patience`` iterations in a
-row that leave the best node unchanged (a change resets the count).
+the budgets. When no child is accepted, the search backtracks to the best node; it stops after
+``iterations`` iterations, or after ``patience`` iterations in a row that leave the best node
+unchanged (a change resets the count).
 
 ``acceptance="loss"`` is the reference's rule, for comparison: a grow child is accepted when its
-loss is the lowest in the tree, a prune child always (``soft reduction''), costs are recorded
+loss is the lowest in the tree, a prune child always (its "soft reduction"), costs are recorded
 but not checked, and the best node is the lowest loss. Its bugs stay fixed: a failed grow step
 backtracks instead of raising, and the patience count is reset on improvement.
 
