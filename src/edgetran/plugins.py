@@ -308,6 +308,13 @@ for _name, _class, _requires, _summary in (
     SAMPLERS.register(
         _name, f"optuna.samplers:{_class}", requires=_requires, summary=_summary, origin=BUILT_IN
     )
+SAMPLERS.register(
+    "trees",
+    "edgetran.search.trees:TreesSampler",
+    requires=("optuna", "sklearn"),
+    summary="extra-trees ensemble, UCB over the candidate pool",
+    origin=BUILT_IN,
+)
 
 SURROGATES.register(
     "gbdt",
