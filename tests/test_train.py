@@ -27,7 +27,11 @@ from edgetran.train import (
     train_parent,
 )
 from edgetran.train.data import TokenisedTexts, mask_tokens
-from edgetran.train.finetune import classifier_from_pretrained, trial_steps
+from edgetran.train.finetune import (
+    classifier_from_pretrained,
+    learning_rate_range,
+    trial_steps,
+)
 from edgetran.train.metrics import bootstrap_std, glue_score, score
 from edgetran.train.oracle import Budget
 from edgetran.train.tasks import TWEET_LABELS, tweet_corpus_path
@@ -376,6 +380,19 @@ def test_quick_gives_every_model_the_same_training_flops():
     assert mini < tiny <= 1500
     assert trial_steps(tiny_arch(), settings, 32, 40) == 1500  # capped by steps
     assert trial_steps(tiny_arch(), FinetuneSettings(steps=7), 32, 40) == 7
+
+
+def test_wider_models_search_proportionally_lower_learning_rates():
+    from edgetran.space import load_architecture
+
+    settings = FinetuneSettings(learning_rate_range=(5e-4, 2e-3), reference_width=128)
+    assert learning_rate_range(load_architecture("bert-tiny"), settings) == (5e-4, 2e-3)
+    assert learning_rate_range(load_architecture("bert-mini"), settings) == (2.5e-4, 1e-3)
+    assert learning_rate_range(tiny_arch(), settings) == (5e-4, 2e-3)  # never scaled up
+    unscaled = FinetuneSettings(learning_rate_range=(5e-4, 2e-3))
+    assert learning_rate_range(load_architecture("bert-mini"), unscaled) == (5e-4, 2e-3)
+    with pytest.raises(TrainingError, match="reference_width=0"):
+        FinetuneSettings(reference_width=0)
 
 
 def test_fine_tuning_stops_early_and_keeps_the_best_dev_state(tokenizer, task_file, tmp_path):

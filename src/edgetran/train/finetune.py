@@ -10,6 +10,12 @@ given minutes where a small one gets seconds. The dev split is scored every ``ev
 and the best state is kept (early stopping after ``patience`` scores without improvement). A
 trial whose loss turns NaN or infinite fails; the fine-tuning fails only when every trial did.
 
+With ``reference_width`` set, the learning-rate range is for a model of that hidden width and a
+wider model's range is scaled down by ``reference_width / width`` (its widest layer): Adam moves
+every weight by about the learning rate, so a wider layer's output moves proportionally more
+(the µP rule for hidden weights). Measured: BERT-Mini fine-tuned 145 steps at 1e-3 stayed at the
+majority class; at 3e-4 it reached 0.67 (BENCHMARKS.md).
+
 The reference's fine-tuning script discarded the pretrained weights (``from_pretrained`` called
 on an instance), so it fine-tuned fresh models. Here the encoder is copied with a strict check:
 every encoder tensor except the pooler must come from the checkpoint, or
@@ -60,6 +66,7 @@ class FinetuneSettings:
     flops_budget: float | None = None
     eval_every: int | None = None
     patience: int = 2
+    reference_width: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +75,10 @@ class FinetuneSettings:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
         if self.eval_every is not None and self.eval_every < 1:
             raise TrainingError(f"eval_every={self.eval_every}; expected an integer ≥ 1 or None")
+        if self.reference_width is not None and self.reference_width < 1:
+            raise TrainingError(
+                f"reference_width={self.reference_width}; expected an integer ≥ 1 or None"
+            )
         if self.flops_budget is not None and not self.flops_budget > 0:
             raise TrainingError(f"flops_budget={self.flops_budget}; expected > 0 or None")
         low, high = self.learning_rate_range
@@ -165,10 +176,11 @@ def finetune(
         )
     )
     seq_len = train.typical_width()
+    lr_range = learning_rate_range(mlm.config.arch, settings)
     best: dict[str, Any] = {"score": -np.inf}
 
     def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("learning_rate", *settings.learning_rate_range, log=True)
+        lr = trial.suggest_float("learning_rate", *lr_range, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(settings.batch_sizes))
         steps = trial_steps(mlm.config.arch, settings, batch_size, seq_len)
         seed = settings.seed + trial.number
@@ -191,7 +203,7 @@ def finetune(
     sampler = optuna.samplers.TPESampler(seed=settings.seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(
-        {"learning_rate": float(np.sqrt(np.prod(settings.learning_rate_range))),
+        {"learning_rate": float(np.sqrt(np.prod(lr_range))),
          "batch_size": max(settings.batch_sizes)}
     )  # fmt: skip
     study.optimize(objective, n_trials=settings.trials, catch=(TrainingError,))
@@ -235,6 +247,16 @@ def finetune(
         tokenizer.save_pretrained(out)
         (out / RESULT).write_text(json.dumps({**result.to_dict(), "task": task.name}, indent=1))
     return result
+
+
+def learning_rate_range(arch: Architecture, settings: FinetuneSettings) -> tuple[float, float]:
+    """The range TPE searches for ``arch``: ``settings.learning_rate_range``, scaled down for a
+    model wider than ``settings.reference_width``."""
+    low, high = settings.learning_rate_range
+    if settings.reference_width is None:
+        return low, high
+    scale = min(1.0, settings.reference_width / max(layer.hidden for layer in arch.layers))
+    return low * scale, high * scale
 
 
 def trial_steps(

@@ -45,8 +45,10 @@ class Budget:
     the workspace, or from scratch), then ``trials`` TPE trials, each of at most
     ``finetune_steps`` steps and ``finetune_flops`` training FLOPs, scored on dev every
     ``eval_every`` steps (early stopping after ``patience`` scores without gain).
-    ``max_training_bytes`` bounds the training memory of the weights, their gradients and
-    Adam's two moments (16 bytes per parameter); ``None``: this machine's memory.
+    Learning rates are for a model ``reference_width`` wide and scaled down for wider ones
+    (:func:`~edgetran.train.finetune.learning_rate_range`). ``max_training_bytes`` bounds the
+    training memory of the weights, their gradients and Adam's two moments (16 bytes per
+    parameter); ``None``: this machine's memory.
     """
 
     pretrain_steps: int
@@ -63,6 +65,7 @@ class Budget:
     eval_every: int | None = None
     patience: int = 2
     max_training_bytes: int | None = None
+    reference_width: int | None = None
 
 
 GIB = 2**30
@@ -73,12 +76,14 @@ GIB = 2**30
 #: trimmed to their longest row.
 BUDGETS = {
     "quick": Budget(
-        0, 32, 64, 1, 1500, (32,), 1000, None, 5e-4, (5e-4, 2e-3),
-        finetune_flops=4.5e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
+        0, 32, 64, 1, 1100, (32,), 1000, None, 5e-4, (5e-4, 2e-3),
+        finetune_flops=9e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
+        reference_width=128,
     ),
     "standard": Budget(
-        300, 32, 64, 2, 1200, (32,), 2000, None, 5e-4, (3e-4, 1.2e-3),
+        300, 32, 64, 2, 1200, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=4e13, eval_every=200, patience=3, max_training_bytes=4 * GIB,
+        reference_width=128,
     ),
     "full": Budget(
         100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
@@ -116,6 +121,7 @@ def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, Finetun
             flops_budget=b.finetune_flops,
             eval_every=b.eval_every,
             patience=b.patience,
+            reference_width=b.reference_width,
             seed=seed,
         ),
     )
