@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from edgetran.space import Architecture, DesignSpace, Layer, load_architecture, sample
+from bench_accuracy import HETERO_A, HETERO_B  # the two hand-made heterogeneous models
+from edgetran.space import Architecture, DesignSpace, load_architecture, sample
 from edgetran.store import Store
 from edgetran.train import evaluate, load_task, train_parent
 from edgetran.train.tokenizer import load_tokenizer
@@ -36,20 +37,6 @@ TASK = "tweet-sentiment"
 #: The CPU-sized space of ``edgetran demo``.
 CPU_SPACE = DesignSpace(layers=(2, 4), hidden_sizes=(128, 256), ff_widths=(256, 512, 1024),
                         ff_depths=(1, 2))  # fmt: skip
-HETERO_A = Architecture(
-    (
-        Layer(256, ("sa_sdp", "sa_sdp", "l_dft", "c_9"), 64, (1024,)),
-        Layer(256, ("sa_sdp", "l_dct", "c_5", "c_5"), 64, (1024,)),
-        Layer(128, ("sa_sdp", "l_dft"), 64, (512,)),
-        Layer(128, ("sa_wma", "c_9"), 64, (512,)),
-    )
-)
-HETERO_B = Architecture(
-    (
-        Layer(256, ("sa_sdp", "sa_sdp", "l_dct", "l_dct"), 64, (1024, 1024)),
-        Layer(128, ("sa_sdp", "c_13"), 64, (512,)),
-    )
-)
 
 
 def architectures() -> dict[str, Architecture]:
