@@ -203,8 +203,7 @@ def train_parent(
     task = load_task(task, task_options) if isinstance(task, str) else task
     workspace = Path(workspace)
     tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
-    name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
-    out = workspace / "parents" / (f"{name}-s{seed}" if seed else name)
+    out = workspace / "parents" / _run_name(arch, tokenizer_id, budget, seed)
     resumed = (out / CHECKPOINT).is_file()
     result = pretrain(
         arch, task.corpus(), tok, tokenizer_id, out, settings, on_step=on_step, device=device
@@ -280,8 +279,13 @@ def model_dir(
 ) -> Path:
     """Where the oracle trains ``arch`` at ``budget`` and ``seed`` (its ``pretrain``
     checkpoint inside)."""
+    return Path(workspace) / "models" / _run_name(arch, tokenizer_id, budget, seed)
+
+
+def _run_name(arch: Architecture, tokenizer_id: str, budget: str, seed: int) -> str:
+    """A training run's folder name: architecture, tokenizer, budget (and seed when not 0)."""
     name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
-    return Path(workspace) / "models" / (f"{name}-s{seed}" if seed else name)
+    return f"{name}-s{seed}" if seed else name
 
 
 def evaluate(
