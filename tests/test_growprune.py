@@ -374,6 +374,29 @@ def test_search_is_stored_and_resumes_after_a_kill_without_training_twice(tiny, 
     assert model.config.arch.hash == result.final["hash"]
 
 
+@pytest.mark.parametrize("continues", [True, False])
+def test_a_childs_schedule_continues_its_parents_step(tiny, tmp_path, monkeypatch, continues):
+    import edgetran.growprune.search as search_module
+
+    started: list[tuple[int, int]] = []  # (start_step, steps) of each child trained
+    real = search_module.pretrain
+
+    def recording(arch, texts, tokenizer, tokenizer_id, out, settings, init_from=None, **kw):
+        started.append((settings.start_step, settings.steps))
+        return real(arch, texts, tokenizer, tokenizer_id, out, settings, init_from, **kw)
+
+    monkeypatch.setattr(search_module, "pretrain", recording)
+    settings = settings_for(tmp_path, iterations=2, acceptance="loss", continue_schedule=continues)
+    with Store(tmp_path / "gp.db") as store:
+        result = grow_and_prune(tiny["root"], tiny["task"], FlopsDevice(), settings, store=store)
+    assert result.root["steps"] == 3 and len(started) == 2
+    first, second = started
+    if continues:  # the root's 3 steps, then the first (accepted, loss rule) child's
+        assert first[0] == 3 and second[0] == 3 + first[1]
+    else:
+        assert first[0] == second[0] == 0
+
+
 def test_budget_that_no_growth_fits_backtracks_and_stops_on_patience(tiny, tmp_path):
     device = FlopsDevice()
     root_latency = device.estimate([tiny["arch"]])[0].upper["latency_s"]

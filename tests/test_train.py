@@ -542,3 +542,31 @@ def test_cli_bad_input(run_cli, tmp_path, monkeypatch, args, message):
     write_task(tmp_path / "t.csv", n=20)
     code, _, err = run_cli(*args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_continued_schedule_enters_the_linear_schedule_at_start_step():
+    from transformers import get_linear_schedule_with_warmup
+
+    from edgetran.train.pretrain import PretrainSettings, _linear_schedule, _signature
+
+    def rates(scheduler, n):
+        out = []
+        for _ in range(n):
+            out.append(scheduler.get_last_lr()[0])
+            scheduler.optimizer.step()
+            scheduler.step()
+        return out
+
+    def optimiser():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    fresh = PretrainSettings(steps=20, warmup_ratio=0.25)
+    ours = rates(_linear_schedule(optimiser(), fresh), 20)
+    assert ours == pytest.approx(rates(get_linear_schedule_with_warmup(optimiser(), 5, 20), 20))
+    continued = PretrainSettings(steps=10, warmup_ratio=0.5, start_step=95)  # warm-up 5 steps
+    assert rates(_linear_schedule(optimiser(), continued), 10) == pytest.approx(
+        [(105 - step) / 100 for step in range(95, 105)]
+    )
+    signature = _signature(tiny_arch(), "tok", fresh)
+    assert "start_step" not in signature["settings"]  # runs saved before it existed stay valid
+    assert _signature(tiny_arch(), "tok", continued)["settings"]["start_step"] == 95

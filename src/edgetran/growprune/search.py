@@ -118,6 +118,10 @@ class GrowPruneSettings:
         transfer_mode: ``ordered`` or ``random_projection`` (the reference's).
         step_scale: the share of the reference's steps each mode trains (``None``: the
             budget's, :data:`STEP_SCALES`); tests and smoke runs set it lower.
+        continue_schedule: a child's learning rate continues its parent's schedule from the
+            parent's cumulative step (the reference's rule: a child of a long-trained parent
+            trains at a small share of the mode's rate); ``False`` gives each child its own
+            warm-up and decay over its extra steps.
         eval_texts: held-out texts (the task's dev split) the MLM loss is measured on.
         seed: seed of the proposals, transfers and training.
         workspace: folder of tokenizers and checkpoints (as the accuracy oracle's).
@@ -136,6 +140,7 @@ class GrowPruneSettings:
     children: int | None = None
     transfer_mode: str = "ordered"
     step_scale: float | None = None
+    continue_schedule: bool = True
     eval_texts: int = 512
     seed: int = 0
     workspace: str = DEFAULT_WORKSPACE
@@ -207,10 +212,12 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 def mode_pretrain_settings(
-    mode: Mode, budget: str, seed: int, step_scale: float | None = None
+    mode: Mode, budget: str, seed: int, step_scale: float | None = None, start_step: int = 0
 ) -> PretrainSettings:
     """The continued MLM of a child of ``mode``: the reference's steps and rate, scaled; the
-    batch and sequence length of the budget's pretraining (whatever its number of steps)."""
+    batch and sequence length of the budget's pretraining (whatever its number of steps); the
+    schedule entered at ``start_step`` (the parent's cumulative step) with the reference's
+    1,000 warm-up steps (scaled) counted from step 0."""
     b = BUDGETS[budget]
     scale = STEP_SCALES[budget] if step_scale is None else step_scale
     steps = max(1, round(mode.reference_steps * scale))
@@ -224,6 +231,7 @@ def mode_pretrain_settings(
         warmup_ratio=min(0.5, REFERENCE_WARMUP_STEPS / mode.reference_steps),
         checkpoint_every=max(10, steps // 10),
         seed=seed,
+        start_step=start_step,
     )
 
 
@@ -542,8 +550,9 @@ class _Search:
         info = self.root_info
         arch = proposal.arch
         seed = _seed_of(record["node"], self.settings.seed)
+        start = (parent["steps"] or 0) if self.settings.continue_schedule else 0
         settings = mode_pretrain_settings(
-            mode, self.settings.budget, seed, self.settings.step_scale
+            mode, self.settings.budget, seed, self.settings.step_scale, start
         )
         out = self.folder / record["node"]
         init = out / "init"

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import PreTrainedTokenizerBase
 
 from edgetran.errors import EdgeTranError
 from edgetran.model import FlexiBertConfig, FlexiBertForMaskedLM
@@ -46,7 +47,13 @@ class TrainingError(EdgeTranError, ValueError):
 @dataclass(frozen=True)
 class PretrainSettings:
     """MLM pretraining settings (defaults: reference optimiser, short budget). ``steps=0``
-    only initialises the model (from a neighbour where one is given)."""
+    only initialises the model (from a neighbour where one is given).
+
+    ``start_step`` continues a schedule: the run is steps ``start_step … start_step + steps``
+    of a linear warm-up (``round(warmup_ratio × steps)`` steps from step 0) and decay to zero at
+    ``start_step + steps``, as the reference's grow-and-prune children continued their parent's
+    global step (reference §6). The optimiser's moments still start fresh, as there.
+    """
 
     steps: int = 100
     batch_size: int = 32
@@ -60,10 +67,12 @@ class PretrainSettings:
     mlm_probability: float = 0.15
     checkpoint_every: int = 50
     seed: int = 0
+    start_step: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise TrainingError(f"steps={self.steps}; expected an integer ≥ 0")
+        for name in ("steps", "start_step"):
+            if getattr(self, name) < 0:
+                raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 0")
         for name in ("batch_size", "max_length", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
@@ -140,7 +149,7 @@ def pretrain(
         device: where to train (``cpu``, ``cuda``, ``cuda:1`` …); checkpoints are portable.
     """
     out = Path(out)
-    signature = {"hash": arch.hash, "tokenizer": tokenizer_id, "settings": asdict(settings)}
+    signature = _signature(arch, tokenizer_id, settings)
     finished = _finished(out, signature)
     if finished is not None:
         return finished
@@ -263,8 +272,31 @@ def _optimiser(model, settings: PretrainSettings):
         betas=settings.betas,
         eps=settings.eps,
     )
+    return optimizer, _linear_schedule(optimizer, settings)
+
+
+def _linear_schedule(optimizer, settings: PretrainSettings) -> LambdaLR:
+    """Linear warm-up then linear decay to zero at ``start_step + steps``, entered at
+    ``start_step`` (transformers' linear schedule, shifted)."""
     warmup = round(settings.warmup_ratio * settings.steps)
-    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, settings.steps)
+    end = settings.start_step + settings.steps
+
+    def factor(step: int) -> float:
+        at = settings.start_step + step
+        if at < warmup:
+            return at / warmup
+        return max(0.0, (end - at) / max(1, end - warmup))
+
+    return LambdaLR(optimizer, factor)
+
+
+def _signature(arch: Architecture, tokenizer_id: str, settings: PretrainSettings) -> dict:
+    """What a finished run or checkpoint must match to be reused. ``start_step`` joins it only
+    when set, so runs saved before it existed stay valid."""
+    recorded = asdict(settings)
+    if not settings.start_step:
+        del recorded["start_step"]
+    return {"hash": arch.hash, "tokenizer": tokenizer_id, "settings": recorded}
 
 
 def _finished(out: Path, signature: dict) -> PretrainResult | None:
