@@ -165,14 +165,15 @@ def main() -> None:
     archs = {"root": arch} | {
         name: Architecture.from_dict(r.final["model_dict"]) for name, r in results.items()
     }
-    print("\n| model | quick accuracy (seeds) | mean |\n|---|---|---|")
+    print("\n| model | quick accuracy ± bootstrap std (seeds) | mean |\n|---|---|---|")
     for name, a in archs.items():
-        scores = [
-            evaluate(a, task, "quick", store=store, workspace=workspace, seed=s)["accuracy"]
+        results = [
+            evaluate(a, task, "quick", store=store, workspace=workspace, seed=s)
             for s in range(args.seeds)
         ]
-        shown = ", ".join(f"{x:.4f}" for x in scores)
-        print(f"| {name} ({a.hash[:8]}) | {shown} | {np.mean(scores):.4f} |", flush=True)
+        shown = ", ".join(f"{r['accuracy']:.4f} ± {r['accuracy_std']:.4f}" for r in results)
+        mean = np.mean([r["accuracy"] for r in results])
+        print(f"| {name} ({a.hash[:8]}) | {shown} | {mean:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -368,6 +368,9 @@ def test_search_is_stored_and_resumes_after_a_kill_without_training_twice(tiny, 
             "costs",
         } <= set(n)
     assert result.final["costs"]["latency_s"]["measured"] is False
+    with Store(db) as store:  # the oracle starts from the final model's own weights
+        registered = {e["path"]: e["hash"] for e in store.trained_models()}
+    assert registered[result.final["path"]] == result.final["hash"]
     tree = json.loads((tmp_path / "out" / "tree.json").read_text())
     assert tree["final"] == result.final["node"] and len(tree["iterations"]) == 4
     model = AutoModel.from_pretrained(tmp_path / "out" / "model")

@@ -844,6 +844,7 @@ def grow_and_prune(
         records.append(_iterate(search, state, state.iteration + 1))
     stopped = "patience" if state.stale >= settings.patience else "iterations"
     final = search.nodes[state.best]
+    _register(search, final)
     result = GrowPruneResult(
         run=search.run,
         device=device.name,
@@ -857,6 +858,17 @@ def grow_and_prune(
     if out is not None:
         result.out = str(_write_outputs(Path(out), search, final, result))
     return result
+
+
+def _register(search: _Search, node: dict[str, Any]) -> None:
+    """The final model joins the workspace's trained models, so that the accuracy oracle (and
+    ``codesign``'s final training) start from GPTran's weights, not from a neighbour's."""
+    if node["trained"] and node["path"]:
+        search.store.add_trained_model(
+            Architecture.from_dict(node["model_dict"]).to_dict(), node["hash"],
+            tokenizer=search.root_info.tokenizer_id, path=node["path"], steps=node["steps"],
+            loss=node["loss"],
+        )  # fmt: skip
 
 
 def _public(node: dict[str, Any]) -> dict[str, Any]:
