@@ -86,6 +86,13 @@ def fit(
         f"(priors: {', '.join(sorted(priors)) or 'none'}) → {out}",
         err=True,
     )
+    if priors:
+        typer.echo(
+            f"probes used: {surrogate.shared_probes_}; measurements of architectures a prior "
+            f"device measured too: {surrogate.shared_rows_} (their measured values enter the "
+            "map)",
+            err=True,
+        )
     if surrogate.contended_left_out_:
         typer.echo(f"left out {surrogate.contended_left_out_} contended measurements", err=True)
     if surrogate.contended_kept_:

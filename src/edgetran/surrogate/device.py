@@ -8,6 +8,13 @@ by scale and by which operations they favour), refitted with Huber weights so th
 recording does not tilt it, and a second surrogate learns the residual from the architecture
 features. The priors never see the target device's data, so cross-validation stays honest.
 
+Architectures that a prior device measured too ("shared": the probe set,
+:mod:`edgetran.space.probes`, is made for this) enter the map with that device's *measured*
+log-value (geometric mean over repeats) instead of its surrogate's prediction, in the fit and
+in predictions alike: the measured pairs fingerprint how the new device relates to the prior
+one. A held-out architecture's prior measurement is no leak: it comes from another device and
+is as known when a user asks for a prediction (``DeviceSurrogate.shared_rows_`` counts them).
+
 The transferred model (map + residual) and the own-data model are then *blended* in log
 space, with the weight of the transferred one chosen on out-of-fold predictions by the
 one-standard-error rule (:func:`blend_weight`): the smallest weight whose error is within one
@@ -37,6 +44,7 @@ from sklearn.linear_model import RidgeCV
 
 from edgetran.plugins import SURROGATES
 from edgetran.space import Architecture
+from edgetran.space.probes import PROBE_HASHES
 from edgetran.store import Measurement
 from edgetran.surrogate.base import (
     MIN_SAMPLES,
@@ -51,8 +59,8 @@ from edgetran.surrogate.features import feature_matrix
 #: Metric name → measurement field (per batch).
 METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Bumped whenever pickled internals change (2: one BOSHNAS network trio, issue 12; 3: the
-#: blended transfer, issue 19).
-FORMAT_VERSION = 3
+#: blended transfer, issue 19; 4: priors keep their measured values).
+FORMAT_VERSION = 4
 #: Penalties the prior map's ridge regression chooses from (leave-one-out).
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 #: An out-of-fold residual more than OUTLIER_K robust standard deviations above the median
@@ -104,11 +112,25 @@ class _Prior:
     batch_size: int
     seq_len: int
     models: dict[str, Surrogate]
+    #: Metric → architecture hash → the log of the geometric mean of its measured values.
+    measured: dict[str, dict[str, float]]
 
     def columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
-        """``(n, 1)`` the prior device's log-prediction."""
+        """``(n, 1)`` the prior device's log-value: measured where it measured the
+        architecture, else its surrogate's prediction."""
         mean = self.models[metric].predict(feature_matrix(archs, self.batch_size, self.seq_len))
-        return np.log(mean.mean)[:, None]
+        column = np.log(mean.mean)
+        for i, arch in enumerate(archs):
+            column[i] = self.measured[metric].get(arch.hash, column[i])
+        return column[:, None]
+
+
+def measured_logs(measurements: Sequence[Measurement], metric: str) -> dict[str, float]:
+    """Architecture hash → mean log-value of its measurements (repeats pooled)."""
+    logs: dict[str, list[float]] = {}
+    for m, value in zip(measurements, np.log(targets(measurements, metric)), strict=True):
+        logs.setdefault(m.hash, []).append(float(value))
+    return {h: float(np.mean(values)) for h, values in logs.items()}
 
 
 def fit_priors(
@@ -131,7 +153,8 @@ def fit_priors(
             )
             for metric in metrics
         }
-        fitted.append(_Prior(device, batch, seq, models))
+        measured = {metric: measured_logs(items, metric) for metric in metrics}
+        fitted.append(_Prior(device, batch, seq, models, measured))
     return fitted
 
 
@@ -177,6 +200,11 @@ class DeviceSurrogate:
             raise SurrogateError(f"measurements of one device expected; got {sorted(devices)}")
         self.device_ = devices.pop()
         self.batch_size_, self.seq_len_ = _shape(measurements)
+        # Every metric of a prior holds the same hashes.
+        shared = {h for prior in self.priors_ for h in prior.measured[self.metrics[0]]}
+        self.shared_rows_ = sum(m.hash in shared for m in measurements)
+        probes = shared & PROBE_HASHES
+        self.shared_probes_ = sum(m.hash in probes for m in measurements)
         archs = [Architecture.from_dict(m.model_dict) for m in measurements]
         X = feature_matrix(archs, self.batch_size_, self.seq_len_)
         options = self.model_options or {}
