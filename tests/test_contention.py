@@ -139,3 +139,26 @@ def test_profile_require_quiet_refuses_a_busy_machine(busy_cpus, run_cli, tmp_pa
         "--require-quiet", "--quiet-wait", 0, "--db", tmp_path / "p.db",
     )  # fmt: skip
     assert code == 2 and "stop them or profile without --require-quiet" in err
+
+
+def test_a_contended_stored_measurement_is_measured_again(tmp_path, monkeypatch):
+    import edgetran.profile.resumable as resumable
+
+    quiet, busy_arch = (dataclasses.replace(m, runtime="torch") for m in fake_device(2, "cpu"))
+    busy = dataclasses.replace(busy_arch, latency_s=10 * busy_arch.latency_s, contended=True)
+    settings = ProfileSettings(device="cpu", runtime="torch", batch_size=1, seq_len=128)
+    profiled: list[str] = []
+
+    def profile_again(arch, settings, meter=None):
+        profiled.append(arch.hash)
+        return dataclasses.replace(busy_arch, contended=False)
+
+    monkeypatch.setattr(resumable, "profile_architecture", profile_again)
+    archs = [Architecture.from_dict(m.model_dict) for m in (quiet, busy)]
+    with Store(tmp_path / "ws.db") as store:
+        store.add(quiet)
+        store.add(busy)
+        results = list(resumable.profile_into_store(archs, settings, store))
+    assert profiled == [busy.hash]  # the quiet one is reused, the contended one re-measured
+    assert [cached for _, cached in results] == [True, False]
+    assert results[1][0].contended is False

@@ -22,11 +22,15 @@ def profile_into_store(
 
     An architecture the store already measured with these settings' device, runtime and input
     shape is not profiled again (unless ``force``): its stored measurement comes back with
-    ``cached=True``. Each new measurement is stored before it is yielded, so an interrupted run
-    loses at most the architecture being profiled.
+    ``cached=True``. A stored measurement flagged *contended* (other processes crowded the
+    cores while it was timed) is not reused: it measured them, so the architecture is profiled
+    again. Each new measurement is stored before it is yielded, so an interrupted run loses at
+    most the architecture being profiled.
     """
     stored: dict[str, Measurement] = (
-        {} if force else {m.hash: m for m in stored_measurements(store, settings)}
+        {}
+        if force
+        else {m.hash: m for m in stored_measurements(store, settings) if not m.contended}
     )
     for arch in archs:
         if arch.hash in stored:
