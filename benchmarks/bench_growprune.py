@@ -57,12 +57,11 @@ def _row(it, mode, node, change, verdict) -> str:
     )
 
 
-def paired_latency(root: Architecture, finals: dict, rounds: int) -> None:
+def paired_latency(root: Architecture, finals: dict, rounds: int, settings) -> None:
     """Root and final models measured alternately, ``rounds`` times each (the search measured
     each model once, at whatever load the machine had then): median latency and ratio."""
     from edgetran.profile import profile_architecture
 
-    settings = live_profile_settings("cpu", "torch")
     print("\n| run | root ms (median of rounds) | final ms | final / root |\n|---|---|---|---|")
     for name, node in finals.items():
         final = Architecture.from_dict(node["model_dict"])
@@ -88,6 +87,11 @@ def main() -> None:
     )
     parser.add_argument("--runs", default="hardware,loss", help="hardware, loss or both")
     parser.add_argument("--rounds", type=int, default=3, help="paired re-measurements")
+    parser.add_argument("--seed", type=int, default=0, help="the searches' seed")
+    parser.add_argument(
+        "--quiet-wait-s", type=float, default=300.0,
+        help="each live measurement waits up to this long for a quiet machine, else fails",
+    )  # fmt: skip
     parser.add_argument(
         "--also", type=Path, action="append", default=[],
         help="result-*.json of an earlier run whose final model is re-measured too",
@@ -114,7 +118,12 @@ def main() -> None:
             f"{time.perf_counter() - began:.0f} s",
             flush=True,
         )
-    device = LiveDevice(live_profile_settings("cpu", "torch"), store)
+    # A timing taken while other processes crowd the cores measures them (29 Nov: 8-25x), so
+    # every live measurement waits for a quiet machine.
+    profile_settings = live_profile_settings(
+        "cpu", "torch", require_quiet=True, quiet_wait_s=args.quiet_wait_s
+    )
+    device = LiveDevice(profile_settings, store)
     root_latency = device.estimate([arch])[0].value["latency_s"]
     runs = {
         "hardware-aware": GrowPruneSettings(
@@ -122,12 +131,14 @@ def main() -> None:
             iterations=args.iterations,
             workspace=str(workspace),
             max_latency_ms=root_latency * 1e3 * args.latency_share,
+            seed=args.seed,
         ),
         "loss-only (reference rule)": GrowPruneSettings(
             budget=args.budget,
             iterations=args.iterations,
             workspace=str(workspace),
             acceptance="loss",
+            seed=args.seed,
         ),
     }
     chosen = args.runs.split(",")
@@ -159,7 +170,7 @@ def main() -> None:
     finals = {name: r.final for name, r in results.items()} | {
         f"{path.stem} (earlier)": json.loads(path.read_text())["final"] for path in args.also
     }
-    paired_latency(arch, finals, args.rounds)
+    paired_latency(arch, finals, args.rounds, profile_settings)
     if args.skip_accuracy:
         return
     archs = {"root": arch} | {
