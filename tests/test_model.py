@@ -14,7 +14,7 @@ from edgetran.model import (
     FlexiBertModel,
 )
 from edgetran.model.modeling import dct_basis, fourier_basis
-from edgetran.space import Architecture, named_architecture, sample
+from edgetran.space import Architecture, Layer, named_architecture, sample
 from edgetran.space.costs import estimate_costs
 
 VOCAB = 99
@@ -88,6 +88,27 @@ def test_dct_basis_equals_unnormalised_dct2():
     ours = dct_basis(20, torch.float64) @ (torch.from_numpy(v) @ dct_basis(8, torch.float64).T)
     reference = scipy.fft.dct(scipy.fft.dct(v, type=2, axis=-1), type=2, axis=-2)
     np.testing.assert_allclose(ours.numpy(), reference, atol=1e-9)
+
+
+@pytest.mark.parametrize("basis", [fourier_basis, dct_basis])
+def test_float32_basis_stays_within_1e6_of_float64(basis):
+    exact = basis(512, torch.float32)
+    fast = basis(512, torch.float32, work_dtype=torch.float32)
+    assert (exact - fast).abs().max() < 1e-6
+
+
+def test_exported_dft_and_dct_heads_compute_in_float32():
+    """LiteRT rejects float64 ops (a ``cos`` on float64 stopped its converter)."""
+    arch = Architecture((Layer(16, ("l_dft", "l_dct"), 8, (32,)),))
+    model = FlexiBertModel(tiny_config(arch)).eval()
+    ids, mask = inputs()
+    program = torch.export.export(model, (ids, mask))
+    dtypes = {
+        node.meta["val"].dtype
+        for node in program.graph.nodes
+        if isinstance(node.meta.get("val"), torch.Tensor)
+    }
+    assert torch.float64 not in dtypes
 
 
 def test_dft_head_uses_the_fft_of_values():

@@ -43,18 +43,29 @@ MASK_VALUE = -10000.0
 
 
 # -- basis matrices for the DFT and DCT heads --------------------------------------------------
-def fourier_basis(n: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
-    """``(2, n, n)``: cos and sin of ``2π·jk/n`` (the real and −imaginary parts of the DFT)."""
+def fourier_basis(
+    n: int, dtype: torch.dtype = torch.float32, device=None, *, work_dtype=torch.float64
+) -> torch.Tensor:
+    """``(2, n, n)``: cos and sin of ``2π·jk/n`` (the real and −imaginary parts of the DFT).
+
+    ``work_dtype`` is the precision of the cosines; float32 stays within 1e-6 of float64 (the
+    angles are reduced in integers), which exported graphs need: LiteRT has no float64 ``cos``.
+    """
     idx = torch.arange(n, dtype=torch.int64, device=device)
     # Reduce jk mod n in integers so the angle is exact for long sequences.
-    angle = (torch.outer(idx, idx) % n).to(torch.float64) * (2 * math.pi / n)
+    angle = (torch.outer(idx, idx) % n).to(work_dtype) * (2 * math.pi / n)
     return torch.stack((torch.cos(angle), torch.sin(angle))).to(dtype)
 
 
-def dct_basis(n: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
-    """``(n, n)``: the unnormalised DCT-II matrix, ``D[k, m] = 2·cos(πk(2m+1)/2n)``."""
-    k = torch.arange(n, dtype=torch.float64, device=device)
-    return (2 * torch.cos(math.pi * torch.outer(k, 2 * k + 1) / (2 * n))).to(dtype)
+def dct_basis(
+    n: int, dtype: torch.dtype = torch.float32, device=None, *, work_dtype=torch.float64
+) -> torch.Tensor:
+    """``(n, n)``: the unnormalised DCT-II matrix, ``D[k, m] = 2·cos(πk(2m+1)/2n)``;
+    ``work_dtype`` as in :func:`fourier_basis`."""
+    k = torch.arange(n, dtype=torch.int64, device=device)
+    # cos has a period of 4n steps of π/2n: reduce k(2m+1) in integers, as above.
+    angle = (torch.outer(k, 2 * k + 1) % (4 * n)).to(work_dtype) * (math.pi / (2 * n))
+    return (2 * torch.cos(angle)).to(dtype)
 
 
 # A few recent sizes: training with dynamic padding sees many lengths, and a 512-token DFT
@@ -67,11 +78,11 @@ def _sequence_basis(kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
     """The sequence-axis basis for ``n`` tokens, cached per size in eager mode.
 
     Under tracing or export (fake or proxy tensors) it is built inline from ``arange`` so that
-    no traced value leaks into the cache.
+    no traced value leaks into the cache, and in float32 so that every runtime can run it.
     """
     build = fourier_basis if kind == "dft" else dct_basis
     if type(like) is not torch.Tensor or torch.jit.is_tracing():
-        return build(n, like.dtype, like.device)
+        return build(n, like.dtype, like.device, work_dtype=torch.float32)
     key = (kind, n, like.dtype, like.device)
     if key in _SEQUENCE_BASES:
         _SEQUENCE_BASES.move_to_end(key)
