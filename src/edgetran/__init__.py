@@ -14,9 +14,16 @@ with ``transformers``' ``Auto*`` classes.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+# torchao (from edgetran[litert]), which transformers imports whenever it is installed, warns at
+# import about CUDA kernels a CPU build cannot load and a torch deprecation: every command
+# printed four lines of it.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 # Attributes served on first use (PEP 562), so that `import edgetran` stays light.
 _LAZY = {

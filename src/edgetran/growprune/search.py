@@ -67,7 +67,7 @@ from edgetran.growprune.costs import (
 )
 from edgetran.growprune.modes import GrowPruneError, Mode, Proposal
 from edgetran.growprune.schedule import DEFAULT_SCHEDULE, build_schedule
-from edgetran.model import FlexiBertConfig, FlexiBertForMaskedLM
+from edgetran.model import FlexiBertForMaskedLM, saved_model_config
 from edgetran.model.transfer import transfer_weights
 from edgetran.seeding import torch_seeded
 from edgetran.space import Architecture
@@ -281,16 +281,7 @@ def _root_from_dir(directory: Path) -> tuple[Any, str]:
     """A saved FlexiBERT model's tokenizer and its identifier; typed errors otherwise."""
     from transformers import AutoTokenizer
 
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise ModelNotFoundError(f"{directory}: not a saved model directory (no config.json)")
-    config = read_json_file(config_path, ModelNotFoundError)
-    if not isinstance(config, dict) or config.get("model_type") != FlexiBertConfig.model_type:
-        kind = config.get("model_type") if isinstance(config, dict) else None
-        raise ModelNotFoundError(
-            f"{directory}: not a FlexiBERT model (model_type {kind!r}); expected a directory "
-            "saved by edgetran (train pretrain, growprune)"
-        )
+    config = saved_model_config(directory)
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError):

@@ -16,7 +16,12 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from edgetran.errors import ArchitectureNotFoundError, InvalidInputError, ModelNotFoundError
+from edgetran.errors import (
+    ArchitectureNotFoundError,
+    InvalidInputError,
+    ModelNotFoundError,
+    read_json_file,
+)
 from edgetran.model.configuration import FlexiBertConfig
 from edgetran.model.modeling import (
     FlexiBertForMaskedLM,
@@ -77,11 +82,27 @@ def model_from_spec(
     return build_model(arch, head, seed=seed, **config)
 
 
+def saved_model_config(directory: Path) -> dict[str, Any]:
+    """The ``config.json`` of the FlexiBERT model saved in ``directory``;
+    :class:`ModelNotFoundError` for any other folder (another model type would fail deep inside
+    ``transformers``)."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ModelNotFoundError(f"{directory}: not a saved model directory (no config.json)")
+    config = read_json_file(config_path, ModelNotFoundError)
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    if kind != FlexiBertConfig.model_type:
+        raise ModelNotFoundError(
+            f"{directory}: not a FlexiBERT model (model_type {kind!r}); expected a directory "
+            "saved by edgetran (train pretrain, growprune)"
+        )
+    return config
+
+
 def load_model(directory: str | Path) -> FlexiBertPreTrainedModel:
     """Load a model saved with ``save_pretrained``, with the head it was saved with."""
     directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise ModelNotFoundError(f"{directory}: not a saved model directory (no config.json)")
+    saved_model_config(directory)
     config = FlexiBertConfig.from_pretrained(directory)
     names = config.architectures or ["FlexiBertModel"]
     cls = MODEL_CLASSES.get(names[0])
@@ -102,4 +123,5 @@ __all__ = [
     "build_model",
     "load_model",
     "model_from_spec",
+    "saved_model_config",
 ]
