@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "optuna", "lightgbm", "onnxruntime", "openvino")
+HEAVY = (
+    *("torch", "transformers", "optuna", "lightgbm", "onnxruntime", "openvino"),
+    *("litert_torch", "ai_edge_litert"),
+)
 GROUPS = ("space", "model", "measurements", "surrogate", "train")
 COMMANDS = ("demo", "export", "env", "profile", "evaluate", "search", "growprune", "codesign")
 

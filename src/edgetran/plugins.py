@@ -292,6 +292,12 @@ for _name, _runtime, _requires, _summary in (
         ("openvino",),
         "OpenVINO on CPU, GPU, NPU or AUTO (openvino IR)",
     ),
+    (
+        "litert",
+        "LITERT_RUNTIME",
+        ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
+        "LiteRT (TensorFlow Lite) interpreter on the CPU (tflite; edgetran[litert])",
+    ),
 ):
     RUNTIMES.register(
         _name, f"{_EXPORTERS}:{_runtime}", requires=_requires, summary=_summary, origin=BUILT_IN

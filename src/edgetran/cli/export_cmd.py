@@ -1,4 +1,4 @@
-"""``edgetran export``: ONNX, OpenVINO IR or .pt2, optionally verified against PyTorch."""
+"""``edgetran export``: ONNX, OpenVINO IR, .pt2 or LiteRT, optionally verified against PyTorch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from edgetran.cli._common import fail
 
 def export(
     model: Annotated[str, typer.Argument(help="Saved model directory, or an architecture.")],
-    format: Annotated[str, typer.Option("--format", help="onnx, openvino or pt2.")],
+    format: Annotated[str, typer.Option("--format", help="onnx, openvino, pt2 or litert.")],
     out: Annotated[Path, typer.Option("--out", help="Output directory.")],
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size of the inputs.")] = 1,
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length (static).")] = 128,
@@ -20,6 +20,9 @@ def export(
     verify: Annotated[
         bool, typer.Option(help="Run the artifact in its runtime and compare with PyTorch.")
     ] = False,
+    quantize: Annotated[
+        str, typer.Option(help="none, or dynamic-int8 (litert: int8 weights).")
+    ] = "none",
     head: Annotated[str, typer.Option(help="Head for an architecture: base, mlm, cls.")] = "base",
     num_labels: Annotated[int, typer.Option(min=1, help="Labels of a cls head.")] = 2,
     vocab_size: Annotated[
@@ -35,14 +38,14 @@ def export(
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
     from edgetran.errors import ExportError, output_dir
-    from edgetran.export import TOLERANCE, ExportSpec, export_formats, export_model
+    from edgetran.export import TOLERANCE, ExportSpec, Verification, export_formats, export_model
     from edgetran.model import HEADS, model_from_spec
 
     if format not in export_formats():
         fail(f"--format {format!r} is invalid; allowed: {', '.join(export_formats())}")
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
-    spec = ExportSpec(format, batch_size, seq_len, dynamic_batch)
+    spec = ExportSpec(format, batch_size, seq_len, dynamic_batch, quantize=quantize)
     # Fail on an unwritable folder before any slow work; a failed export removes the folder
     # again if it made it.
     with output_dir(out, ExportError):
@@ -59,14 +62,10 @@ def export(
         )
     typer.echo(f"wrote {result.artifact} and {out / 'metadata.json'}", err=True)
     if result.verification is not None:
-        v = result.verification
-        verdict = "passed" if v["passed"] else "FAILED"
-        line = (
-            f"verification {verdict}: max |Δ| = {v['max_abs_diff']:.3g} "
-            f"(tolerance {v['tolerance']:g}) on {v['runtime']}/{v['device']}"
-        )
-        if v.get("bf16_max_abs_diff") is not None:
-            line += f"; bf16 hint (applied: {v['bf16_precision']}): {v['bf16_max_abs_diff']:.3g}"
+        v = Verification(**result.verification)
+        line = v.summary()
+        if v.bf16_max_abs_diff is not None:
+            line += f"; bf16 hint (applied: {v.bf16_precision}): {v.bf16_max_abs_diff:.3g}"
         typer.echo(line, err=True)
-        if not v["passed"]:
+        if not v.passed:
             raise typer.Exit(code=1)

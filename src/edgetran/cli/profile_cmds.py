@@ -68,7 +68,9 @@ def profile(
     device: Annotated[
         str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
     ] = "cpu",
-    runtime: Annotated[str, typer.Option(help="torch, onnxruntime or openvino.")] = "torch",
+    runtime: Annotated[
+        str, typer.Option(help="torch, onnxruntime, openvino or litert.")
+    ] = "torch",
     arch: Annotated[
         list[str] | None, typer.Option("--arch", help="Architecture (file or name); repeatable.")
     ] = None,

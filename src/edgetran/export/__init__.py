@@ -1,5 +1,5 @@
-"""Export to ONNX, OpenVINO IR, ``torch.export`` or a plug-in runtime's format, verified against
-PyTorch; the runners of every runtime.
+"""Export to ONNX, OpenVINO IR, ``torch.export``, LiteRT or a plug-in runtime's format,
+verified against PyTorch; the runners of every runtime.
 
 Third stage of the data flow, after ``model``: profiling runs the artifacts made here.
 """
@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "exporters": [
+            "DYNAMIC_INT8",
             "ExportResult",
             "ExportSpec",
             "ExportWrapper",
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "runtime_of_format",
         ],
         "runners": [
+            "LiteRtRunner",
             "OnnxRuntimeRunner",
             "OpenVinoRunner",
             "Runner",

@@ -1,9 +1,11 @@
-"""Export a FlexiBERT model to ONNX, OpenVINO IR, a ``torch.export`` program or a plug-in format.
+"""Export a FlexiBERT model to ONNX, OpenVINO IR, a ``torch.export`` program, LiteRT
+(``.tflite``) or a plug-in format.
 
-Every artifact takes ``input_ids`` and ``attention_mask`` (int64, ``(B, S)``) and returns one
-tensor, ``last_hidden_state`` (base model) or ``logits`` (MLM and classification heads). DFT and
-DCT heads are plain matmuls, so no FFT operator reaches any runtime. A ``metadata.json`` beside
-the artifact records the architecture, shapes, versions and the verification result.
+Every artifact takes ``input_ids`` and ``attention_mask`` (int64, ``(B, S)``; int32 in LiteRT,
+whose converter narrows 64-bit types) and returns one tensor, ``last_hidden_state`` (base model)
+or ``logits`` (MLM and classification heads). DFT and DCT heads are plain matmuls, so no FFT
+operator reaches any runtime. A ``metadata.json`` beside the artifact records the architecture,
+shapes, versions and the verification result.
 
 Each format belongs to a :class:`~edgetran.export.runners.Runtime` (the built-ins are at the
 end of this module); a runtime plug-in brings its own format and exporter.
@@ -26,10 +28,12 @@ from edgetran._versions import package_version
 from edgetran.errors import EdgeTranError, ExportError, prepare_output_dir
 from edgetran.export.runners import (
     INPUT_NAMES,
+    LiteRtRunner,
     OnnxRuntimeRunner,
     OpenVinoRunner,
     Runtime,
     TorchRunner,
+    _check_litert_device,
     _check_onnxruntime_device,
     _check_openvino_device,
     _check_torch_device,
@@ -40,6 +44,8 @@ from edgetran.model import FlexiBertModel, FlexiBertPreTrainedModel
 from edgetran.plugins import RUNTIMES
 
 MIN_OPSET = 18
+#: Dynamic-range int8: int8 weights, activations quantised on the fly (LiteRT only).
+DYNAMIC_INT8 = "dynamic-int8"
 
 
 def export_formats() -> tuple[str, ...]:
@@ -59,16 +65,28 @@ def runtime_of_format(fmt: str) -> Runtime:
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What to export: format and input shapes. Validated on construction."""
+    """What to export: format, input shapes and quantisation (``none`` keeps float32).
+    Validated on construction."""
 
     format: str
     batch_size: int = 1
     seq_len: int = 128
     dynamic_batch: bool = False
     opset: int = MIN_OPSET
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
-        runtime_of_format(self.format)
+        runtime = runtime_of_format(self.format)
+        if self.quantize not in runtime.quantize_modes:
+            raise ExportError(
+                f"quantize={self.quantize!r} is invalid for format {self.format!r}; allowed: "
+                f"{', '.join(runtime.quantize_modes)}"
+            )
+        if self.dynamic_batch and not runtime.dynamic_batch:
+            raise ExportError(
+                f"dynamic_batch=True is invalid for format {self.format!r}; allowed: a static "
+                "batch (batch_size)"
+            )
         for name in ("batch_size", "seq_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -186,6 +204,57 @@ def _export_pt2(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpe
     torch.export.save(program, str(artifact))
 
 
+class _NamedOutput(nn.Module):
+    """The wrapper's output under its name: LiteRT names signature outputs by dict keys."""
+
+    def __init__(self, wrapper: ExportWrapper) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return {self.wrapper.output_name: self.wrapper(input_ids, attention_mask)}
+
+
+class _DropNarrowingNotice(logging.Filter):
+    """The converter warns that int64 inputs become int32; the LiteRT runner casts for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "enable_x64" not in record.getMessage()
+
+
+def _export_litert(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSpec) -> None:
+    litert_torch = _require("litert_torch", "LiteRT export", "litert")
+    shown = litert_torch.config.show_progress
+    litert_torch.config.show_progress = False
+    notice = _DropNarrowingNotice()
+    logging.getLogger().addFilter(notice)
+    try:
+        edge = litert_torch.convert(
+            _NamedOutput(wrapper).eval(),
+            sample_kwargs=dict(zip(INPUT_NAMES, example, strict=True)),
+        )
+        content = edge.model_content()
+    finally:
+        logging.getLogger().removeFilter(notice)
+        litert_torch.config.show_progress = shown
+    if spec.quantize == DYNAMIC_INT8:
+        content = _dynamic_int8(content)
+    artifact.write_bytes(content)
+
+
+def _dynamic_int8(content: bytes) -> bytes:
+    """Int8 weights for the ops with weights (matmuls, convolutions, the embedding table);
+    activations stay float32 between them. A ``BATCH_MATMUL`` whose constant is the left
+    operand (the DFT/DCT sequence basis) has no int8 kernel, so batch matmuls stay float."""
+    quantizer = _require("ai_edge_quantizer", "LiteRT int8 quantisation", "litert")
+    ops = _require("ai_edge_quantizer.qtyping", "LiteRT int8 quantisation", "litert")
+    job = quantizer.Quantizer(bytearray(content))
+    for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "EMBEDDING_LOOKUP"):
+        job.add_dynamic_config(regex=".*", operation_name=ops.TFLOperationName[op], num_bits=8)
+    result = job.quantize(enable_progress_bar=False, enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
 def _metadata(
     model: FlexiBertPreTrainedModel,
     wrapper: ExportWrapper,
@@ -195,8 +264,12 @@ def _metadata(
 ) -> dict[str, Any]:
     arch = model.config.arch
     batch: int | str = "batch" if spec.dynamic_batch else spec.batch_size
-    inputs = [{"name": n, "dtype": "int64", "shape": [batch, spec.seq_len]} for n in INPUT_NAMES]
-    packages = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino")
+    dtype = runtime_of_format(spec.format).input_dtype
+    inputs = [{"name": n, "dtype": dtype, "shape": [batch, spec.seq_len]} for n in INPUT_NAMES]
+    packages = (
+        *("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino"),
+        *("litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    )
     return {
         "format": spec.format,
         "artifact": artifact.name,
@@ -212,6 +285,7 @@ def _metadata(
         "inputs": inputs,
         "outputs": [{"name": wrapper.output_name, "dtype": "float32"}],
         "dynamic_batch": spec.dynamic_batch,
+        "quantize": spec.quantize,
         "opset": spec.opset if spec.format == "onnx" else None,
         "versions": {p: package_version(p) for p in packages} | {"edgetran": edgetran.__version__},
         "verification": asdict(verification) if verification is not None else None,
@@ -237,4 +311,15 @@ OPENVINO_RUNTIME = Runtime(
     OpenVinoRunner,
     default_device="CPU",
     check_device=_check_openvino_device,
+)
+LITERT_RUNTIME = Runtime(
+    "litert",
+    "litert",
+    "model.tflite",
+    _export_litert,
+    LiteRtRunner,
+    check_device=_check_litert_device,
+    quantize_modes=("none", DYNAMIC_INT8),
+    dynamic_batch=False,
+    input_dtype="int32",
 )

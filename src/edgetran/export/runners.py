@@ -1,4 +1,4 @@
-"""One interface to run a model on PyTorch, ONNX Runtime, OpenVINO or a plug-in runtime.
+"""One interface to run a model on PyTorch, ONNX Runtime, OpenVINO, LiteRT or a plug-in runtime.
 
 The profiler times :meth:`Runner.run` on inputs made once by :meth:`Runner.prepare`, so a
 timing holds inference only; :meth:`Runner.__call__` does prepare → run → NumPy for everything
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,17 @@ def _check_openvino_device(device: str) -> None:
         )
 
 
-def _require(module: str, feature: str) -> Any:
+def _check_litert_device(device: str) -> None:
+    if device != "cpu":
+        raise RunnerError(f"device {device!r} is invalid for litert; allowed: cpu")
+
+
+def _require(module: str, feature: str, extra: str = "export") -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingDependencyError(
-            f"{feature} needs the '{module}' package ({err}); install edgetran[export]"
+            f"{feature} needs the '{module}' package ({err}); install edgetran[{extra}]"
         ) from None
 
 
@@ -262,6 +268,55 @@ class OpenVinoRunner(Runner):
         return np.array(output, dtype=np.float32)
 
 
+class LiteRtRunner(Runner):
+    """The LiteRT (TensorFlow Lite) interpreter on the CPU, through XNNPACK where it applies.
+
+    The artifact's inputs are int32 (the converter narrows int64); :meth:`prepare` casts to
+    what the artifact wants. ``threads`` defaults to every core, as the other runtimes do.
+    """
+
+    runtime = "litert"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        interpreter = _require("ai_edge_litert.interpreter", "the litert runner", "litert")
+        path = Path(path)
+        if not path.is_file():
+            raise RunnerError(f"{path}: no such .tflite file")
+        _check_litert_device(device)
+        self.threads = threads or os.cpu_count() or 1
+        self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=self.threads)
+        self.signature = self.interpreter.get_signature_runner()
+        inputs = self.signature.get_input_details()
+        missing = set(INPUT_NAMES) - set(inputs)
+        if missing:
+            raise RunnerError(
+                f"{path}: inputs {sorted(inputs)} lack {', '.join(sorted(missing))}; allowed: "
+                "a .tflite from edgetran export --format litert"
+            )
+        self._dtypes = {name: inputs[name]["dtype"] for name in INPUT_NAMES}
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def describe(self) -> dict[str, str]:
+        return super().describe() | {"threads": str(self.threads)}
+
+    def prepare(self, input_ids, attention_mask):
+        arrays = (input_ids, attention_mask)
+        return {
+            name: np.ascontiguousarray(a, dtype=self._dtypes[name])
+            for name, a in zip(INPUT_NAMES, arrays, strict=True)
+        }
+
+    def run(self, prepared):
+        (output,) = self.signature(**prepared).values()
+        return output
+
+    def to_numpy(self, output) -> np.ndarray:
+        return np.asarray(output, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A runtime plug-in: the export format it runs, how to write it, and how to run it.
@@ -279,6 +334,10 @@ class Runtime:
         check_device: ``check_device(device)`` raises :class:`RunnerError` naming the allowed
             devices when ``device`` is not spelled as the runtime names its devices (``None``:
             any name is passed on to the runner).
+        quantize_modes: the ``ExportSpec.quantize`` modes the exporter writes (``none``: the
+            float32 model).
+        dynamic_batch: whether the exporter can write a dynamic batch dimension.
+        input_dtype: the dtype of the artifact's inputs (runners cast int64 ids to it).
     """
 
     name: str
@@ -288,6 +347,9 @@ class Runtime:
     runner: Callable[..., Runner]
     default_device: str = "cpu"
     check_device: Callable[[str], None] | None = None
+    quantize_modes: tuple[str, ...] = ("none",)
+    dynamic_batch: bool = True
+    input_dtype: str = "int64"
 
 
 def get_runtime(name: str) -> Runtime:
@@ -298,11 +360,13 @@ def get_runtime(name: str) -> Runtime:
 def create_runner(
     runtime: str, artifact: Any, device: str | None = None, **options: Any
 ) -> Runner:
-    """A runner for a registered runtime (``torch``, ``onnxruntime``, ``openvino`` or a plug-in).
+    """A runner for a registered runtime (``torch``, ``onnxruntime``, ``openvino``, ``litert``
+    or a plug-in).
 
     Args:
         runtime: the runtime name.
-        artifact: an ``nn.Module`` or ``.pt2`` path (torch), an ``.onnx`` path, an ``.xml`` path.
+        artifact: an ``nn.Module`` or ``.pt2`` path (torch), an ``.onnx`` path, an ``.xml`` path,
+            a ``.tflite`` path.
         device: the requested device (default: the runtime's, ``CPU`` for OpenVINO).
         options: runtime options (``threads``; ``precision`` for OpenVINO).
     """

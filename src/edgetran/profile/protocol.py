@@ -64,7 +64,8 @@ class ProfileSettings:
     Attributes:
         device: ``cpu``, ``cuda:N`` (torch, onnxruntime) or ``CPU``/``GPU``/``NPU``/``AUTO``
             (openvino).
-        runtime: ``torch``, ``onnxruntime``, ``openvino`` or a runtime plug-in (``edgetran env``).
+        runtime: ``torch``, ``onnxruntime``, ``openvino``, ``litert`` or a runtime plug-in
+            (``edgetran env``).
         batch_size, seq_len: input shape (default 1 × 128).
         threads: CPU threads, pinned and recorded (default: every usable core).
         warmup: untimed runs before timing.
