@@ -88,9 +88,8 @@ def fit(
     )
     if priors:
         typer.echo(
-            f"probes used: {surrogate.shared_probes_}; measurements of architectures a prior "
-            f"device measured too: {surrogate.shared_rows_} (their measured values enter the "
-            "map)",
+            "measurements of architectures a prior device measured too: "
+            f"{surrogate.shared_rows_} (probes: {surrogate.shared_probes_})",
             err=True,
         )
     if surrogate.contended_left_out_:

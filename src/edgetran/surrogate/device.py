@@ -8,12 +8,15 @@ by scale and by which operations they favour), refitted with Huber weights so th
 recording does not tilt it, and a second surrogate learns the residual from the architecture
 features. The priors never see the target device's data, so cross-validation stays honest.
 
-Architectures that a prior device measured too ("shared": the probe set,
-:mod:`edgetran.space.probes`, is made for this) enter the map with that device's *measured*
-log-value (geometric mean over repeats) instead of its surrogate's prediction, in the fit and
-in predictions alike: the measured pairs fingerprint how the new device relates to the prior
-one. A held-out architecture's prior measurement is no leak: it comes from another device and
-is as known when a user asks for a prediction (``DeviceSurrogate.shared_rows_`` counts them).
+For an architecture that a prior device measured (the probe set, :mod:`edgetran.space.probes`,
+is made to be measured on every device), predictions use that device's *measured* log-value
+(mean over repeats) instead of its surrogate's prediction. The map itself is fitted on the
+priors' predictions, also where they measured the architecture: it is applied to predictions,
+and fitting it on measured values made it worse (a noisy A100 at 10 points: 6% worse than own
+data alone, BENCHMARKS.md). A held-out architecture's prior measurement is no leak in
+cross-validation: it comes from another device and is as known when a user asks for a
+prediction. ``DeviceSurrogate.shared_rows_`` counts the target's measurements of
+architectures a prior measured too.
 
 The transferred model (map + residual) and the own-data model are then *blended* in log
 space, with the weight of the transferred one chosen on out-of-fold predictions by the
@@ -112,16 +115,17 @@ class _Prior:
     batch_size: int
     seq_len: int
     models: dict[str, Surrogate]
-    #: Metric → architecture hash → the log of the geometric mean of its measured values.
+    #: Metric → architecture hash → the mean log of its measured values.
     measured: dict[str, dict[str, float]]
 
-    def columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
-        """``(n, 1)`` the prior device's log-value: measured where it measured the
-        architecture, else its surrogate's prediction."""
+    def columns(self, archs: Sequence[Architecture], metric: str, fitting: bool) -> np.ndarray:
+        """``(n, 1)`` the prior device's log-prediction; unless ``fitting`` the map, its
+        measured log-value where it measured the architecture."""
         mean = self.models[metric].predict(feature_matrix(archs, self.batch_size, self.seq_len))
         column = np.log(mean.mean)
-        for i, arch in enumerate(archs):
-            column[i] = self.measured[metric].get(arch.hash, column[i])
+        if not fitting:
+            for i, arch in enumerate(archs):
+                column[i] = self.measured[metric].get(arch.hash, column[i])
         return column[:, None]
 
 
@@ -230,7 +234,7 @@ class DeviceSurrogate:
         """The own-data model blended with the transferred one (weight 0: own data only)."""
         if (y <= 0).any():
             raise SurrogateError(f"{metric}: targets must be positive for a log-space fit")
-        P, z = self._prior_columns(archs, metric), np.log(y)
+        P, z = self._prior_columns(archs, metric, fitting=True), np.log(y)
         base, weights = robust_map(P, z)
         base_oof = _out_of_fold_base(P, z, base.alpha_, weights)
         options = self.model_options or {}
@@ -243,8 +247,10 @@ class DeviceSurrogate:
         floor = 0.1 * float(np.median(sigma)) + 1e-12
         return _Transfer(own, residual, base, weight, np.abs(z - mu) / (sigma + floor), floor)
 
-    def _prior_columns(self, archs: Sequence[Architecture], metric: str) -> np.ndarray:
-        return np.hstack([prior.columns(archs, metric) for prior in self.priors_])
+    def _prior_columns(
+        self, archs: Sequence[Architecture], metric: str, fitting: bool = False
+    ) -> np.ndarray:
+        return np.hstack([prior.columns(archs, metric, fitting) for prior in self.priors_])
 
     def predict(self, archs: Sequence[Architecture], level: float = 0.9) -> dict[str, Prediction]:
         if not hasattr(self, "models_"):
