@@ -15,7 +15,15 @@ import edgetran
 from edgetran._versions import package_version
 from edgetran.plugins import RUNTIMES, describe_all
 
-PACKAGES = ("torch", "transformers", "onnxruntime", "openvino", "zeus", "edgetran")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "onnxruntime",
+    "openvino",
+    "ai-edge-litert",
+    "zeus",
+    "edgetran",
+)
 
 
 @cache
@@ -91,5 +99,9 @@ def discover() -> dict[str, Any]:
             )
         except Exception as err:  # a broken plugin must not hide the other runtimes
             runtimes.append({"name": "openvino", "error": str(err)})
+    if not RUNTIMES.why_not("litert"):
+        runtimes.append(
+            {"name": "litert", "version": package_version("ai-edge-litert"), "devices": ["cpu"]}
+        )
     plugins = {family: [row.to_dict() for row in rows] for family, rows in describe_all().items()}
     return {"devices": devices, "runtimes": runtimes, "plugins": plugins}
