@@ -49,11 +49,12 @@ def trajectory(result) -> str:
 
 def _row(it, mode, node, change, verdict) -> str:
     loss = f"{node['loss']:.4f}" if node["loss"] is not None else "—"
-    lat = node["costs"]["latency_s"]["value"] * 1e3
-    energy = node["costs"]["energy_j"]["value"] * 1e3
+    lat, energy = (node["costs"][m]["value"] for m in ("latency_s", "energy_j"))
+    lat = f"{lat * 1e3:.2f}" if lat is not None else "—"  # a failed measurement has none
+    energy = f"{energy * 1e3:.1f}" if energy is not None else "—"
     return (
-        f"| {it} | {mode} | {change} | {node['parameters'] / 1e6:.2f}M | {loss} | {lat:.2f} | "
-        f"{energy:.1f} | {verdict} |"
+        f"| {it} | {mode} | {change} | {node['parameters'] / 1e6:.2f}M | {loss} | {lat} | "
+        f"{energy} | {verdict or node.get('error')} |"
     )
 
 
