@@ -122,6 +122,17 @@ def test_config_round_trips_through_json(tmp_path):
     assert again == config and again.devices == ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
 
 
+def test_require_quiet_reaches_every_live_measurement(tmp_path):
+    from types import SimpleNamespace
+
+    from edgetran.codesign.config import parse_device
+    from edgetran.codesign.pipeline import _Run
+
+    config = CodesignConfig(require_quiet=True, out=str(tmp_path / "out"))
+    settings = _Run.profile_settings(SimpleNamespace(config=config), parse_device("cpu/torch"))
+    assert settings.require_quiet is True and settings.runtime == "torch"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -133,6 +144,7 @@ def test_config_round_trips_through_json(tmp_path):
         ({"profile_budget": 3}, "a surrogate needs at least 8"),
         ({"max_latency_ms": -1.0}, "max_latency_ms=-1.0 is invalid"),
         ({"eval_timeout_s": 0}, "eval_timeout_s=0"),
+        ({"require_quiet": "yes"}, "require_quiet='yes'; allowed: true or false"),
     ],
 )
 def test_config_refuses_bad_values(change, message):

@@ -57,6 +57,12 @@ def codesign(
     references: Annotated[
         str, typer.Option(help="Named BERTs measured beside the winner, comma-separated.")
     ] = "bert-tiny,bert-mini",
+    require_quiet: Annotated[
+        bool,
+        typer.Option(
+            "--require-quiet", help="Wait for a quiet machine before each live measurement."
+        ),
+    ] = False,
     growprune: Annotated[bool, typer.Option(help="Refine the winner with grow-and-prune.")] = True,
     growprune_iterations: Annotated[int, typer.Option(min=1, help="Grow-and-prune steps.")] = 1,
     eval_timeout_s: Annotated[
@@ -100,6 +106,7 @@ def codesign(
         threads=threads,
         idle_s=idle_s,
         profile_max_time_s=profile_max_time,
+        require_quiet=require_quiet,
         references=tuple(r.strip() for r in references.split(",") if r.strip()),
         growprune=growprune,
         growprune_iterations=growprune_iterations,

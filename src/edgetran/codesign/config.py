@@ -100,6 +100,9 @@ class CodesignConfig:
         profile_budget: measurements per live device (active learning) before the search.
         batch_size, seq_len: the input shape every device is measured at.
         profile_max_time_s, idle_s, meter, threads: the ProTran protocol's settings.
+        require_quiet: every live measurement waits (up to a minute) for other processes to
+            leave the cores it needs, else fails as a candidate does; without it a crowded
+            timing is stored, flagged ``contended``, and left out of surrogate fits.
         references: named BERTs measured beside the winner.
         growprune: refine the winner with GPTran's grow-and-prune; ``growprune_iterations``.
         eval_timeout_s: an accuracy evaluation running longer fails (``None``: no limit).
@@ -128,6 +131,7 @@ class CodesignConfig:
     idle_s: float = 0.5
     meter: str = "auto"
     threads: int | None = None
+    require_quiet: bool = False
     references: tuple[str, ...] = REFERENCES
     growprune: bool = True
     growprune_iterations: int = 1
@@ -169,6 +173,8 @@ class CodesignConfig:
         SAMPLERS.validate(self.sampler)
         if self.compare is not None:
             SAMPLERS.validate(self.compare)
+        if not isinstance(self.require_quiet, bool):
+            raise CodesignError(f"require_quiet={self.require_quiet!r}; allowed: true or false")
         for name in ("profile_max_time_s", "idle_s"):
             if not _finite(getattr(self, name)) or getattr(self, name) < 0:
                 raise CodesignError(f"{name}={getattr(self, name)!r}; allowed: a number ≥ 0")

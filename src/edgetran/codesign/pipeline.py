@@ -191,6 +191,7 @@ class _Run:
             meter=c.meter,
             max_time_s=c.profile_max_time_s,
             idle_s=c.idle_s,
+            require_quiet=c.require_quiet,
             seed=c.seed,
         )
 
