@@ -20,7 +20,7 @@ from edgetran.export import (
 )
 from edgetran.model import FlexiBertConfig, FlexiBertForSequenceClassification, FlexiBertModel
 from edgetran.plugins import RUNTIMES
-from edgetran.space import homogeneous
+from edgetran.space import Architecture, Layer, homogeneous
 from edgetran.testing import check_runner
 
 SEQ = 16
@@ -186,3 +186,14 @@ def test_without_the_extra_litert_says_so_and_other_formats_work(monkeypatch, ru
     assert result.verification["passed"]
     code, _, err = run_cli("export", "bert-tiny", "--format", "litert", "--out", tmp_path / "c")
     assert code == 2 and "edgetran[litert]" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_dft_and_dct_heads_convert_with_absolute_positions(tmp_path):
+    """At batch 1 their (1, 1, 1, S) attention probabilities made a batch matmul that LiteRT's
+    converter refused ("invalid output rank")."""
+    pytest.importorskip("litert_torch")
+    arch = Architecture((Layer(16, ("l_dft", "l_dct"), 8, (32,)),))
+    config = FlexiBertConfig(arch, vocab_size=VOCAB, position_embedding_type="absolute")
+    model = FlexiBertModel(config).eval()
+    spec = ExportSpec("litert", batch_size=1, seq_len=8)
+    assert export_model(model, tmp_path, spec, verify=True).verification["passed"]

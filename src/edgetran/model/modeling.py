@@ -237,7 +237,11 @@ class FlexiBertAttention(nn.Module):
     def _mix_tokens(self, bias: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
         """``softmax(bias)·V`` for heads whose raw score is 0 → ``(B, g, S, d)``."""
         probs = F.dropout(torch.softmax(bias, dim=-1), p, self.training)
-        return (probs @ v).expand_as(v)  # (B, 1, 1, S) probs broadcast when positions are absolute
+        if probs.shape[-2] == 1:
+            # Absolute positions: one (B, 1, 1, S) row for every query and head. A weighted
+            # sum, not a matmul: LiteRT's converter refuses that batch matmul at batch 1.
+            return (probs.transpose(-1, -2) * v).sum(dim=-2, keepdim=True).expand_as(v)
+        return probs @ v
 
     def _head_term(self, op: str, q, k, v) -> torch.Tensor:
         S = v.shape[2]
