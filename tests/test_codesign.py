@@ -180,6 +180,9 @@ def test_codesign_writes_every_output(codesigned):
     }  # fmt: skip
     assert data["compare"]["sampler"] == "tpe" and len(data["compare"]["history"]) == 4
     assert (out / "model" / "config.json").is_file()
+    assert {"torch", "onnxruntime", "openvino", "ai-edge-litert"} <= set(
+        data["environment"]["versions"]
+    )  # every runtime a device can name
     if best["device"] == "cpu/torch":  # live: exported, verified and measured there
         assert best["measured"] == ["accuracy", "latency_s"]  # the estimate meter: no energy
         metadata = json.loads((out / "export" / "metadata.json").read_text())

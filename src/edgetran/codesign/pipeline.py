@@ -621,7 +621,10 @@ def _environment() -> dict[str, Any]:
     import edgetran
     from edgetran._versions import package_version
 
-    packages = ("torch", "transformers", "onnxruntime", "openvino", "optuna", "lightgbm")
+    packages = (
+        *("torch", "transformers", "onnxruntime", "openvino", "ai-edge-litert"),
+        *("optuna", "lightgbm"),
+    )
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
