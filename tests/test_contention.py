@@ -78,6 +78,11 @@ def test_the_monitor_reports_a_bounded_share_of_the_cpus():
     assert sample.other_cpu_cores is None or sample.other_cpu_cores <= usable_cores()
 
 
+def test_a_window_of_a_few_clock_ticks_is_not_judged():
+    sample = ContentionMonitor().start().stop()  # /proc/stat's 10-ms ticks: rounding, not load
+    assert sample.other_cpu_cores is None and not sample.contended(threads=1)
+
+
 def test_contended_threshold_leaves_room_for_free_cores():
     assert not Contention(0.2, 1.0).contended(threads=4, cores=4)
     assert Contention(0.3, 1.0).contended(threads=4, cores=4)

@@ -28,6 +28,9 @@ from edgetran.profile.environment import usable_cores
 SLACK_CORES = 0.25
 #: Seconds over which the machine is checked before a run under ``require_quiet``.
 QUIET_PROBE_S = 1.0
+#: The shortest window judged: ``/proc/stat`` counts in clock ticks (10 ms), so over a few ticks
+#: its rounding alone reads as most of a core (a 0-second profile in the tests was flagged).
+MIN_WINDOW_S = 0.25
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal
 
 
@@ -111,7 +114,7 @@ class ContentionMonitor:
         busy, own = busy_cpu_s(self._cpus), time.process_time()
         window = time.perf_counter() - self._wall
         other = None
-        if busy is not None and self._busy is not None and window > 0:
+        if busy is not None and self._busy is not None and window >= MIN_WINDOW_S:
             other = max(0.0, (busy - self._busy) - (own - self._own)) / window
         return Contention(other, window, cpu_mhz(), temperature_c())
 
