@@ -620,11 +620,9 @@ def _environment() -> dict[str, Any]:
 
     import edgetran
     from edgetran._versions import package_version
+    from edgetran.profile.environment import PACKAGES  # the runtimes a measurement records
 
-    packages = (
-        *("torch", "transformers", "onnxruntime", "openvino", "ai-edge-litert"),
-        *("optuna", "lightgbm"),
-    )
+    packages = (*PACKAGES, "optuna", "lightgbm")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
