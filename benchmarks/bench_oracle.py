@@ -7,10 +7,10 @@ so an interrupted run continues where it stopped):
   Hugging Face ``BertForSequenceClassification`` of BERT-Tiny's size trained from scratch for
   75 s (our WordPiece tokenizer, batch 32, AdamW 1e-3 after 100 warm-up steps).
 - ``quick``: ``evaluate(..., "quick")`` of eight architectures in a fresh workspace (no parent).
+- ``seeds``: the same at seeds 1 and 2 (the fidelity table's noise).
+- ``standard``: ``evaluate(..., "standard")`` of the eight, no parent (its own workspace
+  database; the quick workspace's tokenizer).
 - ``parent``: ``train_parent`` once (``--parent-budget``), then quick of the eight from it.
-- ``seeds``: quick with the parent at seeds 1 and 2 (the fidelity table's noise).
-- ``standard``: ``evaluate(..., "standard")`` of the eight, from the parent (its own workspace
-  database, so no quick model is a nearer neighbour).
 - ``report``: the tables for BENCHMARKS.md from the records.
 
     python benchmarks/bench_oracle.py --out /tmp/bench-oracle --stage baselines quick ...
@@ -172,42 +172,43 @@ def report(records: Records) -> None:
     print("\n| model | accuracy | seconds |\n|---|---|---|")
     for name, r in base.items():
         print(f"| {name} | {r['accuracy']:.3f} | {r.get('seconds', float('nan')):.0f} |")
-    alone, parented = rows("quick", 0), rows("parent", 0)
+    alone, parented, standard = rows("quick", 0), rows("parent", 0), rows("standard", 0)
     seeds = {m: [r["accuracy"] for r in records.items
-                 if r["stage"] in ("parent", "seeds") and r["model"] == m]
-             for m in parented}  # fmt: skip
-    standard = rows("standard", 0)
+                 if r["stage"] in ("quick", "seeds") and r["model"] == m]
+             for m in alone}  # fmt: skip
     print(
-        "\n| model | params | quick, no parent | s (cpu s) | quick, parent, seeds 0-2 "
-        "| mean ± std | s (cpu s) | standard | s |\n|---|---|---|---|---|---|---|---|---|"
+        "\n| model | params | quick, seeds 0-2 | mean ± std | steps | s (cpu s) "
+        "| quick from the parent | s (cpu s) | standard | steps | s |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for m, arch in architectures().items():
         a, p, s = alone.get(m), parented.get(m), standard.get(m)
         acc = seeds.get(m, [])
         spread = np.std(acc, ddof=1) if len(acc) > 1 else float("nan")
         cells = [m, f"{arch_parameters(arch) / 1e6:.2f}M"]
-        cells += [f"{a['accuracy']:.3f}", _seconds(a)] if a else ["–", "–"]
-        if p:
+        if a:
             cells += [", ".join(f"{x:.3f}" for x in acc), f"{np.mean(acc):.3f} ± {spread:.3f}",
-                      _seconds(p)]  # fmt: skip
+                      f"{a['finetune_steps']}", _seconds(a)]  # fmt: skip
         else:
-            cells += ["–", "–", "–"]
-        cells += [f"{s['accuracy']:.3f}", f"{s['seconds']:.0f}"] if s else ["–", "–"]
+            cells += ["–"] * 4
+        cells += [f"{p['accuracy']:.3f}", _seconds(p)] if p else ["–", "–"]
+        cells += (
+            [f"{s['accuracy']:.3f}", f"{s['finetune_steps']}", f"{s['seconds']:.0f}"]
+            if s
+            else ["–"] * 3
+        )
         print("| " + " | ".join(cells) + " |")
     common = [m for m in standard if m in seeds]
     if len(common) >= 3:
         rho = spearmanr(
             [np.mean(seeds[m]) for m in common], [standard[m]["accuracy"] for m in common]
         )
+        spreads = [np.std(seeds[m], ddof=1) for m in common if len(seeds[m]) > 1]
         print(
-            f"\nSpearman(quick mean with parent, standard) over {len(common)}: {rho.statistic:.3f}"
+            f"\nSpearman(quick mean, standard) over {len(common)}: {rho.statistic:.3f}; "
+            f"quick's seed std: median {np.median(spreads) if spreads else float('nan'):.4f}, "
+            f"max {max(spreads, default=float('nan')):.4f}"
         )
-    common = [m for m in standard if m in alone]
-    if len(common) >= 3:
-        rho = spearmanr(
-            [alone[m]["accuracy"] for m in common], [standard[m]["accuracy"] for m in common]
-        )
-        print(f"Spearman(quick without parent, standard) over {len(common)}: {rho.statistic:.3f}")
     for r in records.items:
         if r["stage"] == "parent-train":
             print(f"\nparent ({r['budget']}): {r['steps']} steps, loss {r['loss']:.3f}, "
@@ -233,14 +234,16 @@ def main() -> None:
         elif stage == "quick":
             run_evaluations(records, "quick", args.out / "quick.db", args.out / "ws-quick",
                             "quick", (0,))  # fmt: skip
-        elif stage in ("parent", "seeds"):
+        elif stage == "seeds":
+            run_evaluations(records, "seeds", args.out / "quick.db", args.out / "ws-quick",
+                            "quick", (1, 2))  # fmt: skip
+        elif stage == "parent":
             ensure_parent(records, args.out, args.out / "parent.db", args.parent_budget)
-            run_evaluations(records, stage, args.out / "parent.db", args.out / "ws-parent",
-                            "quick", (0,) if stage == "parent" else (1, 2))  # fmt: skip
+            run_evaluations(records, "parent", args.out / "parent.db", args.out / "ws-parent",
+                            "quick", (0,))  # fmt: skip
         elif stage == "standard":
-            ensure_parent(records, args.out, args.out / "standard.db", args.parent_budget)
             run_evaluations(records, "standard", args.out / "standard.db",
-                            args.out / "ws-parent", "standard", (0,))  # fmt: skip
+                            args.out / "ws-quick", "standard", (0,))  # fmt: skip
         else:
             report(records)
 

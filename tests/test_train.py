@@ -78,10 +78,13 @@ def tokenizer(task_file: Path, tmp_path: Path):
 
 
 SETTINGS = PretrainSettings(steps=6, batch_size=8, max_length=16, checkpoint_every=2)
-#: The named budgets at toy scale, with the real ones' shape: quick fine-tunes only, from the
-#: nearest trained model; standard adds MLM steps (and registers the model for transfer).
+#: The named budgets at toy scale: quick fine-tunes only, from the nearest trained model, as the
+#: real one does; "standard" here adds MLM steps, as ``full`` does, so that the tests reach the
+#: path that pretrains and registers a model for transfer.
 TINY_BUDGETS = {
-    "quick": Budget(0, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10),
+    "quick": Budget(
+        0, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10, group_by_length=True
+    ),
     "standard": Budget(6, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10),
 }
 
@@ -207,6 +210,40 @@ def test_masking_never_touches_special_or_padding_tokens(tokenizer):
     assert (data.rows(3, 4, seed=1) == data.rows(3, 4, seed=1)).all()
 
 
+def test_length_grouped_batches_cover_an_epoch_once_and_are_narrower(tokenizer):
+    tok, _ = tokenizer
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(FILLER, int(n))) for n in rng.integers(1, 30, 300)]
+    data = TokenisedTexts(tok, texts, 32)
+    per_epoch = len(data) // 8
+    epoch = [data.rows(t, 8, seed=3, group_by_length=True) for t in range(per_epoch)]
+    flat = np.concatenate(epoch)
+    assert len(flat) == len(set(flat)) == per_epoch * 8  # every row at most once an epoch
+    again = data.rows(per_epoch - 1, 8, seed=3, group_by_length=True)
+    assert (again == epoch[-1]).all()  # batch t depends on (seed, t) only, as on resume
+    assert not (data.rows(per_epoch, 8, 3, True) == epoch[0]).all()  # a new epoch, a new order
+    grouped, mixed = data.mean_batch_width(8, 3, True), data.mean_batch_width(8, 3, False)
+    assert grouped < 0.8 * mixed
+    few = TokenisedTexts(tok, texts[:3], 32)  # fewer rows than a batch
+    assert len(few.rows(0, 8, 0, group_by_length=True)) == 8
+
+
+def test_predictions_come_back_in_the_rows_order(tokenizer):
+    """predict_split batches rows by length; what it returns is in the data's own order."""
+    from edgetran.model import build_model
+    from edgetran.train.finetune import predict_split
+
+    tok, _ = tokenizer
+    rng = np.random.default_rng(1)
+    texts = [" ".join(rng.choice(FILLER, int(n))) for n in rng.integers(1, 14, 40)]
+    data = TokenisedTexts(tok, texts, 16)
+    arch = Architecture((Layer(32, ("sa_sdp", "sa_sdp"), 16, (64,)),))
+    model = build_model(arch, "cls", vocab_size=len(tok), num_labels=1, max_position_embeddings=16)
+    together = predict_split(model, data, 1, batch_size=8)
+    alone = [predict_split(model, TokenisedTexts(tok, [t], 16), 1)[0] for t in texts]
+    assert np.allclose(together, alone, atol=1e-5)
+
+
 # -- pretraining --------------------------------------------------------------------------------
 def test_pretraining_lowers_the_loss_and_reuses_a_finished_run(tokenizer, task_file, tmp_path):
     tok, key = tokenizer
@@ -297,7 +334,8 @@ def test_pretraining_and_finetuning_are_seeded_and_leave_the_global_rng_alone(
     tok, key = tokenizer
     task = load_task(str(task_file))
     settings = FinetuneSettings(trials=1, steps=4, batch_sizes=(8,), max_length=16,
-                                train_examples=32, dev_examples=16, test_examples=16)  # fmt: skip
+                                train_examples=32, dev_examples=16, test_examples=16,
+                                group_by_length=True)  # fmt: skip
     before = torch.get_rng_state()
     runs = []
     for run in ("a", "b"):
@@ -368,6 +406,18 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
         evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
         monkeypatch.setitem(oracle.BUDGETS, "quick", replace(TINY_BUDGETS["quick"], patience=3))
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
+
+
+def test_the_cpu_budgets_fine_tune_only_and_standard_trains_longer_than_quick():
+    from edgetran.space import load_architecture
+    from edgetran.train.oracle import budget_settings
+
+    (quick_pre, quick), (standard_pre, standard) = map(budget_settings, ("quick", "standard"))
+    assert quick_pre.steps == standard_pre.steps == 0
+    assert quick.group_by_length and standard.group_by_length
+    for name in ("bert-tiny", "bert-mini", "bert-small"):
+        arch = load_architecture(name)
+        assert trial_steps(arch, standard, 32, 32) > 2 * trial_steps(arch, quick, 32, 32)
 
 
 def test_quick_gives_every_model_the_same_training_flops():

@@ -3,6 +3,11 @@
 Batch ``t`` depends only on ``(seed, t)``: the epoch permutation comes from ``(seed, epoch)``
 and the mask from ``(seed, t)``, so a run resumed from a checkpoint at step ``t`` sees the very
 batches the uninterrupted run would have seen.
+
+Batches are trimmed to their longest row. Grouped by length (:meth:`TokenisedTexts.rows` with
+``group_by_length``), rows of similar length share a batch, as transformers' ``Trainer`` does
+with ``group_by_length``: on the tweets a random batch of 32 is 54 tokens wide on average and a
+grouped one 32, which makes a fine-tuning step 1.5–1.7× faster on this CPU (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
+#: Batches per pool that :meth:`TokenisedTexts.rows` sorts by length (transformers' ``Trainer``
+#: sorts pools of 50 batches too): large enough to find neighbours in length, small enough that
+#: a batch's rows still come from all over the epoch.
+POOL_BATCHES = 50
 
 
 class TokenisedTexts:
@@ -43,18 +52,22 @@ class TokenisedTexts:
         self.input_ids = encoded["input_ids"]
         self.attention_mask = encoded["attention_mask"]
         self.labels = None if labels is None else torch.as_tensor(labels)
+        self._grouped_epoch: tuple[tuple[int, int, int] | None, np.ndarray] = (None, np.empty(0))
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def typical_width(self, quantile: float = 0.95) -> int:
-        """A typical batch width after trimming: the ``quantile`` of the sequence lengths (a
-        batch is as wide as its longest row)."""
-        lengths = self.attention_mask.sum(dim=1).float()
-        return max(1, int(torch.quantile(lengths, quantile)))
+    def rows(
+        self, step: int, batch_size: int, seed: int, group_by_length: bool = False
+    ) -> np.ndarray:
+        """Row indices of batch ``step`` (epochs are seeded permutations).
 
-    def rows(self, step: int, batch_size: int, seed: int) -> np.ndarray:
-        """Row indices of batch ``step`` (epochs are seeded permutations)."""
+        With ``group_by_length``, each epoch's permutation is cut into pools of
+        :data:`POOL_BATCHES` batches, each pool sorted by length and cut into batches, and the
+        epoch's batches shuffled; an epoch is then ``len(self) // batch_size`` batches (the
+        remainder of its permutation waits for another epoch's draw)."""
+        if group_by_length:
+            return self._grouped_rows(step, batch_size, seed)
         start = step * batch_size
         epoch, offset = divmod(start, len(self))
         order = np.random.default_rng([seed, epoch]).permutation(len(self))
@@ -63,6 +76,38 @@ class TokenisedTexts:
             following = np.random.default_rng([seed, epoch + 1]).permutation(len(self))
             rows = np.concatenate([rows, following[: batch_size - len(rows)]])
         return rows
+
+    def _grouped_rows(self, step: int, batch_size: int, seed: int) -> np.ndarray:
+        per_epoch = max(1, len(self) // batch_size)
+        epoch, index = divmod(step, per_epoch)
+        key = (seed, epoch, batch_size)
+        if self._grouped_epoch[0] != key:
+            self._grouped_epoch = (key, self._group_epoch(seed, epoch, batch_size, per_epoch))
+        return self._grouped_epoch[1][index]
+
+    def _group_epoch(self, seed: int, epoch: int, batch_size: int, per_epoch: int) -> np.ndarray:
+        """The epoch's batches grouped by length, shape (per_epoch, batch_size)."""
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self))
+        if len(order) < batch_size:  # fewer rows than a batch: repeat them
+            order = np.resize(order, batch_size)
+        order = order[: per_epoch * batch_size]
+        lengths = self.attention_mask.sum(dim=1).numpy()
+        pool = POOL_BATCHES * batch_size
+        pools = [order[i : i + pool] for i in range(0, len(order), pool)]
+        grouped = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
+        batches = grouped.reshape(per_epoch, batch_size)
+        return batches[rng.permutation(per_epoch)]
+
+    def mean_batch_width(self, batch_size: int, seed: int, group_by_length: bool) -> float:
+        """The mean width of the first epoch's batches after trimming (at most 200 of them)."""
+        lengths = self.attention_mask.sum(dim=1)
+        steps = min(200, max(1, len(self) // batch_size))
+        widths = [
+            int(lengths[self.rows(t, batch_size, seed, group_by_length)].max())
+            for t in range(steps)
+        ]
+        return float(np.mean(widths))
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The rows, trimmed to their longest sequence: ``input_ids``/``attention_mask`` (B, S)."""

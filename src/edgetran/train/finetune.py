@@ -67,6 +67,7 @@ class FinetuneSettings:
     eval_every: int | None = None
     patience: int = 2
     reference_width: int | None = None
+    group_by_length: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -175,13 +176,13 @@ def finetune(
             (task.test, settings.test_examples),
         )
     )
-    seq_len = train.typical_width()
     lr_range = learning_rate_range(mlm.config.arch, settings)
     best: dict[str, Any] = {"score": -np.inf}
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("learning_rate", *lr_range, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(settings.batch_sizes))
+        seq_len = train.mean_batch_width(batch_size, settings.seed, settings.group_by_length)
         steps = trial_steps(mlm.config.arch, settings, batch_size, seq_len)
         seed = settings.seed + trial.number
         with torch_seeded(seed):  # the new pooler and classifier, and dropout
@@ -260,14 +261,14 @@ def learning_rate_range(arch: Architecture, settings: FinetuneSettings) -> tuple
 
 
 def trial_steps(
-    arch: Architecture, settings: FinetuneSettings, batch_size: int, seq_len: int
+    arch: Architecture, settings: FinetuneSettings, batch_size: int, seq_len: float
 ) -> int:
     """Optimiser steps of one trial: ``settings.steps``, or fewer where
     ``settings.flops_budget`` runs out first (a training step costs about three forward
-    passes of a ``(batch_size, seq_len)`` batch)."""
+    passes of a ``(batch_size, seq_len)`` batch; ``seq_len``: the batches' mean width)."""
     if settings.flops_budget is None:
         return settings.steps
-    step_flops = 3 * estimate_costs(arch, batch_size=batch_size, seq_len=seq_len).flops
+    step_flops = 3 * estimate_costs(arch, batch_size=batch_size, seq_len=round(seq_len)).flops
     return max(1, min(settings.steps, int(settings.flops_budget // step_flops)))
 
 
@@ -278,18 +279,25 @@ def predict_split(
     device: str = "cpu",
     batch_size: int = 128,
 ) -> np.ndarray:
-    """Class ids (or regression values) that ``model`` predicts for ``data``, shape (N,)."""
+    """Class ids (or regression values) that ``model`` predicts for ``data``, shape (N,).
+
+    Rows are batched in order of length, so that each trimmed batch carries little padding
+    (on the tweets: 1.7× fewer tokens than batches in split order)."""
     model.eval()
+    order = np.argsort(data.attention_mask.sum(dim=1).numpy(), kind="stable")
     outputs = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            batch = data.batch(np.arange(start, min(start + batch_size, len(data))))
+            batch = data.batch(order[start : start + batch_size])
             logits = model(  # (B, labels)
                 batch["input_ids"].to(device), batch["attention_mask"].to(device)
             ).logits
             outputs.append((logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)).cpu())
     model.train()
-    return torch.cat(outputs).numpy()
+    predictions = torch.cat(outputs).numpy()
+    unsorted = np.empty_like(predictions)
+    unsorted[order] = predictions
+    return unsorted
 
 
 def evaluate_split(
@@ -315,7 +323,7 @@ def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: fl
     best_score, best_step, best_state, stale = -np.inf, 0, None, 0
     model.train()
     for step in range(steps):
-        batch = train.batch(train.rows(step, batch_size, seed))
+        batch = train.batch(train.rows(step, batch_size, seed, settings.group_by_length))
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         if not torch.isfinite(loss):
             raise TrainingError(

@@ -66,24 +66,27 @@ class Budget:
     patience: int = 2
     max_training_bytes: int | None = None
     reference_width: int | None = None
+    group_by_length: bool = False
 
 
 GIB = 2**30
-#: ``quick`` (about a minute on two CPU cores up to BERT-Mini) fine-tunes from the nearest
-#: trained model (a parent, see :func:`train_parent`) or from scratch, on the same training FLOPs
-#: for every model; ``standard`` adds MLM steps and a second trial; ``full`` is the reference's
-#: scale (GPU). Tweets are at most ~70 tokens, so 64 keeps all but the longest whole; batches are
-#: trimmed to their longest row.
+#: ``quick`` (about a minute on two CPU cores up to BERT-Mini) and ``standard`` (about ten
+#: minutes for BERT-Mini) fine-tune from the nearest trained model (a parent, see
+#: :func:`train_parent`) or from scratch, on the same training FLOPs for every model; they
+#: spend no MLM steps: a few hundred from a weak start left BERT-Mini worse than none
+#: (BENCHMARKS.md). ``full`` is the reference's scale (GPU). Tweets are at most ~70 tokens, so
+#: 64 keeps all but the longest whole; batches are grouped by length and trimmed to their
+#: longest row.
 BUDGETS = {
     "quick": Budget(
         0, 32, 64, 1, 1100, (32,), 1000, None, 5e-4, (5e-4, 2e-3),
-        finetune_flops=9e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
-        reference_width=128,
+        finetune_flops=5e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
+        reference_width=128, group_by_length=True,
     ),
     "standard": Budget(
-        300, 32, 64, 2, 1200, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
-        finetune_flops=4e13, eval_every=200, patience=3, max_training_bytes=4 * GIB,
-        reference_width=128,
+        0, 32, 64, 1, 2500, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
+        finetune_flops=4e13, eval_every=250, patience=3, max_training_bytes=4 * GIB,
+        reference_width=128, group_by_length=True,
     ),
     "full": Budget(
         100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
@@ -122,6 +125,7 @@ def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, Finetun
             eval_every=b.eval_every,
             patience=b.patience,
             reference_width=b.reference_width,
+            group_by_length=b.group_by_length,
             seed=seed,
         ),
     )
