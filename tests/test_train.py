@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -397,8 +398,6 @@ def test_a_parent_is_trained_once_resumes_and_seeds_every_quick_evaluation(
 def test_a_changed_budget_definition_is_not_served_from_the_cache(
     task_file, tmp_path, tiny_budgets, monkeypatch
 ):
-    from dataclasses import replace
-
     from edgetran.train import oracle
 
     with Store(tmp_path / "ws.db") as store:
@@ -418,6 +417,10 @@ def test_the_cpu_budgets_fine_tune_only_and_standard_trains_longer_than_quick():
     for name in ("bert-tiny", "bert-mini", "bert-small"):
         arch = load_architecture(name)
         assert trial_steps(arch, standard, 32, 32) > 2 * trial_steps(arch, quick, 32, 32)
+    # the FLOPs cap alone would give BERT-Small 63 quick steps; the floor gives it 250
+    small = load_architecture("bert-small")
+    assert trial_steps(small, quick, 32, 32) == quick.min_steps == 250
+    assert trial_steps(small, replace(quick, min_steps=1), 32, 32) == 63
 
 
 def test_quick_gives_every_model_the_same_training_flops():

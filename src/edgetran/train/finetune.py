@@ -4,11 +4,13 @@ batch size from a small set, a configurable number of trials). The first trial i
 of the range (geometric mean learning rate, largest batch size), so a one-trial budget trains
 at a sensible point instead of a random one.
 
-Each trial trains for ``steps`` optimiser steps, or fewer where ``flops_budget`` runs out first:
-a budget in training FLOPs gives every architecture the same compute, so a large model is not
-given minutes where a small one gets seconds. The dev split is scored every ``eval_every`` steps
-and the best state is kept (early stopping after ``patience`` scores without improvement). A
-trial whose loss turns NaN or infinite fails; the fine-tuning fails only when every trial did.
+Each trial trains for ``steps`` optimiser steps, or fewer where ``flops_budget`` runs out first
+(but at least ``min_steps``): a budget in training FLOPs gives every architecture the same
+compute, so a large model is not given minutes where a small one gets seconds, and the floor
+keeps a large one from being judged on a handful of steps. The dev split is scored every
+``eval_every`` steps and the best state is kept (early stopping after ``patience`` scores
+without improvement). A trial whose loss turns NaN or infinite fails; the fine-tuning fails
+only when every trial did.
 
 With ``reference_width`` set, the learning-rate range is for a model of that hidden width and a
 wider model's range is scaled down by ``reference_width / width`` (its widest layer): Adam moves
@@ -68,10 +70,11 @@ class FinetuneSettings:
     patience: int = 2
     reference_width: int | None = None
     group_by_length: bool = False
+    min_steps: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("trials", "steps", "max_length", "patience"):
+        for name in ("trials", "steps", "max_length", "patience", "min_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
         if self.eval_every is not None and self.eval_every < 1:
@@ -265,11 +268,14 @@ def trial_steps(
 ) -> int:
     """Optimiser steps of one trial: ``settings.steps``, or fewer where
     ``settings.flops_budget`` runs out first (a training step costs about three forward
-    passes of a ``(batch_size, seq_len)`` batch; ``seq_len``: the batches' mean width)."""
+    passes of a ``(batch_size, seq_len)`` batch; ``seq_len``: the batches' mean width), but
+    never fewer than ``settings.min_steps``: a large model is not judged on a handful of
+    steps (BERT-Small at quick's FLOPs alone: 63 steps, the majority class)."""
     if settings.flops_budget is None:
         return settings.steps
     step_flops = 3 * estimate_costs(arch, batch_size=batch_size, seq_len=round(seq_len)).flops
-    return max(1, min(settings.steps, int(settings.flops_budget // step_flops)))
+    by_flops = int(settings.flops_budget // step_flops)
+    return max(1, min(settings.steps, max(settings.min_steps, by_flops)))
 
 
 def predict_split(

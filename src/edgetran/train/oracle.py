@@ -43,7 +43,8 @@ class Budget:
 
     ``pretrain_steps`` MLM steps (0: none — the model starts from the nearest trained model in
     the workspace, or from scratch), then ``trials`` TPE trials, each of at most
-    ``finetune_steps`` steps and ``finetune_flops`` training FLOPs, scored on dev every
+    ``finetune_steps`` steps and ``finetune_flops`` training FLOPs (but at least
+    ``min_finetune_steps``), scored on dev every
     ``eval_every`` steps (early stopping after ``patience`` scores without gain).
     Learning rates are for a model ``reference_width`` wide and scaled down for wider ones
     (:func:`~edgetran.train.finetune.learning_rate_range`). ``max_training_bytes`` bounds the
@@ -67,6 +68,7 @@ class Budget:
     max_training_bytes: int | None = None
     reference_width: int | None = None
     group_by_length: bool = False
+    min_finetune_steps: int = 1
 
 
 GIB = 2**30
@@ -81,12 +83,12 @@ BUDGETS = {
     "quick": Budget(
         0, 32, 64, 1, 1100, (32,), 1000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=5e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
-        reference_width=128, group_by_length=True,
+        reference_width=128, group_by_length=True, min_finetune_steps=250,
     ),
     "standard": Budget(
         0, 32, 64, 1, 2500, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=4e13, eval_every=250, patience=3, max_training_bytes=4 * GIB,
-        reference_width=128, group_by_length=True,
+        reference_width=128, group_by_length=True, min_finetune_steps=500,
     ),
     "full": Budget(
         100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
@@ -126,6 +128,7 @@ def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, Finetun
             patience=b.patience,
             reference_width=b.reference_width,
             group_by_length=b.group_by_length,
+            min_steps=b.min_finetune_steps,
             seed=seed,
         ),
     )
