@@ -174,11 +174,16 @@ def test_codesign_writes_every_output(codesigned):
     assert set(data["stages"]) >= {"profile", "surrogates", "search", "references", "export"}
     assert len(data["growprune"]["iterations"]) == 1 and "growprune" not in data["skipped"]
     assert data["growprune"]["iterations"][0]["children"]
-    assert len(data["evaluations"]) + len(data["failed"]) == 4
+    search = data["search"]
+    assert len(data["evaluations"]) + len(data["failed"]) + search["reevaluations"] == 4
+    assert best["search"]["accuracy_runs"] >= 1 and best["search"]["accuracy_std"] > 0
+    assert all(r["accuracy_runs"] >= 1 for r in data["evaluations"])
     assert {(r["name"], r["device"]) for r in data["references"]} == {
         ("bert-tiny", "cpu/torch"), ("bert-tiny", "board")
     }  # fmt: skip
-    assert data["compare"]["sampler"] == "tpe" and len(data["compare"]["history"]) == 4
+    compare = data["compare"]
+    assert compare["sampler"] == "tpe"
+    assert len(compare["history"]) + compare["reevaluations"] == 4
     assert (out / "model" / "config.json").is_file()
     assert {"torch", "onnxruntime", "openvino", "ai-edge-litert"} <= set(
         data["environment"]["versions"]
@@ -298,7 +303,8 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     hashes = [m.hash for m in profiles]
     assert len(hashes) == len(set(hashes)) >= 9
     keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in result["evaluations"]]
-    assert len(keys) + len(result["failed"]) == 4 and len(set(keys)) == len(keys)
+    spent = len(keys) + len(result["failed"]) + result["search"]["reevaluations"]
+    assert spent == 4 and len(set(keys)) == len(keys)
     assert list(stages)[:3] == ["profile", "surrogates", "search"]
     assert "export" in stages and "final_measurement" in stages
 

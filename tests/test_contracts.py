@@ -31,7 +31,7 @@ from edgetran.plugins import (
     list_tasks,
 )
 from edgetran.profile.meters import Meter, MeterError, Reading, create_meter
-from edgetran.search import LiveEvaluator, ReplayEvaluator
+from edgetran.search import Accuracy, LiveEvaluator, ReplayEvaluator
 from edgetran.surrogate import DeviceSurrogate
 from edgetran.surrogate.base import Surrogate
 from edgetran.testing import (
@@ -122,6 +122,13 @@ def test_built_in_evaluators_keep_the_contract(tmp_path):
     options = {"n_models": 2, "n_estimators": 40}
     surrogate = DeviceSurrogate(model_options=options).fit(items)
     check_evaluator(LiveEvaluator(lambda arch: 0.5, {}, {"board": surrogate}))
+    noisy = LiveEvaluator(
+        lambda arch, run=0: Accuracy(0.5 + run / 100, 0.01), {}, {"board": surrogate}
+    )
+    check_evaluator(noisy)
+    assert (
+        noisy.reevaluate(noisy.candidates(1, np.random.default_rng(0), set())[0], 2).value == 0.52
+    )
 
 
 # -- registries and entry points ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 
 from edgetran.plugins import list_samplers
 from edgetran.search import (
+    Accuracy,
     Boshcode,
     BoshcodeSettings,
     Constraints,
@@ -223,6 +224,79 @@ def test_failed_candidates_are_recorded_and_never_retried(table, tmp_path):
     keys = [r.pair.key for r in more.records] + [f.pair.key for f in more.failures]
     assert len(keys) == 12 == len(set(keys))
     assert [f.pair.key for f in more.failures][: len(seen)] == [f.pair.key for f in first.failures]
+
+
+class _Noisy(ReplayEvaluator):
+    """The table's accuracy with a standard deviation of 0.05 (wide: near-best pairs tie), and
+    re-evaluations that land 0.01·run above it."""
+
+    def __init__(self, path, failing_runs=()):
+        super().__init__(path)
+        self.failing_runs = failing_runs
+        self.calls: list[tuple[str, int]] = []
+
+    def evaluate(self, pair):
+        evaluation = super().evaluate(pair)
+        evaluation.accuracy_runs.clear()
+        evaluation.add_accuracy_run(Accuracy(evaluation.metrics["accuracy"], 0.05))
+        return evaluation
+
+    def reevaluate(self, pair, run):
+        self.calls.append((pair.key, run))
+        if run in self.failing_runs:
+            raise MemoryError("out of memory (simulated)")
+        return Accuracy(self.table[pair.key][1]["accuracy"] + 0.01 * run, 0.05)
+
+
+def test_noisy_near_ties_are_trained_again_within_the_budget(table, tmp_path):
+    settings = SearchSettings(sampler="random", budget=14, seed=0)
+    evaluator = _Noisy(table)
+    result = run_search(evaluator, settings)
+    assert result.reevaluations == len(evaluator.calls) > 0
+    assert len(result.records) + result.reevaluations == 14
+    assert len(set(evaluator.calls)) == len(evaluator.calls)  # no run twice
+    for record in result.records:
+        runs = record.evaluation.accuracy_runs
+        assert 1 <= len(runs) <= 3
+        assert record.evaluation.metrics["accuracy"] == pytest.approx(np.mean(runs))
+        assert record.evaluation.accuracy_std == pytest.approx(
+            np.sqrt((0.05**2 + np.var(runs, ddof=1 if len(runs) > 1 else 0)) / len(runs))
+        )
+        assert record.value == pytest.approx(PaperObjective().value(record.evaluation.metrics))
+    out = result.to_dict()
+    assert out["reevaluations"] == result.reevaluations
+    assert out["best"]["accuracy_runs"] >= 1 and out["best"]["accuracy_std"] > 0
+    # a table without standard deviations is never re-evaluated
+    assert run_search(ReplayEvaluator(table), settings).to_dict()["reevaluations"] == 0
+
+
+def test_a_resumed_noisy_search_applies_its_reevaluations_and_repeats_none(table, tmp_path):
+    settings = SearchSettings(sampler="random", budget=14, seed=0)
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = _Noisy(table)
+
+    def crash(n: int, record) -> None:
+        if record.how.startswith("reevaluation"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    before = list(evaluator.calls)
+    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    assert len(set(evaluator.calls)) == len(evaluator.calls)  # none repeated
+    runs = {r.pair.key: r.evaluation.accuracy_runs for r in resumed.records}
+    for key, run in before:  # stored before the crash, applied after it
+        assert len(runs[key]) > run
+    assert resumed.reevaluations == len(evaluator.calls)
+    assert len(resumed.records) + resumed.reevaluations == 14
+
+
+def test_a_failed_reevaluation_settles_the_pair(table):
+    evaluator = _Noisy(table, failing_runs=(1,))
+    result = run_search(evaluator, SearchSettings(sampler="random", budget=14, seed=0))
+    assert evaluator.calls and all(run == 1 for _, run in evaluator.calls)
+    assert all(len(r.evaluation.accuracy_runs) == 1 for r in result.records)
+    assert len(result.records) + result.reevaluations == 14
 
 
 @pytest.mark.parametrize(

@@ -277,12 +277,14 @@ class _Run:
         c = self.config
         oracle = oracle_accuracy(c.task, self.store, c.budget, workspace=c.workspace, seed=c.seed)
 
-        def accuracy(arch: Architecture) -> float:
+        def accuracy(arch: Architecture, run: int = 0):
             with _time_limit(c.eval_timeout_s):
-                value = oracle(arch)
-            if not math.isfinite(value):
-                raise CodesignError(f"accuracy of {arch.hash[:10]} is {value} (a NaN loss?)")
-            return value
+                result = oracle(arch, run=run)
+            if not math.isfinite(result.value):
+                raise CodesignError(
+                    f"accuracy of {arch.hash[:10]} is {result.value} (a NaN loss?)"
+                )
+            return result
 
         measured = {
             (m.hash, device): per_sequence(m)
@@ -330,6 +332,8 @@ class _Run:
                 "predicted": r.evaluation.predicted,
                 "lower": r.evaluation.lower,
                 "upper": r.evaluation.upper,
+                "accuracy_std": r.evaluation.accuracy_std,
+                "accuracy_runs": len(r.evaluation.accuracy_runs) or 1,
                 "objective": r.value,
                 "feasible": r.feasible,
                 "how": r.how,
@@ -349,7 +353,7 @@ class _Run:
         rows = []
         for name in self.config.references:
             arch = NAMED_ARCHITECTURES[name]
-            accuracy = evaluator.accuracy(arch)
+            accuracy = evaluator.accuracy(arch).value
             for device in self.names:
                 spec = self.spec(device)
                 if spec.live:
@@ -515,7 +519,18 @@ class _Run:
             "latency_ci95_s": final.get("latency_ci95_s"),
             "meter": final.get("meter"),
             "meter_kind": final.get("meter_kind"),
-            "search": {k: winner[k] for k in ("arch", "metrics", "predicted", "objective")},
+            # the search's view of the winner; accuracy_runs = 1: its accuracy rests on one seed
+            "search": {
+                k: winner.get(k)
+                for k in (
+                    "arch",
+                    "metrics",
+                    "predicted",
+                    "objective",
+                    "accuracy_std",
+                    "accuracy_runs",
+                )
+            },
         }
         result = {
             "best": best,
@@ -523,11 +538,18 @@ class _Run:
             "evaluations": search["records"],
             "failed": search["failed"],
             "search": {
-                k: search[k] for k in ("history", "evaluations", "evaluations_to_best", "sampler")
+                k: search.get(k)
+                for k in (
+                    "history",
+                    "evaluations",
+                    "evaluations_to_best",
+                    "reevaluations",
+                    "sampler",
+                )
             },
             "compare": None
             if compare.get("skipped")
-            else {"sampler": compare["sampler"], "history": compare["history"]},
+            else {k: compare.get(k) for k in ("sampler", "history", "reevaluations")},
             "surrogates": parity["parity"],
             "growprune": growprune,
             "final_training": trained,

@@ -21,14 +21,46 @@ from edgetran.search.table import Pair, read_table
 from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
 
 
+@dataclass(frozen=True)
+class Accuracy:
+    """An accuracy as the accuracy oracle reports it: ``value`` and its standard deviation
+    (``None``: unknown)."""
+
+    value: float
+    std: float | None = None
+
+
 @dataclass
 class Evaluation:
-    """Metrics of one pair; ``predicted`` names estimated metrics, with interval ends."""
+    """Metrics of one pair; ``predicted`` names estimated metrics, with interval ends.
+
+    ``accuracy_runs`` holds the accuracy of each training run (seed) behind
+    ``metrics["accuracy"]``, their mean; ``accuracy_std`` is that mean's standard deviation
+    (``None``: unknown, e.g. a replayed table)."""
 
     metrics: dict[str, float]
     predicted: list[str] = field(default_factory=list)
     lower: dict[str, float] = field(default_factory=dict)
     upper: dict[str, float] = field(default_factory=dict)
+    accuracy_runs: list[float] = field(default_factory=list)
+    accuracy_std: float | None = None
+    accuracy_run_stds: list[float | None] = field(default_factory=list)
+
+    def add_accuracy_run(self, accuracy: Accuracy) -> None:
+        """Another training run's accuracy: the mean of the runs becomes the accuracy, and its
+        standard deviation combines each run's own (test-set) variance with the spread between
+        runs: ``sqrt(mean(std_i²) + var(runs)) / sqrt(n)`` (``None`` for one run of unknown
+        standard deviation)."""
+        self.accuracy_runs.append(float(accuracy.value))
+        self.accuracy_run_stds.append(accuracy.std)
+        runs = np.array(self.accuracy_runs)
+        self.metrics["accuracy"] = float(runs.mean())
+        if len(runs) == 1 and accuracy.std is None:
+            self.accuracy_std = None
+            return
+        within = float(np.mean([(s or 0.0) ** 2 for s in self.accuracy_run_stds]))
+        between = float(runs.var(ddof=1)) if len(runs) > 1 else 0.0
+        self.accuracy_std = float(np.sqrt((within + between) / len(runs)))
 
 
 #: Surrogate metrics that are per batch (peak power is a rate: the same for any batch).
@@ -48,6 +80,12 @@ class Evaluator(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, pair: Pair) -> Evaluation:
         """The pair's metrics."""
+
+    def reevaluate(self, pair: Pair, run: int) -> Accuracy | None:
+        """The pair's accuracy from training run ``run`` (1, 2, …: another seed than
+        :meth:`evaluate`'s run 0), or ``None`` where this evaluator has one accuracy per pair
+        (a replayed table)."""
+        return None
 
 
 class ReplayEvaluator(Evaluator):
@@ -74,7 +112,10 @@ class LiveEvaluator(Evaluator):
     from the device's surrogate (flagged as predicted, with its 90% interval).
 
     Args:
-        accuracy: ``arch → accuracy`` (e.g. a bound :func:`edgetran.train.evaluate`).
+        accuracy: ``arch → accuracy``, a float or an :class:`Accuracy` (e.g.
+            :func:`~edgetran.search.live.oracle_accuracy`); one that reports a standard
+            deviation also takes ``run=k`` (the k-th training run, another seed), which
+            :meth:`reevaluate` uses.
         measured: ``(arch hash, device) → metrics`` already in the store.
         surrogates: ``device → DeviceSurrogate`` for the rest. They predict per batch, so
             latency and energy are divided by the batch size of the measurements they learned
@@ -88,6 +129,7 @@ class LiveEvaluator(Evaluator):
         self.surrogates = surrogates
         self.devices = tuple(sorted(surrogates))
         self.space = space
+        self.reports_std = False  # whether ``accuracy`` gave a standard deviation
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
         archs = sample(n, method="random", seed=int(rng.integers(2**31)), space=self.space)
@@ -96,7 +138,10 @@ class LiveEvaluator(Evaluator):
         return list({p.key: p for p in pairs if p.key not in exclude}.values())
 
     def evaluate(self, pair: Pair) -> Evaluation:
-        evaluation = Evaluation({"accuracy": float(self.accuracy(pair.arch))})
+        evaluation = Evaluation({})
+        accuracy = _as_accuracy(self.accuracy(pair.arch))
+        self.reports_std = accuracy.std is not None
+        evaluation.add_accuracy_run(accuracy)
         stored = self.measured.get((pair.arch.hash, pair.device))
         if stored is not None:
             evaluation.metrics.update(stored)
@@ -111,6 +156,15 @@ class LiveEvaluator(Evaluator):
             evaluation.upper[metric] = float(p.upper[0]) / per
             evaluation.predicted.append(metric)
         return evaluation
+
+    def reevaluate(self, pair: Pair, run: int) -> Accuracy | None:
+        if not self.reports_std:  # a plain ``arch → float``: one accuracy per pair
+            return None
+        return _as_accuracy(self.accuracy(pair.arch, run=run))
+
+
+def _as_accuracy(value: float | Accuracy) -> Accuracy:
+    return value if isinstance(value, Accuracy) else Accuracy(float(value))
 
 
 def read_device_features(path: str | Path) -> dict[str, tuple[float, ...]]:

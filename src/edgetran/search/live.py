@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgetran.errors import SearchError
-from edgetran.search.evaluators import LiveEvaluator
+from edgetran.search.evaluators import Accuracy, LiveEvaluator
 from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
 from edgetran.store import Measurement, Store
 
@@ -80,18 +80,21 @@ def oracle_accuracy(
     *,
     workspace: str | Path | None = None,
     seed: int = 0,
-) -> Callable[[Architecture], float]:
-    """``arch → accuracy`` from the accuracy oracle (trained once, then read from the store)."""
+) -> Callable[..., Accuracy]:
+    """``(arch, run=0) → Accuracy`` from the accuracy oracle (trained once per run, then read
+    from the store): run ``k`` trains at seed ``seed + k``; the standard deviation is the
+    oracle's ``accuracy_std`` (a bootstrap of the test examples)."""
     from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
 
     if budget not in BUDGETS:
         raise SearchError(f"accuracy budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
 
-    def accuracy(arch: Architecture) -> float:
+    def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
         result = evaluate(
-            arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE, seed=seed
-        )
-        return result["accuracy"]
+            arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
+            seed=seed + run,
+        )  # fmt: skip
+        return Accuracy(result["accuracy"], result.get("accuracy_std"))
 
     return accuracy
 

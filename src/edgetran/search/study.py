@@ -13,6 +13,15 @@ pool sampler (one with ``pick_from_pool``, such as ``trees``) scores the unevalu
 itself after BOSHCODE's initial design. A pair that breaks the constraints is told to Optuna
 with its objective less ``INFEASIBLE_PENALTY``, as BOSHCODE's targets are, so no sampler is led
 towards pairs the user ruled out.
+
+Accuracy is noisy (the oracle reports ``accuracy_std``). After the initial design, when the
+best feasible pair and the runner-up are within each other's noise on the paper objective
+(their gap at most ``accuracy_weight · sqrt(std₁² + std₂²)``), the one resting on fewer
+training runs is trained again at another seed
+(:meth:`~edgetran.search.evaluators.Evaluator.reevaluate`, at most :data:`MAX_ACCURACY_RUNS`
+runs a pair); its accuracy becomes the runs' mean. A re-evaluation spends one evaluation of
+the budget and is stored as its own trial (tagged ``reevaluation``),
+so a resumed search applies it again and repeats none.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +38,7 @@ from edgetran.errors import EdgeTranError
 from edgetran.plugins import SAMPLERS
 from edgetran.search.boshcode import Boshcode, nearest_candidate
 from edgetran.search.encoding import ArchitectureEncoder, arch_vector
-from edgetran.search.evaluators import Evaluation, Evaluator, device_matrix
+from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -50,6 +59,8 @@ POOL_SIZE = 1024
 #: A database error is not a candidate's fault and ends the search.
 CANDIDATE_FAILURES = (EdgeTranError, MemoryError, RuntimeError, FloatingPointError)
 INFEASIBLE_PENALTY = 1.0
+#: Training runs (seeds) a near-tied pair's accuracy may rest on.
+MAX_ACCURACY_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class SearchResult:
     seconds_per_proposal: list[float] = field(default_factory=list)
     constraints: Constraints = field(default_factory=Constraints)
     failures: list[Failure] = field(default_factory=list)
+    reevaluations: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         history = [r.value for r in self.records]
@@ -113,6 +125,7 @@ class SearchResult:
         out: dict[str, Any] = {
             "best": None if best is None else _describe(best),
             "evaluations": len(self.records),
+            "reevaluations": self.reevaluations,
             "evaluations_to_best": None
             if best is None
             else 1 + next(i for i, v in enumerate(history) if v >= best.value),
@@ -140,12 +153,16 @@ class SearchResult:
 
 
 def _describe(record: Record) -> dict[str, Any]:
+    e = record.evaluation
     return {
         "arch": record.pair.arch.to_model_dict(),
         "device": record.pair.device,
-        "metrics": record.evaluation.metrics,
-        "predicted": record.evaluation.predicted,
+        "metrics": e.metrics,
+        "predicted": e.predicted,
         "objective": record.value,
+        "accuracy_std": e.accuracy_std,
+        # how many training runs (seeds) the accuracy rests on; 1: a single seed
+        "accuracy_runs": len(e.accuracy_runs) or 1,
     }
 
 
@@ -168,10 +185,23 @@ def run_search(
     study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
     failures = _failures(study)
+    reevaluations, settled = _apply_reevaluations(study, records, settings)
     timings: list[float] = []
     proposer = _own_proposer(study, evaluator, settings, devices)
-    while len(records) + len(failures) < settings.budget:
-        step = len(records) + len(failures)
+    while len(records) + len(failures) + reevaluations < settings.budget:
+        step = len(records) + len(failures) + reevaluations
+        tied = _noisy_tie(records, settings, settled)
+        if tied is not None:
+            done_runs = _reevaluate(study, evaluator, tied, settings, distributions)
+            if done_runs is None:  # this evaluator has one accuracy per pair
+                settled.add(tied.pair.key)
+                continue
+            reevaluations += 1
+            if done_runs < 0:  # the run failed: no more runs of this pair
+                settled.add(tied.pair.key)
+            elif on_evaluation is not None:
+                on_evaluation(step + 1, replace(tied, how=f"reevaluation (run {done_runs})"))
+            continue
         rng = np.random.default_rng([settings.seed, step])
         began = time.perf_counter()
         done = {r.pair.key for r in records} | {f.pair.key for f in failures}
@@ -201,7 +231,107 @@ def run_search(
         records.append(record)
         if on_evaluation is not None:
             on_evaluation(step + 1, record)
-    return SearchResult(records, settings.objective, timings, settings.constraints, failures)
+    return SearchResult(
+        records, settings.objective, timings, settings.constraints, failures, reevaluations
+    )
+
+
+def _noisy_tie(
+    records: list[Record], settings: SearchSettings, settled: set[str]
+) -> Record | None:
+    """The pair to train again: of the best feasible pair and the runner-up, when their
+    objective values are within their accuracies' noise, the one on fewer runs (the best on
+    a draw); ``None`` when there is no such tie, or both are settled (at
+    :data:`MAX_ACCURACY_RUNS` runs, or a run of theirs failed), or during the initial design
+    (random pairs: the best of them is rarely the best of the search)."""
+    if settings.objective != "paper" or len(records) < settings.boshcode.n_initial:
+        return None
+    ranked = sorted(
+        (r for r in records if r.feasible and r.evaluation.accuracy_std is not None),
+        key=lambda r: r.value,
+        reverse=True,
+    )
+    if len(ranked) < 2:
+        return None
+    best, second = ranked[:2]
+    noise = settings.paper.accuracy_weight * float(
+        np.hypot(best.evaluation.accuracy_std, second.evaluation.accuracy_std)
+    )
+    if best.value - second.value > noise:
+        return None
+    open_ = [
+        r
+        for r in (best, second)
+        if len(r.evaluation.accuracy_runs) < MAX_ACCURACY_RUNS and r.pair.key not in settled
+    ]
+    return min(open_, key=lambda r: len(r.evaluation.accuracy_runs)) if open_ else None
+
+
+def _reevaluate(
+    study, evaluator: Evaluator, record: Record, settings, distributions
+) -> int | None:
+    """Train ``record``'s pair again (its next run), store it and fold its accuracy in.
+    Returns the runs the accuracy now rests on, −1 when the run failed (stored with its
+    reason), ``None`` when the evaluator cannot re-evaluate (nothing stored)."""
+    run = len(record.evaluation.accuracy_runs)
+    try:
+        accuracy = evaluator.reevaluate(record.pair, run)
+    except StoreError:
+        raise
+    except CANDIDATE_FAILURES as err:
+        study.add_trial(_reevaluation_trial(record.pair, run, None, _reason(err), distributions))
+        return -1
+    if accuracy is None:
+        return None
+    study.add_trial(_reevaluation_trial(record.pair, run, accuracy, None, distributions))
+    _fold_in(record, accuracy, settings)
+    return len(record.evaluation.accuracy_runs)
+
+
+def _fold_in(record: Record, accuracy: Accuracy, settings: SearchSettings) -> None:
+    record.evaluation.add_accuracy_run(accuracy)
+    record.value, record.feasible = score(record.evaluation, settings)
+
+
+def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, distributions):
+    import optuna
+    from optuna.trial import TrialState
+
+    # FAIL, as proposals are: no sampler learns from it (the pair's own trial stands for it)
+    return optuna.trial.create_trial(
+        params=_params(pair),
+        distributions=distributions,
+        state=TrialState.FAIL,
+        user_attrs={
+            "role": "reevaluation",
+            "key": pair.key,
+            "run": run,
+            "accuracy": None if accuracy is None else accuracy.value,
+            "accuracy_std": None if accuracy is None else accuracy.std,
+            "reason": reason,
+        },
+    )
+
+
+def _apply_reevaluations(
+    study, records: list[Record], settings: SearchSettings
+) -> tuple[int, set[str]]:
+    """Fold the stored re-evaluations into ``records`` (in order): their number, and the keys
+    of pairs whose re-evaluation failed (settled)."""
+    from optuna.trial import TrialState
+
+    by_key = {r.pair.key: r for r in records}
+    count, settled = 0, set()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        a = t.user_attrs
+        if a.get("role") != "reevaluation" or a.get("key") not in by_key:
+            continue
+        count += 1
+        if a["accuracy"] is None:
+            settled.add(a["key"])
+        else:
+            _fold_in(by_key[a["key"]], Accuracy(a["accuracy"], a["accuracy_std"]), settings)
+    return count, settled
 
 
 def _reason(err: BaseException) -> str:
@@ -346,6 +476,8 @@ def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettin
             "objective": record.value,
             "feasible": record.feasible,
             "how": record.how,
+            "accuracy_runs": record.evaluation.accuracy_runs,
+            "accuracy_run_stds": record.evaluation.accuracy_run_stds,
         },
         system_attrs={"constraints": [0.0 if record.feasible else 1.0]},
     )
@@ -392,6 +524,8 @@ def _failures(study) -> list[Failure]:
 def _record_from_trial(trial) -> Record:
     a = trial.user_attrs
     evaluation = Evaluation(a["metrics"], a["predicted"], a["lower"], a["upper"])
+    for value, std in zip(a.get("accuracy_runs", []), a.get("accuracy_run_stds", []), strict=True):
+        evaluation.add_accuracy_run(Accuracy(value, std))
     pair = Pair(Architecture.from_dict(a["model_dict"]), a["device"])
     return Record(pair, evaluation, a["objective"], a["feasible"], a["how"])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetran.plugins import SAMPLERS
-from edgetran.search.evaluators import Evaluation, Evaluator
+from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator
 from edgetran.search.objectives import METRIC_KEYS
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, sample
@@ -74,6 +74,18 @@ def check_evaluator(evaluator: Evaluator, *, n: int = 4, seed: int = 0) -> None:
         isinstance(again, Evaluation) and again.metrics == first.metrics,
         "evaluate is deterministic for a pair",
         f"{first.metrics} then {getattr(again, 'metrics', again)}",
+    )
+    if first.accuracy_std is not None:
+        c.require(
+            is_number(first.accuracy_std) and first.accuracy_std >= 0,
+            "accuracy_std is a finite number ≥ 0 (or None)",
+            repr(first.accuracy_std),
+        )
+    rerun = evaluator.reevaluate(pool[0], 1)
+    c.require(
+        rerun is None or (isinstance(rerun, Accuracy) and 0 <= rerun.value <= 1),
+        "reevaluate returns None or an Accuracy whose value is a fraction",
+        repr(rerun),
     )
 
 
