@@ -126,6 +126,8 @@ def test_built_in_evaluators_keep_the_contract(tmp_path):
         lambda arch, run=0: Accuracy(0.5 + run / 100, 0.01), {}, {"board": surrogate}
     )
     check_evaluator(noisy)
+    # known before any evaluation, so a resumed search re-evaluates as the first run would
+    assert noisy.takes_run and not LiveEvaluator(lambda arch: 0.5, {}, {}).takes_run
     assert (
         noisy.reevaluate(noisy.candidates(1, np.random.default_rng(0), set())[0], 2).value == 0.52
     )

@@ -8,6 +8,7 @@ the 90% interval ends of predicted values (constraints are checked on them).
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,8 +49,9 @@ class Evaluation:
 
     def add_accuracy_run(self, accuracy: Accuracy) -> None:
         """Another training run's accuracy: the mean of the runs becomes the accuracy, and its
-        standard deviation combines each run's own (test-set) variance with the spread between
-        runs: ``sqrt(mean(std_i²) + var(runs)) / sqrt(n)`` (``None`` for one run of unknown
+        standard deviation combines each run's own (test-set) variance, which does not average
+        down (every run is scored on the same test examples), with the spread between runs,
+        which does: ``sqrt(mean(std_i²) + var(runs) / n)`` (``None`` for one run of unknown
         standard deviation)."""
         self.accuracy_runs.append(float(accuracy.value))
         self.accuracy_run_stds.append(accuracy.std)
@@ -60,7 +62,7 @@ class Evaluation:
             return
         within = float(np.mean([(s or 0.0) ** 2 for s in self.accuracy_run_stds]))
         between = float(runs.var(ddof=1)) if len(runs) > 1 else 0.0
-        self.accuracy_std = float(np.sqrt((within + between) / len(runs)))
+        self.accuracy_std = float(np.sqrt(within + between / len(runs)))
 
 
 #: Surrogate metrics that are per batch (peak power is a rate: the same for any batch).
@@ -114,8 +116,8 @@ class LiveEvaluator(Evaluator):
     Args:
         accuracy: ``arch → accuracy``, a float or an :class:`Accuracy` (e.g.
             :func:`~edgetran.search.live.oracle_accuracy`); one that reports a standard
-            deviation also takes ``run=k`` (the k-th training run, another seed), which
-            :meth:`reevaluate` uses.
+            deviation may also take ``run=k`` (the k-th training run, another seed), which
+            :meth:`reevaluate` then uses.
         measured: ``(arch hash, device) → metrics`` already in the store.
         surrogates: ``device → DeviceSurrogate`` for the rest. They predict per batch, so
             latency and energy are divided by the batch size of the measurements they learned
@@ -129,7 +131,7 @@ class LiveEvaluator(Evaluator):
         self.surrogates = surrogates
         self.devices = tuple(sorted(surrogates))
         self.space = space
-        self.reports_std = False  # whether ``accuracy`` gave a standard deviation
+        self.takes_run = _takes_run(accuracy)
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
         archs = sample(n, method="random", seed=int(rng.integers(2**31)), space=self.space)
@@ -139,9 +141,7 @@ class LiveEvaluator(Evaluator):
 
     def evaluate(self, pair: Pair) -> Evaluation:
         evaluation = Evaluation({})
-        accuracy = _as_accuracy(self.accuracy(pair.arch))
-        self.reports_std = accuracy.std is not None
-        evaluation.add_accuracy_run(accuracy)
+        evaluation.add_accuracy_run(_as_accuracy(self.accuracy(pair.arch)))
         stored = self.measured.get((pair.arch.hash, pair.device))
         if stored is not None:
             evaluation.metrics.update(stored)
@@ -158,9 +158,21 @@ class LiveEvaluator(Evaluator):
         return evaluation
 
     def reevaluate(self, pair: Pair, run: int) -> Accuracy | None:
-        if not self.reports_std:  # a plain ``arch → float``: one accuracy per pair
+        if not self.takes_run:  # a plain ``arch → accuracy``: one accuracy per pair
             return None
         return _as_accuracy(self.accuracy(pair.arch, run=run))
+
+
+def _takes_run(accuracy) -> bool:
+    """Whether ``accuracy`` accepts ``run=`` (decided once, so that a resumed search knows
+    before its first evaluation)."""
+    try:
+        parameters = inspect.signature(accuracy).parameters
+    except (TypeError, ValueError):  # a callable without a signature: assume the plain form
+        return False
+    return "run" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _as_accuracy(value: float | Accuracy) -> Accuracy:

@@ -19,14 +19,17 @@ best feasible pair and the runner-up are within each other's noise on the paper 
 (their gap at most ``accuracy_weight · sqrt(std₁² + std₂²)``), the one resting on fewer
 training runs is trained again at another seed
 (:meth:`~edgetran.search.evaluators.Evaluator.reevaluate`, at most :data:`MAX_ACCURACY_RUNS`
-runs a pair); its accuracy becomes the runs' mean. A re-evaluation spends one evaluation of
-the budget and is stored as its own trial (tagged ``reevaluation``),
+runs a pair); its accuracy becomes the runs' mean, and BOSHCODE and pool samplers learn from
+that mean (Optuna's samplers keep the value told at the pair's first run: a COMPLETE trial is
+not changed afterwards). A re-evaluation spends one evaluation of the budget and is stored as
+its own trial (tagged ``reevaluation``),
 so a resumed search applies it again and repeats none.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -246,17 +249,14 @@ def _noisy_tie(
     (random pairs: the best of them is rarely the best of the search)."""
     if settings.objective != "paper" or len(records) < settings.boshcode.n_initial:
         return None
-    ranked = sorted(
-        (r for r in records if r.feasible and r.evaluation.accuracy_std is not None),
-        key=lambda r: r.value,
-        reverse=True,
-    )
+    ranked = sorted((r for r in records if r.feasible), key=lambda r: r.value, reverse=True)
     if len(ranked) < 2:
         return None
     best, second = ranked[:2]
-    noise = settings.paper.accuracy_weight * float(
-        np.hypot(best.evaluation.accuracy_std, second.evaluation.accuracy_std)
-    )
+    stds = (best.evaluation.accuracy_std, second.evaluation.accuracy_std)
+    if not all(s is not None and math.isfinite(s) for s in stds):
+        return None  # a replayed table, a GLUE score, a study from before accuracy_std
+    noise = settings.paper.accuracy_weight * float(np.hypot(*stds))
     if best.value - second.value > noise:
         return None
     open_ = [
