@@ -52,6 +52,7 @@ class TokenisedTexts:
         self.input_ids = encoded["input_ids"]
         self.attention_mask = encoded["attention_mask"]
         self.labels = None if labels is None else torch.as_tensor(labels)
+        self.lengths = self.attention_mask.sum(dim=1).numpy()  # (N,) tokens of each row
         self._grouped_epoch: tuple[tuple[int, int, int] | None, np.ndarray] = (None, np.empty(0))
 
     def __len__(self) -> int:
@@ -92,19 +93,17 @@ class TokenisedTexts:
         if len(order) < batch_size:  # fewer rows than a batch: repeat them
             order = np.resize(order, batch_size)
         order = order[: per_epoch * batch_size]
-        lengths = self.attention_mask.sum(dim=1).numpy()
         pool = POOL_BATCHES * batch_size
         pools = [order[i : i + pool] for i in range(0, len(order), pool)]
-        grouped = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
+        grouped = np.concatenate([p[np.argsort(self.lengths[p], kind="stable")] for p in pools])
         batches = grouped.reshape(per_epoch, batch_size)
         return batches[rng.permutation(per_epoch)]
 
     def mean_batch_width(self, batch_size: int, seed: int, group_by_length: bool) -> float:
         """The mean width of the first epoch's batches after trimming (at most 200 of them)."""
-        lengths = self.attention_mask.sum(dim=1)
         steps = min(200, max(1, len(self) // batch_size))
         widths = [
-            int(lengths[self.rows(t, batch_size, seed, group_by_length)].max())
+            int(self.lengths[self.rows(t, batch_size, seed, group_by_length)].max())
             for t in range(steps)
         ]
         return float(np.mean(widths))

@@ -290,7 +290,7 @@ def predict_split(
     Rows are batched in order of length, so that each trimmed batch carries little padding
     (on the tweets: 1.7× fewer tokens than batches in split order)."""
     model.eval()
-    order = np.argsort(data.attention_mask.sum(dim=1).numpy(), kind="stable")
+    order = np.argsort(data.lengths, kind="stable")
     outputs = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
