@@ -18,6 +18,7 @@ import pytest
 from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
 from edgetran.codesign.pipeline import EvaluationTimeout, _time_limit
 from edgetran.errors import EdgeTranError
+from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +155,14 @@ def test_config_refuses_bad_values(change, message):
         CodesignConfig.from_dict({"colour": 1})
 
 
+def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_path, monkeypatch):
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    with pytest.raises(CodesignError, match=r"seq_len=65 is invalid; allowed: at most 64"):
+        run_codesign(_config(tmp_path, task, board, seq_len=65))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w.db").exists()
+
+
 def test_time_limit_raises_a_typed_timeout():
     import time
 
@@ -181,6 +190,8 @@ def test_codesign_writes_every_output(codesigned):
     assert {(r["name"], r["device"]) for r in data["references"]} == {
         ("bert-tiny", "cpu/torch"), ("bert-tiny", "board")
     }  # fmt: skip
+    # final budget = search budget: the references' final accuracy is their search accuracy
+    assert all(r["final_accuracy"] == r["metrics"]["accuracy"] for r in data["references"])
     compare = data["compare"]
     assert compare["sampler"] == "tpe"
     assert len(compare["history"]) + compare["reevaluations"] == 4
@@ -197,6 +208,34 @@ def test_codesign_writes_every_output(codesigned):
         assert data["skipped"]["export"].startswith("board is a recorded device")
     assert any(line.startswith("  search   1") for line in events)
     assert result.best == data["best"]
+
+
+def test_references_are_trained_at_the_final_budget_beside_the_winner(tmp_path, monkeypatch):
+    from edgetran.train import oracle
+
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    standard = oracle.Budget(4, 8, 16, 1, 7, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+    monkeypatch.setitem(oracle.BUDGETS, "standard", standard)
+    config = _config(
+        tmp_path,
+        task,
+        board,
+        final_budget="standard",
+        compare=None,
+        growprune=False,
+        evaluations=2,
+    )
+    run_codesign(config)
+    data = json.loads((tmp_path / "out" / "result.json").read_text())
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    tiny = NAMED_ARCHITECTURES["bert-tiny"]
+    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
+    final = store.evaluation(tiny.hash, task=str(task), budget="standard", seed=0)
+    for row in data["references"]:
+        assert row["metrics"]["accuracy"] == quick["accuracy"]  # beside the search's points
+        assert row["final_accuracy"] == final["accuracy"]  # beside the winner's
+    assert data["final_training"]["budget"] == "standard"
 
 
 def test_report_is_one_self_contained_file(codesigned):

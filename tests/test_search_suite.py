@@ -1,4 +1,5 @@
-"""The co-search benchmark suite (landscapes, runs, counts) and the ``trees`` sampler."""
+"""The co-search benchmark suite (landscapes, runs, counts), the ``trees`` sampler and ``gp`` on
+the compact encoding."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgetran.search import Constraints, ReplayEvaluator, SearchSettings, run_search
-from edgetran.search.study import INFEASIBLE_PENALTY, _distributions, _trial
+from edgetran.search.study import INFEASIBLE_PENALTY, _coordinates, _trial
 from edgetran.search.suite import (
     LANDSCAPES,
     Problem,
@@ -104,11 +105,47 @@ def test_trees_search_is_deterministic_and_resumes_without_repeats(tmp_path):
     assert [r.pair.key for r in resumed.records] == whole
 
 
+def test_compact_encoding_is_fifteen_scaled_cost_and_shape_features(tmp_path):
+    from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder
+
+    evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=6))
+    pairs = evaluator.candidates(100, np.random.default_rng(0), set())
+    x = ArchitectureEncoder("compact").fit(pairs)(pairs)
+    assert x.shape == (len(pairs), len(COMPACT_FEATURES)) == (len(pairs), 15)
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    assert np.allclose(x.max(axis=0)[np.ptp(x, axis=0) > 0], 1.0)
+
+
+def test_gp_asks_in_compact_coordinates_and_resumes_without_repeats(tmp_path):
+    evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=8))
+    settings = SearchSettings(sampler="gp", budget=12, seed=1)
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    records = run_search(evaluator, settings, storage=storage, study_name="whole").records
+    whole = [r.pair.key for r in records]
+    assert len(set(whole)) == 12
+
+    import optuna
+
+    study = optuna.load_study(study_name="whole", storage=storage)
+    params = study.get_trials()[-1].params
+    assert sorted(params) == sorted([f"f{i}" for i in range(15)] + ["device"])
+    assert all(0.0 <= params[f"f{i}"] <= 1.0 for i in range(15))
+
+    def crash(n: int, _record) -> None:
+        if n == 11:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    assert [r.pair.key for r in resumed.records] == whole
+
+
 def test_optuna_samplers_are_told_that_an_infeasible_pair_is_penalised(tmp_path):
     evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=4))
     settings = SearchSettings(sampler="tpe", budget=8, constraints=Constraints(max_latency_ms=50))
-    distributions = _distributions(evaluator.devices)
+    coordinates = _coordinates(evaluator, settings)
     records = run_search(evaluator, settings).records
-    told = [_trial(r, distributions, settings).value for r in records]
+    told = [_trial(r, coordinates, settings).value for r in records]
     assert told == [r.value - (0 if r.feasible else INFEASIBLE_PENALTY) for r in records]
     assert {r.feasible for r in records} == {True, False}

@@ -309,11 +309,17 @@ for _name, _class, _requires, _summary in (
     ("random", "RandomSampler", ("optuna",), "Optuna random sampling"),
     ("tpe", "TPESampler", ("optuna",), "Optuna tree-structured Parzen estimator"),
     ("nsga2", "NSGAIISampler", ("optuna",), "Optuna NSGA-II"),
-    ("gp", "GPSampler", ("optuna", "torch", "scipy"), "Optuna Gaussian-process BO"),
 ):
     SAMPLERS.register(
         _name, f"optuna.samplers:{_class}", requires=_requires, summary=_summary, origin=BUILT_IN
     )
+SAMPLERS.register(
+    "gp",
+    "edgetran.search.gp:FeatureGPSampler",
+    requires=("optuna", "torch", "scipy"),
+    summary="Optuna Gaussian-process BO on 15 analytic features",
+    origin=BUILT_IN,
+)
 SAMPLERS.register(
     "trees",
     "edgetran.search.trees:TreesSampler",

@@ -43,7 +43,9 @@ def codesign(
     profile_budget: Annotated[
         int, typer.Option(min=8, help="Measurements per live device before the search.")
     ] = 10,
-    seq_len: Annotated[int, typer.Option(min=1, help="Sequence length measured.")] = 128,
+    seq_len: Annotated[
+        int, typer.Option(min=1, help="Sequence length measured and exported for.")
+    ] = 64,
     meter: Annotated[str, typer.Option(help="Power meter (edgetran profile --help).")] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: every usable core).")

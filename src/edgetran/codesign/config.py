@@ -98,7 +98,9 @@ class CodesignConfig:
             the report's convergence plot (``None``: none).
         space: the design space (``DesignSpace.to_dict()``).
         profile_budget: measurements per live device (active learning) before the search.
-        batch_size, seq_len: the input shape every device is measured at.
+        batch_size, seq_len: the input shape every device is measured at, and the winner is
+            exported for: at most the final model's positions (66 at quick and standard: the
+            budgets train on tweets cut at 64 tokens).
         profile_max_time_s, idle_s, meter, threads: the ProTran protocol's settings.
         require_quiet: every live measurement waits (up to a minute) for other processes to
             leave the cores it needs, else fails as a candidate does; without it a crowded
@@ -126,7 +128,7 @@ class CodesignConfig:
     space: dict[str, Any] = field(default_factory=lambda: dict(CPU_SPACE))
     profile_budget: int = 10
     batch_size: int = 1
-    seq_len: int = 128
+    seq_len: int = 64
     profile_max_time_s: float = 1.0
     idle_s: float = 0.5
     meter: str = "auto"

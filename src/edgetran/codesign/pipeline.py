@@ -9,8 +9,10 @@ skips the finished ones, and the unfinished one resumes from what the database h
 2. ``surrogates``: one surrogate per device, with held-out (parity) predictions for the report.
 3. ``search``: the co-search (BOSHCODE or another sampler) with the accuracy oracle, under the
    budgets; ``compare`` runs a second sampler on the same number of evaluations.
-4. ``references``: the named BERTs on every device, at the search's accuracy budget.
-5. ``growprune``: GPTran's grow-and-prune of the winner on its device.
+4. ``references``: the named BERTs on every device: accuracy at the search's budget (for the
+   Pareto plot, beside the search's points) and at ``final_budget`` (beside the winner's).
+5. ``growprune``: GPTran's grow-and-prune of the winner on its device (skipped, saying why,
+   when the search budget trains no MLM steps: its losses would be untrained models').
 6. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
 7. ``export``: the model exported to the winning device's runtime, verified against PyTorch.
 8. ``final_measurement``: the exported artifact profiled on the live device (measured).
@@ -92,6 +94,7 @@ def run_codesign(
         CodesignError: the run exists and ``resume`` is not set, or it was started with another
             configuration; no feasible pair was found.
     """
+    check_input_shape(config)
     out = Path(config.out)
     with Store(config.db) as store:
         run = _Run(config, store, out, on_event or (lambda _line: None))
@@ -101,6 +104,21 @@ def run_codesign(
 
     write_report(result, out / "report.html")
     return CodesignResult(out, result)
+
+
+def check_input_shape(config: CodesignConfig) -> None:
+    """Refuse, before any work, a measured sequence length the final model cannot take: the
+    winner is exported and measured at ``seq_len``, so it must fit the model's positions."""
+    from edgetran.train.oracle import BUDGETS, budget_positions
+
+    positions = budget_positions(config.final_budget)
+    if config.seq_len > positions:
+        raise CodesignError(
+            f"seq_len={config.seq_len} is invalid; allowed: at most {positions} (the "
+            f"{config.final_budget} budget trains on texts of up to "
+            f"{BUDGETS[config.final_budget].max_length} tokens; the devices are measured at the "
+            "length the winner will run at)"
+        )
 
 
 class _Run:
@@ -344,16 +362,22 @@ class _Run:
 
     def references(self) -> dict[str, Any]:
         from edgetran.profile import profile_into_store
-        from edgetran.search import Pair
+        from edgetran.search import Pair, oracle_accuracy
         from edgetran.search.live import per_sequence
         from edgetran.search.study import SearchSettings, score
 
+        c = self.config
         evaluator = self.evaluator()
-        settings = SearchSettings(constraints=self.config.constraints())
+        settings = SearchSettings(constraints=c.constraints())
+        final = oracle_accuracy(
+            c.task, self.store, c.final_budget, workspace=c.workspace, seed=c.seed
+        )
         rows = []
-        for name in self.config.references:
+        for name in c.references:
             arch = NAMED_ARCHITECTURES[name]
             accuracy = evaluator.accuracy(arch).value
+            # the winner is trained at the final budget: so is what it is compared with
+            final_accuracy = accuracy if c.final_budget == c.budget else final(arch).value
             for device in self.names:
                 spec = self.spec(device)
                 if spec.live:
@@ -373,6 +397,7 @@ class _Run:
                         "device": device,
                         "arch": arch.to_model_dict(),
                         "metrics": evaluation.metrics,
+                        "final_accuracy": final_accuracy,
                         "predicted": evaluation.predicted,
                         "latency_ci95_s": ci,
                         "objective": value,
@@ -380,7 +405,7 @@ class _Run:
                     }
                 )
                 self.emit(
-                    f"  {name} on {device}: acc {accuracy:.3f} "
+                    f"  {name} on {device}: acc {accuracy:.3f} (final {final_accuracy:.3f}) "
                     f"lat {evaluation.metrics['latency'] * 1e3:.2f} ms"
                 )
         return {"rows": rows}
@@ -389,8 +414,17 @@ class _Run:
         if not self.config.growprune:
             return {"skipped": "grow-and-prune switched off"}
         from edgetran.growprune import GrowPruneSettings, LiveDevice, grow_and_prune
+        from edgetran.train import BUDGETS
 
         c = self.config
+        if not BUDGETS[c.budget].pretrain_steps:
+            # measured in the demo: a quick root at MLM loss 8.96 ≈ ln(vocabulary), children
+            # within 0.02 of it, and a grown child accepted on that noise
+            return {
+                "skipped": f"grow-and-prune ranks children by MLM loss, and the {c.budget} "
+                "budget trains no MLM steps, so every loss would be an untrained model's "
+                "(pass --budget full to grow and prune)"
+            }
         spec = self.spec(winner["device"])
         device = (
             LiveDevice(self.profile_settings(spec), self.store)

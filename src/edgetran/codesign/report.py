@@ -344,7 +344,7 @@ def _model_card(result: dict[str, Any]) -> str:
     ratios = [
         [
             r["name"],
-            r["metrics"]["accuracy"],
+            r.get("final_accuracy", r["metrics"]["accuracy"]),
             *(r["metrics"][k] / m[key[k]] if m[key[k]] else None for k in key),
             "predicted" if r["predicted"] else "measured",
         ]
@@ -354,8 +354,9 @@ def _model_card(result: dict[str, Any]) -> str:
         f"<h2>Model card: the winner on {html.escape(best['device'])}</h2>"
         + _table(["layer", "hidden", "operations", "heads", "head dim", "feed-forward"], layers)
         + _table(["", "value"], card)
-        + "<p>Reference BERTs on the same device (search budget accuracy; costs as multiples "
-        "of the winner's: above 1 means the winner is cheaper).</p>"
+        + f"<p>Reference BERTs on the same device (accuracy at the {config['final_budget']} "
+        "budget, as the winner's; costs as multiples of the winner's: above 1 means the winner "
+        "is cheaper).</p>"
         + _table(
             ["reference", "accuracy", "latency ×", "energy ×", "peak power ×", "costs"], ratios
         )

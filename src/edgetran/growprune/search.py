@@ -78,6 +78,7 @@ from edgetran.train.oracle import BUDGETS, DEFAULT_WORKSPACE, budget_settings, m
 from edgetran.train.pretrain import (
     PretrainSettings,
     build_mlm_model,
+    max_positions,
     mlm_eval_loss,
     pretrain,
 )
@@ -500,7 +501,7 @@ class _Search:
             "parameters": count_parameters(
                 arch,
                 vocab_size=len(self.root_info.tokenizer),
-                max_position_embeddings=max(self.root_info.max_length + 2, 64),
+                max_position_embeddings=max_positions(self.root_info.max_length),
             ),
             "costs": costs,
             "feasible": not self.over_budget(costs),

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from edgetran.surrogate.nn import NetworkTraining
 
 #: How BOSHCODE's architecture input is built (see :mod:`edgetran.search.encoding`).
-ENCODINGS = ("embedding", "features")
+ENCODINGS = ("embedding", "features", "compact")
 
 #: What the co-search optimises: the reference's weighted objective, or a Pareto front.
 OBJECTIVES = ("paper", "pareto")

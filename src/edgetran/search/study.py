@@ -1,7 +1,9 @@
 """The co-search loop: an Optuna study (ask/tell) of (model, device) pairs, resumable.
 
 Every evaluation is one COMPLETE trial whose parameters are the evaluated pair (37 embedding
-positions ``e0``…``e36`` and ``device``) and whose user attributes hold the ``model_dict``,
+positions ``e0``…``e36`` and ``device``; for a sampler whose class names other
+``coordinates``, such as ``gp``, the ``compact`` encoding's ``f0``…``f14`` in [0, 1] and
+``device``) and whose user attributes hold the ``model_dict``,
 metrics and flags. Optuna's samplers propose through ``ask``; their proposal is projected to the
 nearest unevaluated candidate, the proposal trial is closed as FAIL (tagged ``proposal``; every
 Optuna sampler ignores failed trials), and the evaluated pair is added as its own trial. So
@@ -40,7 +42,7 @@ import numpy as np
 from edgetran.errors import EdgeTranError
 from edgetran.plugins import SAMPLERS
 from edgetran.search.boshcode import Boshcode, nearest_candidate
-from edgetran.search.encoding import ArchitectureEncoder, arch_vector
+from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import (
     DIRECTIONS,
@@ -183,8 +185,8 @@ def run_search(
     """Search until ``settings.budget`` evaluations (failed ones included) exist in the
     study; a candidate whose evaluation fails is recorded as failed and never retried."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
-    distributions = _distributions(evaluator.devices)
     devices = device_matrix(evaluator.devices, settings.device_features)
+    coordinates = _coordinates(evaluator, settings)
     study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
     failures = _failures(study)
@@ -195,7 +197,7 @@ def run_search(
         step = len(records) + len(failures) + reevaluations
         tied = _noisy_tie(records, settings, settled)
         if tied is not None:
-            done_runs = _reevaluate(study, evaluator, tied, settings, distributions)
+            done_runs = _reevaluate(study, evaluator, tied, settings, coordinates)
             if done_runs is None:  # this evaluator has one accuracy per pair
                 settled.add(tied.pair.key)
                 continue
@@ -214,7 +216,7 @@ def run_search(
         if proposer is not None:
             index, how = proposer.pick(records, pool, rng, step)
         else:
-            index, how = _optuna_pick(study, distributions, pool, devices), settings.sampler
+            index, how = _optuna_pick(study, coordinates, pool, devices), settings.sampler
         timings.append(time.perf_counter() - began)
         pair = pool[index]
         try:
@@ -223,14 +225,14 @@ def run_search(
             raise
         except CANDIDATE_FAILURES as err:
             failure = Failure(pair, _reason(err))
-            study.add_trial(_failed_trial(failure, distributions))
+            study.add_trial(_failed_trial(failure, coordinates))
             failures.append(failure)
             if on_failure is not None:
                 on_failure(step + 1, failure)
             continue
         value, feasible = score(evaluation, settings)
         record = Record(pair, evaluation, value, feasible, how)
-        study.add_trial(_trial(record, distributions, settings))
+        study.add_trial(_trial(record, coordinates, settings))
         records.append(record)
         if on_evaluation is not None:
             on_evaluation(step + 1, record)
@@ -268,7 +270,7 @@ def _noisy_tie(
 
 
 def _reevaluate(
-    study, evaluator: Evaluator, record: Record, settings, distributions
+    study, evaluator: Evaluator, record: Record, settings, coordinates: _Coordinates
 ) -> int | None:
     """Train ``record``'s pair again (its next run), store it and fold its accuracy in.
     Returns the runs the accuracy now rests on, −1 when the run failed (stored with its
@@ -279,11 +281,11 @@ def _reevaluate(
     except StoreError:
         raise
     except CANDIDATE_FAILURES as err:
-        study.add_trial(_reevaluation_trial(record.pair, run, None, _reason(err), distributions))
+        study.add_trial(_reevaluation_trial(record.pair, run, None, _reason(err), coordinates))
         return -1
     if accuracy is None:
         return None
-    study.add_trial(_reevaluation_trial(record.pair, run, accuracy, None, distributions))
+    study.add_trial(_reevaluation_trial(record.pair, run, accuracy, None, coordinates))
     _fold_in(record, accuracy, settings)
     return len(record.evaluation.accuracy_runs)
 
@@ -293,14 +295,14 @@ def _fold_in(record: Record, accuracy: Accuracy, settings: SearchSettings) -> No
     record.value, record.feasible = score(record.evaluation, settings)
 
 
-def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, distributions):
+def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: _Coordinates):
     import optuna
     from optuna.trial import TrialState
 
     # FAIL, as proposals are: no sampler learns from it (the pair's own trial stands for it)
     return optuna.trial.create_trial(
-        params=_params(pair),
-        distributions=distributions,
+        params=coordinates.params(pair),
+        distributions=coordinates.distributions,
         state=TrialState.FAIL,
         user_attrs={
             "role": "reevaluation",
@@ -439,32 +441,20 @@ def _sampler(settings: SearchSettings):
     return SAMPLERS.create(settings.sampler, seed=settings.seed)
 
 
-def _distributions(devices: tuple[str, ...]) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    dists: dict[str, Any] = {
-        f"e{i}": IntDistribution(low, max(high, low + 1))
-        for i, (low, high) in enumerate(REFERENCE_SPACE.embedding_bounds())
-    }
-    dists["device"] = CategoricalDistribution(list(devices))
-    return dists
-
-
 def _completed(study) -> list:
     from optuna.trial import TrialState
 
     return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
 
 
-def _trial(record: Record, distributions: dict[str, Any], settings: SearchSettings):
+def _trial(record: Record, coordinates: _Coordinates, settings: SearchSettings):
     import optuna
 
-    params = _params(record.pair)
     m = record.evaluation.metrics
     feasible_values = [m["accuracy"], m["latency"], m["energy"], m["peak_power"]]
     return optuna.trial.create_trial(
-        params=params,
-        distributions=distributions,
+        params=coordinates.params(record.pair),
+        distributions=coordinates.distributions,
         values=[_told_value(record)] if settings.objective == "paper" else feasible_values,
         user_attrs={
             "model_dict": record.pair.arch.to_model_dict(),
@@ -487,21 +477,13 @@ def _told_value(record: Record) -> float:
     return record.value - (0.0 if record.feasible else INFEASIBLE_PENALTY)
 
 
-def _params(pair: Pair) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        f"e{i}": int(v) for i, v in enumerate(REFERENCE_SPACE.encode(pair.arch))
-    }
-    params["device"] = pair.device
-    return params
-
-
-def _failed_trial(failure: Failure, distributions: dict[str, Any]):
+def _failed_trial(failure: Failure, coordinates: _Coordinates):
     import optuna
     from optuna.trial import TrialState
 
     return optuna.trial.create_trial(
-        params=_params(failure.pair),
-        distributions=distributions,
+        params=coordinates.params(failure.pair),
+        distributions=coordinates.distributions,
         state=TrialState.FAIL,
         user_attrs={"role": "failed", **failure.to_dict()},
     )
@@ -531,19 +513,81 @@ def _record_from_trial(trial) -> Record:
 
 
 # -- proposals ----------------------------------------------------------------------------------
-def _optuna_pick(study, distributions, pool: list[Pair], devices) -> int:
+@dataclass
+class _Coordinates:
+    """How a pair becomes an Optuna trial's parameters, and a proposal a point to project.
+
+    ``embedding``: ``e0``…``e36``, the reference embedding's integers. Any other kind is an
+    :class:`ArchitectureEncoder` kind (``compact``): ``f0``…``fN`` in [0, 1], the encoder
+    fitted on a sample fixed by the seed, so a resumed study gets the same parameters.
+    """
+
+    kind: str
+    devices: tuple[str, ...]
+    encoder: ArchitectureEncoder | None = None
+
+    @property
+    def distributions(self) -> dict[str, Any]:
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        if self.encoder is None:
+            dists: dict[str, Any] = {
+                f"e{i}": IntDistribution(low, max(high, low + 1))
+                for i, (low, high) in enumerate(REFERENCE_SPACE.embedding_bounds())
+            }
+        else:
+            dists = {f"f{i}": FloatDistribution(0.0, 1.0) for i in range(len(COMPACT_FEATURES))}
+        dists["device"] = CategoricalDistribution(list(self.devices))
+        return dists
+
+    def params(self, pair: Pair) -> dict[str, Any]:
+        if self.encoder is None:
+            params: dict[str, Any] = {
+                f"e{i}": int(v) for i, v in enumerate(REFERENCE_SPACE.encode(pair.arch))
+            }
+        else:
+            params = {f"f{i}": float(v) for i, v in enumerate(self.encoder([pair])[0])}
+        params["device"] = pair.device
+        return params
+
+    def point(self, params: dict[str, Any]) -> np.ndarray:
+        """A proposal's architecture coordinates, on the scale of :meth:`vectors`."""
+        if self.encoder is None:
+            bounds = REFERENCE_SPACE.embedding_bounds()
+            return np.array([params[f"e{i}"] / max(high, 1) for i, (_, high) in enumerate(bounds)])
+        return np.array([params[f"f{i}"] for i in range(len(COMPACT_FEATURES))])
+
+    def vectors(self, pairs: list[Pair]) -> np.ndarray:
+        if self.encoder is None:
+            return np.stack([arch_vector(p) for p in pairs])
+        return self.encoder(pairs)
+
+
+def _coordinates(evaluator: Evaluator, settings: SearchSettings) -> _Coordinates:
+    kind = getattr(SAMPLERS.get(settings.sampler), "coordinates", "embedding")
+    if kind == "embedding":
+        return _Coordinates(kind, evaluator.devices)
+    if kind != "compact":
+        raise SearchError(f"sampler {settings.sampler!r} asks for unknown coordinates {kind!r}")
+    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(settings.seed), set())
+    return _Coordinates(kind, evaluator.devices, ArchitectureEncoder(kind).fit(sample))
+
+
+def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices) -> int:
     """Ask the sampler, close the proposal as FAIL, return the nearest pool candidate."""
     from optuna.trial import TrialState
 
-    trial = study.ask(distributions)
-    bounds = REFERENCE_SPACE.embedding_bounds()
-    target = np.array([trial.params[f"e{i}"] / max(high, 1) for i, (_, high) in enumerate(bounds)])
+    trial = study.ask(coordinates.distributions)
+    target = coordinates.point(trial.params)
     device = devices[trial.params["device"]]
     trial.set_user_attr("role", "proposal")
     study.tell(trial, state=TrialState.FAIL)
-    pool_a = np.stack([arch_vector(p) for p in pool])
     pool_d = np.stack([devices[p.device] for p in pool])
-    return nearest_candidate(pool_a, pool_d, target, device)
+    return nearest_candidate(coordinates.vectors(pool), pool_d, target, device)
 
 
 def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEncoder:

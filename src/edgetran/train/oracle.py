@@ -29,6 +29,7 @@ from edgetran.train.pretrain import (
     PretrainSettings,
     TrainingError,
     initial_model,
+    max_positions,
     pretrain,
 )
 from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task
@@ -102,6 +103,11 @@ def check_budget(name: str) -> Budget:
     if name not in BUDGETS:
         raise TrainingError(f"budget {name!r} is unknown; allowed: {', '.join(BUDGETS)}")
     return BUDGETS[name]
+
+
+def budget_positions(name: str) -> int:
+    """The longest input (tokens) a model trained at budget ``name`` takes."""
+    return max_positions(check_budget(name).max_length)
 
 
 def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, FinetuneSettings]:

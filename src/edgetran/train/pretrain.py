@@ -104,11 +104,17 @@ class PretrainResult:
         return asdict(self)
 
 
+def max_positions(max_length: int) -> int:
+    """Positions of a model trained on texts of ``max_length`` tokens: the longest input it
+    takes (at least 64, as growing and pruning need)."""
+    return max(max_length + 2, 64)
+
+
 def build_mlm_model(arch: Architecture, tokenizer: PreTrainedTokenizerBase, max_length: int):
     config = FlexiBertConfig(
         architecture=arch.to_dict(),
         vocab_size=len(tokenizer),
-        max_position_embeddings=max(max_length + 2, 64),
+        max_position_embeddings=max_positions(max_length),
         pad_token_id=tokenizer.pad_token_id,
     )
     return FlexiBertForMaskedLM(config)
