@@ -155,6 +155,35 @@ def test_config_refuses_bad_values(change, message):
         CodesignConfig.from_dict({"colour": 1})
 
 
+def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best():
+    """Accuracy is the device's as well: the search's best architecture, evaluated on a slow
+    device only, wins on the fast one, predicted there; an infeasible move is not taken."""
+    from edgetran.codesign.pipeline import _Run
+    from edgetran.search import Evaluation
+
+    arch = NAMED_ARCHITECTURES["bert-tiny"]
+    latency = {"slow": 0.05, "fast": 0.005, "capped": 0.0001}
+
+    class Devices:
+        def evaluate(self, pair):
+            metrics = {"accuracy": 0.0, "latency": latency[pair.device], "energy": 0.1}
+            return Evaluation(metrics | {"peak_power": 100.0 if pair.device == "capped" else 5})
+
+    run = _Run.__new__(_Run)
+    run.config = CodesignConfig(max_peak_power_w=50.0)
+    run.names, run.emit = ["slow", "fast", "capped"], lambda line: None
+    run.evaluator = Devices
+    record = {
+        "arch": arch.to_model_dict(), "device": "slow", "accuracy_std": 0.01,
+        "accuracy_runs": 1, "metrics": {"accuracy": 0.75}, "objective": 0.5,
+    }  # fmt: skip
+    choice = run.device_choice({"best": record, "records": [record]})
+    assert choice["pairs_scored"] == 2
+    best = choice["best"]
+    assert best["device"] == "fast" and best["objective"] > 0.5
+    assert best["metrics"]["accuracy"] == 0.75 and best["how"].startswith("device choice")
+
+
 def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
@@ -208,26 +237,28 @@ def test_codesign_writes_every_output(codesigned):
         assert data["skipped"]["export"].startswith("board is a recorded device")
     assert any(line.startswith("  search   1") for line in events)
     assert result.best == data["best"]
+    # every evaluated architecture scored on the devices it was not evaluated on
+    evaluated = {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]}
+    archs = {arch for arch, _ in evaluated}
+    assert data["device_choice"]["pairs_scored"] == 2 * len(archs) - len(evaluated)
+    assert best["search"]["objective"] >= data["device_choice"]["search_best"]["objective"]
 
 
-def test_references_are_trained_at_the_final_budget_beside_the_winner(tmp_path, monkeypatch):
+def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, monkeypatch):
+    """References are trained at the final budget beside the winner; a search budget without
+    MLM steps (and no parent in the workspace) skips grow-and-prune, saying why."""
     from edgetran.train import oracle
 
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
-    standard = oracle.Budget(4, 8, 16, 1, 7, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+    no_mlm = oracle.Budget(0, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+    standard = oracle.Budget(0, 8, 16, 1, 7, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
+    monkeypatch.setitem(oracle.BUDGETS, "quick", no_mlm)
     monkeypatch.setitem(oracle.BUDGETS, "standard", standard)
-    config = _config(
-        tmp_path,
-        task,
-        board,
-        final_budget="standard",
-        compare=None,
-        growprune=False,
-        evaluations=2,
-    )
+    config = _config(tmp_path, task, board, final_budget="standard", compare=None, evaluations=2)
     run_codesign(config)
     data = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert "trains no MLM steps" in data["skipped"]["growprune"]
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     tiny = NAMED_ARCHITECTURES["bert-tiny"]
     quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
@@ -259,7 +290,7 @@ def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monk
         run_codesign(_config(folder, task, board, evaluations=5), resume=True)
     events: list[str] = []
     again = run_codesign(_config(folder, task, board), resume=True, on_event=events.append)
-    assert all("done earlier" in line for line in events) and len(events) == 9
+    assert all("done earlier" in line for line in events) and len(events) == 10
     assert again.best == codesigned[2].best
 
 
@@ -271,6 +302,8 @@ def test_codesign_cli_resumes_and_prints_json(codesigned, run_cli, monkeypatch):
     assert json.loads(out)["best"] == codesigned[2].best
     code, _, err = run_cli("codesign", "--devices", "tpu/fast", "--out", folder / "x")
     assert code == 2 and "device 'tpu/fast' is invalid" in err and "Traceback" not in err
+    code, _, err = run_cli(*_args(folder, *inputs), "--seq-len", 65, "--out", folder / "y")
+    assert code == 2 and "seq_len=65 is invalid" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium browser here")
@@ -332,7 +365,7 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     config = _config(tmp_path, task, board, compare=None)
     result = run_codesign(config, resume=True, on_event=events.append).result
     assert [line.split(":")[0] for line in events if "done earlier" in line] == [
-        "profile", "surrogates", "search", "compare", "references", "growprune",
+        "profile", "surrogates", "search", "compare", "device_choice", "references", "growprune",
         "final_training",
     ]  # fmt: skip
     with Store(tmp_path / "w.db") as store:

@@ -141,6 +141,13 @@ def test_gp_asks_in_compact_coordinates_and_resumes_without_repeats(tmp_path):
     assert [r.pair.key for r in resumed.records] == whole
 
 
+def test_a_gp_study_records_its_coordinates_so_an_embedding_study_is_not_resumed_as_one():
+    from edgetran.search.study import _signature
+
+    assert _signature(SearchSettings(sampler="gp"), ("a",))["coordinates"] == "compact"
+    assert "coordinates" not in _signature(SearchSettings(sampler="tpe"), ("a",))
+
+
 def test_optuna_samplers_are_told_that_an_infeasible_pair_is_penalised(tmp_path):
     evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=4))
     settings = SearchSettings(sampler="tpe", budget=8, constraints=Constraints(max_latency_ms=50))

@@ -61,7 +61,9 @@ def search(
     ] = _BOSHCODE.beta,
     arch_encoding: Annotated[
         str,
-        typer.Option(help="BOSHCODE's architecture input: embedding or features."),
+        typer.Option(
+            help="BOSHCODE's (and trees') architecture input: embedding, features or compact."
+        ),
     ] = _BOSHCODE.encoding,
     db: Annotated[
         str | None,

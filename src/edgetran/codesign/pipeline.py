@@ -9,13 +9,16 @@ skips the finished ones, and the unfinished one resumes from what the database h
 2. ``surrogates``: one surrogate per device, with held-out (parity) predictions for the report.
 3. ``search``: the co-search (BOSHCODE or another sampler) with the accuracy oracle, under the
    budgets; ``compare`` runs a second sampler on the same number of evaluations.
-4. ``references``: the named BERTs on every device: accuracy at the search's budget (for the
+4. ``device_choice``: every evaluated architecture scored on every device (its accuracy is the
+   device's as well; the other devices' hardware costs a prediction, not a training); the best
+   feasible pair is the winner.
+5. ``references``: the named BERTs on every device: accuracy at the search's budget (for the
    Pareto plot, beside the search's points) and at ``final_budget`` (beside the winner's).
-5. ``growprune``: GPTran's grow-and-prune of the winner on its device (skipped, saying why,
+6. ``growprune``: GPTran's grow-and-prune of the winner on its device (skipped, saying why,
    when the search budget trains no MLM steps: its losses would be untrained models').
-6. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
-7. ``export``: the model exported to the winning device's runtime, verified against PyTorch.
-8. ``final_measurement``: the exported artifact profiled on the live device (measured).
+7. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
+8. ``export``: the model exported to the winning device's runtime, verified against PyTorch.
+9. ``final_measurement``: the exported artifact profiled on the live device (measured).
 
 A stage that cannot run (grow-and-prune switched off, export and final measurement of a
 recorded device) is skipped and says why. Every evaluation, measurement and trained model
@@ -48,6 +51,7 @@ STAGES = (
     "surrogates",
     "search",
     "compare",
+    "device_choice",
     "references",
     "growprune",
     "final_training",
@@ -143,7 +147,8 @@ class _Run:
             )
             raise CodesignError(
                 f"the co-design run into {self.out} was started with other settings "
-                f"({', '.join(changed)} differ); cannot resume"
+                f"({', '.join(changed)} differ); cannot resume: pass its settings, or another "
+                f"--out (or remove {self.out} and start again)"
             )
         self.out.mkdir(parents=True, exist_ok=True)
         self.store.add_codesign_run(self.key, wanted)
@@ -179,10 +184,11 @@ class _Run:
                 else {"skipped": "no --compare sampler"}
             ),
         )
+        choice = self.stage("device_choice", lambda: self.device_choice(search))
         references = self.stage("references", self.references)
-        if search["best"] is None:
+        if choice["best"] is None:
             raise CodesignError(search["message"])
-        winner = search["best"]
+        winner = choice["best"]
         growprune = self.stage("growprune", lambda: self.growprune(winner))
         arch = Architecture.from_dict(growprune.get("final", winner)["arch"])
         trained = self.stage("final_training", lambda: self.final_training(arch))
@@ -190,7 +196,17 @@ class _Run:
         exported = self.stage("export", lambda: self.export(spec))
         final = self.stage("final_measurement", lambda: self.final_measurement(spec, exported))
         return self.summary(
-            winner, arch, trained, final, search, compare, references, growprune, parity, exported
+            winner,
+            arch,
+            trained,
+            final,
+            search,
+            compare,
+            choice,
+            references,
+            growprune,
+            parity,
+            exported,
         )
 
     def spec(self, device: str) -> DeviceSpec:
@@ -288,12 +304,13 @@ class _Run:
                 self.fit_surrogates()
             self.surrogates[device] = DeviceSurrogate.load(path)
 
-    def evaluator(self):
-        from edgetran.search import LiveEvaluator, device_measurements, oracle_accuracy
-        from edgetran.search.live import per_sequence
+    def accuracy(self, budget: str) -> Callable[..., Any]:
+        """``(arch, run=0) → Accuracy`` at ``budget``: the oracle under ``eval_timeout_s``,
+        a NaN refused."""
+        from edgetran.search import oracle_accuracy
 
         c = self.config
-        oracle = oracle_accuracy(c.task, self.store, c.budget, workspace=c.workspace, seed=c.seed)
+        oracle = oracle_accuracy(c.task, self.store, budget, workspace=c.workspace, seed=c.seed)
 
         def accuracy(arch: Architecture, run: int = 0):
             with _time_limit(c.eval_timeout_s):
@@ -304,6 +321,13 @@ class _Run:
                 )
             return result
 
+        return accuracy
+
+    def evaluator(self):
+        from edgetran.search import LiveEvaluator, device_measurements
+        from edgetran.search.live import per_sequence
+
+        accuracy = self.accuracy(self.config.budget)
         measured = {
             (m.hash, device): per_sequence(m)
             for device in self.names
@@ -360,18 +384,68 @@ class _Run:
         ]
         return out
 
+    def device_choice(self, search: dict[str, Any]) -> dict[str, Any]:
+        """The best feasible pair of every evaluated architecture on every device.
+
+        Accuracy does not depend on the device, and an evaluated architecture's hardware on
+        another device costs a surrogate's prediction (or a stored measurement), not a
+        training. So after the search each evaluated architecture is scored on every device,
+        with the accuracy the search gave it (the mean of its runs), and the best feasible
+        pair wins; the search's own best stays in ``search``.
+        """
+        from edgetran.search import Pair
+        from edgetran.search.study import SearchSettings, score
+
+        if search["best"] is None:
+            return {"best": None, "pairs_scored": 0}
+        evaluator = self.evaluator()
+        settings = SearchSettings(constraints=self.config.constraints())
+        best = {**search["best"], "how": "search"}
+        evaluated = {
+            (Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]
+        }
+        by_arch: dict[str, dict[str, Any]] = {}
+        for record in search["records"]:  # the record whose accuracy rests on most runs
+            key = Architecture.from_dict(record["arch"]).hash
+            if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
+                by_arch[key] = record
+        scored = 0
+        for key, record in by_arch.items():
+            arch = Architecture.from_dict(record["arch"])
+            for device in self.names:
+                if (key, device) in evaluated:
+                    continue
+                evaluation = evaluator.evaluate(Pair(arch, device))
+                evaluation.metrics["accuracy"] = record["metrics"]["accuracy"]
+                value, feasible = score(evaluation, settings)
+                scored += 1
+                if feasible and value > best["objective"]:
+                    best = {
+                        **{k: record[k] for k in ("arch", "accuracy_std", "accuracy_runs")},
+                        "device": device,
+                        "metrics": evaluation.metrics,
+                        "predicted": evaluation.predicted,
+                        "objective": value,
+                        "how": f"device choice (evaluated on {record['device']})",
+                    }
+        if best["how"] != "search":
+            self.emit(
+                f"  {Architecture.from_dict(best['arch']).hash[:10]} scores best on "
+                f"{best['device']}: {best['objective']:.4f} against the search's "
+                f"{search['best']['objective']:.4f}"
+            )
+        return {"best": best, "pairs_scored": scored}
+
     def references(self) -> dict[str, Any]:
         from edgetran.profile import profile_into_store
-        from edgetran.search import Pair, oracle_accuracy
+        from edgetran.search import Pair
         from edgetran.search.live import per_sequence
         from edgetran.search.study import SearchSettings, score
 
         c = self.config
         evaluator = self.evaluator()
         settings = SearchSettings(constraints=c.constraints())
-        final = oracle_accuracy(
-            c.task, self.store, c.final_budget, workspace=c.workspace, seed=c.seed
-        )
+        final = self.accuracy(c.final_budget)
         rows = []
         for name in c.references:
             arch = NAMED_ARCHITECTURES[name]
@@ -417,13 +491,14 @@ class _Run:
         from edgetran.train import BUDGETS
 
         c = self.config
-        if not BUDGETS[c.budget].pretrain_steps:
+        if not BUDGETS[c.budget].pretrain_steps and not self._mlm_trained_model():
             # measured in the demo: a quick root at MLM loss 8.96 ≈ ln(vocabulary), children
             # within 0.02 of it, and a grown child accepted on that noise
             return {
-                "skipped": f"grow-and-prune ranks children by MLM loss, and the {c.budget} "
-                "budget trains no MLM steps, so every loss would be an untrained model's "
-                "(pass --budget full to grow and prune)"
+                "skipped": f"grow-and-prune ranks children by MLM loss; the {c.budget} budget "
+                "trains no MLM steps and the workspace holds no MLM-trained model to start the "
+                "root from, so every loss would be an untrained model's (`edgetran train "
+                "parent` makes one)"
             }
         spec = self.spec(winner["device"])
         device = (
@@ -456,6 +531,10 @@ class _Run:
             "iterations": result.iterations,
             "stopped": result.stopped,
         }
+
+    def _mlm_trained_model(self) -> bool:
+        """Whether the workspace holds a model with MLM steps (a parent) to start a root from."""
+        return any(m["steps"] and Path(m["path"]).is_dir() for m in self.store.trained_models())
 
     def final_training(self, arch: Architecture) -> dict[str, Any]:
         from edgetran.train.oracle import train_classifier
@@ -514,6 +593,7 @@ class _Run:
         final,
         search,
         compare,
+        choice,
         references,
         growprune,
         parity,
@@ -563,6 +643,7 @@ class _Run:
                     "objective",
                     "accuracy_std",
                     "accuracy_runs",
+                    "how",
                 )
             },
         }
@@ -584,6 +665,11 @@ class _Run:
             "compare": None
             if compare.get("skipped")
             else {k: compare.get(k) for k in ("sampler", "history", "reevaluations")},
+            "device_choice": {
+                "pairs_scored": choice["pairs_scored"],
+                "search_best": search["best"]
+                and {k: search["best"][k] for k in ("device", "objective")},
+            },
             "surrogates": parity["parity"],
             "growprune": growprune,
             "final_training": trained,

@@ -340,6 +340,9 @@ def _model_card(result: dict[str, Any]) -> str:
         ["measured", ", ".join(best["measured"])],
     ]
     refs = [r for r in result["references"] if r["device"] == best["device"]]
+    # a run resumed from before references kept their final-budget accuracy has only the search's
+    final = all("final_accuracy" in r for r in refs)
+    budget = config["final_budget"] if final else config["budget"]
     key = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
     ratios = [
         [
@@ -354,9 +357,8 @@ def _model_card(result: dict[str, Any]) -> str:
         f"<h2>Model card: the winner on {html.escape(best['device'])}</h2>"
         + _table(["layer", "hidden", "operations", "heads", "head dim", "feed-forward"], layers)
         + _table(["", "value"], card)
-        + f"<p>Reference BERTs on the same device (accuracy at the {config['final_budget']} "
-        "budget, as the winner's; costs as multiples of the winner's: above 1 means the winner "
-        "is cheaper).</p>"
+        + f"<p>Reference BERTs on the same device (accuracy at the {budget} budget; costs as "
+        "multiples of the winner's: above 1 means the winner is cheaper).</p>"
         + _table(
             ["reference", "accuracy", "latency ×", "energy ×", "peak power ×", "costs"], ratios
         )

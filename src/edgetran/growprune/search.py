@@ -307,7 +307,7 @@ def _max_length(positions: int, budget: str) -> int:
     """The sequence length children train at: the budget's, unless the root's position table
     asks for another (children must have the root's, or relative distances would shift)."""
     wanted = BUDGETS[budget].max_length
-    if max(wanted + 2, 64) == positions:
+    if max_positions(wanted) == positions:
         return wanted
     if positions == 64:  # every length up to 62 builds 64 positions
         return min(wanted, 62)

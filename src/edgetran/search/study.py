@@ -424,6 +424,9 @@ def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, 
     }
     if settings.sampler == "boshcode" or _proposes_from_pool(settings.sampler):
         signature["boshcode"] = asdict(settings.boshcode)
+    kind = _coordinates_kind(settings.sampler)
+    if kind != "embedding":  # trials in other parameters: a study of the embedding's is foreign
+        signature["coordinates"] = kind
     return json.loads(json.dumps(signature))
 
 
@@ -517,12 +520,11 @@ def _record_from_trial(trial) -> Record:
 class _Coordinates:
     """How a pair becomes an Optuna trial's parameters, and a proposal a point to project.
 
-    ``embedding``: ``e0``…``e36``, the reference embedding's integers. Any other kind is an
-    :class:`ArchitectureEncoder` kind (``compact``): ``f0``…``fN`` in [0, 1], the encoder
-    fitted on a sample fixed by the seed, so a resumed study gets the same parameters.
+    Without ``encoder``: ``e0``…``e36``, the reference embedding's integers. With the
+    ``compact`` encoder: ``f0``…``f14`` in [0, 1], the encoder fitted on a sample fixed by the
+    seed, so a resumed study gets the same parameters.
     """
 
-    kind: str
     devices: tuple[str, ...]
     encoder: ArchitectureEncoder | None = None
 
@@ -567,14 +569,22 @@ class _Coordinates:
         return self.encoder(pairs)
 
 
+def _coordinates_kind(sampler: str) -> str:
+    """The trial parameters an Optuna sampler asks in: its class's ``coordinates``
+    (``embedding`` unless it says ``compact``)."""
+    kind = getattr(SAMPLERS.get(sampler), "coordinates", "embedding")
+    if kind not in ("embedding", "compact"):
+        raise SearchError(
+            f"sampler {sampler!r} asks for coordinates {kind!r}; allowed: embedding, compact"
+        )
+    return kind
+
+
 def _coordinates(evaluator: Evaluator, settings: SearchSettings) -> _Coordinates:
-    kind = getattr(SAMPLERS.get(settings.sampler), "coordinates", "embedding")
+    kind = _coordinates_kind(settings.sampler)
     if kind == "embedding":
-        return _Coordinates(kind, evaluator.devices)
-    if kind != "compact":
-        raise SearchError(f"sampler {settings.sampler!r} asks for unknown coordinates {kind!r}")
-    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(settings.seed), set())
-    return _Coordinates(kind, evaluator.devices, ArchitectureEncoder(kind).fit(sample))
+        return _Coordinates(evaluator.devices)
+    return _Coordinates(evaluator.devices, _fitted_encoder(kind, evaluator, settings.seed))
 
 
 def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices) -> int:
@@ -593,11 +603,16 @@ def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices) ->
 def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEncoder:
     """BOSHCODE's architecture encoding, scaled on a sample of candidates fixed by the seed
     (so a resumed search encodes as before)."""
-    encoder = ArchitectureEncoder(settings.boshcode.encoding)
-    if encoder.kind == "embedding":
-        return encoder
-    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(settings.seed), set())
-    return encoder.fit(sample)
+    if settings.boshcode.encoding == "embedding":
+        return ArchitectureEncoder("embedding")
+    return _fitted_encoder(settings.boshcode.encoding, evaluator, settings.seed)
+
+
+def _fitted_encoder(kind: str, evaluator: Evaluator, seed: int) -> ArchitectureEncoder:
+    """An encoder scaled on a sample of candidates fixed by ``seed`` (a resumed search encodes
+    as before)."""
+    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(seed), set())
+    return ArchitectureEncoder(kind).fit(sample)
 
 
 def _own_proposer(study, evaluator: Evaluator, settings: SearchSettings, devices):
