@@ -225,6 +225,8 @@ def test_codesign_writes_every_output(codesigned):
     assert compare["sampler"] == "tpe"
     assert len(compare["history"]) + compare["reevaluations"] == 4
     assert (out / "model" / "config.json").is_file()
+    if data["growprune"]["final"]["arch"] == best["search"]["arch"]:  # trained in the search
+        assert data["final_training"]["reused_from"]
     assert {"torch", "onnxruntime", "openvino", "ai-edge-litert"} <= set(
         data["environment"]["versions"]
     )  # every runtime a device can name

@@ -365,6 +365,24 @@ def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path, tiny_budgets)
         assert len(store.trained_models()) == 2  # a zero-step model is not registered
 
 
+def test_evaluate_keeps_the_classifier_when_asked_and_finds_it_again(
+    task_file, tmp_path, tiny_budgets
+):
+    from edgetran.model import FlexiBertForSequenceClassification
+    from edgetran.train.oracle import kept_classifier
+
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        kept = evaluate(tiny_arch(), str(task_file), "quick", keep_model=True, **kwargs)
+        found = kept_classifier(tiny_arch(), str(task_file), "quick", store=store)
+        assert found is not None and found["model"] == kept["model"]
+        model = FlexiBertForSequenceClassification.from_pretrained(found["model"])
+        assert model.config.architecture == tiny_arch().to_dict()
+        evaluate(tiny_arch(48), str(task_file), "quick", **kwargs)  # not kept
+        assert kept_classifier(tiny_arch(48), str(task_file), "quick", store=store) is None
+        assert kept_classifier(tiny_arch(), str(task_file), "quick", store=store, seed=1) is None
+
+
 def test_a_parent_is_trained_once_resumes_and_seeds_every_quick_evaluation(
     task_file, tmp_path, tiny_budgets
 ):

@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -306,11 +307,19 @@ class _Run:
 
     def accuracy(self, budget: str) -> Callable[..., Any]:
         """``(arch, run=0) → Accuracy`` at ``budget``: the oracle under ``eval_timeout_s``,
-        a NaN refused."""
+        a NaN refused. At the final budget the classifiers are kept, so the final training of
+        an architecture already trained there is that model (same budget and seed)."""
         from edgetran.search import oracle_accuracy
 
         c = self.config
-        oracle = oracle_accuracy(c.task, self.store, budget, workspace=c.workspace, seed=c.seed)
+        oracle = oracle_accuracy(
+            c.task,
+            self.store,
+            budget,
+            workspace=c.workspace,
+            seed=c.seed,
+            keep_models=budget == c.final_budget,
+        )
 
         def accuracy(arch: Architecture, run: int = 0):
             with _time_limit(c.eval_timeout_s):
@@ -537,9 +546,15 @@ class _Run:
         return any(m["steps"] and Path(m["path"]).is_dir() for m in self.store.trained_models())
 
     def final_training(self, arch: Architecture) -> dict[str, Any]:
-        from edgetran.train.oracle import train_classifier
+        from edgetran.train.oracle import kept_classifier, train_classifier
 
         c = self.config
+        kept = kept_classifier(arch, c.task, c.final_budget, store=self.store, seed=c.seed)
+        if kept is not None:  # trained at this budget and seed already: the same model
+            target = self.out / "model"
+            shutil.copytree(kept["model"], target, dirs_exist_ok=True)
+            self.emit(f"  reusing the classifier trained during the search: {kept['model']}")
+            return {**kept, "model": str(target), "reused_from": kept["model"]}
         return train_classifier(
             arch,
             c.task,

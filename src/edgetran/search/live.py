@@ -80,10 +80,12 @@ def oracle_accuracy(
     *,
     workspace: str | Path | None = None,
     seed: int = 0,
+    keep_models: bool = False,
 ) -> Callable[..., Accuracy]:
     """``(arch, run=0) → Accuracy`` from the accuracy oracle (trained once per run, then read
     from the store): run ``k`` trains at seed ``seed + k``; the standard deviation is the
-    oracle's ``accuracy_std`` (a bootstrap of the test examples)."""
+    oracle's ``accuracy_std`` (a bootstrap of the test examples). ``keep_models`` keeps each
+    fine-tuned classifier in the workspace (:func:`edgetran.train.oracle.kept_classifier`)."""
     from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
 
     if budget not in BUDGETS:
@@ -92,7 +94,7 @@ def oracle_accuracy(
     def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
         result = evaluate(
             arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
-            seed=seed + run,
+            seed=seed + run, keep_model=keep_models,
         )  # fmt: skip
         return Accuracy(result["accuracy"], result.get("accuracy_std"))
 

@@ -11,6 +11,7 @@ a minute on two CPU cores for models up to BERT-Mini.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -295,6 +296,12 @@ def model_dir(
     return Path(workspace) / "models" / _run_name(arch, tokenizer_id, budget, seed)
 
 
+def _classifier_dir(workspace: str | Path, arch: Architecture, task: str, budget: str, seed: int):
+    """Where :func:`evaluate` keeps a fine-tuned classifier (``keep_model``)."""
+    digest = hashlib.sha256(task.encode()).hexdigest()[:8]
+    return Path(workspace) / "classifiers" / f"{arch.hash[:16]}-{digest}-{budget}-s{seed}"
+
+
 def _run_name(arch: Architecture, tokenizer_id: str, budget: str, seed: int) -> str:
     """A training run's folder name: architecture, tokenizer, budget (and seed when not 0)."""
     name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
@@ -313,11 +320,14 @@ def evaluate(
     transfer: bool = True,
     task_options: TaskOptions | None = None,
     device: str = "cpu",
+    keep_model: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store``).
 
     The model starts from the nearest trained model of the workspace (a parent from
     :func:`train_parent`, or an earlier evaluation's pretraining) when ``transfer``.
+    ``keep_model`` saves the fine-tuned classifier in the workspace (``model`` in the result;
+    :func:`kept_classifier` finds it again), e.g. for a final model chosen later.
 
     Returns a JSON-ready dict: ``accuracy`` (the task metric on ``test_examples`` test
     examples, a fraction), ``accuracy_std`` (its bootstrap standard deviation over those
@@ -337,9 +347,12 @@ def evaluate(
     cached = store.evaluation(arch.hash, task=name, budget=budget, seed=seed)
     if cached is not None and _still_valid(cached, arch, budget, store, transfer):
         return {**cached, "cached": True}
+    out = None
+    if keep_model:
+        out = _classifier_dir(workspace, arch, name, budget, seed)
     result = train_classifier(
         arch, task, budget, store=store, workspace=workspace, seed=seed, tokenizer=tokenizer,
-        transfer=transfer, task_options=task_options, device=device,
+        transfer=transfer, task_options=task_options, device=device, out=out,
     )  # fmt: skip
     store.add_evaluation(
         arch.to_dict(), arch.hash, task=name, budget=budget, seed=seed, result=result
@@ -420,6 +433,19 @@ def train_classifier(
         "budget_settings": _jsonable(asdict(BUDGETS[budget])),
     }
     return result if out is None else {**result, "model": str(out)}
+
+
+def kept_classifier(
+    arch: Architecture, task: str, budget: str, *, store: Store, seed: int = 0
+) -> dict[str, Any] | None:
+    """The stored evaluation of ``arch`` at ``budget`` and ``seed`` whose classifier was kept
+    (:func:`evaluate`'s ``keep_model``) and is still on disk and valid; ``None`` otherwise."""
+    cached = store.evaluation(arch.hash, task=task, budget=budget, seed=seed)
+    if cached is None or not cached.get("model"):
+        return None
+    if not (Path(cached["model"]) / "config.json").is_file():
+        return None
+    return cached if _still_valid(cached, arch, budget, store, transfer=True) else None
 
 
 def _still_valid(cached: dict, arch, budget: str, store: Store, transfer: bool) -> bool:
