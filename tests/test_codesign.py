@@ -156,8 +156,9 @@ def test_config_refuses_bad_values(change, message):
 
 
 def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best():
-    """Accuracy is the device's as well: the search's best architecture, evaluated on a slow
-    device only, wins on the fast one, predicted there; an infeasible move is not taken."""
+    """Accuracy is the device's as well (the search's, the oracle not asked again): the
+    search's best architecture, evaluated on a slow device only, wins on the fast one; an
+    infeasible move is not taken; a search with nothing feasible is rescued on another device."""
     from edgetran.codesign.pipeline import _Run
     from edgetran.search import Evaluation
 
@@ -165,8 +166,12 @@ def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best(
     latency = {"slow": 0.05, "fast": 0.005, "capped": 0.0001}
 
     class Devices:
+        def __init__(self, accuracy):
+            self.accuracy = accuracy
+
         def evaluate(self, pair):
-            metrics = {"accuracy": 0.0, "latency": latency[pair.device], "energy": 0.1}
+            metrics = {"accuracy": self.accuracy(pair.arch).value}
+            metrics |= {"latency": latency[pair.device], "energy": 0.1}
             return Evaluation(metrics | {"peak_power": 100.0 if pair.device == "capped" else 5})
 
     run = _Run.__new__(_Run)
@@ -182,6 +187,9 @@ def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best(
     best = choice["best"]
     assert best["device"] == "fast" and best["objective"] > 0.5
     assert best["metrics"]["accuracy"] == 0.75 and best["how"].startswith("device choice")
+    run.config = CodesignConfig(max_latency_ms=10.0)  # the slow device's 50 ms is infeasible
+    rescued = run.device_choice({"best": None, "records": [record]})["best"]
+    assert rescued["device"] in ("fast", "capped") and rescued["how"].startswith("device choice")
 
 
 def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_path, monkeypatch):

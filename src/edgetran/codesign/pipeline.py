@@ -185,7 +185,20 @@ class _Run:
                 else {"skipped": "no --compare sampler"}
             ),
         )
-        choice = self.stage("device_choice", lambda: self.device_choice(search))
+        later = ("growprune", "final_training", "export", "final_measurement")
+        if "device_choice" not in self.done and any(name in self.done for name in later):
+            # a run resumed from before this stage: its later stages were made for the
+            # search's best, so that stays the winner
+            choice = self.stage(
+                "device_choice",
+                lambda: {
+                    "best": search["best"],
+                    "pairs_scored": 0,
+                    "skipped": "the run's later stages were made before device choice existed",
+                },
+            )
+        else:
+            choice = self.stage("device_choice", lambda: self.device_choice(search))
         references = self.stage("references", self.references)
         if choice["best"] is None:
             raise CodesignError(search["message"])
@@ -332,11 +345,13 @@ class _Run:
 
         return accuracy
 
-    def evaluator(self):
+    def evaluator(self, accuracy: Callable[..., Any] | None = None):
+        """The search's evaluator: ``accuracy`` (default: the oracle at the search budget),
+        hardware stored or predicted."""
         from edgetran.search import LiveEvaluator, device_measurements
         from edgetran.search.live import per_sequence
 
-        accuracy = self.accuracy(self.config.budget)
+        accuracy = accuracy or self.accuracy(self.config.budget)
         measured = {
             (m.hash, device): per_sequence(m)
             for device in self.names
@@ -402,22 +417,23 @@ class _Run:
         with the accuracy the search gave it (the mean of its runs), and the best feasible
         pair wins; the search's own best stays in ``search``.
         """
-        from edgetran.search import Pair
+        from edgetran.search import Accuracy, Pair
         from edgetran.search.study import SearchSettings, score
 
-        if search["best"] is None:
-            return {"best": None, "pairs_scored": 0}
-        evaluator = self.evaluator()
-        settings = SearchSettings(constraints=self.config.constraints())
-        best = {**search["best"], "how": "search"}
-        evaluated = {
-            (Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]
-        }
         by_arch: dict[str, dict[str, Any]] = {}
         for record in search["records"]:  # the record whose accuracy rests on most runs
             key = Architecture.from_dict(record["arch"]).hash
             if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
                 by_arch[key] = record
+        # the search's accuracy, never the oracle's again (that could train: a stale cache)
+        evaluator = self.evaluator(
+            lambda arch: Accuracy(by_arch[arch.hash]["metrics"]["accuracy"])
+        )
+        settings = SearchSettings(constraints=self.config.constraints())
+        best = None if search["best"] is None else {**search["best"], "how": "search"}
+        evaluated = {
+            (Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]
+        }
         scored = 0
         for key, record in by_arch.items():
             arch = Architecture.from_dict(record["arch"])
@@ -425,10 +441,9 @@ class _Run:
                 if (key, device) in evaluated:
                     continue
                 evaluation = evaluator.evaluate(Pair(arch, device))
-                evaluation.metrics["accuracy"] = record["metrics"]["accuracy"]
                 value, feasible = score(evaluation, settings)
                 scored += 1
-                if feasible and value > best["objective"]:
+                if feasible and (best is None or value > best["objective"]):
                     best = {
                         **{k: record[k] for k in ("arch", "accuracy_std", "accuracy_runs")},
                         "device": device,
@@ -437,11 +452,12 @@ class _Run:
                         "objective": value,
                         "how": f"device choice (evaluated on {record['device']})",
                     }
-        if best["how"] != "search":
+        if best is not None and best["how"] != "search":
+            was = search["best"]["objective"] if search["best"] else None
             self.emit(
                 f"  {Architecture.from_dict(best['arch']).hash[:10]} scores best on "
-                f"{best['device']}: {best['objective']:.4f} against the search's "
-                f"{search['best']['objective']:.4f}"
+                f"{best['device']}: {best['objective']:.4f} (the search's best: "
+                f"{'none feasible' if was is None else f'{was:.4f}'})"
             )
         return {"best": best, "pairs_scored": scored}
 
@@ -550,9 +566,10 @@ class _Run:
 
         c = self.config
         kept = kept_classifier(arch, c.task, c.final_budget, store=self.store, seed=c.seed)
-        if kept is not None:  # trained at this budget and seed already: the same model
+        if kept is not None:  # trained at this budget and seed already: that model
             target = self.out / "model"
-            shutil.copytree(kept["model"], target, dirs_exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # what a killed final training left
+            shutil.copytree(kept["model"], target)
             self.emit(f"  reusing the classifier trained during the search: {kept['model']}")
             return {**kept, "model": str(target), "reused_from": kept["model"]}
         return train_classifier(

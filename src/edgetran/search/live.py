@@ -94,7 +94,7 @@ def oracle_accuracy(
     def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
         result = evaluate(
             arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
-            seed=seed + run, keep_model=keep_models,
+            seed=seed + run, keep_model=keep_models and run == 0,
         )  # fmt: skip
         return Accuracy(result["accuracy"], result.get("accuracy_std"))
 

@@ -23,7 +23,7 @@ import numpy as np
 from edgetran.space import REFERENCE_SPACE, Architecture, Layer
 from edgetran.space.costs import check_parameter_memory
 from edgetran.store import Store
-from edgetran.train.finetune import FinetuneSettings, finetune
+from edgetran.train.finetune import RESULT, FinetuneSettings, finetune
 from edgetran.train.pretrain import (
     CHECKPOINT,
     PretrainResult,
@@ -349,7 +349,7 @@ def evaluate(
         return {**cached, "cached": True}
     out = None
     if keep_model:
-        out = _classifier_dir(workspace, arch, name, budget, seed)
+        out = _classifier_dir(workspace, arch, name, budget, seed).resolve()
     result = train_classifier(
         arch, task, budget, store=store, workspace=workspace, seed=seed, tokenizer=tokenizer,
         transfer=transfer, task_options=task_options, device=device, out=out,
@@ -443,7 +443,7 @@ def kept_classifier(
     cached = store.evaluation(arch.hash, task=task, budget=budget, seed=seed)
     if cached is None or not cached.get("model"):
         return None
-    if not (Path(cached["model"]) / "config.json").is_file():
+    if not (Path(cached["model"]) / RESULT).is_file():  # written last: the folder is whole
         return None
     return cached if _still_valid(cached, arch, budget, store, transfer=True) else None
 
