@@ -174,10 +174,10 @@ class _Run:
     def execute(self) -> dict[str, Any]:
         profiled = self.stage("profile", self.profile)
         self.names = profiled["devices"]
-        parity = self.stage("surrogates", self.fit_surrogates)
+        self.stage("surrogates", self.fit_surrogates)
         self.load_surrogates()
         search = self.stage("search", lambda: self.search(self.config.sampler, "search"))
-        compare = self.stage(
+        self.stage(
             "compare",
             lambda: (
                 self.search(self.config.compare, "compare")
@@ -199,29 +199,17 @@ class _Run:
             )
         else:
             choice = self.stage("device_choice", lambda: self.device_choice(search))
-        references = self.stage("references", self.references)
+        self.stage("references", self.references)
         if choice["best"] is None:
             raise CodesignError(search["message"])
         winner = choice["best"]
         growprune = self.stage("growprune", lambda: self.growprune(winner))
         arch = Architecture.from_dict(growprune.get("final", winner)["arch"])
-        trained = self.stage("final_training", lambda: self.final_training(arch))
+        self.stage("final_training", lambda: self.final_training(arch))
         spec = self.spec(winner["device"])
         exported = self.stage("export", lambda: self.export(spec))
-        final = self.stage("final_measurement", lambda: self.final_measurement(spec, exported))
-        return self.summary(
-            winner,
-            arch,
-            trained,
-            final,
-            search,
-            compare,
-            choice,
-            references,
-            growprune,
-            parity,
-            exported,
-        )
+        self.stage("final_measurement", lambda: self.final_measurement(spec, exported))
+        return self.summary(winner, arch)
 
     def spec(self, device: str) -> DeviceSpec:
         return next((s for s in self.specs if s.name == device), DeviceSpec(device, path="-"))
@@ -617,21 +605,16 @@ class _Run:
         return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
 
     # -- the result ----------------------------------------------------------------------------
-    def summary(
-        self,
-        winner,
-        arch,
-        trained,
-        final,
-        search,
-        compare,
-        choice,
-        references,
-        growprune,
-        parity,
-        exported,
-    ) -> dict[str, Any]:
+    def summary(self, winner: dict[str, Any], arch: Architecture) -> dict[str, Any]:
+        """``result.json``: the winner (``arch`` after grow-and-prune) and every stage's record."""
         from edgetran.search import PaperObjective
+
+        trained, final = self.done["final_training"], self.done["final_measurement"]
+        search, compare, choice = (
+            self.done["search"],
+            self.done["compare"],
+            self.done["device_choice"],
+        )
 
         metrics = {"accuracy": trained["accuracy"]}
         measured = ["accuracy"]
@@ -681,7 +664,7 @@ class _Run:
         }
         result = {
             "best": best,
-            "references": references["rows"],
+            "references": self.done["references"]["rows"],
             "evaluations": search["records"],
             "failed": search["failed"],
             "search": {
@@ -702,10 +685,10 @@ class _Run:
                 "search_best": search["best"]
                 and {k: search["best"][k] for k in ("device", "objective")},
             },
-            "surrogates": parity["parity"],
-            "growprune": growprune,
+            "surrogates": self.done["surrogates"]["parity"],
+            "growprune": self.done["growprune"],
             "final_training": trained,
-            "export": exported,
+            "export": self.done["export"],
             "final_measurement": final,
             "devices": self.done["profile"]["info"],
             "stages": {name: self.done[name]["seconds"] for name in STAGES if name in self.done},
