@@ -408,9 +408,10 @@ class _Run:
         from edgetran.search import Accuracy, Pair
         from edgetran.search.study import SearchSettings, score
 
+        hashed = [(Architecture.from_dict(r["arch"]).hash, r) for r in search["records"]]
+        evaluated = {(key, r["device"]) for key, r in hashed}
         by_arch: dict[str, dict[str, Any]] = {}
-        for record in search["records"]:  # the record whose accuracy rests on most runs
-            key = Architecture.from_dict(record["arch"]).hash
+        for key, record in hashed:  # the record whose accuracy rests on most runs
             if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
                 by_arch[key] = record
         # the search's accuracy, never the oracle's again (that could train: a stale cache)
@@ -419,9 +420,6 @@ class _Run:
         )
         settings = SearchSettings(constraints=self.config.constraints())
         best = None if search["best"] is None else {**search["best"], "how": "search"}
-        evaluated = {
-            (Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]
-        }
         scored = 0
         for key, record in by_arch.items():
             arch = Architecture.from_dict(record["arch"])
