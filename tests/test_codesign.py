@@ -146,6 +146,7 @@ def test_require_quiet_reaches_every_live_measurement(tmp_path):
         ({"max_latency_ms": -1.0}, "max_latency_ms=-1.0 is invalid"),
         ({"eval_timeout_s": 0}, "eval_timeout_s=0"),
         ({"require_quiet": "yes"}, "require_quiet='yes'; allowed: true or false"),
+        ({"references_first": 1}, "references_first=1; allowed: true or false"),
     ],
 )
 def test_config_refuses_bad_values(change, message):
@@ -398,3 +399,28 @@ def _runs(store: Store) -> list[str]:
 
     with store.engine.connect() as conn:
         return [row[0] for row in conn.execute(select(codesign_runs.c.run))]
+
+
+def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monkeypatch):
+    """BERT-Tiny lies in this space: it is the profile's first measurement and the search's
+    first evaluation, and the references stage neither trains nor measures it again."""
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    space = {"layers": [2], "hidden_sizes": [128], "head_counts": [2], "ff_depths": [1],
+             "ff_widths": [512]}  # fmt: skip
+    config = _config(tmp_path, task, board, space=space, evaluations=2, compare=None,
+                     growprune=False)  # fmt: skip
+    events: list[str] = []
+    run_codesign(config, on_event=events.append)
+    tiny = NAMED_ARCHITECTURES["bert-tiny"]
+    data = json.loads((tmp_path / "out" / "result.json").read_text())
+    first = data["evaluations"][0]
+    assert first["how"] == "start" and first["arch"] == tiny.to_model_dict()
+    profiled = [line for line in events if line.startswith("  cpu/torch: ")]
+    assert profiled[0].startswith(f"  cpu/torch: {tiny.hash[:10]}") and len(profiled) == 8
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    assert sum(m.hash == tiny.hash for m in store.measurements("cpu", runtime="torch")) == 1
+    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
+    assert all(r["metrics"]["accuracy"] == quick["accuracy"] for r in data["references"])
+    off = _config(tmp_path, task, board, space=space, references_first=False)
+    assert off.references_in_space() == [] and config.references_in_space() == [tiny]

@@ -452,3 +452,55 @@ def test_live_search_cli(run_cli, tmp_path, monkeypatch):
     code, _, err = run_cli("search", "--task", task, "--devices", "nowhere", "--db",
                            tmp_path / "live.db")  # fmt: skip
     assert code == 2 and "no measurements of device 'nowhere'" in err
+
+
+# -- start pairs and the re-evaluation share ------------------------------------------------------
+def _start(table: Path, n: int) -> tuple:
+    pairs = [pair for pair, _ in read_table(table).values()]
+    return tuple(pairs[-n:])  # pairs a sampler would rarely pick first
+
+
+@pytest.mark.parametrize("sampler", ["boshcode", "tpe", "random"])
+def test_start_pairs_are_evaluated_first_and_count_towards_the_budget(table, sampler):
+    start = _start(table, 2)
+    settings = SearchSettings(sampler=sampler, budget=6, seed=0, boshcode=FAST, start=start)
+    result = run_search(ReplayEvaluator(table), settings)
+    assert [r.pair.key for r in result.records[:2]] == [p.key for p in start]
+    assert [r.how for r in result.records[:2]] == ["start", "start"]
+    keys = [r.pair.key for r in result.records]
+    assert len(keys) == 6 == len(set(keys))
+    assert result.records[2].how != "start"
+
+
+def test_a_resumed_search_repeats_no_start_pair_and_refuses_other_ones(table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    evaluator = ReplayEvaluator(table)
+    start = _start(table, 2)
+    settings = SearchSettings(sampler="random", budget=3, seed=0, start=start)
+    run_search(evaluator, settings, storage=storage, study_name="s")
+    with pytest.raises(SearchError, match="other settings \\(start differ"):
+        run_search(evaluator, replace(settings, budget=4, start=start[:1]), storage=storage,
+                   study_name="s", resume=True)  # fmt: skip
+    resumed = run_search(evaluator, replace(settings, budget=5), storage=storage,
+                         study_name="s", resume=True)  # fmt: skip
+    keys = [r.pair.key for r in resumed.records]
+    assert len(keys) == 5 == len(set(keys))
+    assert sum(r.how == "start" for r in resumed.records) == 2
+
+
+def test_start_pairs_are_checked(table):
+    pair = _start(table, 1)[0]
+    with pytest.raises(SearchError, match="given twice"):
+        SearchSettings(budget=4, start=(pair, pair))
+    with pytest.raises(SearchError, match="at most the budget"):
+        SearchSettings(budget=1, start=_start(table, 2))
+    elsewhere = replace(pair, device="phone")
+    with pytest.raises(SearchError, match="on device 'phone'; allowed: "):
+        run_search(ReplayEvaluator(table), SearchSettings(budget=2, start=(elsewhere,)))
+
+
+def test_a_small_budget_spends_at_most_a_fifth_on_reevaluations(table):
+    small = run_search(_Noisy(table), SearchSettings(sampler="random", budget=4, seed=0))
+    assert small.reevaluations == 0 and len(small.records) == 4
+    larger = run_search(_Noisy(table), SearchSettings(sampler="random", budget=14, seed=0))
+    assert 0 < larger.reevaluations <= 2

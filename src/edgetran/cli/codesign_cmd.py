@@ -59,6 +59,10 @@ def codesign(
     references: Annotated[
         str, typer.Option(help="Named BERTs measured beside the winner, comma-separated.")
     ] = "bert-tiny,bert-mini",
+    references_first: Annotated[
+        bool,
+        typer.Option(help="Start the profile and the search from the references in the space."),
+    ] = True,
     require_quiet: Annotated[
         bool,
         typer.Option(
@@ -110,6 +114,7 @@ def codesign(
         profile_max_time_s=profile_max_time,
         require_quiet=require_quiet,
         references=tuple(r.strip() for r in references.split(",") if r.strip()),
+        references_first=references_first,
         growprune=growprune,
         growprune_iterations=growprune_iterations,
         eval_timeout_s=eval_timeout_s,

@@ -13,9 +13,12 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgetran.errors import EdgeTranError
+
+if TYPE_CHECKING:
+    from edgetran.space import Architecture
 
 #: This CPU under the three runtimes: the runtime is part of the co-design.
 CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
@@ -106,6 +109,9 @@ class CodesignConfig:
             leave the cores it needs, else fails as a candidate does; without it a crowded
             timing is stored, flagged ``contended``, and left out of surrogate fits.
         references: named BERTs measured beside the winner.
+        references_first: the references that lie in ``space`` are the profile's first
+            measurements and the search's first evaluations (known anchors for the sampler,
+            and compared with the winner without training or measuring them twice).
         growprune: refine the winner with GPTran's grow-and-prune; ``growprune_iterations``.
         eval_timeout_s: an accuracy evaluation running longer fails (``None``: no limit).
         seed: seed of every stage.
@@ -135,6 +141,7 @@ class CodesignConfig:
     threads: int | None = None
     require_quiet: bool = False
     references: tuple[str, ...] = REFERENCES
+    references_first: bool = True
     growprune: bool = True
     growprune_iterations: int = 1
     eval_timeout_s: float | None = None
@@ -177,6 +184,10 @@ class CodesignConfig:
             SAMPLERS.validate(self.compare)
         if not isinstance(self.require_quiet, bool):
             raise CodesignError(f"require_quiet={self.require_quiet!r}; allowed: true or false")
+        if not isinstance(self.references_first, bool):
+            raise CodesignError(
+                f"references_first={self.references_first!r}; allowed: true or false"
+            )
         for name in ("profile_max_time_s", "idle_s"):
             if not _finite(getattr(self, name)) or getattr(self, name) < 0:
                 raise CodesignError(f"{name}={getattr(self, name)!r}; allowed: a number ≥ 0")
@@ -203,6 +214,15 @@ class CodesignConfig:
         from edgetran.space import DesignSpace
 
         return DesignSpace.from_dict(self.space)
+
+    def references_in_space(self) -> list[Architecture]:
+        """The references the search and the profile start from (``references_first``)."""
+        from edgetran.space import NAMED_ARCHITECTURES
+
+        if not self.references_first:
+            return []
+        space = self.design_space()
+        return [a for a in (NAMED_ARCHITECTURES[r] for r in self.references) if space.contains(a)]
 
     def device_specs(self) -> list[DeviceSpec]:
         return [parse_device(d) for d in self.devices]

@@ -265,6 +265,7 @@ class _Run:
                 self.store,
                 self.config.profile_budget,
                 initial=min(10, self.config.profile_budget),
+                first=self.config.references_in_space(),
                 on_measured=lambda m, d=spec.name: self.emit(
                     f"  {d}: {m.hash[:10]} {m.latency_s_per_seq * 1e3:.2f} ms/seq"
                 ),
@@ -356,6 +357,7 @@ class _Run:
             seed=self.config.seed,
             constraints=self.config.constraints(),
             boshcode=BoshcodeSettings(n_initial=initial_design(self.config, len(self.names))),
+            start=self.start_pairs(),
         )
 
         def report(n: int, record) -> None:
@@ -395,6 +397,14 @@ class _Run:
             for r in result.records
         ]
         return out
+
+    def start_pairs(self) -> tuple:
+        """The references in the space, on the devices in turn, as the search's first
+        evaluations (no more than half the budget: the search must also search)."""
+        from edgetran.search import Pair
+
+        archs = self.config.references_in_space()[: self.config.evaluations // 2]
+        return tuple(Pair(a, self.names[i % len(self.names)]) for i, a in enumerate(archs))
 
     def device_choice(self, search: dict[str, Any]) -> dict[str, Any]:
         """The best feasible pair of every evaluated architecture on every device.

@@ -66,6 +66,9 @@ CANDIDATE_FAILURES = (EdgeTranError, MemoryError, RuntimeError, FloatingPointErr
 INFEASIBLE_PENALTY = 1.0
 #: Training runs (seeds) a near-tied pair's accuracy may rest on.
 MAX_ACCURACY_RUNS = 3
+#: At most this share of the budget trains near-tied pairs again: a small budget (the demo's
+#: four evaluations) is for finding pairs; with six, two re-evaluations left four models.
+REEVALUATION_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,20 @@ class SearchSettings:
     constraints: Constraints = field(default_factory=Constraints)
     boshcode: BoshcodeSettings = field(default_factory=BoshcodeSettings)
     device_features: dict[str, tuple[float, ...]] | None = None
+    #: Pairs evaluated first, in order, before any proposal (known models, e.g. the named
+    #: BERTs a co-design is compared with): they count towards the budget and the initial
+    #: design, so the sampler learns from them and they are never trained twice.
+    start: tuple[Pair, ...] = ()
 
     def __post_init__(self) -> None:
         SAMPLERS.validate(self.sampler)
+        keys = [p.key for p in self.start]
+        if len(set(keys)) < len(keys):
+            raise SearchError(f"start={keys}: a pair is given twice")
+        if len(keys) > self.budget:
+            raise SearchError(
+                f"start has {len(keys)} pairs; allowed: at most the budget ({self.budget})"
+            )
         if self.objective not in OBJECTIVES:
             raise SearchError(
                 f"objective {self.objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}"
@@ -186,6 +200,7 @@ def run_search(
     study; a candidate whose evaluation fails is recorded as failed and never retried."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     devices = device_matrix(evaluator.devices, settings.device_features)
+    _check_start(settings, evaluator.devices)
     coordinates = _coordinates(evaluator, settings)
     study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
@@ -195,7 +210,8 @@ def run_search(
     proposer = _own_proposer(study, evaluator, settings, devices)
     while len(records) + len(failures) + reevaluations < settings.budget:
         step = len(records) + len(failures) + reevaluations
-        tied = _noisy_tie(records, settings, settled)
+        may_reevaluate = reevaluations < int(settings.budget * REEVALUATION_SHARE)
+        tied = _noisy_tie(records, settings, settled) if may_reevaluate else None
         if tied is not None:
             done_runs = _reevaluate(study, evaluator, tied, settings, coordinates)
             if done_runs is None:  # this evaluator has one accuracy per pair
@@ -210,15 +226,18 @@ def run_search(
         rng = np.random.default_rng([settings.seed, step])
         began = time.perf_counter()
         done = {r.pair.key for r in records} | {f.pair.key for f in failures}
-        pool = evaluator.candidates(POOL_SIZE, rng, done)
-        if not pool:
-            break
-        if proposer is not None:
-            index, how = proposer.pick(records, pool, rng, step)
-        else:
-            index, how = _optuna_pick(study, coordinates, pool, devices), settings.sampler
-        timings.append(time.perf_counter() - began)
-        pair = pool[index]
+        pair = next((p for p in settings.start if p.key not in done), None)
+        how = "start"
+        if pair is None:
+            pool = evaluator.candidates(POOL_SIZE, rng, done)
+            if not pool:
+                break
+            if proposer is not None:
+                index, how = proposer.pick(records, pool, rng, step)
+            else:
+                index, how = _optuna_pick(study, coordinates, pool, devices), settings.sampler
+            timings.append(time.perf_counter() - began)
+            pair = pool[index]
         try:
             evaluation = evaluator.evaluate(pair)
         except StoreError:
@@ -239,6 +258,15 @@ def run_search(
     return SearchResult(
         records, settings.objective, timings, settings.constraints, failures, reevaluations
     )
+
+
+def _check_start(settings: SearchSettings, devices: tuple[str, ...]) -> None:
+    for pair in settings.start:
+        if pair.device not in devices:
+            raise SearchError(
+                f"start pair {pair.arch.hash[:10]} is on device {pair.device!r}; "
+                f"allowed: {', '.join(devices)}"
+            )
 
 
 def _noisy_tie(
@@ -422,6 +450,8 @@ def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, 
         "devices": list(devices),
         "device_features": settings.device_features,
     }
+    if settings.start:  # absent when empty: studies from before start pairs still resume
+        signature["start"] = [p.key for p in settings.start]
     if settings.sampler == "boshcode" or _proposes_from_pool(settings.sampler):
         signature["boshcode"] = asdict(settings.boshcode)
     kind = _coordinates_kind(settings.sampler)

@@ -173,11 +173,12 @@ def profile_actively(
     pool_size: int = 64,
     acquisition: str = "uncertainty",
     on_measured: Callable[[Measurement], None] | None = None,
+    first: Sequence[Architecture] = (),
 ) -> ActiveResult:
     """Active-learning profiling of one device, runtime and input shape into ``store``,
     resumable: the stored measurements of that device, runtime and shape count towards
     ``budget`` and are never profiled again; each new one is stored before ``on_measured``
-    sees it."""
+    sees it. ``first`` (known models) are measured before the initial design, in its place."""
     from edgetran.profile import profile_architecture, stored_measurements  # torch, when used
 
     def measured(measurement: Measurement) -> None:
@@ -190,7 +191,10 @@ def profile_actively(
 
     return active_learning(
         lambda arch: profile_architecture(arch, settings, meter),
-        initial=sample(min(initial, budget), method="lhs", seed=settings.seed, space=space),
+        initial=[
+            *first,
+            *sample(min(initial, budget), method="lhs", seed=settings.seed, space=space),
+        ],
         candidates=candidates,
         budget=budget,
         target_mape=target_mape,
