@@ -191,7 +191,9 @@ def pretrain(
                 model, ids.to(device), batch["attention_mask"].to(device), labels.to(device)
             )
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(
+                model.parameters(), settings.max_grad_norm, foreach=True
+            )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -277,6 +279,7 @@ def _optimiser(model, settings: PretrainSettings):
         lr=settings.learning_rate,
         betas=settings.betas,
         eps=settings.eps,
+        fused=True,  # one kernel over every tensor (as fine-tuning's)
     )
     return optimizer, _linear_schedule(optimizer, settings)
 
