@@ -12,7 +12,8 @@ give different ids for most tokens and about 1% different tokens. Token ids deci
 initial embedding row a token gets, so this alone moved BERT-Tiny's quick accuracy between
 0.729 and 0.766 at one seed. The bundled task's tokenizer is therefore shipped
 (:data:`SHIPPED`, found by the same corpus key; the one the accuracy oracle's benchmarks of 29
-Nov trained): every workspace and machine evaluates that task with the same ids. A tokenizer trained here is shared within its workspace only.
+Nov trained): every workspace and machine evaluates that task with the same ids. A tokenizer
+trained here is shared within its workspace only.
 """
 
 from __future__ import annotations
