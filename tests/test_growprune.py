@@ -348,7 +348,10 @@ def test_search_is_stored_and_resumes_after_a_kill_without_training_twice(tiny, 
         result = grow_and_prune(tiny["root"], tiny["task"], FlopsDevice(), settings,
                                 store=store, out=tmp_path / "out", resume=True)  # fmt: skip
         stored = store.growprune_nodes(result.run)
-    assert len(trained) == len(set(trained)) == 4  # one child per iteration, none twice
+    # one child per iteration, none trained twice; a child equal to a node trained before is
+    # reused, not trained (the tiny task's WordPiece ids, hence the losses and the accepted
+    # path, vary between runs: tokenizers#1794)
+    assert len(trained) == len(set(trained)) and 3 <= len(trained) <= 4
     modes = [it["mode"] for it in result.iterations]
     assert modes == ["grow_attn_head", "grow_ffnn", "prune_attn_head", "prune_ffnn"]
     for it in result.iterations:

@@ -193,7 +193,10 @@ FAST = dict(
 
 
 def test_real_cpu_latency_of_a_tiny_model():
+    threads = torch.get_num_threads()
     m = profile_architecture(TINY, ProfileSettings(**FAST))
+    # the run pinned 1 thread; training later in this process keeps its own count
+    assert torch.get_num_threads() == threads
     assert 0 < m.latency_s < 1.0 and m.latency_s_per_seq == m.latency_s
     low, high = m.latency_ci95_s
     assert low <= m.latency_s <= high

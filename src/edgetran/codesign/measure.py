@@ -12,6 +12,13 @@ import numpy as np
 def measure_artifact(artifact: Path, settings, meter) -> dict[str, Any]:
     """The ProTran protocol on the exported artifact itself, in its runtime (measured, per
     sequence; energy and peak power flagged by the meter's kind)."""
+    from edgetran.profile.protocol import torch_threads_kept
+
+    with torch_threads_kept():
+        return _measure(artifact, settings, meter)
+
+
+def _measure(artifact: Path, settings, meter) -> dict[str, Any]:
     from edgetran.export import create_runner, random_inputs
     from edgetran.profile.protocol import profile_runner
 

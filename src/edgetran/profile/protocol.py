@@ -24,6 +24,8 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -284,6 +286,17 @@ def _profile_quietly(
     )
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Restore torch's thread count afterwards: the torch runner pins it (a process-wide
+    setting), and training later in the same process must not inherit a profile's pinning."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def profile_architecture(
     arch: Architecture, settings: ProfileSettings, meter: Meter | None = None
 ) -> Measurement:
@@ -291,7 +304,7 @@ def profile_architecture(
     meter = meter or create_meter(
         settings.meter, settings.device, per_core_w=settings.core_watts, idle_w=settings.idle_watts
     )
-    with tempfile.TemporaryDirectory(prefix="edgetran-profile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgetran-profile-") as tmp, torch_threads_kept():
         runner = build_runner(arch, settings, Path(tmp))
         ids, mask = random_inputs(
             settings.batch_size, settings.seq_len, settings.vocab_size, settings.seed
