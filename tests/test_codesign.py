@@ -305,6 +305,20 @@ def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monk
     assert again.best == codesigned[2].best
 
 
+def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):
+    from edgetran.codesign.pipeline import _Run, run_key
+
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board)
+    older = {k: v for k, v in config.to_dict().items() if k != "references_first"}
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        store.add_codesign_run(run_key(config), older)
+        _Run(config, store, tmp_path / "out", print).open(resume=True)  # no error
+        changed = _config(tmp_path, task, board, references_first=False)
+        with pytest.raises(CodesignError, match=r"\(references_first differ\)"):
+            _Run(changed, store, tmp_path / "out", print).open(resume=True)
+
+
 def test_codesign_cli_resumes_and_prints_json(codesigned, run_cli, monkeypatch):
     folder, inputs, _, _ = codesigned
     _tiny(monkeypatch)

@@ -142,6 +142,8 @@ class _Run:
                 f"a co-design run into {self.out} exists in the workspace; pass --resume or "
                 "another --out"
             )
+        if stored is not None:  # a setting added since the run began counts at its default
+            stored = {**_added_settings(stored), **stored}
         if stored is not None and stored != wanted:
             changed = sorted(
                 k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k)
@@ -404,7 +406,9 @@ class _Run:
         from edgetran.search import Pair
 
         archs = self.config.references_in_space()[: self.config.evaluations // 2]
-        return tuple(Pair(a, self.names[i % len(self.names)]) for i, a in enumerate(archs))
+        # live devices first: a reference is measured on each of them anyway
+        names = sorted(self.names, key=lambda d: not self.spec(d).live)
+        return tuple(Pair(a, names[i % len(names)]) for i, a in enumerate(archs))
 
     def device_choice(self, search: dict[str, Any]) -> dict[str, Any]:
         """The best feasible pair of every evaluated architecture on every device.
@@ -708,6 +712,12 @@ class _Run:
         }
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+def _added_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """The default of each setting a stored run's configuration does not name."""
+    defaults = CodesignConfig().to_dict()
+    return {k: v for k, v in defaults.items() if k not in stored}
 
 
 def initial_design(config: CodesignConfig, devices: int) -> int:

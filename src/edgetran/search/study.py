@@ -672,7 +672,8 @@ class _PoolProposer:
     def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
         settings = self.settings
         if len(records) < settings.boshcode.n_initial:
-            return _initial_pick(pool, sorted(self.devices), settings.seed, step, rng), "initial"
+            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, records)
+            return index, "initial"
         y = _targets(records, settings, rng)
         index = self.sampler.pick_from_pool(
             self._inputs([r.pair for r in records]), y, self._inputs(pool), step
@@ -695,7 +696,8 @@ class _BoshcodeProposer:
     def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
         settings = self.settings
         if len(records) < settings.boshcode.n_initial:
-            return _initial_pick(pool, sorted(self.devices), settings.seed, step, rng), "initial"
+            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, records)
+            return index, "initial"
         xd = np.stack([self.devices[r.pair.device] for r in records])
         y = _targets(records, settings, rng)
         self.model.fit(self.encoder([r.pair for r in records]), xd, y, step)
@@ -704,12 +706,18 @@ class _BoshcodeProposer:
         return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
 
 
-def _initial_pick(pool: list[Pair], devices: list[str], seed: int, step: int, rng) -> int:
-    """A random candidate on the devices in turn (in a seeded order), so the initial design
-    sees every device: a one-hot device the surrogate has never seen would otherwise keep an
-    arbitrary, confidently wrong prediction."""
-    order = np.random.default_rng(seed).permutation(devices)
-    for device in np.roll(order, -step):
+def _initial_pick(
+    pool: list[Pair], devices: list[str], seed: int, step: int, rng, records: list[Record]
+) -> int:
+    """A random candidate on the device with the fewest records, the devices taken in turn (in
+    a seeded order) among equals, so the initial design sees every device, start pairs
+    included: a one-hot device the surrogate has never seen would otherwise keep an arbitrary,
+    confidently wrong prediction."""
+    order = np.roll(np.random.default_rng(seed).permutation(devices), -step)
+    seen = {device: 0 for device in devices}
+    for record in records:
+        seen[record.pair.device] = seen.get(record.pair.device, 0) + 1
+    for device in sorted(order, key=lambda d: seen[d]):  # stable: the turn breaks ties
         on_device = [i for i, p in enumerate(pool) if p.device == device]
         if on_device:
             return int(rng.choice(on_device))
