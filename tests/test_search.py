@@ -25,7 +25,7 @@ from edgetran.search import (
     run_search,
 )
 from edgetran.search.encoding import ArchitectureEncoder
-from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.space import NAMED_ARCHITECTURES, REFERENCE_SPACE, Architecture
 from edgetran.surrogate.nn import combined_spread
 from edgetran.testing import synthetic_table as write_table
 
@@ -497,6 +497,9 @@ def test_start_pairs_are_checked(table):
     elsewhere = replace(pair, device="phone")
     with pytest.raises(SearchError, match="on device 'phone'; allowed: "):
         run_search(ReplayEvaluator(table), SearchSettings(budget=2, start=(elsewhere,)))
+    absent = replace(pair, arch=NAMED_ARCHITECTURES["bert-tiny"])  # not in the table
+    with pytest.raises(SearchError, match="is not a candidate of this search"):
+        run_search(ReplayEvaluator(table), SearchSettings(budget=2, start=(absent,)))
 
 
 @pytest.mark.parametrize(("budget", "cap"), [(4, 0), (9, 1), (14, 2)])

@@ -89,6 +89,11 @@ class Evaluator(abc.ABC):
         (a replayed table)."""
         return None
 
+    def offers(self, pair: Pair) -> bool:
+        """Whether ``pair`` is one this evaluator could offer as a candidate (a search's start
+        pairs are checked with it before anything is evaluated)."""
+        return pair.device in self.devices
+
 
 class ReplayEvaluator(Evaluator):
     """Recorded pairs only: the pool is the table, each query one evaluation."""
@@ -102,6 +107,9 @@ class ReplayEvaluator(Evaluator):
         if len(keys) > n:
             keys = [keys[i] for i in np.sort(rng.choice(len(keys), n, replace=False))]
         return [self.table[k][0] for k in keys]
+
+    def offers(self, pair: Pair) -> bool:
+        return pair.key in self.table
 
     def evaluate(self, pair: Pair) -> Evaluation:
         if pair.key not in self.table:
@@ -138,6 +146,9 @@ class LiveEvaluator(Evaluator):
         devices = rng.choice(len(self.devices), size=n)
         pairs = [Pair(a, self.devices[d]) for a, d in zip(archs, devices, strict=True)]
         return list({p.key: p for p in pairs if p.key not in exclude}.values())
+
+    def offers(self, pair: Pair) -> bool:
+        return pair.device in self.devices and self.space.contains(pair.arch)
 
     def evaluate(self, pair: Pair) -> Evaluation:
         evaluation = Evaluation({})

@@ -200,7 +200,7 @@ def run_search(
     study; a candidate whose evaluation fails is recorded as failed and never retried."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     devices = device_matrix(evaluator.devices, settings.device_features)
-    _check_start(settings, evaluator.devices)
+    _check_start(settings, evaluator)
     coordinates = _coordinates(evaluator, settings)
     study = _open_study(settings, storage, study_name, resume, evaluator.devices)
     records = [_record_from_trial(t) for t in _completed(study)]
@@ -260,12 +260,18 @@ def run_search(
     )
 
 
-def _check_start(settings: SearchSettings, devices: tuple[str, ...]) -> None:
+def _check_start(settings: SearchSettings, evaluator: Evaluator) -> None:
+    """Refuse, before the study is opened, a start pair the evaluator would not offer."""
     for pair in settings.start:
-        if pair.device not in devices:
+        if pair.device not in evaluator.devices:
             raise SearchError(
                 f"start pair {pair.arch.hash[:10]} is on device {pair.device!r}; "
-                f"allowed: {', '.join(devices)}"
+                f"allowed: {', '.join(evaluator.devices)}"
+            )
+        if not evaluator.offers(pair):
+            raise SearchError(
+                f"start pair {pair.key} is not a candidate of this search (outside its space "
+                "or its table)"
             )
 
 

@@ -67,6 +67,7 @@ def check_evaluator(evaluator: Evaluator, *, n: int = 4, seed: int = 0) -> None:
         evaluator.candidates(n, np.random.default_rng(seed), exclude), n, devices, exclude, c
     )
     c.require(evaluator.devices == devices, "devices is fixed", repr(evaluator.devices))
+    c.require(all(evaluator.offers(p) for p in pool), "offers() accepts every candidate")
     first = evaluator.evaluate(pool[0])
     _check_evaluation(first, c)
     again = evaluator.evaluate(pool[0])
