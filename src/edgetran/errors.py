@@ -175,3 +175,13 @@ def output_dir(
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+class ClusterError(EdgeTranError):
+    """A Dask scheduler or worker cannot be reached or used (an address, a device no worker
+    offers, a TLS file), or a job failed on a worker."""
+
+
+class JobTimeoutError(ClusterError, TimeoutError):
+    """A job routed to the cluster did not finish within its time limit (e.g. the only worker
+    of its device disappeared)."""

@@ -81,11 +81,15 @@ def oracle_accuracy(
     workspace: str | Path | None = None,
     seed: int = 0,
     keep_models: bool = False,
+    cluster=None,
 ) -> Callable[..., Accuracy]:
     """``(arch, run=0) → Accuracy`` from the accuracy oracle (trained once per run, then read
     from the store): run ``k`` trains at seed ``seed + k``; the standard deviation is the
     oracle's ``accuracy_std`` (a bootstrap of the test examples). ``keep_models`` keeps each
-    fine-tuned classifier in the workspace (:func:`edgetran.train.oracle.kept_classifier`)."""
+    fine-tuned classifier in the workspace (:func:`edgetran.train.oracle.kept_classifier`).
+    With ``cluster`` (:class:`edgetran.cluster.Cluster`), training runs on its workers and
+    the results are stored here, by this process (the store takes concurrent writers, so a
+    parallel search may ask from several threads)."""
     from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
 
     if budget not in BUDGETS:
@@ -94,7 +98,8 @@ def oracle_accuracy(
     def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
         result = evaluate(
             arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
-            seed=seed + run, keep_model=keep_models and run == 0,
+            seed=seed + run, keep_model=keep_models and run == 0, cluster=cluster,
+            device="auto" if cluster is not None else "cpu",
         )  # fmt: skip
         return Accuracy(result["accuracy"], result.get("accuracy_std"))
 
@@ -110,11 +115,15 @@ def live_evaluator(
     space: DesignSpace = REFERENCE_SPACE,
     workspace: str | Path | None = None,
     seed: int = 0,
+    cluster=None,
 ) -> LiveEvaluator:
-    """Accuracy from the oracle; hardware measured in the store, else from a surrogate fitted
-    on the store's measurements of that device."""
+    """Accuracy from the oracle (trained on ``cluster``'s workers when given); hardware
+    measured in the store, else from a surrogate fitted on the store's measurements of that
+    device."""
     if not devices:
         raise SearchError("a live search needs devices with measurements in the store")
-    accuracy = oracle_accuracy(task, store, accuracy_budget, workspace=workspace, seed=seed)
+    accuracy = oracle_accuracy(
+        task, store, accuracy_budget, workspace=workspace, seed=seed, cluster=cluster
+    )
     measured, surrogates = device_costs(store, devices)
     return LiveEvaluator(accuracy, measured, surrogates, space)

@@ -174,12 +174,18 @@ def profile_actively(
     acquisition: str = "uncertainty",
     on_measured: Callable[[Measurement], None] | None = None,
     first: Sequence[Architecture] = (),
+    profiler: Callable[..., Measurement] | None = None,
+    device: str | None = None,
 ) -> ActiveResult:
     """Active-learning profiling of one device, runtime and input shape into ``store``,
     resumable: the stored measurements of that device, runtime and shape count towards
     ``budget`` and are never profiled again; each new one is stored before ``on_measured``
-    sees it. ``first`` (known models) are measured before the initial design, in its place."""
+    sees it. ``first`` (known models) are measured before the initial design, in its place.
+    ``profiler`` and ``device`` are :func:`~edgetran.profile.profile_into_store`'s (a lab
+    node's worker and its name)."""
     from edgetran.profile import profile_architecture, stored_measurements  # torch, when used
+
+    profiler = profiler or profile_architecture
 
     def measured(measurement: Measurement) -> None:
         store.add(measurement)
@@ -190,7 +196,7 @@ def profile_actively(
         return sample(n, method="random", seed=int(rng.integers(2**31)), space=space)
 
     return active_learning(
-        lambda arch: profile_architecture(arch, settings, meter),
+        lambda arch: profiler(arch, settings, meter),
         initial=[
             *first,
             *sample(min(initial, budget), method="lhs", seed=settings.seed, space=space),
@@ -201,7 +207,7 @@ def profile_actively(
         pool_size=pool_size,
         acquisition=acquisition,
         seed=settings.seed,
-        existing=stored_measurements(store, settings),
+        existing=stored_measurements(store, settings, device),
         on_measured=measured,
     )
 

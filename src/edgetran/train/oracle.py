@@ -33,6 +33,7 @@ from edgetran.train.pretrain import (
     max_positions,
     pretrain,
 )
+from edgetran.train.remote import TrainingCluster, train_on_cluster
 from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task
 from edgetran.train.tokenizer import load_tokenizer
 
@@ -321,13 +322,17 @@ def evaluate(
     task_options: TaskOptions | None = None,
     device: str = "cpu",
     keep_model: bool = False,
+    cluster: TrainingCluster | None = None,
 ) -> dict[str, Any]:
     """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store``).
 
     The model starts from the nearest trained model of the workspace (a parent from
     :func:`train_parent`, or an earlier evaluation's pretraining) when ``transfer``.
     ``keep_model`` saves the fine-tuned classifier in the workspace (``model`` in the result;
-    :func:`kept_classifier` finds it again), e.g. for a final model chosen later.
+    :func:`kept_classifier` finds it again), e.g. for a final model chosen later. With
+    ``cluster`` (e.g. :class:`edgetran.cluster.Cluster`), the training runs on its training
+    worker (:func:`edgetran.train.remote.train_on_cluster`; ``device`` is the worker's, and
+    ``"auto"`` picks its GPU when it has one) and the result is stored here.
 
     Returns a JSON-ready dict: ``accuracy`` (the task metric on ``test_examples`` test
     examples, a fraction), ``accuracy_std`` (its bootstrap standard deviation over those
@@ -340,24 +345,45 @@ def evaluate(
     """
     name = task if isinstance(task, str) else task.name
     if name == "glue/all":
-        return _evaluate_glue(arch, budget, store, workspace, seed, tokenizer, transfer, device)
+        return _evaluate_glue(
+            arch, budget, store, workspace, seed, tokenizer, transfer, device, cluster
+        )
     check_budget(budget)
     check_training_memory(arch, budget)
-    device = check_training_device(device)
+    if cluster is None:  # a worker checks its own device
+        device = check_training_device(device)
     cached = store.evaluation(arch.hash, task=name, budget=budget, seed=seed)
     if cached is not None and _still_valid(cached, arch, budget, store, transfer):
         return {**cached, "cached": True}
     out = None
     if keep_model:
         out = _classifier_dir(workspace, arch, name, budget, seed).resolve()
-    result = train_classifier(
-        arch, task, budget, store=store, workspace=workspace, seed=seed, tokenizer=tokenizer,
-        transfer=transfer, task_options=task_options, device=device, out=out,
-    )  # fmt: skip
+    if cluster is not None:
+        _check_remote_task(task, tokenizer, transfer, task_options)
+        result = train_on_cluster(
+            cluster, arch, name, budget, store=store, workspace=workspace, seed=seed,
+            device=device, out=out,
+        )  # fmt: skip
+    else:
+        result = train_classifier(
+            arch, task, budget, store=store, workspace=workspace, seed=seed,
+            tokenizer=tokenizer, transfer=transfer, task_options=task_options, device=device,
+            out=out,
+        )  # fmt: skip
     store.add_evaluation(
         arch.to_dict(), arch.hash, task=name, budget=budget, seed=seed, result=result
     )
     return {**result, "cached": False}
+
+
+def _check_remote_task(task, tokenizer, transfer: bool, task_options) -> None:
+    """A cluster's worker trains a task by name, with the workspace's tokenizer and weight
+    transfer: options that only this process holds cannot travel with the job."""
+    if not isinstance(task, str) or tokenizer is not None or not transfer or task_options:
+        raise TrainingError(
+            "training on a cluster takes a task by name, the workspace's tokenizer and weight "
+            "transfer; drop the task object, tokenizer, transfer=False or task options"
+        )
 
 
 def train_classifier(
@@ -466,7 +492,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _evaluate_glue(
-    arch, budget, store, workspace, seed, tokenizer, transfer, device
+    arch, budget, store, workspace, seed, tokenizer, transfer, device, cluster=None
 ) -> dict[str, Any]:
     """All eight GLUE tasks; ``accuracy`` is the GLUE score (their mean, WNLI excluded)."""
     from edgetran.train.metrics import glue_score
@@ -482,6 +508,7 @@ def _evaluate_glue(
             tokenizer=tokenizer,
             transfer=transfer,
             device=device,
+            cluster=cluster,
         )
         for t in GLUE_TASKS
     }

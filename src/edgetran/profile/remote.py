@@ -1,0 +1,44 @@
+"""Profiling on a lab's device worker: :func:`remote_profiler` stands in for
+:func:`~edgetran.profile.protocol.profile_architecture` and sends each measurement to the
+worker that hosts the device (``edgetran worker --device NODE``), through a cluster such as
+:class:`edgetran.cluster.Cluster`. The worker builds its own meter from the settings (``auto``
+finds the node's sensor); the measurement comes back to the client, which stores it.
+
+A node's measurements are stored under the node's name as their hardware (``rpi4``, with the
+runtime and input shape as usual), so several boards that all call their processor ``cpu``
+stay apart; ``settings.device`` is the runner's device on the node (``cpu``, ``cuda:0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from edgetran.profile.meters import Meter
+from edgetran.profile.protocol import ProfileSettings, profile_job
+from edgetran.space import Architecture
+from edgetran.store import Measurement
+
+#: ``(arch, settings, meter) → Measurement``, as :func:`profile_architecture`.
+Profiler = Callable[[Architecture, ProfileSettings, Meter | None], Measurement]
+
+
+class ProfilingCluster(Protocol):
+    """What profiling needs of a cluster (:class:`edgetran.cluster.Cluster` is one)."""
+
+    def run_profile(self, device: str, fn, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def remote_profiler(cluster: ProfilingCluster, node: str) -> Profiler:
+    """A profiler that measures on ``node``'s device worker (one job at a time there, alone
+    on its host) and returns the measurement under ``node``'s name."""
+
+    def profile(
+        arch: Architecture, settings: ProfileSettings, meter: Meter | None = None
+    ) -> Measurement:
+        data = cluster.run_profile(node, profile_job, arch.to_model_dict(), settings.to_dict())
+        measurement = Measurement.from_dict(data)
+        return measurement if measurement.device == node else replace(measurement, device=node)
+
+    return profile

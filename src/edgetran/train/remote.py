@@ -1,0 +1,101 @@
+"""Training on a cluster's worker while the client stays the workspace database's one writer.
+
+A training job (:func:`training_job`) runs :func:`~edgetran.train.oracle.train_classifier` on
+a worker against a :class:`SnapshotStore`: the pretrained models the client's store knew when
+the job was sent, for weight transfer, and a list that collects what the training would have
+written. The client (:func:`train_on_cluster`) applies those writes to its own store when the
+result comes back, so no worker ever opens the database.
+
+The workspace folder (tokenizers, pretraining checkpoints) must be the same path on the
+workers as on the client: a shared filesystem in a lab, the same disk for ``local:N``. An
+interrupted pretraining resumes from its checkpoint there when Dask re-runs a job whose
+worker was lost; a budget without MLM steps (``quick``) fine-tunes again from the start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgetran.space import Architecture
+from edgetran.store import Store
+
+
+class TrainingCluster(Protocol):
+    """What training needs of a cluster (:class:`edgetran.cluster.Cluster` is one)."""
+
+    def run_training(self, fn, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class SnapshotStore:
+    """The part of :class:`~edgetran.store.Store` that training uses, for a worker: reads
+    come from ``trained`` (the client's :meth:`~edgetran.store.Store.trained_models`),
+    writes are kept in :attr:`writes` (method name and keyword arguments) for the client."""
+
+    def __init__(self, trained: list[dict[str, Any]]) -> None:
+        self._trained = list(trained)
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+
+    def trained_models(self, tokenizer: str | None = None) -> list[dict[str, Any]]:
+        return [t for t in self._trained if tokenizer is None or t["tokenizer"] == tokenizer]
+
+    def add_trained_model(self, model_dict: dict[str, Any], hash: str, **fields: Any) -> None:
+        entry = {"model_dict": model_dict, "hash": hash, **fields}
+        self._trained.append(entry)  # a later read in the same job sees it, as in a Store
+        self.writes.append(("add_trained_model", entry))
+
+
+def training_job(
+    model_dict: dict[str, Any],
+    task: str,
+    budget: str,
+    workspace: str,
+    seed: int,
+    trained: list[dict[str, Any]],
+    device: str = "auto",
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Serialisable job for a training worker: ``{"result": …, "writes": […]}``.
+
+    ``device="auto"`` trains on this worker's GPU when it has one, else on its CPU."""
+    from edgetran.train.oracle import train_classifier
+
+    store = SnapshotStore(trained)
+    result = train_classifier(
+        Architecture.from_dict(model_dict), task, budget, store=store,  # type: ignore[arg-type]
+        workspace=workspace, seed=seed, device=_worker_device(device), out=out,
+    )  # fmt: skip
+    return {"result": result, "writes": store.writes}
+
+
+def train_on_cluster(
+    cluster: TrainingCluster,
+    arch: Architecture,
+    task: str,
+    budget: str,
+    *,
+    store: Store,
+    workspace: str | Path,
+    seed: int = 0,
+    device: str = "auto",
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """:func:`~edgetran.train.oracle.train_classifier` run on ``cluster``'s training worker;
+    what it wrote is applied to ``store`` here. Returns the training's result."""
+    reply = cluster.run_training(
+        training_job, arch.to_dict(), task, budget, str(Path(workspace).resolve()), seed,
+        store.trained_models(), device, None if out is None else str(Path(out).resolve()),
+    )  # fmt: skip
+    for method, entry in reply["writes"]:
+        if method == "add_trained_model":
+            fields = {k: v for k, v in entry.items() if k not in ("model_dict", "hash")}
+            store.add_trained_model(entry["model_dict"], entry["hash"], **fields)
+    return reply["result"]
+
+
+def _worker_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

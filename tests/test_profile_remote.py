@@ -1,0 +1,54 @@
+"""Profiling on a lab node's device worker: measured there, stored here under the node's name."""
+
+from __future__ import annotations
+
+import pickle
+
+from edgetran.profile import ProfileSettings, profile_into_store, stored_measurements
+from edgetran.profile.remote import remote_profiler
+from edgetran.space import REFERENCE_SPACE
+from edgetran.store import Store
+from edgetran.surrogate.active import profile_actively
+from tests.test_profile import FAST, TINY
+
+
+class InProcessCluster:
+    """A cluster stand-in: the job's inputs and output go through pickle, as to a worker."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+
+    def run_profile(self, device, fn, /, *args, **kwargs):
+        fn, args, kwargs = pickle.loads(pickle.dumps((fn, args, kwargs)))
+        self.jobs.append(device)
+        return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
+
+
+def test_a_node_measurement_is_stored_under_the_node_name_and_reused(tmp_path):
+    cluster = InProcessCluster()
+    settings = ProfileSettings(**FAST)
+    profiler = remote_profiler(cluster, "rpi4")
+    with Store(tmp_path / "db.sqlite") as store:
+        ((m, cached),) = profile_into_store(
+            [TINY], settings, store, profiler=profiler, device="rpi4"
+        )
+        assert not cached and m.device == "rpi4" and cluster.jobs == ["rpi4"]
+        assert m.extra["runner_device"] == "cpu"  # what ran on the node
+        assert [x.hash for x in stored_measurements(store, settings, "rpi4")] == [TINY.hash]
+        assert stored_measurements(store, settings) == []  # this machine's cpu: not measured
+        ((_, cached),) = profile_into_store(
+            [TINY], settings, store, profiler=profiler, device="rpi4"
+        )
+        assert cached and cluster.jobs == ["rpi4"]
+
+
+def test_active_profiling_on_a_node(tmp_path):
+    cluster = InProcessCluster()
+    settings = ProfileSettings(**FAST)
+    with Store(tmp_path / "db.sqlite") as store:
+        result = profile_actively(
+            settings, None, REFERENCE_SPACE, store, budget=2, initial=2,
+            profiler=remote_profiler(cluster, "jetson"), device="jetson",
+        )  # fmt: skip
+        assert len(result.measurements) == 2 and cluster.jobs == ["jetson", "jetson"]
+        assert {m.device for m in store.measurements("jetson")} == {"jetson"}
