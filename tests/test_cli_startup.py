@@ -8,10 +8,21 @@ import pytest
 
 HEAVY = (
     *("torch", "transformers", "optuna", "lightgbm", "onnxruntime", "openvino"),
-    *("litert_torch", "ai_edge_litert"),
+    *("litert_torch", "ai_edge_litert", "dask", "distributed"),
 )
 GROUPS = ("space", "model", "measurements", "surrogate", "train")
-COMMANDS = ("demo", "export", "env", "profile", "evaluate", "search", "growprune", "codesign")
+COMMANDS = (
+    "demo",
+    "export",
+    "env",
+    "profile",
+    "evaluate",
+    "search",
+    "growprune",
+    "codesign",
+    "worker",
+    "scheduler",
+)
 
 # Runs the entry point in a fresh interpreter and reports which heavy libraries it imported.
 PROBE = """

@@ -18,6 +18,9 @@ class InProcessCluster:
     def __init__(self) -> None:
         self.jobs: list[str] = []
 
+    def offered_devices(self):
+        return {"rpi4/torch": ["pi"], "jetson": ["nano"]}
+
     def run_profile(self, device, fn, /, *args, **kwargs):
         fn, args, kwargs = pickle.loads(pickle.dumps((fn, args, kwargs)))
         self.jobs.append(device)
@@ -32,14 +35,14 @@ def test_a_node_measurement_is_stored_under_the_node_name_and_reused(tmp_path):
         ((m, cached),) = profile_into_store(
             [TINY], settings, store, profiler=profiler, device="rpi4"
         )
-        assert not cached and m.device == "rpi4" and cluster.jobs == ["rpi4"]
+        assert not cached and m.device == "rpi4" and cluster.jobs == ["rpi4/torch"]
         assert m.extra["runner_device"] == "cpu"  # what ran on the node
         assert [x.hash for x in stored_measurements(store, settings, "rpi4")] == [TINY.hash]
         assert stored_measurements(store, settings) == []  # this machine's cpu: not measured
         ((_, cached),) = profile_into_store(
             [TINY], settings, store, profiler=profiler, device="rpi4"
         )
-        assert cached and cluster.jobs == ["rpi4"]
+        assert cached and cluster.jobs == ["rpi4/torch"]
 
 
 def test_active_profiling_on_a_node(tmp_path):

@@ -18,6 +18,7 @@ import typer
 
 from edgetran import __version__
 from edgetran.cli import (
+    cluster_cmds,
     codesign_cmd,
     demo,
     export_cmd,
@@ -51,6 +52,8 @@ app.command()(train_cmds.evaluate)
 app.command()(search_cmd.search)
 app.command()(growprune_cmd.growprune)
 app.command()(codesign_cmd.codesign)
+app.command()(cluster_cmds.worker)
+app.command()(cluster_cmds.scheduler)
 
 
 @app.callback()

@@ -29,6 +29,17 @@ class ProfilingCluster(Protocol):
 
     def run_profile(self, device: str, fn, /, *args: Any, **kwargs: Any) -> Any: ...
 
+    def offered_devices(self) -> dict[str, list[str]]: ...
+
+
+def worker_for(cluster: ProfilingCluster, node: str, runtime: str) -> str:
+    """The device a profile on ``node`` under ``runtime`` is routed to: ``NODE/RUNTIME`` (what
+    ``edgetran worker --device NODE --runtime RUNTIME`` offers), or ``NODE`` when only a worker
+    without a runtime offers it."""
+    named = f"{node}/{runtime}"
+    offered = cluster.offered_devices()
+    return node if named not in offered and node in offered else named
+
 
 def remote_profiler(cluster: ProfilingCluster, node: str) -> Profiler:
     """A profiler that measures on ``node``'s device worker (one job at a time there, alone
@@ -37,7 +48,12 @@ def remote_profiler(cluster: ProfilingCluster, node: str) -> Profiler:
     def profile(
         arch: Architecture, settings: ProfileSettings, meter: Meter | None = None
     ) -> Measurement:
-        data = cluster.run_profile(node, profile_job, arch.to_model_dict(), settings.to_dict())
+        data = cluster.run_profile(
+            worker_for(cluster, node, settings.runtime),
+            profile_job,
+            arch.to_model_dict(),
+            settings.to_dict(),
+        )
         measurement = Measurement.from_dict(data)
         return measurement if measurement.device == node else replace(measurement, device=node)
 

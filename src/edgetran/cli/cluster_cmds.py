@@ -1,0 +1,213 @@
+"""``edgetran worker`` and ``edgetran scheduler``, and the cluster options other commands share.
+
+A lab: ``edgetran scheduler --host 0.0.0.0`` on one machine; ``edgetran worker --scheduler
+tcp://HOST:8786 --device cpu --runtime onnxruntime`` on each device to measure; ``edgetran
+worker --scheduler tcp://HOST:8786`` on the training machines (their GPUs are found); then
+``edgetran profile|evaluate|search|codesign --scheduler tcp://HOST:8786``. On one machine,
+``--scheduler local:N`` starts N workers here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edgetran.cli._common import fail
+
+if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
+
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run jobs on a Dask cluster: tcp://HOST:PORT, tls://HOST:PORT or local:N.",
+    ),
+]
+TlsCaFileOption = Annotated[
+    str | None, typer.Option("--tls-ca-file", help="tls://: the CA certificate file.")
+]
+TlsCertOption = Annotated[
+    str | None, typer.Option("--tls-cert", help="tls://: this side's certificate file.")
+]
+TlsKeyOption = Annotated[str | None, typer.Option("--tls-key", help="tls://: its key file.")]
+JobTimeoutOption = Annotated[
+    float,
+    typer.Option("--job-timeout-s", min=0.001, help="--scheduler: longest wait for one job."),
+]
+ConnectTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--connect-timeout-s",
+        "--death-timeout",
+        min=0.001,
+        help="Longest wait for the scheduler to answer, in seconds.",
+    ),
+]
+
+
+def cluster_options(
+    scheduler: str | None,
+    tls_ca_file: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    job_timeout_s: float = 3600.0,
+    connect_timeout_s: float = 10.0,
+    local_devices: Sequence[str] = (),
+) -> ClusterOptions | None:
+    """The :class:`~edgetran.cluster.ClusterOptions` of a command's ``--scheduler`` options;
+    ``None`` without ``--scheduler`` (run here, as before). Bad values exit with code 2."""
+    if scheduler is None:
+        if tls_ca_file or tls_cert or tls_key:
+            fail("--tls-ca-file/--tls-cert/--tls-key need --scheduler tls://HOST:PORT")
+        return None
+    from edgetran.cluster import ClusterOptions
+
+    return ClusterOptions(
+        scheduler,
+        tls_ca_file=tls_ca_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        job_timeout_s=job_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        local_devices=tuple(local_devices),
+    )
+
+
+def worker(
+    scheduler: Annotated[
+        str, typer.Option("--scheduler", help="The scheduler: tcp://HOST:PORT or tls://HOST:PORT.")
+    ],
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="The device this worker profiles: HARDWARE/RUNTIME (cpu/onnxruntime) or "
+            "HARDWARE with --runtime. None: a worker for trainings."
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="The device's runtime: torch, onnxruntime, openvino …")
+    ] = None,
+    meter: Annotated[
+        str | None,
+        typer.Option(help="The device's power meter (as `edgetran profile --meter`; auto)."),
+    ] = None,
+    nthreads: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
+    gpus: Annotated[
+        int | None, typer.Option(min=0, help="GPUs offered to trainings (default: all found).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: its address).")] = None,
+    listen_host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default: 127.0.0.1 for a local scheduler)."),
+    ] = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    connect_timeout_s: ConnectTimeoutOption = 10.0,
+    memory_limit: Annotated[
+        str, typer.Option(help="Dask memory limit, e.g. 8GB (0: none; Dask pauses above it).")
+    ] = "0",
+    local_directory: Annotated[
+        str | None, typer.Option(help="Folder for Dask's scratch files.")
+    ] = None,
+    interface: Annotated[
+        str | None, typer.Option(help="Network interface to listen on (e.g. eth0, ib0).")
+    ] = None,
+) -> None:
+    """Serve jobs for a scheduler until interrupted: profiles of --device, and trainings."""
+    from edgetran.cluster import ClusterOptions, start_worker, worker_device
+
+    ClusterOptions(scheduler, tls_ca_file, tls_cert, tls_key, connect_timeout_s=connect_timeout_s)
+    offered = worker_device(device, runtime)
+    _check_runtime(offered)
+    if meter is not None:
+        if offered is None:
+            fail("--meter needs --device (the meter of the device this worker profiles)")
+        _check_meter(meter)
+    environment = _environment(offered, meter) if offered is not None else {}
+
+    def ready(address: str, worker_name: str) -> None:
+        offers = f"device {offered}" if offered else "no device"
+        typer.echo(f"worker {worker_name} at {address} ({offers}) joined {scheduler}")
+
+    start_worker(
+        scheduler,
+        device=offered,
+        meter=meter,
+        nthreads=nthreads,
+        gpus=gpus,
+        name=name,
+        listen_host=listen_host,
+        environment=environment,
+        tls_ca_file=tls_ca_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        connect_timeout_s=connect_timeout_s,
+        memory_limit=int(memory_limit) if memory_limit.isdigit() else memory_limit,
+        local_directory=local_directory,
+        interface=interface,
+        on_ready=ready,
+    )
+    typer.echo("worker stopped")
+
+
+def scheduler(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8786,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+) -> None:
+    """Run a Dask scheduler for edgetran's workers until interrupted."""
+    from edgetran.cluster import start_scheduler
+
+    start_scheduler(
+        host=host,
+        port=port,
+        tls_ca_file=tls_ca_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        on_ready=lambda address: typer.echo(f"scheduler listening on {address}"),
+    )
+    typer.echo("scheduler stopped")
+
+
+def _check_runtime(offered: str | None) -> None:
+    """The runtime part of ``HARDWARE/RUNTIME`` must be a registered runtime."""
+    if offered is None or "/" not in offered:
+        return
+    from edgetran.plugins import list_runtimes
+
+    runtime = offered.rpartition("/")[2]
+    if runtime not in list_runtimes():
+        fail(f"runtime {runtime!r} is unknown; allowed: {', '.join(list_runtimes())}")
+
+
+def _check_meter(meter: str) -> None:
+    from edgetran.plugins import list_meters
+
+    name = meter.partition(":")[0]
+    if name not in ("auto", "zeus", *list_meters()):
+        fail(
+            f"meter {meter!r} is unknown; allowed: auto, zeus, {', '.join(list_meters())} "
+            "(NAME:ARG passes ARG)"
+        )
+
+
+def _environment(device: str, meter: str | None) -> dict:
+    """The snapshot stored beside this device's measurements (as `edgetran profile` does)."""
+    from edgetran.profile.environment import environment_snapshot
+    from edgetran.profile.meters import create_meter
+
+    hardware, _, runtime = device.rpartition("/") if "/" in device else (device, "", "")
+    if runtime:
+        from edgetran.export.runners import check_device
+
+        check_device(runtime, hardware)
+    probe = create_meter(meter or "auto", hardware)
+    return environment_snapshot(hardware, runtime, probe.describe())

@@ -1,0 +1,354 @@
+"""A connected Dask client that routes edgetran's jobs: profiles to their device, trainings to
+GPUs, and both under the host rule of :mod:`edgetran.cluster.hostlock`.
+
+Faults. Dask keeps a job that no live worker can take (its device's worker is gone) waiting,
+and re-runs a job whose worker died on another worker (up to
+``distributed.scheduler.allowed-failures`` times): a training whose worker is lost is simply
+re-queued. What a caller adds is the time limit: :meth:`Cluster.result` waits at most
+``job_timeout_s``, then cancels the job and raises :class:`~edgetran.errors.JobTimeoutError`
+saying why (running on which worker, or waiting for a worker offering the device). To retry a
+profile later, submit it again once :meth:`Cluster.offered_devices` shows its device, e.g.::
+
+    try:
+        result = cluster.run_profile("cpu/onnxruntime", measure, arch)
+    except JobTimeoutError:
+        skipped.append(arch)  # go on with the other devices …
+    # … and later:
+    if cluster.wait_for_device("cpu/onnxruntime", timeout_s=0):
+        result = cluster.run_profile("cpu/onnxruntime", measure, arch)
+
+A job that raised is reported as one :class:`~edgetran.errors.ClusterError` naming the remote
+exception's type and first line; an :class:`~edgetran.errors.EdgeTranError` raised by the job
+(a bad architecture, a runtime that cannot run here) is re-raised as it is, so that callers
+handle it as they would locally.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError
+from typing import TYPE_CHECKING, Any
+
+from edgetran.cluster.hostlock import run_exclusive, run_shared
+from edgetran.cluster.options import (
+    DEVICE_PREFIX,
+    ENVIRONMENT_KEY,
+    GPU_RESOURCE,
+    LOOPBACK_HTTP,
+    ClusterOptions,
+    device_resource,
+    require_distributed,
+    security,
+)
+from edgetran.errors import ClusterError, EdgeTranError, JobTimeoutError
+
+if TYPE_CHECKING:
+    import distributed
+
+#: How often :meth:`Cluster.wait_for_device` asks the scheduler, in seconds.
+POLL_S = 0.25
+
+
+class Cluster:
+    """A client connected to a Dask scheduler (or to a ``local:N`` cluster it started).
+
+    A context manager; :meth:`close` disconnects and stops a local cluster it started.
+
+    Attributes:
+        client: the ``distributed.Client``.
+        options: what it was opened with.
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client,
+        options: ClusterOptions,
+        local_cluster: distributed.LocalCluster | None = None,
+    ) -> None:
+        self.client, self.options, self._local_cluster = client, options, local_cluster
+        self._jobs: dict[Any, tuple[str, str | None]] = {}  # future key → (kind, device)
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Disconnect; stop the local cluster if this object started it."""
+        try:
+            self.client.close()
+        finally:
+            if self._local_cluster is not None:
+                self._local_cluster.close()
+                self._local_cluster = None
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def scheduler_address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    # -- what the workers offer -----------------------------------------------------------------
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The scheduler's information on every worker, by address."""
+        # Recent releases report only a few workers unless told; older ones know no n_workers.
+        every = {"n_workers": -1} if "n_workers" in _parameters(self.client.scheduler_info) else {}
+        return dict(self.client.scheduler_info(**every).get("workers", {}))
+
+    def offered_devices(self) -> dict[str, list[str]]:
+        """Device → the names of the workers offering it (sorted)."""
+        offered: dict[str, list[str]] = {}
+        for address, info in self.workers().items():
+            for resource, amount in _resources(info).items():
+                if resource.startswith(DEVICE_PREFIX) and amount > 0:
+                    device = resource.removeprefix(DEVICE_PREFIX)
+                    offered.setdefault(device, []).append(_name(address, info))
+        return {device: sorted(names) for device, names in sorted(offered.items())}
+
+    def check_devices(self, devices: Sequence[str]) -> None:
+        """Raise :class:`ClusterError` unless some worker offers each of ``devices``."""
+        offered = self.offered_devices()
+        missing = [device for device in devices if device not in offered]
+        if missing:
+            raise ClusterError(
+                f"no worker offers device {', '.join(missing)}; "
+                f"offered: {', '.join(offered) or 'none'}"
+            )
+
+    def wait_for_device(self, device: str, timeout_s: float) -> bool:
+        """Whether a worker offers ``device`` now or within ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while device not in self.offered_devices():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+        return True
+
+    def gpus(self) -> int:
+        """The GPUs offered over all workers."""
+        return _gpus(self.workers())
+
+    def environments(self) -> dict[str, dict[str, Any]]:
+        """Worker name → the environment snapshot it was started with (``{}`` if none)."""
+        return {
+            _name(address, info): dict(info.get(ENVIRONMENT_KEY) or {})
+            for address, info in self.workers().items()
+        }
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def submit_profile(
+        self, device: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> distributed.Future:
+        """Run ``fn(*args, **kwargs)`` on a worker offering ``device``, alone on its host.
+
+        It waits (on the scheduler) while no worker offers the device; it takes the device's
+        one unit, so a device runs one job at a time.
+        """
+        future = self.client.submit(
+            run_exclusive,
+            fn,
+            args,
+            kwargs,
+            key=_key("profile"),
+            resources={device_resource(device): 1},
+            pure=False,
+        )
+        self._jobs[future.key] = ("profile", device)
+        return future
+
+    def submit_training(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> distributed.Future:
+        """Run ``fn(*args, **kwargs)`` on a GPU worker (one GPU) if any worker has a GPU, else
+        on any worker, preferring workers that offer no device; it shares its host with
+        other trainings, never with a profile."""
+        workers = self.workers()
+        placement: dict[str, Any] = {}
+        if _gpus(workers) > 0:
+            placement["resources"] = {GPU_RESOURCE: 1}
+        else:
+            plain = [address for address, info in workers.items() if not _devices(info)]
+            if plain and len(plain) < len(workers):
+                placement.update(workers=plain, allow_other_workers=True)
+        future = self.client.submit(
+            run_shared, fn, args, kwargs, key=_key("training"), pure=False, **placement
+        )
+        self._jobs[future.key] = ("training", None)
+        return future
+
+    def result(
+        self, future: distributed.Future, *, what: str, timeout_s: float | None = None
+    ) -> Any:
+        """``future``'s result, waiting at most ``timeout_s`` (default ``job_timeout_s``) from
+        this call.
+
+        Raises:
+            JobTimeoutError: no result in time; the job is cancelled (a function already
+                running on a worker cannot be interrupted and runs to its end there).
+
+        The future is released afterwards: ask for each result once.
+            ClusterError: the job raised (its type and first line), its workers kept dying, or
+                it was cancelled.
+            EdgeTranError: the job raised one (re-raised as it is).
+        """
+        limit = self.options.job_timeout_s if timeout_s is None else timeout_s
+        try:
+            return self._result(future, what, limit)
+        finally:
+            self._jobs.pop(future.key, None)
+            # Done with: Dask would re-run a finished job whose result dies with its worker
+            # while a future still refers to it, and a profile must not run twice.
+            future.release()
+
+    def run_profile(
+        self, device: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """:meth:`submit_profile` and :meth:`result`."""
+        future = self.submit_profile(device, fn, *args, **kwargs)
+        return self.result(future, what=f"profile job {_fn_name(fn)} on device {device}")
+
+    def run_training(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`submit_training` and :meth:`result`."""
+        future = self.submit_training(fn, *args, **kwargs)
+        return self.result(future, what=f"training job {_fn_name(fn)}")
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _result(self, future: distributed.Future, what: str, limit: float) -> Any:
+        distributed = require_distributed()
+        try:
+            return future.result(timeout=limit)
+        except EdgeTranError:
+            raise
+        except TimeoutError as err:
+            if future.status != "error":  # not the job's own TimeoutError: ours
+                reason = self._why_unfinished(future)
+                future.cancel()
+                raise JobTimeoutError(f"{what}: no result after {limit:g} s; {reason}") from None
+            failure: BaseException = err
+        except distributed.KilledWorker as err:
+            raise ClusterError(
+                f"{what}: the workers running it died too often ({_one_line(err)})"
+            ) from err
+        except CancelledError as err:
+            reason = _one_line(err) or "no reason given"
+            raise ClusterError(f"{what}: cancelled ({reason})") from err
+        except Exception as err:
+            failure = err
+        raise ClusterError(
+            f"{what} failed on a worker: {type(failure).__name__}: {_first_line(failure)}"
+        ) from failure
+
+    def _why_unfinished(self, future: distributed.Future) -> str:
+        """Where a late job stands: running (or queued) on which worker, or waiting for one."""
+        device = self._jobs.get(future.key, ("job", None))[1]
+        try:
+            workers = self.workers()
+            on = [
+                _name(address, workers.get(address, {}))
+                for address, keys in self.client.processing().items()
+                if future.key in keys
+            ]
+            if on:
+                where = f"assigned to worker {', '.join(on)}, which did not finish it"
+            elif device is not None:
+                where = f"not started (waiting for a worker offering {device})"
+            else:
+                where = "not started (waiting for a free worker)"
+            if device is not None:
+                offering = self.offered_devices().get(device, [])
+                return f"{where}; workers offering {device} now: {', '.join(offering) or 'none'}"
+            return f"{where}; workers now: {len(workers)} ({_gpus(workers)} GPUs)"
+        except Exception as err:  # the scheduler itself may be the problem
+            return f"the scheduler does not answer ({type(err).__name__}: {_one_line(err)})"
+
+
+def open_cluster(options: ClusterOptions) -> Cluster:
+    """Connect to ``options.scheduler``, or start ``local:N`` here (on 127.0.0.1 only).
+
+    Raises:
+        ClusterError: the scheduler cannot be reached (naming it and why).
+        MissingDependencyError: distributed is not installed.
+    """
+    distributed = require_distributed()
+    if options.is_local:
+        return _open_local(options)
+    try:
+        client = distributed.Client(
+            options.scheduler,
+            timeout=options.connect_timeout_s,
+            security=security("client", options.tls_ca_file, options.tls_cert, options.tls_key),
+            set_as_default=False,
+        )
+    except (OSError, TimeoutError, ValueError, RuntimeError) as err:
+        raise ClusterError(
+            f"cannot reach scheduler {options.scheduler}: {_one_line(err)}"
+        ) from None
+    return Cluster(client, options)
+
+
+def _open_local(options: ClusterOptions) -> Cluster:
+    """A LocalCluster of N single-threaded worker processes on 127.0.0.1, no dashboard, no
+    memory limit (a training may need the machine's memory; Dask would pause or kill it)."""
+    import logging
+
+    distributed = require_distributed()
+    resources = {device_resource(device): 1 for device in options.local_devices}
+    cluster = distributed.LocalCluster(
+        n_workers=options.local_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": LOOPBACK_HTTP},
+        protocol="tcp://",
+        memory_limit=0,
+        silence_logs=logging.ERROR,
+        resources=resources or None,
+    )
+    try:
+        client = distributed.Client(cluster, set_as_default=False)
+    except BaseException:
+        cluster.close()
+        raise
+    return Cluster(client, options, cluster)
+
+
+def _name(address: str, info: dict[str, Any]) -> str:
+    return str(info.get("name", address))
+
+
+def _parameters(method: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(method).parameters
+
+
+def _resources(info: dict[str, Any]) -> dict[str, float]:
+    return dict(info.get("resources") or {})
+
+
+def _devices(info: dict[str, Any]) -> list[str]:
+    return [r for r, n in _resources(info).items() if r.startswith(DEVICE_PREFIX) and n > 0]
+
+
+def _gpus(workers: dict[str, dict[str, Any]]) -> int:
+    return int(sum(_resources(info).get(GPU_RESOURCE, 0) for info in workers.values()))
+
+
+def _key(kind: str) -> str:
+    return f"edgetran-{kind}-{uuid.uuid4().hex}"
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-blank line of a (remote) error message, trimmed."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
