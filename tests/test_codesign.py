@@ -39,14 +39,14 @@ pipeline.SURROGATE_OPTIONS = {"n_models": 2, "n_estimators": 40}
 prefix, _, count = os.environ.get("EDGETRAN_KILL_AT", "").rpartition("|")
 seen = []
 emit = pipeline._Run.__init__
-def patched(self, config, store, out, on_event):
+def patched(self, config, store, out, on_event, *rest):
     def event(line):
         on_event(line)
         if prefix and line.startswith(prefix):
             seen.append(line)
             if len(seen) >= int(count):
                 os.kill(os.getpid(), signal.SIGKILL)
-    emit(self, config, store, out, event)
+    emit(self, config, store, out, event, *rest)
 pipeline._Run.__init__ = patched
 from edgetran.cli.main import main
 sys.argv = ["edgetran", *sys.argv[1:]]

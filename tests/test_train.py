@@ -616,7 +616,7 @@ def test_cli_train_parent_then_evaluate(run_cli, task_file, tmp_path, tiny_budge
         ),
         (
             ["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--device", "tpu"],
-            "device 'tpu' is invalid; allowed: cpu, cuda or cuda:N",
+            "device 'tpu' is invalid; allowed: auto, cpu, cuda or cuda:N",
         ),
         (["train", "parent", "--task", "t.csv", "--budget", "huge"], "budget 'huge' is unknown"),
         (["evaluate", "--arch", "bert-tiny", "--task", "t.csv", "--budget", "huge"], "--budget"),

@@ -44,12 +44,14 @@ def test_training_on_a_cluster_is_stored_by_the_client(tmp_path, tiny_budgets): 
         assert store.evaluation(tiny_arch(48).hash, task=task, budget="standard", seed=0)
 
 
-def test_a_cluster_trains_tasks_by_name_only(tmp_path, tiny_budgets):  # noqa: F811
-    task = str(write_task(tmp_path / "task.csv"))
+def test_a_cluster_trains_a_task_object_never(tmp_path, tiny_budgets):  # noqa: F811
+    from edgetran.train import load_task
+
+    task = load_task(str(write_task(tmp_path / "task.csv")))
     with Store(tmp_path / "ws.db") as store, pytest.raises(TrainingError, match="by name"):
         evaluate(
             tiny_arch(), task, "quick", store=store, workspace=tmp_path / "ws",
-            cluster=InProcessCluster(), transfer=False,
+            cluster=InProcessCluster(),
         )  # fmt: skip
 
 

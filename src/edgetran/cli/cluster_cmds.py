@@ -9,7 +9,8 @@ worker --scheduler tcp://HOST:8786`` on the training machines (their GPUs are fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,7 +18,7 @@ import typer
 from edgetran.cli._common import fail
 
 if TYPE_CHECKING:
-    from edgetran.cluster import ClusterOptions
+    from edgetran.cluster import Cluster, ClusterOptions
 
 SchedulerOption = Annotated[
     str | None,
@@ -74,6 +75,19 @@ def cluster_options(
         connect_timeout_s=connect_timeout_s,
         local_devices=tuple(local_devices),
     )
+
+
+@contextmanager
+def cluster_session(options: ClusterOptions | None) -> Iterator[Cluster | None]:
+    """The cluster a command's ``--scheduler`` names, connected (or ``local:N`` started) for
+    the command's duration; ``None`` without ``--scheduler``."""
+    if options is None:
+        yield None
+        return
+    from edgetran.cluster import open_cluster
+
+    with open_cluster(options) as cluster:
+        yield cluster
 
 
 def worker(

@@ -10,6 +10,15 @@ from typing import Annotated
 import typer
 
 from edgetran.cli._common import print_json, quiet_optuna
+from edgetran.cli.cluster_cmds import (
+    JobTimeoutOption,
+    SchedulerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    cluster_options,
+    cluster_session,
+)
 
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
 DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino"
@@ -85,8 +94,20 @@ def codesign(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
+    scheduler: SchedulerOption = None,
+    parallel: Annotated[
+        int, typer.Option("--parallel", min=1, help="Search evaluations kept in flight.")
+    ] = 1,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
 ) -> None:
-    """Find, train, export and measure the best model–device pair; write a report."""
+    """Find, train, export and measure the best model–device pair; write a report.
+
+    With --scheduler, measurements run on the workers of their devices and trainings on
+    training workers (local:N: N workers on this machine, which offer its live devices); this
+    process stores every result. --out and --workspace must then be shared with the workers."""
     from rich.console import Console
 
     from edgetran.codesign import CodesignConfig, run_codesign
@@ -123,10 +144,16 @@ def codesign(
         out=str(out),
         db=db,
     )
+    lab = cluster_options(
+        scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
+        local_devices=[spec.name for spec in config.device_specs() if spec.live],
+    )  # fmt: skip
     console = Console(stderr=True, highlight=False)
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
-    with status:
-        result = run_codesign(config, resume=resume, on_event=console.print)
+    with status, cluster_session(lab) as cluster:
+        result = run_codesign(
+            config, resume=resume, on_event=console.print, cluster=cluster, parallel=parallel
+        )
     if as_json:
         print_json(result.result)
         return

@@ -10,6 +10,15 @@ from typing import Annotated
 import typer
 
 from edgetran.cli._common import fail, print_json, resolve_space
+from edgetran.cli.cluster_cmds import (
+    JobTimeoutOption,
+    SchedulerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    cluster_options,
+    cluster_session,
+)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
@@ -125,14 +134,32 @@ def profile(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    scheduler: SchedulerOption = None,
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--on",
+            help="--scheduler: the lab device to measure on (a worker's --device; default: "
+            "--device); its measurements are stored under this name.",
+        ),
+    ] = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
-    from rich.console import Console
-    from rich.progress import Progress
 
-    from edgetran.profile import ProfileSettings, create_meter, profile_into_store
+    from edgetran.profile import ProfileSettings, create_meter
     from edgetran.space import load_architecture, sample
-    from edgetran.store import Store
+
+    if on is not None and scheduler is None:
+        fail("--on names a lab device: it needs --scheduler")
+    node = on or device
+    lab = cluster_options(
+        scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
+        local_devices=(f"{node}/{runtime}",),
+    )  # fmt: skip
 
     design_space = resolve_space(space)
     if probe_set and (active or arch or n_sample is not None):
@@ -168,16 +195,39 @@ def profile(
         require_quiet=require_quiet,
         quiet_wait_s=quiet_wait,
     )
-    probe = create_meter(meter, device, per_core_w=core_watts)
-    if active:
-        _profile_active(
-            settings, probe, design_space, budget, target_mape, initial, pool, acquisition,
-            db, as_json,
-        )  # fmt: skip
-        return
+    # on a cluster, the device's worker builds its own meter
+    probe = None if lab else create_meter(meter, device, per_core_w=core_watts)
+    with cluster_session(lab) as cluster:
+        if cluster is not None:
+            from edgetran.profile.remote import remote_profiler, worker_for
+
+            cluster.check_devices([worker_for(cluster, node, runtime)])
+        remote = {} if cluster is None else {
+            "profiler": remote_profiler(cluster, node), "device": node,
+        }  # fmt: skip
+        if active:
+            _profile_active(
+                settings, probe, design_space, budget, target_mape, initial, pool, acquisition,
+                db, as_json, remote,
+            )  # fmt: skip
+            return
+        cached_count = _profile_listed(archs, settings, probe, db, force, as_json, remote)
+    if cached_count:
+        typer.echo(f"{cached_count} already in the store (use --force to redo)", err=True)
+
+
+def _profile_listed(archs, settings, probe, db, force, as_json, remote) -> int:
+    """Profile ``archs`` into the store (here, or on a worker with ``remote``); how many were
+    stored already."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.profile import profile_into_store
+    from edgetran.store import Store
+
     with Store(db) as store:
         console = Console(stderr=True)
-        if probe.estimated:
+        if probe is not None and probe.estimated:
             console.print(
                 f"[yellow]no power sensor here: energy and power are estimates "
                 f"({probe.name})[/yellow]"
@@ -186,18 +236,18 @@ def profile(
             task = progress.add_task("profiling", total=len(archs))
             cached_count = 0
             for measurement, cached in profile_into_store(
-                archs, settings, store, probe, force=force
+                archs, settings, store, probe, force=force, **remote
             ):
                 _report(measurement, as_json, cached)
                 cached_count += cached
                 progress.advance(task)
-    if cached_count:
-        typer.echo(f"{cached_count} already in the store (use --force to redo)", err=True)
+    return cached_count
 
 
 def _profile_active(
-    settings, probe, design_space, budget, target_mape, initial, pool, acquisition, db, as_json
-) -> None:
+    settings, probe, design_space, budget, target_mape, initial, pool, acquisition, db, as_json,
+    remote,
+) -> None:  # fmt: skip
     """Active-learning profiling, resumable (stored measurements count towards the budget)."""
     from rich.console import Console
     from rich.progress import Progress
@@ -207,7 +257,7 @@ def _profile_active(
     from edgetran.surrogate.active import profile_actively
 
     with Store(db) as store:
-        existing = len(stored_measurements(store, settings))
+        existing = len(stored_measurements(store, settings, remote.get("device")))
         if existing:
             typer.echo(f"resuming: {existing} measurements already in the store", err=True)
         console = Console(stderr=True)
@@ -221,6 +271,7 @@ def _profile_active(
             result = profile_actively(
                 settings, probe, design_space, store, budget, target_mape=target_mape,
                 initial=initial, pool_size=pool, acquisition=acquisition, on_measured=measured,
+                **remote,
             )  # fmt: skip
     last = result.history[-1]["holdout_mape"] if result.history else None
     typer.echo(

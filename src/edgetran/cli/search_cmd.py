@@ -72,7 +72,19 @@ def search(
     study: Annotated[
         str | None, typer.Option(help="Study name (default from the options).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a stored search.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a stored search; several processes may run one study at once.",
+        ),
+    ] = False,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel", help="Evaluations in flight at once (threads of this process)."
+        ),
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -100,6 +112,8 @@ def search(
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
+    if parallel < 1:
+        fail(f"--parallel {parallel} is invalid; expected an integer ≥ 1")
     settings = SearchSettings(
         sampler=sampler,
         budget=budget,
@@ -139,9 +153,11 @@ def search(
 
         result = run_search(
             evaluator, settings, storage=database_url(db), study_name=name, resume=resume,
-            on_evaluation=report,
+            on_evaluation=report, parallel=parallel,
         )  # fmt: skip
-    out = {**result.to_dict(), "sampler": sampler, "seed": seed, "study": name}
+    out = {
+        **result.to_dict(), "sampler": sampler, "seed": seed, "study": name, "parallel": parallel,
+    }  # fmt: skip
     if as_json:
         print_json(out)
         return

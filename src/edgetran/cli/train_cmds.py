@@ -9,6 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_arch
+from edgetran.cli.cluster_cmds import (
+    JobTimeoutOption,
+    SchedulerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    cluster_options,
+    cluster_session,
+)
 
 if TYPE_CHECKING:
     from edgetran.train import TaskOptions
@@ -44,7 +53,12 @@ Labels = Annotated[
     str | None, typer.Option(help="File tasks: allowed labels, comma-separated, in class order.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-Device = Annotated[str, typer.Option("--device", help="Where to train: cpu, cuda or cuda:N.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device", help="Where to train: cpu, cuda, cuda:N or auto (the GPU when there is one)."
+    ),
+]
 
 
 def _task_options(text_column, text_pair_column, label_column, labels, seed) -> TaskOptions:
@@ -246,8 +260,17 @@ def evaluate(
     db: Db = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
+    scheduler: SchedulerOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
 ) -> None:
-    """Accuracy of an architecture on a task after a training budget (stored and reused)."""
+    """Accuracy of an architecture on a task after a training budget (stored and reused).
+
+    With --scheduler, the training runs on a training worker (a GPU worker when there is one;
+    --device is the worker's) and the result is stored here; the workspace folder must be the
+    same path on the workers (a shared folder)."""
     from edgetran.store import Store
     from edgetran.train import BUDGETS, DEFAULT_WORKSPACE
     from edgetran.train import evaluate as evaluate_accuracy
@@ -257,11 +280,13 @@ def evaluate(
         fail(f"--budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
-    with Store(db) as store:
+    lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+    with Store(db) as store, cluster_session(lab) as cluster:
         result = evaluate_accuracy(
             architecture, task, budget, store=store, seed=seed,
             workspace=workspace or Path(DEFAULT_WORKSPACE),
             tokenizer=tokenizer, transfer=transfer, task_options=options, device=device,
+            cluster=cluster,
         )  # fmt: skip
     if as_json:
         print_json(result)

@@ -18,6 +18,19 @@ def measure_artifact(artifact: Path, settings, meter) -> dict[str, Any]:
         return _measure(artifact, settings, meter)
 
 
+def measure_artifact_job(artifact: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """:func:`measure_artifact` as a serialisable job for a lab node's device worker: the
+    artifact's path must be readable there (a shared folder), and the node builds its own
+    meter from the settings."""
+    from edgetran.profile import ProfileSettings, create_meter
+
+    profile = ProfileSettings.from_dict(settings)
+    meter = create_meter(
+        profile.meter, profile.device, per_core_w=profile.core_watts, idle_w=profile.idle_watts
+    )
+    return measure_artifact(Path(artifact), profile, meter)
+
+
 def _measure(artifact: Path, settings, meter) -> dict[str, Any]:
     from edgetran.export import create_runner, random_inputs
     from edgetran.profile.protocol import profile_runner

@@ -92,17 +92,32 @@ def run_codesign(
     *,
     resume: bool = False,
     on_event: Callable[[str], None] | None = None,
+    cluster: Any = None,
+    parallel: int = 1,
 ) -> CodesignResult:
     """Run (or, with ``resume``, continue) the co-design ``config`` describes.
+
+    With ``cluster`` (:class:`edgetran.cluster.Cluster`), every measurement runs on the
+    worker of its device (a live device's hardware name: ``cpu`` for this machine's
+    ``local:N`` workers, a lab node's name otherwise) and every training on a training worker;
+    this process stays the database's one writer. A device whose worker stops answering is
+    left for later and tried again once the others are profiled; if it is still gone, the
+    run goes on without it. ``parallel`` evaluations of the search are kept in flight. Neither
+    is part of the run's identity: a run may resume with another cluster or ``parallel``.
 
     Raises:
         CodesignError: the run exists and ``resume`` is not set, or it was started with another
             configuration; no feasible pair was found.
     """
     check_input_shape(config)
+    if cluster is not None:  # a device no worker offers is refused before any work
+        from edgetran.profile.remote import worker_for
+
+        live = [spec for spec in config.device_specs() if spec.live]
+        cluster.check_devices([worker_for(cluster, s.hardware, s.runtime) for s in live])
     out = Path(config.out)
     with Store(config.db) as store:
-        run = _Run(config, store, out, on_event or (lambda _line: None))
+        run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
         run.open(resume)
         result = run.execute()
     from edgetran.codesign.report import write_report
@@ -127,8 +142,11 @@ def check_input_shape(config: CodesignConfig) -> None:
 
 
 class _Run:
-    def __init__(self, config: CodesignConfig, store: Store, out: Path, emit) -> None:
+    def __init__(
+        self, config: CodesignConfig, store: Store, out: Path, emit, cluster=None, parallel=1
+    ) -> None:
         self.config, self.store, self.out, self.emit = config, store, out, emit
+        self.cluster, self.parallel = cluster, parallel
         self.key = run_key(config)
         self.specs = config.device_specs()
         self.surrogates: dict[str, Any] = {}
@@ -233,6 +251,14 @@ class _Run:
             seed=c.seed,
         )
 
+    def profiler(self, spec: DeviceSpec):
+        """How a live device is measured: here (``None``) or on its cluster worker."""
+        if self.cluster is None:
+            return None
+        from edgetran.profile.remote import remote_profiler
+
+        return remote_profiler(self.cluster, spec.hardware)
+
     def meter(self, spec: DeviceSpec):
         from edgetran.profile import create_meter
 
@@ -241,7 +267,6 @@ class _Run:
 
     def profile(self) -> dict[str, Any]:
         from edgetran.profile import read_measurements
-        from edgetran.surrogate.active import profile_actively
 
         devices: list[str] = []
         info: dict[str, Any] = {}
@@ -259,7 +284,25 @@ class _Run:
                         "measurements": sum(m.device == name for m in items),
                     }
                 continue
-            meter = self.meter(spec)
+            devices.append(spec.name)
+            info[spec.name] = self.profile_live(spec)
+        for name in [d for d in devices if info[d].get("kind") == "unanswered"]:
+            info[name] = self.profile_again(self.spec(name), info[name]["reason"])
+            if info[name]["kind"] == "unavailable":
+                devices.remove(name)
+        if not devices:
+            raise CodesignError("no device could be profiled: " + _reasons(info))
+        return {"devices": devices, "info": info}
+
+    def profile_live(self, spec: DeviceSpec) -> dict[str, Any]:
+        """Active profiling of one live device, here or on its worker; a worker that stops
+        answering leaves the device ``unanswered`` (with the reason) for a later try."""
+        from edgetran.errors import JobTimeoutError
+        from edgetran.surrogate.active import profile_actively
+
+        profiler = self.profiler(spec)
+        meter = self.meter(spec)
+        try:
             result = profile_actively(
                 self.profile_settings(spec),
                 meter,
@@ -271,15 +314,29 @@ class _Run:
                 on_measured=lambda m, d=spec.name: self.emit(
                     f"  {d}: {m.hash[:10]} {m.latency_s_per_seq * 1e3:.2f} ms/seq"
                 ),
+                profiler=profiler,
             )
-            devices.append(spec.name)
-            info[spec.name] = {
-                "kind": "live",
-                "measurements": len(result.measurements),
-                "meter": meter.name,
-                "meter_kind": meter.kind,
-            }
-        return {"devices": devices, "info": info}
+        except JobTimeoutError as err:
+            self.emit(f"  {spec.name}: {err}; trying again after the other devices")
+            return {"kind": "unanswered", "reason": str(err)}
+        return {
+            "kind": "live",
+            "measurements": len(result.measurements),
+            "meter": meter.name if profiler is None else "on the device's worker",
+            "meter_kind": meter.kind if profiler is None else "worker",
+        }
+
+    def profile_again(self, spec: DeviceSpec, reason: str) -> dict[str, Any]:
+        """The second try of a device whose worker did not answer: when a worker offers it
+        again (the stored measurements count, so it resumes); else it is left out."""
+        offered = self.cluster.offered_devices() if self.cluster is not None else {}
+        if spec.name in offered or spec.hardware in offered:
+            info = self.profile_live(spec)
+            if info["kind"] == "live":
+                return info
+            reason = info["reason"]
+        self.emit(f"  {spec.name}: left out of the search ({reason})")
+        return {"kind": "unavailable", "reason": reason}
 
     def shape(self, device: str) -> tuple[int, int] | None:
         live = self.spec(device).live
@@ -323,6 +380,7 @@ class _Run:
             workspace=c.workspace,
             seed=c.seed,
             keep_models=budget == c.final_budget,
+            cluster=self.cluster,
         )
 
         def accuracy(arch: Architecture, run: int = 0):
@@ -379,6 +437,7 @@ class _Run:
             resume=True,
             on_evaluation=report,
             on_failure=lambda n, f: self.emit(f"  {name} {n:3d} failed: {f.reason}"),
+            parallel=self.parallel,
         )
         out = result.to_dict()
         out["sampler"] = sampler
@@ -480,8 +539,10 @@ class _Run:
             for device in self.names:
                 spec = self.spec(device)
                 if spec.live:
+                    shape = self.profile_settings(spec)
+                    profiler = self.profiler(spec)
                     measurement, _ = next(
-                        profile_into_store([arch], self.profile_settings(spec), self.store)
+                        profile_into_store([arch], shape, self.store, profiler=profiler)
                     )
                     metrics = {"accuracy": accuracy, **per_sequence(measurement)}
                     evaluation = _evaluation(metrics)
@@ -572,6 +633,13 @@ class _Run:
             shutil.copytree(kept["model"], target)
             self.emit(f"  reusing the classifier trained during the search: {kept['model']}")
             return {**kept, "model": str(target), "reused_from": kept["model"]}
+        if self.cluster is not None:  # the model folder must be shared with the worker
+            from edgetran.train.remote import train_on_cluster
+
+            return train_on_cluster(
+                self.cluster, arch, c.task, c.final_budget, store=self.store,
+                workspace=c.workspace, seed=c.seed, out=self.out / "model",
+            )  # fmt: skip
         return train_classifier(
             arch,
             c.task,
@@ -611,9 +679,17 @@ class _Run:
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
             return {"skipped": exported["skipped"]}
-        from edgetran.codesign.measure import measure_artifact
+        from edgetran.codesign.measure import measure_artifact, measure_artifact_job
 
         settings = self.profile_settings(spec)
+        if self.cluster is not None:  # on the device's worker; the artifact folder is shared
+            artifact = str(Path(exported["artifact"]).resolve())
+            from edgetran.profile.remote import worker_for
+
+            device = worker_for(self.cluster, spec.hardware, spec.runtime)
+            return self.cluster.run_profile(
+                device, measure_artifact_job, artifact, settings.to_dict()
+            )
         return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
 
     # -- the result ----------------------------------------------------------------------------
@@ -712,6 +788,10 @@ class _Run:
         }
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+def _reasons(info: dict[str, Any]) -> str:
+    return "; ".join(f"{name}: {i.get('reason', '?')}" for name, i in info.items())
 
 
 def _added_settings(stored: dict[str, Any]) -> dict[str, Any]:

@@ -26,10 +26,38 @@ that mean (Optuna's samplers keep the value told at the pair's first run: a COMP
 not changed afterwards). A re-evaluation spends one evaluation of the budget and is stored as
 its own trial (tagged ``reevaluation``),
 so a resumed search applies it again and repeats none.
+
+Evaluations in flight (``run_search(…, parallel=Q)``, ``edgetran search --parallel Q``). The
+search keeps Q evaluations running (in threads; one runs in the caller's thread, as before)
+and folds each result in as soon as it comes, whichever finishes first: throughput first, so
+with Q > 1 a search is not reproducible to the pair (Q = 1 is the sequential search, proposal
+for proposal). A pair in flight is a RUNNING trial of the study (tagged ``pending``, with its
+process's ``owner`` id), which becomes its COMPLETE (or failed) trial when the evaluation
+ends. No proposal takes a pair in flight: the pool leaves them out, and
+
+- Optuna's samplers see them as RUNNING trials: TPE is created with ``constant_liar`` (Optuna
+  5's default) and counts them as bad trials, GP conditions on them, the others ignore them,
+  and the projection to the pool keeps the batch distinct;
+- BOSHCODE and pool samplers (``trees``) use a pessimistic *constant liar*: each pair in
+  flight enters the fit with the worst target observed, so the next proposal moves away from
+  it (kriging believer, the surrogate's own mean, would keep proposing next to it); pairs in
+  flight also count towards the initial design's ``n_initial``.
+
+A re-evaluation is an evaluation in flight too, and a pair is trained again only when no run
+of it is in flight. The budget counts what is in flight: never more than ``budget``
+evaluations are started.
+
+Shared studies: several processes may run one stored study (``--db URL --study NAME
+--resume``): each claims a pair atomically before evaluating it (:mod:`edgetran.search.claims`),
+so none is evaluated twice, and the RUNNING trials and claims of a process found dead are
+closed (tagged ``abandoned``) and released, so none is lost. On resume, only dead processes'
+trials are closed; a live one's evaluations go on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import math
 import time
@@ -39,9 +67,18 @@ from typing import Any
 
 import numpy as np
 
-from edgetran.errors import EdgeTranError
 from edgetran.plugins import SAMPLERS
 from edgetran.search.boshcode import Boshcode, nearest_candidate
+from edgetran.search.claims import (
+    CLAIMED,
+    FULL,
+    STALE_AFTER_S,
+    DatabaseClaims,
+    LocalClaims,
+    new_owner,
+    pair_of,
+    run_key,
+)
 from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import (
@@ -52,23 +89,26 @@ from edgetran.search.objectives import (
     SearchError,
     pareto_mask,
 )
+from edgetran.search.pending import InlineRunner, Job, Outcome, ThreadRunner
 from edgetran.search.settings import OBJECTIVES, BoshcodeSettings
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
-from edgetran.store.database import StoreError, check_database_url, database_error, mask_url
+from edgetran.store.database import check_database_url, database_error, mask_url
 
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
 POOL_SIZE = 1024
-#: What a failed evaluation of one candidate raises (out of memory, a NaN loss, an export
-#: error, a timeout): it is recorded as failed, with its reason, and the search goes on.
-#: A database error is not a candidate's fault and ends the search.
-CANDIDATE_FAILURES = (EdgeTranError, MemoryError, RuntimeError, FloatingPointError)
 INFEASIBLE_PENALTY = 1.0
 #: Training runs (seeds) a near-tied pair's accuracy may rest on.
 MAX_ACCURACY_RUNS = 3
 #: At most this share of the budget trains near-tied pairs again: a small budget (the demo's
 #: four evaluations) is for finding pairs; with six, two re-evaluations left four models.
 REEVALUATION_SHARE = 0.2
+#: Seconds between two looks at a shared study while only other processes have evaluations
+#: of this search's budget in flight.
+POLL_S = 1.0
+#: Seconds a process resuming a study waits for the settings of one another process has just
+#: created (the study and its settings are two writes).
+SETTINGS_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -195,69 +235,411 @@ def run_search(
     resume: bool = False,
     on_evaluation: Callable[[int, Record], None] | None = None,
     on_failure: Callable[[int, Failure], None] | None = None,
+    parallel: int = 1,
 ) -> SearchResult:
     """Search until ``settings.budget`` evaluations (failed ones included) exist in the
-    study; a candidate whose evaluation fails is recorded as failed and never retried."""
+    study; a candidate whose evaluation fails is recorded as failed and never retried.
+
+    ``parallel`` (Q ≥ 1) evaluations are kept in flight: with Q > 1 the evaluator is called
+    from Q threads at once (see :mod:`edgetran.search.pending`). Q is no setting of the study:
+    a resumed search may change it. Several processes may run one stored study at once
+    (``storage`` and ``resume``): together they evaluate no pair twice and lose none, and each
+    returns once the study holds its budget's evaluations and none is in flight anywhere
+    (see :mod:`edgetran.search.claims`). ``on_evaluation`` and ``on_failure`` are called in
+    the caller's thread with the study's count of finished evaluations."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
+    _check_parallel(parallel)
     devices = device_matrix(evaluator.devices, settings.device_features)
     _check_start(settings, evaluator)
     coordinates = _coordinates(evaluator, settings)
-    study = _open_study(settings, storage, study_name, resume, evaluator.devices)
-    records = [_record_from_trial(t) for t in _completed(study)]
-    failures = _failures(study)
-    reevaluations, settled = _apply_reevaluations(study, records, settings)
-    timings: list[float] = []
-    proposer = _own_proposer(study, evaluator, settings, devices)
-    while len(records) + len(failures) + reevaluations < settings.budget:
-        step = len(records) + len(failures) + reevaluations
-        may_reevaluate = reevaluations < int(settings.budget * REEVALUATION_SHARE)
-        tied = _noisy_tie(records, settings, settled) if may_reevaluate else None
-        if tied is not None:
-            done_runs = _reevaluate(study, evaluator, tied, settings, coordinates)
-            if done_runs is None:  # this evaluator has one accuracy per pair
-                settled.add(tied.pair.key)
+    owner = new_owner()
+    if storage is not None:
+        check_database_url(storage)  # a typed error before any engine is made
+    claims = LocalClaims(owner) if storage is None else DatabaseClaims(storage, study_name, owner)
+    search: _Search | None = None
+    try:
+        study, backend = _open_study(
+            settings, storage, study_name, resume, evaluator.devices, claims
+        )
+        claims.register()
+        search = _Search(study, backend, claims, evaluator, settings, coordinates, devices)
+        search.run(parallel, on_evaluation, on_failure)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            if search is not None:
+                search.abandon()
+            claims.close()
+        raise
+    claims.close()
+    return search.result()
+
+
+def _check_parallel(parallel: int) -> None:
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise SearchError(
+            f"parallel={parallel!r}; expected an integer ≥ 1 (evaluations in flight)"
+        )
+
+
+class _Search:
+    """The state of one search process: what the study holds (records, failures, applied
+    re-evaluations) as far as this process has read it, what it has in flight, and what it
+    knows others have."""
+
+    def __init__(
+        self, study, backend, claims, evaluator: Evaluator, settings: SearchSettings,
+        coordinates: _Coordinates, devices: dict[str, np.ndarray],
+    ) -> None:  # fmt: skip
+        self.study, self.backend, self.claims = study, backend, claims
+        self.study_id = backend.get_study_id_from_name(study.study_name)
+        self.evaluator, self.settings = evaluator, settings
+        self.coordinates, self.devices = coordinates, devices
+        self.on_evaluation: Callable[[int, Record], None] | None = None
+        self.on_failure: Callable[[int, Failure], None] | None = None
+        self.records: list[Record] = []
+        self.numbers: dict[str, int] = {}  # pair key → its trial's number (the result's order)
+        self.failures: list[tuple[int, Failure]] = []
+        self.reevaluations = 0
+        self.settled: set[str] = set()
+        self.finished: set[str] = set()  # claim keys whose evaluation is stored
+        self.known: set[int] = set()  # trial numbers read or written
+        self.timings: list[float] = []
+        self.in_flight: dict[int, Job] = {}
+        self.submitted = 0
+        # What other processes do, as of the last read of a shared study:
+        self.others: dict[str, Pair] = {}  # their pairs in flight
+        self.claimed: frozenset[str] = frozenset()  # every claimed pair key
+        self.pending_claims: dict[str, str] = {}  # claim key → owner, while in flight
+        self.busy: set[str] = set()  # pairs with a re-evaluation in flight anywhere
+        self.exhausted = False
+        self.proposer = _own_proposer(study, evaluator, settings, devices)
+        self._read(study.get_trials(deepcopy=False))
+        claims.backfill(self.finished)
+
+    @property
+    def done(self) -> int:
+        """Evaluations stored in the study (as far as read): the on_* callbacks' count."""
+        return len(self.records) + len(self.failures) + self.reevaluations
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(
+        self,
+        parallel: int,
+        on_evaluation: Callable[[int, Record], None] | None = None,
+        on_failure: Callable[[int, Failure], None] | None = None,
+    ) -> None:
+        """Keep ``parallel`` evaluations in flight until the budget is claimed or the
+        candidates run out; fold each result in as it comes (first finished, first folded)."""
+        self.on_evaluation, self.on_failure = on_evaluation, on_failure
+        runner = (InlineRunner if parallel == 1 else ThreadRunner)(self.evaluator)
+        budget = self.settings.budget
+        while True:
+            if self.claims.shared:
+                self._refresh()
+            while len(self.in_flight) < parallel:
+                job = self._next_job()
+                if job is None:
+                    break
+                self._submit(job, runner)
+            if self.in_flight:
+                for outcome in runner.wait():
+                    self._fold(outcome)
                 continue
-            reevaluations += 1
-            if done_runs < 0:  # the run failed: no more runs of this pair
-                settled.add(tied.pair.key)
-            elif on_evaluation is not None:
-                on_evaluation(step + 1, replace(tied, how=f"reevaluation (run {done_runs})"))
-            continue
-        rng = np.random.default_rng([settings.seed, step])
-        began = time.perf_counter()
-        done = {r.pair.key for r in records} | {f.pair.key for f in failures}
-        pair = next((p for p in settings.start if p.key not in done), None)
-        how = "start"
-        if pair is None:
-            pool = evaluator.candidates(POOL_SIZE, rng, done)
-            if not pool:
+            if not self.claims.shared or self._finished_elsewhere(budget):
                 break
-            if proposer is not None:
-                index, how = proposer.pick(records, pool, rng, step)
-            else:
-                index, how = _optuna_pick(study, coordinates, pool, devices), settings.sampler
-            timings.append(time.perf_counter() - began)
-            pair = pool[index]
+        if self.claims.shared:  # what other processes stored meanwhile
+            self._read(self.study.get_trials(deepcopy=False))
+
+    def _finished_elsewhere(self, budget: int) -> bool:
+        """With nothing of ours in flight and nothing to start: whether the shared study is
+        finished (the budget's evaluations stored, or the candidates gone and nothing in
+        flight); else wait :data:`POLL_S` while other processes' evaluations run (they
+        finish, or their owner is found dead and their pairs come free), and say no. Decided
+        on a fresh read of the claims: the last refresh may be older than the last claim."""
+        snapshot = self.claims.snapshot()
+        if snapshot.count - len(snapshot.pending) >= budget:
+            return True
+        if any(owner != self.claims.owner for owner in snapshot.pending.values()):
+            time.sleep(POLL_S)
+            return False
+        return self.exhausted  # else claims came free since (released or reaped): go on
+
+    def result(self) -> SearchResult:
+        records = sorted(self.records, key=lambda r: self.numbers[r.pair.key])
+        failures = [f for _, f in sorted(self.failures, key=lambda nf: nf[0])]
+        s = self.settings
+        return SearchResult(
+            records, s.objective, self.timings, s.constraints, failures, self.reevaluations
+        )
+
+    # -- proposing ------------------------------------------------------------------------------
+    def _next_job(self) -> Job | None:
+        """Claim the next evaluation: a near-tied pair's re-evaluation, a start pair, or the
+        sampler's proposal; ``None`` when the budget is claimed or the candidates ran out."""
+        settings, budget = self.settings, self.settings.budget
+        taken: dict[str, Pair] = {}  # pairs others claimed since the last read
+        while not self.exhausted:
+            step = self.claims.count()
+            if step >= budget:
+                return None
+            tied = self._tie()
+            if tied is not None:
+                run = len(tied.evaluation.accuracy_runs)
+                key = run_key(tied.pair.key, run)
+                status = self.claims.claim(key, budget)
+                if status == CLAIMED:
+                    return Job(tied.pair, "reevaluation", key, run=run, record=tied)
+                if status == FULL:
+                    return None
+                self.busy.add(tied.pair.key)
+                continue
+            rng = np.random.default_rng([settings.seed, step])
+            began = time.perf_counter()
+            pending = self._pending(taken)
+            exclude = self._excluded() | set(pending)
+            pair = next((p for p in settings.start if p.key not in exclude), None)
+            how = "start"
+            if pair is None:
+                pool = self.evaluator.candidates(POOL_SIZE, rng, exclude)
+                if not pool:
+                    self.exhausted = True
+                    return None
+                if self.proposer is not None:
+                    index, how = self.proposer.pick(
+                        self.records, pool, rng, step, list(pending.values())
+                    )
+                else:
+                    index = _optuna_pick(
+                        self.study, self.coordinates, pool, self.devices, self.claims.owner
+                    )
+                    how = settings.sampler
+                self.timings.append(time.perf_counter() - began)
+                pair = pool[index]
+            status = self.claims.claim(pair.key, budget)
+            if status == CLAIMED:
+                return Job(pair, how, pair.key)
+            if status == FULL:
+                return None
+            taken[pair.key] = pair
+        return None
+
+    def _tie(self) -> Record | None:
+        """The near-tied pair to train again, if re-evaluations are still within their share
+        of the budget (those in flight, here or elsewhere, count)."""
+        ours = sum(job.run is not None for job in self.in_flight.values())
+        theirs = sum(
+            pair_of(key)[1] is not None and owner != self.claims.owner
+            for key, owner in self.pending_claims.items()
+        )
+        if self.reevaluations + ours + theirs >= int(self.settings.budget * REEVALUATION_SHARE):
+            return None
+        busy = self.busy | {job.pair.key for job in self.in_flight.values() if job.run is not None}
+        return _noisy_tie(self.records, self.settings, self.settled | busy)
+
+    def _pending(self, taken: dict[str, Pair]) -> dict[str, Pair]:
+        """Pairs whose evaluation is in flight here or elsewhere (the proposers' fantasies)."""
+        ours = {job.pair.key: job.pair for job in self.in_flight.values() if job.run is None}
+        return {**ours, **self.others, **taken}
+
+    def _excluded(self) -> set[str]:
+        """Keys no proposal may take: stored or claimed pairs."""
+        stored = {r.pair.key for r in self.records} | {f.pair.key for _, f in self.failures}
+        return stored | set(self.claimed)
+
+    def _submit(self, job: Job, runner: InlineRunner | ThreadRunner) -> None:
+        self.submitted += 1
+        job.seq = self.submitted
+        if job.run is None:  # the pair is a RUNNING trial while in flight
+            job.trial_id = self.backend.create_new_trial(
+                self.study_id, template_trial=self._pending_trial(job)
+            )
+            job.number = self.backend.get_trial_number_from_id(job.trial_id)
+            self.known.add(job.number)
+        self.in_flight[job.seq] = job
+        runner.submit(job)
+
+    def _pending_trial(self, job: Job):
+        import optuna
+        from optuna.trial import TrialState
+
+        return optuna.trial.create_trial(
+            params=self.coordinates.params(job.pair),
+            distributions=self.coordinates.distributions,
+            state=TrialState.RUNNING,
+            user_attrs={
+                "role": "pending",
+                "owner": self.claims.owner,
+                "key": job.key,
+                "model_dict": job.pair.arch.to_model_dict(),
+                "device": job.pair.device,
+                "how": job.how,
+            },
+        )
+
+    # -- folding results in ---------------------------------------------------------------------
+    def _fold(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if job.run is not None:
+            self._fold_reevaluation(job, outcome)
+        elif outcome.reason is not None:
+            failure = Failure(job.pair, outcome.reason)
+            self._finish_trial(job, _failed_trial(failure, self.coordinates))
+            self.failures.append((job.number, failure))
+            if self.on_failure is not None:
+                self.on_failure(self.done, failure)
+        else:
+            value, feasible = score(outcome.value, self.settings)
+            record = Record(job.pair, outcome.value, value, feasible, job.how)
+            self._finish_trial(job, _trial(record, self.coordinates, self.settings))
+            self.records.append(record)
+            self.numbers[job.pair.key] = job.number
+            if self.on_evaluation is not None:
+                self.on_evaluation(self.done, record)
+
+    def _finish_trial(self, job: Job, trial) -> None:
+        """Store ``trial``'s outcome in ``job``'s pending trial, then mark its claim done
+        (a crash in between leaves a stored evaluation whose claim a reaper marks done)."""
+        import optuna
+
+        role = trial.user_attrs.get("role", "evaluation")
         try:
-            evaluation = evaluator.evaluate(pair)
-        except StoreError:
-            raise
-        except CANDIDATE_FAILURES as err:
-            failure = Failure(pair, _reason(err))
-            study.add_trial(_failed_trial(failure, coordinates))
-            failures.append(failure)
-            if on_failure is not None:
-                on_failure(step + 1, failure)
-            continue
-        value, feasible = score(evaluation, settings)
-        record = Record(pair, evaluation, value, feasible, how)
-        study.add_trial(_trial(record, coordinates, settings))
-        records.append(record)
-        if on_evaluation is not None:
-            on_evaluation(step + 1, record)
-    return SearchResult(
-        records, settings.objective, timings, settings.constraints, failures, reevaluations
-    )
+            for key, value in {**trial.user_attrs, "role": role}.items():
+                self.backend.set_trial_user_attr(job.trial_id, key, value)
+            for key, value in trial.system_attrs.items():
+                self.backend.set_trial_system_attr(job.trial_id, key, value)
+            self.backend.set_trial_state_values(job.trial_id, trial.state, trial.values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise self._lost() from None
+        del self.in_flight[job.seq]
+        self.claims.finish(job.key)
+        self.finished.add(job.key)
+
+    def _fold_reevaluation(self, job: Job, outcome: Outcome) -> None:
+        """Store a re-evaluation (its accuracy, or why it failed) as its own trial and fold
+        it into the pair's record; an evaluator without runs settles the pair, unstored."""
+        record, run = job.record, job.run
+        if outcome.reason is None and outcome.value is None:  # one accuracy per pair
+            self.claims.release(job.key)
+            del self.in_flight[job.seq]
+            self.settled.add(record.pair.key)
+            return
+        accuracy = None if outcome.reason is not None else outcome.value
+        trial = _reevaluation_trial(record.pair, run, accuracy, outcome.reason, self.coordinates)
+        trial_id = self.backend.create_new_trial(self.study_id, template_trial=trial)
+        self.known.add(self.backend.get_trial_number_from_id(trial_id))
+        del self.in_flight[job.seq]
+        self.claims.finish(job.key)
+        self.finished.add(job.key)
+        self.reevaluations += 1
+        if accuracy is None:  # the run failed: no more runs of this pair
+            self.settled.add(record.pair.key)
+            return
+        _fold_in(record, accuracy, self.settings)
+        if self.on_evaluation is not None:
+            runs = len(record.evaluation.accuracy_runs)
+            self.on_evaluation(self.done, replace(record, how=f"reevaluation (run {runs})"))
+
+    # -- reading the study ----------------------------------------------------------------------
+    def _read(self, trials: list) -> None:
+        """Fold in the stored evaluations not yet known, in trial order: records, failures,
+        then re-evaluations (applied to their pair's record)."""
+        from optuna.trial import TrialState
+
+        fresh = [t for t in trials if t.number not in self.known and t.state.is_finished()]
+        for t in fresh:
+            role = t.user_attrs.get("role")
+            if t.state == TrialState.COMPLETE:
+                record = _record_from_trial(t)
+                self.records.append(record)
+                self.numbers[record.pair.key] = t.number
+                self.finished.add(record.pair.key)
+            elif role == "failed":
+                failure = _failure_from_trial(t)
+                self.failures.append((t.number, failure))
+                self.finished.add(failure.pair.key)
+            elif role == "reevaluation":
+                continue
+            self.known.add(t.number)
+        by_key = {r.pair.key: r for r in self.records}
+        for t in fresh:
+            a = t.user_attrs
+            if t.state != TrialState.FAIL or a.get("role") != "reevaluation":
+                continue
+            if a.get("key") not in by_key:  # not (yet) a record here: read again later
+                continue
+            self.known.add(t.number)
+            self.finished.add(run_key(a["key"], a["run"]))
+            self.reevaluations += 1
+            if a["accuracy"] is None:
+                self.settled.add(a["key"])
+            else:
+                accuracy = Accuracy(a["accuracy"], a["accuracy_std"])
+                _fold_in(by_key[a["key"]], accuracy, self.settings)
+
+    def _refresh(self) -> None:
+        """Read what other processes stored, claimed and have in flight; close the trials
+        and release the claims of dead processes (their pairs come free: none is lost)."""
+        from optuna.trial import TrialState
+
+        # Trials, then claims, then owners: the owner of anything read is registered by then.
+        trials = self.study.get_trials(deepcopy=False)
+        self._read(trials)
+        snapshot = self.claims.snapshot()
+        me = self.claims.owner
+        running = [
+            t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("owner") != me
+        ]
+        candidates = {t.user_attrs["owner"] for t in running if "owner" in t.user_attrs}
+        owners = self.claims.owners(candidates | set(snapshot.pending.values()))
+        for t in running:
+            owner = t.user_attrs.get("owner")
+            # A trial without owner is a proposal a killed run left (or one of a version
+            # before owners): closed once no other process lives that could be asking it.
+            if owner in owners.dead or (owner is None and not owners.live):
+                self._abandon(t.number)
+        for owner in sorted(owners.dead):
+            self.claims.reap(owner, self.finished)
+        if owners.dead:
+            snapshot = self.claims.snapshot()
+        self.others = {
+            a["key"]: Pair(Architecture.from_dict(a["model_dict"]), a["device"])
+            for t in running
+            if (a := t.user_attrs).get("role") == "pending" and a.get("owner") in owners.live
+        }
+        self.pending_claims = dict(snapshot.pending)
+        self.claimed = frozenset(pair_of(k)[0] for k in snapshot.keys if pair_of(k)[1] is None)
+        self.busy = {pair_of(k)[0] for k in snapshot.pending if pair_of(k)[1] is not None}
+        self.exhausted = False
+        if self.claims.lost:
+            raise self._lost()
+
+    def _abandon(self, number: int) -> None:
+        """Close a RUNNING trial whose process is gone (FAIL, role ``abandoned``: no
+        evaluation and no failure); a trial closed meanwhile by another process is left."""
+        import optuna
+        from optuna.trial import TrialState
+
+        trial_id = self.backend.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.backend.set_trial_user_attr(trial_id, "role", "abandoned")
+            self.backend.set_trial_state_values(trial_id, TrialState.FAIL)
+        self.known.add(number)
+
+    def abandon(self) -> None:
+        """On an error: close this process's pending trials and release their claims, so that
+        their pairs are free at once (a resumed search evaluates them)."""
+        for job in list(self.in_flight.values()):
+            if job.number is not None:
+                self._abandon(job.number)
+            self.claims.release(job.key)
+        self.in_flight.clear()
+
+    def _lost(self) -> SearchError:
+        return SearchError(
+            f"search {self.study.study_name!r}: another process took this one for dead (no "
+            f"heartbeat for {STALE_AFTER_S:g} s) and released its pairs; run it again with "
+            "--resume"
+        )
 
 
 def _check_start(settings: SearchSettings, evaluator: Evaluator) -> None:
@@ -303,27 +685,6 @@ def _noisy_tie(
     return min(open_, key=lambda r: len(r.evaluation.accuracy_runs)) if open_ else None
 
 
-def _reevaluate(
-    study, evaluator: Evaluator, record: Record, settings, coordinates: _Coordinates
-) -> int | None:
-    """Train ``record``'s pair again (its next run), store it and fold its accuracy in.
-    Returns the runs the accuracy now rests on, −1 when the run failed (stored with its
-    reason), ``None`` when the evaluator cannot re-evaluate (nothing stored)."""
-    run = len(record.evaluation.accuracy_runs)
-    try:
-        accuracy = evaluator.reevaluate(record.pair, run)
-    except StoreError:
-        raise
-    except CANDIDATE_FAILURES as err:
-        study.add_trial(_reevaluation_trial(record.pair, run, None, _reason(err), coordinates))
-        return -1
-    if accuracy is None:
-        return None
-    study.add_trial(_reevaluation_trial(record.pair, run, accuracy, None, coordinates))
-    _fold_in(record, accuracy, settings)
-    return len(record.evaluation.accuracy_runs)
-
-
 def _fold_in(record: Record, accuracy: Accuracy, settings: SearchSettings) -> None:
     record.evaluation.add_accuracy_run(accuracy)
     record.value, record.feasible = score(record.evaluation, settings)
@@ -349,33 +710,6 @@ def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: _Co
     )
 
 
-def _apply_reevaluations(
-    study, records: list[Record], settings: SearchSettings
-) -> tuple[int, set[str]]:
-    """Fold the stored re-evaluations into ``records`` (in order): their number, and the keys
-    of pairs whose re-evaluation failed (settled)."""
-    from optuna.trial import TrialState
-
-    by_key = {r.pair.key: r for r in records}
-    count, settled = 0, set()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        a = t.user_attrs
-        if a.get("role") != "reevaluation" or a.get("key") not in by_key:
-            continue
-        count += 1
-        if a["accuracy"] is None:
-            settled.add(a["key"])
-        else:
-            _fold_in(by_key[a["key"]], Accuracy(a["accuracy"], a["accuracy_std"]), settings)
-    return count, settled
-
-
-def _reason(err: BaseException) -> str:
-    """One line: the error's type and its first line."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
-
-
 def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool]:
     """The scalar value recorded in ``history`` (the paper objective, for ``pareto`` too, so
     runs compare) and feasibility under the constraints."""
@@ -393,54 +727,91 @@ def _open_study(
     name: str,
     resume: bool,
     devices: tuple[str, ...],
+    claims: LocalClaims | DatabaseClaims,
 ):
+    """The study and its storage backend: created (its claims reset, then its settings
+    stored), or loaded when ``resume`` (its settings compared)."""
     import optuna
 
-    url, storage = storage, _storage(storage)
+    url, backend = storage, _storage(storage)
     directions = ["maximize"] if settings.objective == "paper" else list(DIRECTIONS)
-    exists = storage is not None and name in optuna.study.get_all_study_names(storage)
+    exists = url is not None and name in optuna.study.get_all_study_names(backend)
     if exists and not resume:
-        raise SearchError(
-            f"a search named {name!r} exists in {mask_url(url)}; pass --resume or another --study"
-        )
-    if exists:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(settings))
-        changed = _changed(study.user_attrs.get("settings"), _signature(settings, devices))
-        if changed:
-            raise SearchError(
-                f"search {name!r} was started with other settings ({', '.join(changed)} "
-                "differ); cannot resume"
+        raise SearchError(_exists_message(name, url))
+    if not exists:
+        try:
+            study = optuna.create_study(
+                study_name=name, storage=backend, directions=directions, sampler=_sampler(settings)
             )
-        _close_interrupted(study)
-        return study
-    study = optuna.create_study(
-        study_name=name, storage=storage, directions=directions, sampler=_sampler(settings)
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+            if not resume:
+                raise SearchError(_exists_message(name, url)) from None
+        else:
+            # Claims of an older study of this name go before the settings are stored: no
+            # process resumes this one (it waits for the settings) while they are there.
+            claims.purge()
+            study.set_user_attr("settings", _signature(settings, devices))
+            return study, backend
+    study = optuna.load_study(study_name=name, storage=backend, sampler=_sampler(settings))
+    changed = _changed(_stored_settings(study), _signature(settings, devices))
+    if changed:
+        raise SearchError(
+            f"search {name!r} was started with other settings ({', '.join(changed)} "
+            "differ); cannot resume"
+        )
+    return study, backend
+
+
+def _exists_message(name: str, url: str | None) -> str:
+    return (
+        f"a search named {name!r} exists in {mask_url(url or '')}; pass --resume or another "
+        "--study"
     )
-    study.set_user_attr("settings", _signature(settings, devices))
-    return study
+
+
+def _stored_settings(study) -> Any:
+    """The study's settings; for a study without trials, waits up to
+    :data:`SETTINGS_WAIT_S` for the process that created it to store them."""
+    deadline = time.monotonic() + SETTINGS_WAIT_S
+    stored = study.user_attrs.get("settings")
+    while stored is None and time.monotonic() < deadline and not study.get_trials(deepcopy=False):
+        time.sleep(0.1)
+        stored = study.user_attrs.get("settings")
+    return stored
 
 
 def _storage(url: str | None):
     """Optuna's storage at ``url`` (``None``: in memory). A malformed URL, a missing driver or
-    an unreachable database is a typed error, and no message shows the URL's password."""
-    if url is None:
-        return None
+    an unreachable database is a typed error, and no message shows the URL's password.
+    SQLite waits for another process's lock rather than failing at once; two processes that
+    create Optuna's tables at the same moment try again."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    from edgetran.search.claims import SQLITE_TIMEOUT_S, configure_sqlite
 
     check_database_url(url)
-    try:
-        return optuna.storages.RDBStorage(url)
-    except SQLAlchemyError as err:
-        raise database_error(url, "cannot open the search database", err) from None
-
-
-def _close_interrupted(study) -> None:
-    """Close as FAIL the proposal a killed run left RUNNING, as a finished proposal is closed."""
-    from optuna.trial import TrialState
-
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite else {}
+    for attempt in range(3):
+        try:
+            backend = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            configure_sqlite(backend.engine)
+            return backend
+        except SQLAlchemyError as err:
+            # Optuna creates its tables and version row on first use: two processes doing so
+            # at once collide (a duplicate row, a table already there, a locked file).
+            racing = isinstance(err, IntegrityError) or any(
+                sign in str(err) for sign in ("already exists", "locked")
+            )
+            if not racing or attempt == 2:
+                raise database_error(url, "cannot open the search database", err) from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, Any]:
@@ -476,14 +847,17 @@ def _changed(stored: Any, signature: dict[str, Any]) -> list[str]:
 
 
 def _sampler(settings: SearchSettings):
-    """The registered Optuna sampler (BOSHCODE's only stores the trials: BOSHCODE proposes)."""
-    return SAMPLERS.create(settings.sampler, seed=settings.seed)
-
-
-def _completed(study) -> list:
-    from optuna.trial import TrialState
-
-    return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    """The registered Optuna sampler (BOSHCODE's only stores the trials: BOSHCODE proposes),
+    with ``constant_liar=True`` where its factory takes it (TPE: Optuna 5's default, not
+    Optuna 4's), so that it keeps away from the pairs in flight, RUNNING trials; with
+    nothing in flight it samples as without."""
+    factory = SAMPLERS.get(settings.sampler)
+    try:
+        liar = "constant_liar" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read
+        liar = False
+    options = {"constant_liar": True} if liar else {}
+    return SAMPLERS.create(settings.sampler, seed=settings.seed, **options)
 
 
 def _trial(record: Record, coordinates: _Coordinates, settings: SearchSettings):
@@ -528,18 +902,9 @@ def _failed_trial(failure: Failure, coordinates: _Coordinates):
     )
 
 
-def _failures(study) -> list[Failure]:
-    """The failed evaluations stored in the study (not the closed proposals)."""
-    from optuna.trial import TrialState
-
-    return [
-        Failure(
-            Pair(Architecture.from_dict(t.user_attrs["arch"]), t.user_attrs["device"]),
-            t.user_attrs["reason"],
-        )
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.user_attrs.get("role") == "failed"
-    ]
+def _failure_from_trial(trial) -> Failure:
+    a = trial.user_attrs
+    return Failure(Pair(Architecture.from_dict(a["arch"]), a["device"]), a["reason"])
 
 
 def _record_from_trial(trial) -> Record:
@@ -623,14 +988,16 @@ def _coordinates(evaluator: Evaluator, settings: SearchSettings) -> _Coordinates
     return _Coordinates(evaluator.devices, _fitted_encoder(kind, evaluator, settings.seed))
 
 
-def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices) -> int:
-    """Ask the sampler, close the proposal as FAIL, return the nearest pool candidate."""
+def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices, owner: str) -> int:
+    """Ask the sampler, close the proposal as FAIL, return the nearest pool candidate (the
+    pool holds no pair in flight; the sampler sees those as RUNNING trials)."""
     from optuna.trial import TrialState
 
     trial = study.ask(coordinates.distributions)
     target = coordinates.point(trial.params)
     device = devices[trial.params["device"]]
     trial.set_user_attr("role", "proposal")
+    trial.set_user_attr("owner", owner)
     study.tell(trial, state=TrialState.FAIL)
     pool_d = np.stack([devices[p.device] for p in pool])
     return nearest_candidate(coordinates.vectors(pool), pool_d, target, device)
@@ -675,15 +1042,16 @@ class _PoolProposer:
     encoder: ArchitectureEncoder
     sampler: Any
 
-    def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
+    def pick(
+        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
+    ) -> tuple[int, str]:
         settings = self.settings
-        if len(records) < settings.boshcode.n_initial:
-            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, records)
+        if _initial(records, pending, settings):
+            seen = [r.pair for r in records] + pending
+            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
             return index, "initial"
-        y = _targets(records, settings, rng)
-        index = self.sampler.pick_from_pool(
-            self._inputs([r.pair for r in records]), y, self._inputs(pool), step
-        )
+        pairs, y = _with_fantasies(records, pending, settings, rng)
+        index = self.sampler.pick_from_pool(self._inputs(pairs), y, self._inputs(pool), step)
         return index, settings.sampler
 
     def _inputs(self, pairs: list[Pair]) -> np.ndarray:
@@ -699,31 +1067,53 @@ class _BoshcodeProposer:
     def __post_init__(self) -> None:
         self.model = Boshcode(self.settings.boshcode, self.settings.seed)
 
-    def pick(self, records: list[Record], pool: list[Pair], rng, step: int) -> tuple[int, str]:
+    def pick(
+        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
+    ) -> tuple[int, str]:
         settings = self.settings
-        if len(records) < settings.boshcode.n_initial:
-            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, records)
+        if _initial(records, pending, settings):
+            seen = [r.pair for r in records] + pending
+            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
             return index, "initial"
-        xd = np.stack([self.devices[r.pair.device] for r in records])
-        y = _targets(records, settings, rng)
-        self.model.fit(self.encoder([r.pair for r in records]), xd, y, step)
+        pairs, y = _with_fantasies(records, pending, settings, rng)
+        xd = np.stack([self.devices[p.device] for p in pairs])
+        self.model.fit(self.encoder(pairs), xd, y, step)
         pool_d = np.stack([self.devices[p.device] for p in pool])
         stalled = _stalled(records, settings)
         return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
 
 
+def _initial(records: list[Record], pending: list[Pair], settings: SearchSettings) -> bool:
+    """Whether a proposal is still one of the initial design's ``n_initial`` (pairs in
+    flight count: they will be records)."""
+    return not records or len(records) + len(pending) < settings.boshcode.n_initial
+
+
+def _with_fantasies(
+    records: list[Record], pending: list[Pair], settings: SearchSettings, rng
+) -> tuple[list[Pair], np.ndarray]:
+    """The pairs and targets a surrogate is fitted on: the records', and each pair in flight
+    with a pessimistic constant lie, the worst target observed (as Optuna's TPE treats its
+    RUNNING trials), so that a batch spreads out instead of proposing one region Q times."""
+    y = _targets(records, settings, rng)
+    pairs = [r.pair for r in records]
+    if not pending:
+        return pairs, y
+    return pairs + pending, np.concatenate([y, np.full(len(pending), y.min())])
+
+
 def _initial_pick(
-    pool: list[Pair], devices: list[str], seed: int, step: int, rng, records: list[Record]
+    pool: list[Pair], devices: list[str], seed: int, step: int, rng, seen: list[Pair]
 ) -> int:
-    """A random candidate on the device with the fewest records, the devices taken in turn (in
-    a seeded order) among equals, so the initial design sees every device, start pairs
-    included: a one-hot device the surrogate has never seen would otherwise keep an arbitrary,
-    confidently wrong prediction."""
+    """A random candidate on the device with the fewest pairs ``seen`` (evaluated or in
+    flight), the devices taken in turn (in a seeded order) among equals, so the initial
+    design sees every device, start pairs included: a one-hot device the surrogate has never
+    seen would otherwise keep an arbitrary, confidently wrong prediction."""
     order = np.roll(np.random.default_rng(seed).permutation(devices), -step)
-    seen = {device: 0 for device in devices}
-    for record in records:
-        seen[record.pair.device] = seen.get(record.pair.device, 0) + 1
-    for device in sorted(order, key=lambda d: seen[d]):  # stable: the turn breaks ties
+    counts = {device: 0 for device in devices}
+    for pair in seen:
+        counts[pair.device] = counts.get(pair.device, 0) + 1
+    for device in sorted(order, key=lambda d: counts[d]):  # stable: the turn breaks ties
         on_device = [i for i, p in enumerate(pool) if p.device == device]
         if on_device:
             return int(rng.choice(on_device))

@@ -153,9 +153,12 @@ def check_training_memory(arch: Architecture, budget: str) -> int:
 
 
 def check_training_device(device: str) -> str:
-    """``device`` if torch can train there, else a :class:`TrainingError` naming the choices."""
+    """``device`` if torch can train there (``auto``: the GPU when there is one, else the
+    CPU), else a :class:`TrainingError` naming the choices."""
     import torch
 
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
     if device == "cuda" or device.startswith("cuda:"):
@@ -165,7 +168,7 @@ def check_training_device(device: str) -> str:
             return device
         allowed = ", ".join(["cpu", *(f"cuda:{i}" for i in range(count))])
         raise TrainingError(f"device {device!r} is not available here; allowed: {allowed}")
-    raise TrainingError(f"device {device!r} is invalid; allowed: cpu, cuda or cuda:N")
+    raise TrainingError(f"device {device!r} is invalid; allowed: auto, cpu, cuda or cuda:N")
 
 
 #: The default parent: four layers as wide as the CPU-sized space (``edgetran demo``'s), every
@@ -359,10 +362,14 @@ def evaluate(
     if keep_model:
         out = _classifier_dir(workspace, arch, name, budget, seed).resolve()
     if cluster is not None:
-        _check_remote_task(task, tokenizer, transfer, task_options)
+        if not isinstance(task, str):
+            raise TrainingError(
+                "training on a cluster takes a task by name or file path, not a Task object"
+            )
         result = train_on_cluster(
             cluster, arch, name, budget, store=store, workspace=workspace, seed=seed,
-            device=device, out=out,
+            device=device, out=out, tokenizer=tokenizer, transfer=transfer,
+            task_options=task_options,
         )  # fmt: skip
     else:
         result = train_classifier(
@@ -374,16 +381,6 @@ def evaluate(
         arch.to_dict(), arch.hash, task=name, budget=budget, seed=seed, result=result
     )
     return {**result, "cached": False}
-
-
-def _check_remote_task(task, tokenizer, transfer: bool, task_options) -> None:
-    """A cluster's worker trains a task by name, with the workspace's tokenizer and weight
-    transfer: options that only this process holds cannot travel with the job."""
-    if not isinstance(task, str) or tokenizer is not None or not transfer or task_options:
-        raise TrainingError(
-            "training on a cluster takes a task by name, the workspace's tokenizer and weight "
-            "transfer; drop the task object, tokenizer, transfer=False or task options"
-        )
 
 
 def train_classifier(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from edgetran.space import Architecture
 from edgetran.store import Store
+from edgetran.train.tasks import TaskOptions
 
 
 class TrainingCluster(Protocol):
@@ -54,16 +55,20 @@ def training_job(
     trained: list[dict[str, Any]],
     device: str = "auto",
     out: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Serialisable job for a training worker: ``{"result": …, "writes": […]}``.
 
-    ``device="auto"`` trains on this worker's GPU when it has one, else on its CPU."""
+    ``device="auto"`` trains on this worker's GPU when it has one, else on its CPU;
+    ``options`` are :func:`~edgetran.train.oracle.train_classifier`'s ``tokenizer``,
+    ``transfer`` and ``task_options``."""
     from edgetran.train.oracle import train_classifier
 
     store = SnapshotStore(trained)
     result = train_classifier(
         Architecture.from_dict(model_dict), task, budget, store=store,  # type: ignore[arg-type]
         workspace=workspace, seed=seed, device=_worker_device(device), out=out,
+        **(options or {}),
     )  # fmt: skip
     return {"result": result, "writes": store.writes}
 
@@ -79,12 +84,18 @@ def train_on_cluster(
     seed: int = 0,
     device: str = "auto",
     out: str | Path | None = None,
+    tokenizer: str | None = None,
+    transfer: bool = True,
+    task_options: TaskOptions | None = None,
 ) -> dict[str, Any]:
     """:func:`~edgetran.train.oracle.train_classifier` run on ``cluster``'s training worker;
-    what it wrote is applied to ``store`` here. Returns the training's result."""
+    what it wrote is applied to ``store`` here. Returns the training's result. A tokenizer
+    given as a file path must be readable at that path on the worker."""
+    options = {"tokenizer": tokenizer, "transfer": transfer, "task_options": task_options}
     reply = cluster.run_training(
         training_job, arch.to_dict(), task, budget, str(Path(workspace).resolve()), seed,
-        store.trained_models(), device, None if out is None else str(Path(out).resolve()),
+        store.trained_models() if transfer else [], device,
+        None if out is None else str(Path(out).resolve()), options,
     )  # fmt: skip
     for method, entry in reply["writes"]:
         if method == "add_trained_model":
@@ -94,8 +105,6 @@ def train_on_cluster(
 
 
 def _worker_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    from edgetran.train.oracle import check_training_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return check_training_device(device)

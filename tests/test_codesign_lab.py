@@ -1,0 +1,83 @@
+"""``codesign`` on a cluster: measurements on the devices' workers, trainings on training
+workers, this process the one writer; a device whose worker stops answering is left out."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+
+from edgetran.codesign import run_codesign
+from edgetran.errors import ClusterError, JobTimeoutError
+from edgetran.store import Store
+from tests.test_codesign import _config, _inputs, _tiny
+
+
+class InProcessCluster:
+    """A cluster stand-in that runs each job here, its inputs and output through pickle (as
+    to a worker); ``gone`` devices' jobs time out, as when their worker disappears."""
+
+    def __init__(self, devices: tuple[str, ...], gone: tuple[str, ...] = ()) -> None:
+        self.devices, self.gone = devices, set(gone)
+        self.jobs: list[tuple[str, str]] = []
+
+    def offered_devices(self) -> dict[str, list[str]]:
+        return {d: [f"worker-{d}"] for d in self.devices if d not in self.gone}
+
+    def check_devices(self, devices) -> None:
+        missing = [d for d in devices if d not in self.devices]
+        if missing:
+            raise ClusterError(f"no worker offers device {missing[0]}")
+
+    def run_profile(self, device, fn, /, *args, **kwargs):
+        if device in self.gone:
+            raise JobTimeoutError(f"profile on device {device}: no result after 1 s")
+        return self._run(device, fn, args, kwargs)
+
+    def run_training(self, fn, /, *args, **kwargs):
+        return self._run("training", fn, args, kwargs)
+
+    def _run(self, where, fn, args, kwargs):
+        fn, args, kwargs = pickle.loads(pickle.dumps((fn, args, kwargs)))
+        self.jobs.append((where, fn.__name__))
+        return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
+
+
+def test_codesign_runs_its_jobs_on_the_cluster(tmp_path, monkeypatch):
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    cluster = InProcessCluster(("cpu/torch",))
+    config = _config(tmp_path, task, board, compare=None, growprune=False)
+    result = run_codesign(config, cluster=cluster, parallel=2)
+    kinds = {job for job in cluster.jobs}
+    assert ("cpu/torch", "profile_job") in kinds and ("training", "training_job") in kinds
+    assert result.best is not None
+    if result.best["device"] == "cpu/torch":  # the winner's artifact measured on its worker
+        assert ("cpu/torch", "measure_artifact_job") in kinds
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:  # stored here, under cpu
+        # the profile's 8 and the reference BERT-Tiny (outside this space)
+        assert len(store.measurements("cpu", runtime="torch")) == 9
+
+
+def test_a_device_whose_worker_is_gone_is_left_out(tmp_path, monkeypatch):
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    cluster = InProcessCluster(("cpu/torch", "cpu/onnxruntime"), gone=("cpu/onnxruntime",))
+    config = _config(
+        tmp_path, task, board, devices=("cpu/torch", "cpu/onnxruntime", str(board)),
+        compare=None, growprune=False, evaluations=3,
+    )  # fmt: skip
+    events: list[str] = []
+    run_codesign(config, cluster=cluster, on_event=events.append)
+    data = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert "cpu/onnxruntime" not in {e["device"] for e in data["evaluations"]}
+    assert any("cpu/onnxruntime: left out of the search" in line for line in events)
+
+
+def test_a_device_no_worker_offers_is_refused_before_any_work(tmp_path, monkeypatch):
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, devices=("cpu/openvino", str(board)))
+    with pytest.raises(ClusterError, match="cpu/openvino"):
+        run_codesign(config, cluster=InProcessCluster(("cpu/torch",)))
+    assert not (tmp_path / "out").exists()
