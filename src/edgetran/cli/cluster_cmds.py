@@ -73,7 +73,8 @@ def cluster_options(
         tls_key=tls_key,
         job_timeout_s=job_timeout_s,
         connect_timeout_s=connect_timeout_s,
-        local_devices=tuple(local_devices),
+        # what this machine's local:N workers offer; a remote cluster's workers say themselves
+        local_devices=tuple(local_devices) if scheduler.startswith("local:") else (),
     )
 
 

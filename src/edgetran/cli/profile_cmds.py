@@ -158,7 +158,7 @@ def profile(
     node = on or device
     lab = cluster_options(
         scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
-        local_devices=(f"{node}/{runtime}",),
+        local_devices=(f"{device}/{runtime}",),  # local:N workers offer this machine
     )  # fmt: skip
 
     design_space = resolve_space(space)

@@ -10,6 +10,15 @@ from typing import Annotated
 import typer
 
 from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_space
+from edgetran.cli.cluster_cmds import (
+    JobTimeoutOption,
+    SchedulerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    cluster_options,
+    cluster_session,
+)
 from edgetran.search.settings import ENCODINGS, OBJECTIVES, BoshcodeSettings
 
 #: BOSHCODE's defaults, shown by --help.
@@ -87,19 +96,22 @@ def search(
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    scheduler: SchedulerOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
 ) -> None:
-    """Find the (model, device) pair that maximises accuracy and minimises cost."""
-    from rich.console import Console
-    from rich.progress import Progress
+    """Find the (model, device) pair that maximises accuracy and minimises cost.
 
+    With --scheduler, a live search trains its candidates on the cluster's training workers
+    (with --parallel Q, Q at once) and stores every result here."""
     from edgetran.search import (
         Constraints,
         ReplayEvaluator,
         SearchSettings,
         read_device_features,
-        run_search,
     )
-    from edgetran.store import database_url
 
     quiet_optuna()
     if (benchmark is None) == (task is None):
@@ -123,11 +135,30 @@ def search(
         device_features=device_features and read_device_features(device_features),
         boshcode=BoshcodeSettings(ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding),
     )
-    evaluator = (
-        ReplayEvaluator(benchmark)
-        if benchmark
-        else _live(task, devices, db, accuracy_budget, space)
-    )
+    if benchmark and scheduler:
+        fail("--scheduler trains and measures live candidates; a replay table has none")
+    lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+    with cluster_session(lab) as cluster:
+        evaluator = (
+            ReplayEvaluator(benchmark)
+            if benchmark
+            else _live(task, devices, db, accuracy_budget, space, cluster)
+        )
+        _search(evaluator, settings, benchmark, task, devices, study, db, resume, verbose,
+                parallel, as_json)  # fmt: skip
+
+
+def _search(evaluator, settings, benchmark, task, devices, study, db, resume, verbose, parallel,
+            as_json) -> None:  # fmt: skip
+    """Run the search and print its result."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgetran.search import run_search
+    from edgetran.store import database_url
+
+    budget, sampler, seed = settings.budget, settings.sampler, settings.seed
+    objective = settings.objective
     if benchmark and budget > len(evaluator.table):
         typer.echo(
             f"warning: --budget {budget} exceeds the {len(evaluator.table)} pairs of "
@@ -171,8 +202,8 @@ def search(
     )
 
 
-def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, space):
-    """The live evaluator of ``--task`` and ``--devices``."""
+def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, space, cluster):
+    """The live evaluator of ``--task`` and ``--devices`` (training on ``cluster``)."""
     from edgetran.search.live import live_evaluator
     from edgetran.store import Store
 
@@ -180,5 +211,6 @@ def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, 
         fail("--task needs --devices D1,D2,… (devices with measurements in the store)")
     names = [d.strip() for d in devices.split(",") if d.strip()]
     return live_evaluator(
-        task, names, Store(db), accuracy_budget=accuracy_budget, space=resolve_space(space)
-    )
+        task, names, Store(db), accuracy_budget=accuracy_budget, space=resolve_space(space),
+        cluster=cluster,
+    )  # fmt: skip
