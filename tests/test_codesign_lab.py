@@ -44,6 +44,7 @@ class InProcessCluster:
         return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
 
 
+@pytest.mark.slow  # ~20 s; the next test routes the same jobs on a smaller run
 def test_codesign_runs_its_jobs_on_the_cluster(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
@@ -73,6 +74,8 @@ def test_a_device_whose_worker_is_gone_is_left_out(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "out" / "result.json").read_text())
     assert "cpu/onnxruntime" not in {e["device"] for e in data["evaluations"]}
     assert any("cpu/onnxruntime: left out of the search" in line for line in events)
+    kinds = set(cluster.jobs)  # every measurement and training ran as a job
+    assert ("cpu/torch", "profile_job") in kinds and ("training", "training_job") in kinds
 
 
 def test_a_device_no_worker_offers_is_refused_before_any_work(tmp_path, monkeypatch):
