@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from edgetran.codesign import run_codesign
-from edgetran.errors import ClusterError, JobTimeoutError
+from edgetran.errors import ClusterError, EdgeTranError, JobTimeoutError
 from edgetran.store import Store
 from tests.test_codesign import _config, _inputs, _tiny
 
@@ -78,9 +78,53 @@ def test_a_device_whose_worker_is_gone_is_left_out(tmp_path, monkeypatch):
     assert ("cpu/torch", "profile_job") in kinds and ("training", "training_job") in kinds
 
 
-def test_a_device_no_worker_offers_is_refused_before_any_work(tmp_path, monkeypatch):
+def test_a_device_no_worker_offers_is_refused_before_any_measurement(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     config = _config(tmp_path, task, board, devices=("cpu/openvino", str(board)))
     with pytest.raises(ClusterError, match="cpu/openvino"):
         run_codesign(config, cluster=InProcessCluster(("cpu/torch",)))
-    assert not (tmp_path / "out").exists()
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:  # checked before any measurement
+        assert store.measurements("cpu") == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "cluster", "message"),
+    [
+        ({}, None, "needs a cluster"),
+        ({"eval_timeout_s": 60.0}, InProcessCluster(("cpu/torch",)), "job time limit"),
+    ],
+)
+def test_parallel_needs_a_cluster_and_no_alarm(tmp_path, changes, cluster, message):
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, **changes)
+    with pytest.raises(EdgeTranError, match=message):
+        run_codesign(config, cluster=cluster, parallel=2)
+
+
+def test_one_architecture_asked_from_two_threads_trains_once(monkeypatch, tmp_path):
+    import threading
+    import time
+
+    import edgetran.train
+    from edgetran.search.live import oracle_accuracy
+    from edgetran.space import NAMED_ARCHITECTURES
+
+    calls: list[str] = []
+    cache: dict[str, dict] = {}
+
+    def evaluate(arch, *args, **kwargs):  # the oracle: trains once, then reads its cache
+        if arch.hash not in cache:
+            calls.append(arch.hash)
+            time.sleep(0.2)
+            cache[arch.hash] = {"accuracy": 0.5, "accuracy_std": 0.01}
+        return cache[arch.hash]
+
+    monkeypatch.setattr(edgetran.train, "evaluate", evaluate, raising=False)
+    accuracy = oracle_accuracy("tweet-sentiment", None)
+    arch = NAMED_ARCHITECTURES["bert-tiny"]
+    threads = [threading.Thread(target=accuracy, args=(arch,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [arch.hash]

@@ -57,3 +57,9 @@ def test_a_replay_search_refuses_a_scheduler(run_cli, tmp_path):
     table.write_text("")
     code, _, err = run_cli("search", "--benchmark", table, "--scheduler", "local:1")
     assert code == 2 and "replay table" in err
+
+
+def test_a_live_search_in_parallel_needs_a_scheduler(run_cli):
+    code, _, err = run_cli("search", "--task", "tweet-sentiment", "--devices", "cpu/torch",
+                           "--parallel", "2")  # fmt: skip
+    assert code == 2 and "needs --scheduler" in err

@@ -55,3 +55,20 @@ def test_active_profiling_on_a_node(tmp_path):
         )  # fmt: skip
         assert len(result.measurements) == 2 and cluster.jobs == ["jetson", "jetson"]
         assert {m.device for m in store.measurements("jetson")} == {"jetson"}
+
+
+def test_a_worker_meter_replaces_auto_only(monkeypatch):
+    from edgetran.profile.meters import WORKER_METER_ENV
+    from edgetran.profile.protocol import worker_settings
+
+    monkeypatch.setenv(WORKER_METER_ENV, "estimate")
+    assert worker_settings(ProfileSettings().to_dict()).meter == "estimate"
+    chosen = ProfileSettings(meter="rapl").to_dict()
+    assert worker_settings(chosen).meter == "rapl"
+
+
+def test_a_lab_node_name_is_no_runner_device_for_the_worker_snapshot():
+    from edgetran.cli.cluster_cmds import _environment
+
+    snapshot = _environment("rpi4/onnxruntime", "estimate")
+    assert snapshot["node"] == "rpi4"

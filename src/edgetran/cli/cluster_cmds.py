@@ -143,6 +143,12 @@ def worker(
             fail("--meter needs --device (the meter of the device this worker profiles)")
         _check_meter(meter)
     environment = _environment(offered, meter) if offered is not None else {}
+    if meter:  # the jobs this worker runs measure with its meter (see worker_settings)
+        import os
+
+        from edgetran.profile.meters import WORKER_METER_ENV
+
+        os.environ[WORKER_METER_ENV] = meter
 
     def ready(address: str, worker_name: str) -> None:
         offers = f"device {offered}" if offered else "no device"
@@ -216,13 +222,16 @@ def _check_meter(meter: str) -> None:
 
 def _environment(device: str, meter: str | None) -> dict:
     """The snapshot stored beside this device's measurements (as `edgetran profile` does)."""
+    from edgetran.export.runners import RunnerError, check_device
     from edgetran.profile.environment import environment_snapshot
     from edgetran.profile.meters import create_meter
 
     hardware, _, runtime = device.rpartition("/") if "/" in device else (device, "", "")
-    if runtime:
-        from edgetran.export.runners import check_device
-
-        check_device(runtime, hardware)
-    probe = create_meter(meter or "auto", hardware)
-    return environment_snapshot(hardware, runtime, probe.describe())
+    runner = hardware  # a lab node's name (rpi4) is no runner device: its runs use the CPU
+    try:
+        if runtime:
+            check_device(runtime, hardware)
+    except RunnerError:
+        runner = "cpu"
+    probe = create_meter(meter or "auto", runner)
+    return {**environment_snapshot(runner, runtime, probe.describe()), "node": hardware}

@@ -135,6 +135,11 @@ def search(
         device_features=device_features and read_device_features(device_features),
         boshcode=BoshcodeSettings(ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding),
     )
+    if task and parallel > 1 and scheduler is None:
+        fail(
+            f"--parallel {parallel} trains several candidates at once: a live search needs "
+            "--scheduler (local:N or an address) for that"
+        )
     if benchmark and scheduler:
         fail("--scheduler trains and measures live candidates; a replay table has none")
     lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)

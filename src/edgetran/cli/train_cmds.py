@@ -256,7 +256,14 @@ def evaluate(
     label_column: LabelColumn = "label",
     labels: Labels = None,
     seed: Seed = 0,
-    device: Device = "cpu",
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="Where to train: cpu, cuda, cuda:N or auto (default: cpu; with --scheduler, "
+            "auto: the worker's GPU when it has one).",
+        ),
+    ] = None,
     db: Db = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
@@ -281,6 +288,7 @@ def evaluate(
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+    device = device or ("auto" if lab else "cpu")
     with Store(db) as store, cluster_session(lab) as cluster:
         result = evaluate_accuracy(
             architecture, task, budget, store=store, seed=seed,

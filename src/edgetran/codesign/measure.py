@@ -22,9 +22,10 @@ def measure_artifact_job(artifact: str, settings: dict[str, Any]) -> dict[str, A
     """:func:`measure_artifact` as a serialisable job for a lab node's device worker: the
     artifact's path must be readable there (a shared folder), and the node builds its own
     meter from the settings."""
-    from edgetran.profile import ProfileSettings, create_meter
+    from edgetran.profile import create_meter
+    from edgetran.profile.protocol import worker_settings
 
-    profile = ProfileSettings.from_dict(settings)
+    profile = worker_settings(settings)
     meter = create_meter(
         profile.meter, profile.device, per_core_w=profile.core_watts, idle_w=profile.idle_watts
     )

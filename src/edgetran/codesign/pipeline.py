@@ -110,11 +110,16 @@ def run_codesign(
             configuration; no feasible pair was found.
     """
     check_input_shape(config)
-    if cluster is not None:  # a device no worker offers is refused before any work
-        from edgetran.profile.remote import worker_for
-
-        live = [spec for spec in config.device_specs() if spec.live]
-        cluster.check_devices([worker_for(cluster, s.hardware, s.runtime) for s in live])
+    if parallel > 1 and cluster is None:
+        raise CodesignError(
+            f"parallel={parallel} trains several candidates at once: it needs a cluster "
+            "(--scheduler local:N or an address); here, trainings share one process's torch"
+        )
+    if parallel > 1 and config.eval_timeout_s is not None:
+        raise CodesignError(
+            "eval_timeout_s applies to one evaluation at a time; with parallel > 1 the "
+            "cluster's job time limit (--job-timeout-s) bounds each training"
+        )
     out = Path(config.out)
     with Store(config.db) as store:
         run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
@@ -268,6 +273,14 @@ class _Run:
     def profile(self) -> dict[str, Any]:
         from edgetran.profile import read_measurements
 
+        if self.cluster is not None:  # a device no worker offers is refused before any work
+            from edgetran.profile.remote import worker_for
+
+            live = [s for s in self.specs if s.live]
+            self.cluster.check_devices(
+                [worker_for(self.cluster, s.hardware, s.runtime) for s in live]
+            )
+
         devices: list[str] = []
         info: dict[str, Any] = {}
         for spec in self.specs:
@@ -301,7 +314,7 @@ class _Run:
         from edgetran.surrogate.active import profile_actively
 
         profiler = self.profiler(spec)
-        meter = self.meter(spec)
+        meter = None if profiler else self.meter(spec)  # a worker measures with its own
         try:
             result = profile_actively(
                 self.profile_settings(spec),
@@ -322,8 +335,8 @@ class _Run:
         return {
             "kind": "live",
             "measurements": len(result.measurements),
-            "meter": meter.name if profiler is None else "on the device's worker",
-            "meter_kind": meter.kind if profiler is None else "worker",
+            "meter": meter.name if meter else "the device worker's",
+            "meter_kind": meter.kind if meter else _meter_kind(result.measurements),
         }
 
     def profile_again(self, spec: DeviceSpec, reason: str) -> dict[str, Any]:
@@ -384,7 +397,10 @@ class _Run:
         )
 
         def accuracy(arch: Architecture, run: int = 0):
-            with _time_limit(c.eval_timeout_s):
+            # on a cluster the job's time limit bounds a training (an alarm here would leave
+            # the job running on its worker)
+            limit = c.eval_timeout_s if self.cluster is None else None
+            with _time_limit(limit):
                 result = oracle(arch, run=run)
             if not math.isfinite(result.value):
                 raise CodesignError(
@@ -788,6 +804,12 @@ class _Run:
         }
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+def _meter_kind(measurements) -> str:
+    """The kind of meter a device worker measured with (``measured``, ``estimated``)."""
+    kinds = sorted({m.meter_kind for m in measurements})
+    return ", ".join(kinds) or "unknown"
 
 
 def _reasons(info: dict[str, Any]) -> str:

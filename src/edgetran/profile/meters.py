@@ -280,6 +280,11 @@ class ZeusSocMeter(Meter):
         return Reading(time.time(), energy_j=total / 1e3)
 
 
+#: Set by ``edgetran worker --meter M`` in its process: the meter of that device node, used by
+#: the jobs it runs whose settings leave the meter to ``auto`` (the client cannot know it).
+WORKER_METER_ENV = "EDGETRAN_WORKER_METER"
+
+
 def create_meter(
     spec: str = "auto",
     device: str = "cpu",

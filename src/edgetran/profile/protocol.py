@@ -21,6 +21,7 @@ never subtracted idle power and ran no warm-up.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -46,7 +47,13 @@ from edgetran.profile.contention import (
     wait_until_quiet,
 )
 from edgetran.profile.environment import environment_snapshot, usable_cores
-from edgetran.profile.meters import DEFAULT_CORE_W, DEFAULT_IDLE_W, Meter, create_meter
+from edgetran.profile.meters import (
+    DEFAULT_CORE_W,
+    DEFAULT_IDLE_W,
+    WORKER_METER_ENV,
+    Meter,
+    create_meter,
+)
 from edgetran.profile.sampler import (
     DEFAULT_PERIOD_S,
     PowerSampler,
@@ -351,11 +358,18 @@ def profile_architecture(
     )
 
 
+def worker_settings(settings: dict[str, Any]) -> ProfileSettings:
+    """A job's settings on this worker: ``meter="auto"`` becomes the worker's own meter."""
+    if settings.get("meter", "auto") == "auto" and os.environ.get(WORKER_METER_ENV):
+        settings = {**settings, "meter": os.environ[WORKER_METER_ENV]}
+    return ProfileSettings.from_dict(settings)
+
+
 def profile_job(model_dict: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """Plain, serialisable job: (architecture dict, settings dict) → measurement dict.
 
     This is what a remote worker (e.g. a Dask worker on a device node) runs.
     """
     return profile_architecture(
-        Architecture.from_dict(model_dict), ProfileSettings.from_dict(settings)
+        Architecture.from_dict(model_dict), worker_settings(settings)
     ).to_dict()

@@ -9,6 +9,7 @@ One device's measurements are of one runtime and one input shape (the first stor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -95,7 +96,19 @@ def oracle_accuracy(
     if budget not in BUDGETS:
         raise SearchError(f"accuracy budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
 
+    # a parallel search may ask for one architecture on two devices at once: the second
+    # waits for the first's training and reads it from the store, instead of training the
+    # same folders concurrently
+    locks: dict[tuple[str, int], threading.Lock] = {}
+    guard = threading.Lock()
+
     def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
+        with guard:
+            lock = locks.setdefault((arch.hash, run), threading.Lock())
+        with lock:
+            return _evaluate(arch, run)
+
+    def _evaluate(arch: Architecture, run: int) -> Accuracy:
         result = evaluate(
             arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
             seed=seed + run, keep_model=keep_models and run == 0, cluster=cluster,
