@@ -128,3 +128,18 @@ def test_one_architecture_asked_from_two_threads_trains_once(monkeypatch, tmp_pa
     for t in threads:
         t.join()
     assert calls == [arch.hash]
+
+
+def test_a_lab_node_is_measured_on_its_worker_and_stored_under_its_name(tmp_path, monkeypatch):
+    task, board, _ = _inputs(tmp_path)
+    _tiny(monkeypatch)
+    config = _config(tmp_path, task, board, devices=("rpi4/torch", str(board)), compare=None,
+                     growprune=False, evaluations=3)  # fmt: skip
+    with pytest.raises(EdgeTranError, match="pass --scheduler"):
+        run_codesign(config)  # this machine has no rpi4
+    cluster = InProcessCluster(("rpi4/torch",))
+    run_codesign(config, cluster=cluster)
+    assert {where for where, _ in cluster.jobs} >= {"rpi4/torch", "training"}
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        assert len(store.measurements("rpi4", runtime="torch")) >= 8
+        assert store.measurements("cpu") == []

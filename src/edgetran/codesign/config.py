@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,10 +53,18 @@ class DeviceSpec:
     hardware: str | None = None
     runtime: str | None = None
     path: str | None = None
+    #: A lab node (``rpi4/onnxruntime``): a ``hardware`` that names no device of this machine,
+    #: measured on the cluster worker that offers it (its runs use the node's CPU).
+    node: bool = False
 
     @property
     def live(self) -> bool:
         return self.path is None
+
+    @property
+    def runner(self) -> str | None:
+        """The device the runs use where they run: the hardware, or a lab node's CPU."""
+        return "cpu" if self.node else self.hardware
 
 
 def parse_device(text: str) -> DeviceSpec:
@@ -78,10 +87,33 @@ def parse_device(text: str) -> DeviceSpec:
             f"{', '.join(list_runtimes())}; e.g. cpu/torch) or a measurement file "
             f"({', '.join(FILE_FORMATS)})"
         )
+    from edgetran.export.runners import RunnerError, check_device
+
+    try:
+        check_device(runtime, hardware)
+    except RunnerError:  # a lab node's name: usable on a cluster only (run_codesign checks)
+        if not _NODE_NAME.fullmatch(hardware):
+            raise
+        return DeviceSpec(text, hardware, runtime, node=True)
+    return DeviceSpec(text, hardware, runtime)
+
+
+def check_local_devices(specs: list[DeviceSpec]) -> None:
+    """Refuse, without a cluster, a lab node's device (one this machine does not have)."""
     from edgetran.export.runners import check_device
 
-    check_device(runtime, hardware)
-    return DeviceSpec(text, hardware, runtime)
+    for spec in specs:
+        if spec.node:
+            try:
+                check_device(spec.runtime, spec.hardware)
+            except EdgeTranError as err:
+                raise CodesignError(
+                    f"{err}; a lab node ({spec.name}) is measured on its worker: pass --scheduler"
+                ) from None
+
+
+#: A lab node's name as ``edgetran worker --device NAME`` offers it.
+_NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)

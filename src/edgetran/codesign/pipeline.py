@@ -43,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from edgetran.codesign.config import FILE_FORMATS, CodesignConfig, CodesignError, DeviceSpec
+from edgetran.codesign.config import (
+    FILE_FORMATS,
+    CodesignConfig,
+    CodesignError,
+    DeviceSpec,
+    check_local_devices,
+)
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Store
 
@@ -110,6 +116,8 @@ def run_codesign(
             configuration; no feasible pair was found.
     """
     check_input_shape(config)
+    if cluster is None:
+        check_local_devices(config.device_specs())
     if parallel > 1 and cluster is None:
         raise CodesignError(
             f"parallel={parallel} trains several candidates at once: it needs a cluster "
@@ -244,7 +252,7 @@ class _Run:
 
         c = self.config
         return ProfileSettings(
-            device=spec.hardware,
+            device=spec.runner,
             runtime=spec.runtime,
             batch_size=c.batch_size,
             seq_len=c.seq_len,
@@ -328,6 +336,7 @@ class _Run:
                     f"  {d}: {m.hash[:10]} {m.latency_s_per_seq * 1e3:.2f} ms/seq"
                 ),
                 profiler=profiler,
+                device=spec.hardware,
             )
         except JobTimeoutError as err:
             self.emit(f"  {spec.name}: {err}; trying again after the other devices")
@@ -558,7 +567,9 @@ class _Run:
                     shape = self.profile_settings(spec)
                     profiler = self.profiler(spec)
                     measurement, _ = next(
-                        profile_into_store([arch], shape, self.store, profiler=profiler)
+                        profile_into_store(
+                            [arch], shape, self.store, profiler=profiler, device=spec.hardware
+                        )
                     )
                     metrics = {"accuracy": accuracy, **per_sequence(measurement)}
                     evaluation = _evaluation(metrics)
@@ -604,7 +615,7 @@ class _Run:
             }
         spec = self.spec(winner["device"])
         device = (
-            LiveDevice(self.profile_settings(spec), self.store)
+            LiveDevice(self.profile_settings(spec), self.store, self.profiler(spec), spec.hardware)
             if spec.live
             else self.surrogates[winner["device"]]
         )

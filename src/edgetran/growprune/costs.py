@@ -11,7 +11,7 @@ measured.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -150,20 +150,29 @@ class LiveDevice(DeviceCosts):
 
     live = True
 
-    def __init__(self, settings: ProfileSettings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProfileSettings,
+        store: Store | None = None,
+        profiler: Callable[..., Any] | None = None,
+        device: str | None = None,
+    ) -> None:
         self.settings, self.store = settings, store
-        self.name = f"{settings.device}/{settings.runtime}"
+        # a lab node's worker measures (``profiler``), stored under the node's name (``device``)
+        self.profiler, self.device = profiler, device
+        self.name = f"{device or settings.device}/{settings.runtime}"
 
     def estimate(self, archs: Sequence[Architecture]) -> list[CostEstimate]:
         from edgetran.profile import profile_architecture, profile_into_store
 
         if self.store is None:
-            return [
-                from_measurement(profile_architecture(a, self.settings), "profiled") for a in archs
-            ]
+            profile = self.profiler or profile_architecture
+            return [from_measurement(profile(a, self.settings, None), "profiled") for a in archs]
         return [
             from_measurement(m, "store" if cached else "profiled")
-            for m, cached in profile_into_store(archs, self.settings, self.store)
+            for m, cached in profile_into_store(
+                archs, self.settings, self.store, profiler=self.profiler, device=self.device
+            )
         ]
 
 
