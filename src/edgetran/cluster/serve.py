@@ -178,7 +178,10 @@ async def _serve_worker(
     log_level: int | str,
 ) -> None:
     distributed = require_distributed()
-    worker = distributed.Worker(scheduler, **options)
+    try:
+        worker = distributed.Worker(scheduler, **options)
+    except (TypeError, ValueError) as err:  # e.g. a memory limit Dask cannot read
+        raise ClusterError(f"cannot start a worker: {_cause(err)}") from None
     try:
         await worker
     except TimeoutError:

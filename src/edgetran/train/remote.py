@@ -92,8 +92,10 @@ def train_on_cluster(
     what it wrote is applied to ``store`` here. Returns the training's result. A tokenizer
     given as a file path must be readable at that path on the worker."""
     options = {"tokenizer": tokenizer, "transfer": transfer, "task_options": task_options}
+    # a task file given relative to this process's folder travels as an absolute path
+    where = str(Path(task).resolve()) if Path(task).is_file() else task
     reply = cluster.run_training(
-        training_job, arch.to_dict(), task, budget, str(Path(workspace).resolve()), seed,
+        training_job, arch.to_dict(), where, budget, str(Path(workspace).resolve()), seed,
         store.trained_models() if transfer else [], device,
         None if out is None else str(Path(out).resolve()), options,
     )  # fmt: skip
@@ -101,7 +103,7 @@ def train_on_cluster(
         if method == "add_trained_model":
             fields = {k: v for k, v in entry.items() if k not in ("model_dict", "hash")}
             store.add_trained_model(entry["model_dict"], entry["hash"], **fields)
-    return reply["result"]
+    return {**reply["result"], "task": task}  # the task as this process names it
 
 
 def _worker_device(device: str) -> str:
