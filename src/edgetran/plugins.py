@@ -196,7 +196,7 @@ class Registry(Generic[T]):
 
 
 def _load(target: Any) -> Any:
-    if isinstance(target, importlib.metadata.EntryPoint):
+    if _is_entry_point(target):
         return target.load()
     if isinstance(target, str):
         module, _, attribute = target.partition(":")
@@ -205,6 +205,15 @@ def _load(target: Any) -> Any:
             value = getattr(value, part)
         return value
     return target
+
+
+def _is_entry_point(target: Any) -> bool:
+    """An entry point, of the standard library's class or of the ``importlib_metadata``
+    backport's: once something imports the backport (Dask does), its finder can be the one
+    that answers ``importlib.metadata.entry_points()``."""
+    return isinstance(target, importlib.metadata.EntryPoint) or (
+        type(target).__name__ == "EntryPoint" and callable(getattr(target, "load", None))
+    )
 
 
 # -- the families -------------------------------------------------------------------------------

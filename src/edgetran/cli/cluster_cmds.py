@@ -143,36 +143,31 @@ def worker(
             fail("--meter needs --device (the meter of the device this worker profiles)")
         _check_meter(meter)
     environment = _environment(offered, meter) if offered is not None else {}
-    if meter:  # the jobs this worker runs measure with its meter (see worker_settings)
-        import os
-
-        from edgetran.profile.meters import WORKER_METER_ENV
-
-        os.environ[WORKER_METER_ENV] = meter
 
     def ready(address: str, worker_name: str) -> None:
         offers = f"device {offered}" if offered else "no device"
         typer.echo(f"worker {worker_name} at {address} ({offers}) joined {scheduler}")
 
-    start_worker(
-        scheduler,
-        device=offered,
-        meter=meter,
-        nthreads=nthreads,
-        gpus=gpus,
-        name=name,
-        listen_host=listen_host,
-        environment=environment,
-        tls_ca_file=tls_ca_file,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        connect_timeout_s=connect_timeout_s,
-        memory_limit=int(memory_limit) if memory_limit.isdigit() else memory_limit,
-        local_directory=local_directory,
-        interface=interface,
-        on_ready=ready,
-    )
-    typer.echo("worker stopped")
+    with _jobs_meter(meter):
+        start_worker(
+            scheduler,
+            device=offered,
+            meter=meter,
+            nthreads=nthreads,
+            gpus=gpus,
+            name=name,
+            listen_host=listen_host,
+            environment=environment,
+            tls_ca_file=tls_ca_file,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            connect_timeout_s=connect_timeout_s,
+            memory_limit=int(memory_limit) if memory_limit.isdigit() else memory_limit,
+            local_directory=local_directory,
+            interface=interface,
+            on_ready=ready,
+        )
+        typer.echo("worker stopped")
 
 
 def scheduler(
@@ -218,6 +213,26 @@ def _check_meter(meter: str) -> None:
             f"meter {meter!r} is unknown; allowed: auto, zeus, {', '.join(list_meters())} "
             "(NAME:ARG passes ARG)"
         )
+
+
+@contextmanager
+def _jobs_meter(meter: str | None) -> Iterator[None]:
+    """While the worker serves, the jobs it runs measure with its meter when theirs is
+    ``auto`` (see :func:`edgetran.profile.protocol.worker_settings`); restored afterwards."""
+    import os
+
+    from edgetran.profile.meters import WORKER_METER_ENV
+
+    before = os.environ.get(WORKER_METER_ENV)
+    if meter:
+        os.environ[WORKER_METER_ENV] = meter
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WORKER_METER_ENV, None)
+        else:
+            os.environ[WORKER_METER_ENV] = before
 
 
 def _environment(device: str, meter: str | None) -> dict:

@@ -92,8 +92,8 @@ def parse_device(text: str) -> DeviceSpec:
     try:
         check_device(runtime, hardware)
     except RunnerError:  # a lab node's name: usable on a cluster only (run_codesign checks)
-        if not _NODE_NAME.fullmatch(hardware):
-            raise
+        if not _NODE_NAME.fullmatch(hardware) or hardware.lower() in _DEVICE_WORDS:
+            raise  # a device kind of a machine (npu, gpu …), not a node's name
         return DeviceSpec(text, hardware, runtime, node=True)
     return DeviceSpec(text, hardware, runtime)
 
@@ -112,6 +112,9 @@ def check_local_devices(specs: list[DeviceSpec]) -> None:
                 ) from None
 
 
+#: Names of device kinds, which a lab node's name must not be: ``npu/litert`` is a device this
+#: machine lacks, refused at once, not a node.
+_DEVICE_WORDS = {"cpu", "gpu", "npu", "cuda", "mps", "auto", "xpu", "tpu"}
 #: A lab node's name as ``edgetran worker --device NAME`` offers it.
 _NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
