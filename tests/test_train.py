@@ -452,13 +452,19 @@ def test_the_cpu_budgets_fine_tune_only_and_standard_trains_longer_than_quick():
     (quick_pre, quick), (standard_pre, standard) = map(budget_settings, ("quick", "standard"))
     assert quick_pre.steps == standard_pre.steps == 0
     assert quick.group_by_length and standard.group_by_length
+    (quick_batch,), (standard_batch,) = quick.batch_sizes, standard.batch_sizes
+    assert (quick_batch, standard_batch) == (16, 32)
     for name in ("bert-tiny", "bert-mini", "bert-small"):
         arch = load_architecture(name)
-        assert trial_steps(arch, standard, 32, 32) > 2 * trial_steps(arch, quick, 32, 32)
-    # the FLOPs cap alone would give BERT-Small 63 quick steps; the floor gives it 250
+        # in training examples: standard sees more than twice quick's
+        quick_examples = quick_batch * trial_steps(arch, quick, quick_batch, 32)
+        assert (
+            standard_batch * trial_steps(arch, standard, standard_batch, 32) > 2 * quick_examples
+        )
+    # the FLOPs cap alone would give BERT-Small 127 quick steps; the floor gives it 500
     small = load_architecture("bert-small")
-    assert trial_steps(small, quick, 32, 32) == quick.min_steps == 250
-    assert trial_steps(small, replace(quick, min_steps=1), 32, 32) == 63
+    assert trial_steps(small, quick, 16, 32) == quick.min_steps == 500
+    assert trial_steps(small, replace(quick, min_steps=1), 16, 32) == 127
 
 
 def test_quick_gives_every_model_the_same_training_flops():
