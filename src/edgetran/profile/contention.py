@@ -116,6 +116,9 @@ class ContentionMonitor:
         other = None
         if busy is not None and self._busy is not None and window >= MIN_WINDOW_S:
             other = max(0.0, (busy - self._busy) - (own - self._own)) / window
+            # /proc/stat counts in clock ticks (10 ms) and its clock is not perf_counter's: on a
+            # short window under full load the ratio can read a little above the CPUs there are
+            other = min(other, float(len(self._cpus)))
         return Contention(other, window, cpu_mhz(), temperature_c())
 
 
