@@ -49,14 +49,21 @@ start_worker(scheduler, device=device, gpus=int(sys.argv[5]), name=name,
 
 
 # -- jobs (run on the workers, imported there from this module) -----------------------------------
-def where(sleep_s: float = 0.0, marks: str | None = None) -> dict:
-    """Which worker ran the job, and when; a line in ``marks`` once it started."""
+def where(sleep_s: float = 0.0, marks: str | None = None, together: int = 0) -> dict:
+    """Which worker ran the job, and when; a line in ``marks`` once it started. With
+    ``together``, the job then waits (up to a minute) until that many jobs have started, so
+    that jobs allowed to run at once overlap however loaded the machine is."""
     from distributed import get_worker
 
     start = time.time()
     if marks is not None:
         with open(marks, "a") as handle:
             handle.write(f"{start}\n")
+        deadline = time.monotonic() + 60
+        while len(Path(marks).read_text().splitlines()) < together:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     time.sleep(sleep_s)
     return {"worker": get_worker().name, "start": start, "end": time.time(), "pid": os.getpid()}
 
@@ -458,7 +465,7 @@ def test_job_errors_are_one_clear_error(lab):
 def test_a_profile_never_overlaps_a_training_but_trainings_overlap(lab, tmp_path):
     cluster = lab.cluster
     marks = tmp_path / "started"
-    first = [cluster.submit_training(where, 1.0, str(marks)) for _ in range(2)]
+    first = [cluster.submit_training(where, 1.0, str(marks), 2) for _ in range(2)]
     _wait_for_lines(marks, 2)  # both run: the profile must wait for them
     profile = cluster.submit_profile("fake/a", where, 0.5)
     later = [cluster.submit_training(where, 1.0) for _ in range(2)]
