@@ -60,9 +60,7 @@ def where(sleep_s: float = 0.0, marks: str | None = None, together: int = 0) -> 
         with open(marks, "a") as handle:
             handle.write(f"{start}\n")
         deadline = time.monotonic() + 60
-        while len(Path(marks).read_text().splitlines()) < together:
-            if time.monotonic() > deadline:
-                break
+        while len(Path(marks).read_text().splitlines()) < together and time.monotonic() < deadline:
             time.sleep(0.05)
     time.sleep(sleep_s)
     return {"worker": get_worker().name, "start": start, "end": time.time(), "pid": os.getpid()}
