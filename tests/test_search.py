@@ -25,11 +25,16 @@ from edgetran.search import (
     run_search,
 )
 from edgetran.search.encoding import ArchitectureEncoder
+from edgetran.search.forests import MetricForests, feasible_ucb
+from edgetran.search.objectives import METRIC_KEYS
+from edgetran.search.settings import SURROGATES
 from edgetran.space import NAMED_ARCHITECTURES, REFERENCE_SPACE, Architecture
 from edgetran.surrogate.nn import combined_spread
 from edgetran.testing import synthetic_table as write_table
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
+#: The reference's networks and GOBI, trained briefly (``FAST`` searches with the forests).
+NETWORKS = replace(FAST, surrogate="networks")
 
 
 @pytest.fixture
@@ -71,19 +76,144 @@ def test_every_sampler_searches_recorded_pairs_only(table, sampler):
     assert set(best["arch"]) == {"l", "o", "h", "f"}
 
 
-def test_a_search_is_deterministic_for_a_seed(table):
+@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=SURROGATES)
+def test_a_search_is_deterministic_for_a_seed(table, boshcode):
     evaluator = ReplayEvaluator(table)
-    settings = SearchSettings(sampler="boshcode", budget=9, seed=3, boshcode=FAST)
+    settings = SearchSettings(sampler="boshcode", budget=9, seed=3, boshcode=boshcode)
     first = run_search(evaluator, settings).to_dict()["history"]
     assert run_search(evaluator, settings).to_dict()["history"] == first
+    other = run_search(evaluator, replace(settings, seed=4)).to_dict()["history"]
+    assert other != first
 
 
-def test_boshcode_finds_the_best_pair_of_a_small_table(tmp_path):
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_boshcode_finds_the_best_pair_of_a_small_table(tmp_path, surrogate):
     evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
     best = max(PaperObjective().value(m) for _, m in evaluator.table.values())
-    settings = SearchSettings(sampler="boshcode", budget=30, seed=0,
-                              boshcode=BoshcodeSettings(epochs=60, warm_epochs=20))  # fmt: skip
+    boshcode = BoshcodeSettings(epochs=60, warm_epochs=20, surrogate=surrogate)
+    settings = SearchSettings(sampler="boshcode", budget=30, seed=0, boshcode=boshcode)
     assert max(run_search(evaluator, settings).to_dict()["history"]) == pytest.approx(best)
+
+
+def test_forests_learn_accuracy_from_the_architecture_alone():
+    rng = np.random.default_rng(0)
+    xa, xd = rng.random((40, 3)), np.eye(2)[rng.integers(0, 2, 40)]
+    metrics = np.column_stack([
+        0.6 + 0.3 * xa[:, 0], 1e-3 * (1 + 9 * xd[:, 1]), 0.1 * (1 + xa[:, 1]), 5 + 20 * xd[:, 1]
+    ])  # fmt: skip
+    forests = MetricForests(n_trees=20, seed=1).fit(xa, xd, metrics, step=2)
+    probe = rng.random((5, 3))
+    on_edge = forests.draws(probe, np.tile([1.0, 0.0], (5, 1)))
+    on_gpu = forests.draws(probe, np.tile([0.0, 1.0], (5, 1)))
+    assert all(d.shape == (20, 5) for d in on_edge.values())
+    assert np.array_equal(on_edge["accuracy"], on_gpu["accuracy"])  # same on every device
+    assert (on_gpu["latency"].mean(axis=0) > 3 * on_edge["latency"].mean(axis=0)).all()
+    assert all((d > 0).all() for k, d in on_edge.items() if k != "accuracy")
+    again = MetricForests(n_trees=20, seed=1).fit(xa, xd, metrics, step=2)
+    on_both = probe[:, :2]
+    assert np.array_equal(again.draws(probe, on_both)["latency"],
+                          forests.draws(probe, on_both)["latency"])  # fmt: skip
+
+
+def _linear_accuracy(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xa = rng.random((n, 3)) * [0.5, 1, 1]  # models seen: the first input below 0.5
+    xd = np.eye(2)[rng.integers(0, 2, n)]
+    metrics = np.column_stack([0.6 + 0.2 * xa[:, 0], np.full(n, 1e-3), np.full(n, 0.1),
+                               5 + 20 * xd[:, 1]])  # fmt: skip
+    return xa, xd, metrics
+
+
+def test_the_accuracy_gp_extrapolates_where_trees_cannot():
+    xa, xd, metrics = _linear_accuracy(30)
+    forests = MetricForests(n_trees=20, seed=0).fit(xa, xd, metrics, gp_inputs=xa)
+    beyond = np.array([[1.0, 0.5, 0.5]])
+    accuracy = forests.draws(beyond, xd[:1], gp_inputs=beyond)["accuracy"]
+    assert accuracy.shape == (40, 1)
+    trees, gp = accuracy[:20], accuracy[20:]
+    assert trees.max() <= metrics[:, 0].max() < np.median(gp)
+    with pytest.raises(ValueError, match="gp_inputs"):
+        forests.draws(beyond, xd[:1])
+
+
+def test_the_gp_refit_schedule_depends_on_the_pairs_alone():
+    """A model refitted step by step (as a search does) and a fresh one (as a resumed search
+    has) make the same draws: the kernel is tuned on the first 10·⌊n/10⌋ pairs."""
+    xa, xd, metrics = _linear_accuracy(14)
+    stepwise = MetricForests(n_trees=5, seed=3)
+    for n in range(8, 15):
+        stepwise.fit(xa[:n], xd[:n], metrics[:n], step=n, gp_inputs=xa[:n])
+    fresh = MetricForests(n_trees=5, seed=3).fit(xa, xd, metrics, step=14, gp_inputs=xa)
+    probe = np.random.default_rng(1).random((6, 3))
+    a = stepwise.draws(probe, xd[:6], gp_inputs=probe)["accuracy"]
+    b = fresh.draws(probe, xd[:6], gp_inputs=probe)["accuracy"]
+    assert stepwise.kernel_for_ == fresh.kernel_for_ == 10 and np.array_equal(a, b)
+
+
+def test_feasible_ucb_ranks_unlikely_feasible_candidates_last():
+    values = np.array([[0.9, 0.5, 0.8, 0.7], [0.9, 0.6, 0.8, 0.9]])  # (draws, candidates)
+    feasible = np.array([[False, True, True, False], [False, True, False, True]])
+    scores = feasible_ucb(values, feasible, ucb_k=0.5)
+    # Candidate 0 (never feasible) ranks last despite the highest mean; 2 and 3 (half of the
+    # draws) count as likely feasible, by UCB.
+    assert np.argsort(-scores).tolist() == [3, 2, 1, 0]
+    none_likely = feasible_ucb(values, np.array([[True, False, False, False]] * 2) & False, 0.5)
+    assert np.argmax(none_likely) == 0  # by UCB among equally unlikely ones
+
+
+def test_constraints_within_agrees_with_violations():
+    c = Constraints(max_latency_ms=10, max_peak_power_w=20, min_accuracy=0.7)
+    rng = np.random.default_rng(3)
+    draws = {
+        "accuracy": rng.uniform(0.6, 0.8, (4, 6)),
+        "latency": rng.uniform(0, 0.02, (4, 6)),
+        "energy": rng.uniform(0, 1, (4, 6)),
+        "peak_power": rng.uniform(10, 30, (4, 6)),
+    }
+    within = c.within(draws)
+    for i, j in np.ndindex(4, 6):
+        assert within[i, j] == (not c.violations({k: v[i, j] for k, v in draws.items()}))
+    assert Constraints().within(draws).all()
+
+
+def test_pareto_scalarisation_of_draws_matches_the_targets(table):
+    from edgetran.search.study import _objective_function, _targets
+
+    settings = SearchSettings(objective="pareto", constraints=Constraints(max_latency_ms=3))
+    records = run_search(ReplayEvaluator(table), replace(settings, sampler="random", budget=8))
+    records = records.records
+    targets = _targets(records, settings, np.random.default_rng(4))
+    scalarise = _objective_function(records, settings, np.random.default_rng(4))
+    metrics = {k: np.array([[r.evaluation.metrics[k] for r in records]]) for k in METRIC_KEYS}
+    penalty = np.array([0.0 if r.feasible else 1.0 for r in records])
+    assert np.allclose(scalarise(metrics)[0] - penalty, targets)
+
+
+def test_forests_lie_about_pairs_in_flight(table):
+    from edgetran.search.study import _metric_fantasies
+
+    records = run_search(ReplayEvaluator(table), SearchSettings(sampler="random", budget=5))
+    pending = [p for p, _ in ReplayEvaluator(table).table.values()][:2]
+    pairs, metrics = _metric_fantasies(records.records, pending)
+    seen = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records.records])
+    assert pairs[-2:] == pending and np.array_equal(metrics[:5], seen)
+    worst = [seen[:, 0].min(), *seen[:, 1:].max(axis=0)]
+    assert metrics[5:].tolist() == [worst, worst]
+
+
+def test_forests_keep_to_a_latency_cap(tmp_path):
+    evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
+    latencies = sorted(m["latency"] for _, m in evaluator.table.values())
+    cap_ms = 1e3 * latencies[len(latencies) // 3]
+    constraints = Constraints(max_latency_ms=cap_ms)
+    settings = SearchSettings(sampler="boshcode", budget=25, seed=0, constraints=constraints,
+                              boshcode=replace(FAST, n_initial=6))  # fmt: skip
+    records = run_search(evaluator, settings).records
+    proposed = [r for r in records if r.how == "ucb"]
+    assert proposed and sum(r.feasible for r in proposed) > len(proposed) / 2
+    feasible = [m for _, m in evaluator.table.values() if not constraints.violations(m)]
+    best = max(PaperObjective().value(m) for m in feasible)
+    assert max(r.value for r in records if r.feasible) == pytest.approx(best)
 
 
 def test_feature_encoding_lies_in_the_unit_box_and_is_stable(table):
@@ -111,7 +241,7 @@ def test_second_order_ascent_finds_a_maximum_inside_the_box():
 
 
 def test_second_order_search_is_deterministic(table):
-    gobi_only = replace(FAST, second_order=True, alpha=0, beta=0)
+    gobi_only = replace(NETWORKS, second_order=True, alpha=0, beta=0)
     settings = SearchSettings(sampler="boshcode", budget=7, seed=2, boshcode=gobi_only)
     first = run_search(ReplayEvaluator(table), settings).records
     assert [r.how for r in first][-3:] == ["gobi"] * 3
@@ -159,8 +289,10 @@ def test_boshcode_searches_on_the_reference_embedding(table):
     assert run_search(ReplayEvaluator(table), settings).to_dict()["evaluations"] == 8
 
 
-def test_pareto_objective_returns_a_front(table):
-    settings = SearchSettings(sampler="boshcode", budget=10, objective="pareto", boshcode=FAST,
+@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=SURROGATES)
+def test_pareto_objective_returns_a_front(table, boshcode):
+    settings = SearchSettings(sampler="boshcode", budget=10, objective="pareto",
+                              boshcode=boshcode,
                               constraints=Constraints(max_peak_power_w=100))  # fmt: skip
     out = run_search(ReplayEvaluator(table), settings).to_dict()
     assert out["pareto_front"] and all(p["device"] == "edge" for p in out["pareto_front"])
@@ -183,6 +315,28 @@ def test_resume_after_an_interruption_neither_loses_nor_repeats(table, tmp_path)
     result = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
     keys = [r.pair.key for r in result.records]
     assert len(keys) == 12 == len(set(keys))
+
+
+@pytest.mark.parametrize("accuracy_gp", [False, True])
+def test_a_resumed_boshcode_search_proposes_what_an_uninterrupted_one_does(
+    table, tmp_path, accuracy_gp
+):
+    """The forests and the accuracy GP's refit schedule depend on the evaluated pairs alone,
+    so a search killed after its 13th evaluation and resumed matches one never stopped."""
+    evaluator = ReplayEvaluator(table)
+    boshcode = replace(FAST, n_initial=4, accuracy_gp=accuracy_gp)
+    settings = SearchSettings(sampler="boshcode", budget=16, seed=2, boshcode=boshcode)
+    whole = [r.pair.key for r in run_search(evaluator, settings).records]
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+
+    def crash(n: int, _record) -> None:
+        if n == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    assert [r.pair.key for r in resumed.records] == whole
 
 
 def test_resume_refuses_other_boshcode_settings(table, tmp_path):
@@ -367,6 +521,7 @@ def test_search_cli(run_cli, table, tmp_path):
         (["--sampler", "cmaes"], "--sampler 'cmaes' is invalid"),
         (["--objective", "fast"], "--objective 'fast' is invalid"),
         (["--arch-encoding", "hash"], "--arch-encoding 'hash' is invalid"),
+        (["--surrogate", "gp"], "--surrogate 'gp' is invalid"),
         (["--alpha", "0.7", "--beta", "0.5"], "alpha=0.7, beta=0.5; expected"),
         ([], None),
     ],

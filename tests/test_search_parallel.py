@@ -82,10 +82,15 @@ def _keys(result) -> list[str]:
 
 
 # -- Q evaluations in flight --------------------------------------------------------------------
-@pytest.mark.parametrize("sampler", ["boshcode", "trees", "tpe", "random"])
-def test_q_evaluations_in_flight_spend_the_budget_once_per_pair(table, sampler):
+@pytest.mark.parametrize(
+    ("sampler", "surrogate"),
+    [("boshcode", "forests"), ("boshcode", "networks"), ("trees", None), ("tpe", None),
+     ("random", None)],
+)  # fmt: skip
+def test_q_evaluations_in_flight_spend_the_budget_once_per_pair(table, sampler, surrogate):
     evaluator = _Slow(table)
-    settings = SearchSettings(sampler=sampler, budget=10, seed=1, boshcode=FAST)
+    boshcode = replace(FAST, surrogate=surrogate or "forests")
+    settings = SearchSettings(sampler=sampler, budget=10, seed=1, boshcode=boshcode)
     result = run_search(evaluator, settings, parallel=4)
     keys = _keys(result)
     assert len(keys) == 10 == len(set(keys)) and set(keys) <= set(evaluator.table)

@@ -19,7 +19,7 @@ from edgetran.cli.cluster_cmds import (
     cluster_options,
     cluster_session,
 )
-from edgetran.search.settings import ENCODINGS, OBJECTIVES, BoshcodeSettings
+from edgetran.search.settings import ENCODINGS, OBJECTIVES, SURROGATES, BoshcodeSettings
 
 #: BOSHCODE's defaults, shown by --help.
 _BOSHCODE = BoshcodeSettings()
@@ -62,11 +62,21 @@ def search(
         typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
     ] = None,
     ucb_k: Annotated[float, typer.Option(help="BOSHCODE: UCB = mean + k·σ.")] = _BOSHCODE.ucb_k,
+    surrogate: Annotated[
+        str,
+        typer.Option(
+            help="BOSHCODE's surrogate: forests (extra-trees per metric, composed through the "
+            "objective) or networks (the reference's, with GOBI)."
+        ),
+    ] = _BOSHCODE.surrogate,
     alpha: Annotated[
-        float, typer.Option(help="BOSHCODE: probability of taking the most uncertain candidate.")
+        float,
+        typer.Option(
+            help="BOSHCODE networks: probability of taking the most uncertain candidate."
+        ),
     ] = _BOSHCODE.alpha,
     beta: Annotated[
-        float, typer.Option(help="BOSHCODE: probability of taking a random candidate.")
+        float, typer.Option(help="BOSHCODE networks: probability of taking a random candidate.")
     ] = _BOSHCODE.beta,
     arch_encoding: Annotated[
         str,
@@ -122,6 +132,8 @@ def search(
         fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(list_samplers())}")
     if arch_encoding not in ENCODINGS:
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
+    if surrogate not in SURROGATES:
+        fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(SURROGATES)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if parallel < 1:
@@ -133,7 +145,9 @@ def search(
         objective=objective,
         constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
         device_features=device_features and read_device_features(device_features),
-        boshcode=BoshcodeSettings(ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding),
+        boshcode=BoshcodeSettings(
+            ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding, surrogate=surrogate
+        ),
     )
     if task and parallel > 1 and scheduler is None:
         fail(

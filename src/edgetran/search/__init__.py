@@ -10,7 +10,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "settings": ["ENCODINGS", "OBJECTIVES", "BoshcodeSettings"],
+        "settings": ["ENCODINGS", "OBJECTIVES", "SURROGATES", "BoshcodeSettings"],
         "boshcode": ["Boshcode"],
         "encoding": ["ArchitectureEncoder"],
         "evaluators": [
@@ -21,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "ReplayEvaluator",
             "read_device_features",
         ],
+        "forests": ["MetricForests"],
         "live": ["device_costs", "device_measurements", "live_evaluator", "oracle_accuracy"],
         "objectives": ["Constraints", "PaperObjective", "SearchError", "pareto_mask"],
         "study": ["SearchResult", "SearchSettings", "run_search"],

@@ -86,18 +86,30 @@ class Constraints:
         lower: Mapping[str, float] | None = None,
     ) -> list[str]:
         """Names of the violated budgets."""
-        upper, lower = upper or metrics, lower or metrics
-        checks = (
+        return [
+            name
+            for name, value, bound, sign in self._checks(upper or metrics, lower or metrics)
+            if bound is not None and sign * (value - bound) > 0
+        ]
+
+    def within(self, metrics: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Elementwise over array-valued metrics (any one shape): True where every budget is
+        met (a surrogate's draws, which have no interval of their own)."""
+        ok = np.ones(np.shape(metrics["accuracy"]), dtype=bool)
+        for _, value, bound, sign in self._checks(metrics, metrics):
+            if bound is not None:
+                ok &= sign * (np.asarray(value) - bound) <= 0
+        return ok
+
+    def _checks(self, upper: Mapping[str, float], lower: Mapping[str, float]):
+        """``(name, value in the budget's unit, bound, sign)``: violated when
+        ``sign·(value − bound) > 0``."""
+        return (
             ("max_latency_ms", upper["latency"] * 1e3, self.max_latency_ms, 1),
             ("max_energy_mj", upper["energy"] * 1e3, self.max_energy_mj, 1),
             ("max_peak_power_w", upper["peak_power"], self.max_peak_power_w, 1),
             ("min_accuracy", lower["accuracy"], self.min_accuracy, -1),
         )
-        return [
-            name
-            for name, value, bound, sign in checks
-            if bound is not None and sign * (value - bound) > 0
-        ]
 
 
 def pareto_mask(points: Sequence[Sequence[float]]) -> np.ndarray:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 #: How BOSHCODE's architecture input is built (see :mod:`edgetran.search.encoding`).
 ENCODINGS = ("embedding", "features", "compact")
 
+#: BOSHCODE's surrogate: extra-trees per metric composed through the objective (default), or
+#: the reference's teacher / student / NPN networks with GOBI.
+SURROGATES = ("forests", "networks")
+
 #: What the co-search optimises: the reference's weighted objective, or a Pareto front.
 OBJECTIVES = ("paper", "pareto")
 
@@ -33,6 +37,15 @@ class BoshcodeSettings:
     use α = β = 0.1): once every device has been seen, UCB and the fresh random GOBI starts
     explore enough, and each random or most-uncertain pick was an evaluation lost.
     ``second_order`` switches GOBI to the reference's AdaHessian.
+
+    ``surrogate="forests"`` (the default since the benchmark suite, issue 14) replaces the
+    networks and GOBI with :class:`~edgetran.search.forests.MetricForests` (``trees`` trees per
+    forest) scoring the whole candidate pool; ``accuracy_gp`` adds a Gaussian process on the
+    ``compact`` features beside the accuracy forest (off: on the suite's ``smooth`` and
+    ``rugged`` problems it found the best pair once in eight runs against never, too few to
+    call); ``ucb_k``, ``n_initial`` and
+    ``encoding`` apply to both, the network and GOBI settings only to
+    ``surrogate="networks"``.
     """
 
     ucb_k: float = 0.5
@@ -49,15 +62,20 @@ class BoshcodeSettings:
     n_initial: int = 10
     encoding: str = "features"
     second_order: bool = False
+    surrogate: str = "forests"
+    trees: int = 100
+    accuracy_gp: bool = False
 
     def __post_init__(self) -> None:
+        if self.surrogate not in SURROGATES:
+            raise SearchError(f"surrogate={self.surrogate!r}; allowed: {', '.join(SURROGATES)}")
         if self.encoding not in ENCODINGS:
             raise SearchError(f"encoding={self.encoding!r}; allowed: {', '.join(ENCODINGS)}")
         if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):
             raise SearchError(
                 f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
             )
-        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial"):
+        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial", "trees"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
         if self.mc_samples < 2 or self.warm_epochs < 0:

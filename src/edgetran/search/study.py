@@ -81,6 +81,7 @@ from edgetran.search.claims import (
 )
 from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
+from edgetran.search.forests import MetricForests, feasible_ucb
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -1021,6 +1022,13 @@ def _fitted_encoder(kind: str, evaluator: Evaluator, seed: int) -> ArchitectureE
 def _own_proposer(study, evaluator: Evaluator, settings: SearchSettings, devices):
     """BOSHCODE's proposer, a pool sampler's (one with ``pick_from_pool``, e.g. ``trees``), or
     None for the Optuna samplers, which propose through ``ask``."""
+    if settings.sampler == "boshcode" and settings.boshcode.surrogate == "forests":
+        gp_encoder = (
+            _fitted_encoder("compact", evaluator, settings.seed)
+            if settings.boshcode.accuracy_gp
+            else None
+        )
+        return _ForestsProposer(settings, devices, _encoder(evaluator, settings), gp_encoder)
     if settings.sampler == "boshcode":
         return _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
     if _proposes_from_pool(settings.sampler):
@@ -1056,6 +1064,57 @@ class _PoolProposer:
 
     def _inputs(self, pairs: list[Pair]) -> np.ndarray:
         return np.hstack([self.encoder(pairs), np.stack([self.devices[p.device] for p in pairs])])
+
+
+@dataclass
+class _ForestsProposer:
+    """BOSHCODE with :class:`~edgetran.search.forests.MetricForests`: a forest per metric,
+    the objective and the constraints evaluated on each tree's draw, the pool scored whole."""
+
+    settings: SearchSettings
+    devices: dict[str, np.ndarray]
+    encoder: ArchitectureEncoder
+    gp_encoder: ArchitectureEncoder | None = None
+
+    def __post_init__(self) -> None:
+        self.model = MetricForests(self.settings.boshcode.trees, self.settings.seed)
+
+    def pick(
+        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
+    ) -> tuple[int, str]:
+        settings = self.settings
+        if _initial(records, pending, settings):
+            seen = [r.pair for r in records] + pending
+            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
+            return index, "initial"
+        objective = _objective_function(records, settings, rng)
+        pairs, metrics = _metric_fantasies(records, pending)
+        self.model.fit(self.encoder(pairs), self._device_inputs(pairs), metrics, step,
+                       self._gp_inputs(pairs))  # fmt: skip
+        draws = self.model.draws(
+            self.encoder(pool), self._device_inputs(pool), self._gp_inputs(pool)
+        )
+        feasible = settings.constraints.within(draws)
+        scores = feasible_ucb(objective(draws), feasible, settings.boshcode.ucb_k)
+        return int(np.argmax(scores)), "ucb"
+
+    def _device_inputs(self, pairs: list[Pair]) -> np.ndarray:
+        return np.stack([self.devices[p.device] for p in pairs])
+
+    def _gp_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
+        return None if self.gp_encoder is None else self.gp_encoder(pairs)
+
+
+def _metric_fantasies(records: list[Record], pending: list[Pair]) -> tuple[list[Pair], np.ndarray]:
+    """The pairs and ``(n, 4)`` metrics the forests learn from: the records', and each pair in
+    flight with the worst of each metric observed (a pessimistic constant liar, as
+    :func:`_with_fantasies` for one target)."""
+    M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
+    pairs = [r.pair for r in records]
+    if not pending:
+        return pairs, M
+    worst = np.concatenate([M[:, :1].min(axis=0), M[:, 1:].max(axis=0)])
+    return pairs + pending, np.vstack([M, np.tile(worst, (len(pending), 1))])
 
 
 @dataclass
@@ -1122,18 +1181,41 @@ def _initial_pick(
 
 def _targets(records: list[Record], settings: SearchSettings, rng) -> np.ndarray:
     """Values to maximise: the paper objective, or (pareto) a random augmented-Chebyshev
-    scalarisation of the normalised metrics (ParEGO), redrawn at every step."""
+    scalarisation of the normalised metrics (ParEGO), redrawn at every step; less
+    ``INFEASIBLE_PENALTY`` where a record broke the constraints."""
     penalty = np.array([0.0 if r.feasible else INFEASIBLE_PENALTY for r in records])
     if settings.objective == "paper":
         return np.array([r.value for r in records]) - penalty
+    metrics = {k: np.array([r.evaluation.metrics[k] for r in records]) for k in METRIC_KEYS}
+    return _objective_function(records, settings, rng)(metrics) - penalty
+
+
+def _objective_function(records: list[Record], settings: SearchSettings, rng):
+    """``metric → array`` to the values to maximise (any one shape): the paper objective, or
+    (pareto) ParEGO's scalarisation with weights drawn from ``rng`` and each metric
+    normalised over the ``records`` (log costs, min–max)."""
+    if settings.objective == "paper":
+        return settings.paper.value
     M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
-    M[:, 1:] = np.log(np.maximum(M[:, 1:], 1e-12))
-    M[:, 0] = -M[:, 0]  # minimise everything
-    span = np.where(np.ptp(M, axis=0) > 0, np.ptp(M, axis=0), 1.0)
-    U = (M - M.min(axis=0)) / span
+    M = _minimised(M.T)
+    low = M.min(axis=1)
+    span = np.where(np.ptp(M, axis=1) > 0, np.ptp(M, axis=1), 1.0)
     weights = rng.dirichlet(np.ones(len(METRIC_KEYS)))
-    chebyshev = (U * weights).max(axis=1) + 0.05 * (U * weights).sum(axis=1)
-    return -chebyshev - penalty
+
+    def chebyshev(metrics: dict[str, np.ndarray]) -> np.ndarray:
+        values = _minimised(np.stack([np.asarray(metrics[k], dtype=float) for k in METRIC_KEYS]))
+        U = (values - low.reshape((-1,) + (1,) * (values.ndim - 1))) / span.reshape(
+            (-1,) + (1,) * (values.ndim - 1)
+        )
+        weighted = U * weights.reshape((-1,) + (1,) * (values.ndim - 1))
+        return -(weighted.max(axis=0) + 0.05 * weighted.sum(axis=0))
+
+    return chebyshev
+
+
+def _minimised(M: np.ndarray) -> np.ndarray:
+    """Metrics along axis 0 (METRIC_KEYS order), each to minimise: −accuracy, log costs."""
+    return np.concatenate([-M[:1], np.log(np.maximum(M[1:], 1e-12))])
 
 
 def _stalled(records: list[Record], settings: SearchSettings) -> bool:

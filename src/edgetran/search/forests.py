@@ -1,0 +1,141 @@
+"""BOSHCODE's default surrogate: one extra-trees forest per metric, composed through the objective.
+
+The co-search maximises a known function of four metrics (the paper objective, or a ParEGO
+scalarisation), and the metrics depend on different things: accuracy on the architecture alone
+(the same on every device), latency, energy and peak power on the architecture and the
+device. A surrogate of the objective itself (the networks of :mod:`edgetran.search.boshcode`,
+or the ``trees`` sampler) must learn that from the data; here it is built in:
+
+- accuracy is learned from the architecture input only, so every evaluated pair informs it,
+  whichever device it was measured on;
+- each hardware metric is learned as its logarithm (costs span orders of magnitude across
+  devices) from the architecture next to the device.
+
+Uncertainty comes from the draws (epistemic): tree ``t`` of every forest gives one joint draw
+of the four metrics per candidate (and, for accuracy, a Gaussian process beside the trees adds
+as many posterior samples), so the objective and the constraints are evaluated on each
+draw. Across draws, the objective's mean and spread form the UCB ``mean + k·σ``, and the share
+of draws within the constraints is the candidate's probability of feasibility, which ranks
+unlikely-feasible candidates below every likely one. (A surrogate of a penalised objective, as
+the networks and ``trees`` are given, learns the constraint and the objective as one jump.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgetran.search.objectives import METRIC_KEYS
+
+#: Costs are learned as logs; a metric recorded as 0 enters as this.
+_SMALLEST_COST = 1e-12
+#: Candidates feasible in fewer draws than this share rank below every likelier one.
+LIKELY_FEASIBLE = 0.5
+
+
+class MetricForests:
+    """Per-metric surrogates composed by draws: accuracy from the architecture alone, the logs
+    of latency, energy and peak power together (one multi-output forest: the costs move
+    together, and one forest costs a third of three) from the architecture next to the device.
+
+    Accuracy is learned by an extra-trees forest on ``xa (n, d_a)`` and, with ``gp_inputs``,
+    also by a Gaussian process (Matérn 5/2 with a length scale per input, and a noise term) on
+    those few continuous architecture features: trees cannot extrapolate, and a landscape's
+    best model often lies beyond the models seen. The two are a mixture: the draws of
+    accuracy are the forest's trees followed by as many samples of the GP's posterior
+    (per candidate), each paired with one tree of the cost forest.
+
+    The GP's kernel hyperparameters are fitted on the first ``gp_refit_every``·⌊n /
+    ``gp_refit_every``⌋ pairs and reused until that count moves on (one optimisation every
+    ``gp_refit_every`` evaluations, not every step), so a fit depends on the pairs alone and a
+    resumed search proposes what an uninterrupted one would.
+
+    Args:
+        n_trees: trees per forest.
+        seed: seeds each fit and the GP's draws (with the step).
+        gp_refit_every: evaluations between two fits of the GP's hyperparameters.
+    """
+
+    def __init__(self, n_trees: int = 100, seed: int = 0, gp_refit_every: int = 10) -> None:
+        self.n_trees = n_trees
+        self.seed = seed
+        self.gp_refit_every = gp_refit_every
+
+    def fit(
+        self,
+        xa: np.ndarray,
+        xd: np.ndarray,
+        metrics: np.ndarray,
+        step: int = 0,
+        gp_inputs: np.ndarray | None = None,
+    ) -> MetricForests:
+        """Learn from ``metrics (n, 4)``, columns in :data:`METRIC_KEYS` order (accuracy
+        first); ``gp_inputs (n, d_g)``: the GP's architecture inputs (None: forests only)."""
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self.step_ = step
+        seed = self.seed * 100_003 + step * 2
+        forests = [
+            ExtraTreesRegressor(n_estimators=self.n_trees, random_state=seed + j, n_jobs=1)
+            for j in range(2)
+        ]
+        self.accuracy_ = forests[0].fit(xa, metrics[:, 0])
+        costs = np.log(np.maximum(metrics[:, 1:], _SMALLEST_COST))
+        self.costs_ = forests[1].fit(np.hstack([xa, xd]), costs)
+        self.gp_ = None if gp_inputs is None else self._fit_gp(gp_inputs, metrics[:, 0])
+        return self
+
+    def draws(
+        self, xa: np.ndarray, xd: np.ndarray, gp_inputs: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """``metric → (T, m)`` in the metrics' own units: draw ``t`` is tree ``t`` of each
+        forest; with a GP, ``T = 2·n_trees``, the second half its posterior samples of
+        accuracy paired with the cost trees again."""
+        accuracy = np.stack([tree.predict(xa) for tree in self.accuracy_.estimators_])
+        inputs = np.hstack([xa, xd])
+        costs = np.exp(np.stack([tree.predict(inputs) for tree in self.costs_.estimators_]))
+        if self.gp_ is not None:
+            if gp_inputs is None:
+                raise ValueError("this fit has a GP: draws need its gp_inputs")
+            mean, std = self.gp_.predict(gp_inputs, return_std=True)
+            rng = np.random.default_rng([self.seed, self.step_])
+            samples = mean + std * rng.standard_normal((self.n_trees, len(mean)))
+            accuracy = np.concatenate([accuracy, samples])
+            costs = np.concatenate([costs, costs])
+        return {"accuracy": accuracy} | {
+            key: costs[:, :, j] for j, key in enumerate(METRIC_KEYS[1:])
+        }
+
+    def _fit_gp(self, x: np.ndarray, y: np.ndarray):
+        """The accuracy GP on ``x (n, d_g)``, with hyperparameters from the refit schedule."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        counted = max(len(y) // self.gp_refit_every * self.gp_refit_every, min(len(y), 2))
+        with warnings.catch_warnings():
+            # A length scale at its bound says that input does not matter: fine here.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if getattr(self, "kernel_for_", None) != counted:
+                prior = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+                    np.ones(x.shape[1]), (1e-2, 1e2), nu=2.5
+                ) + WhiteKernel(1e-2, (1e-6, 1.0))
+                tuned = GaussianProcessRegressor(prior, normalize_y=True)
+                self.kernel_ = tuned.fit(x[:counted], y[:counted]).kernel_
+                self.kernel_for_ = counted
+            gp = GaussianProcessRegressor(self.kernel_, normalize_y=True, optimizer=None)
+            return gp.fit(x, y)
+
+
+def feasible_ucb(values: np.ndarray, feasible: np.ndarray, ucb_k: float) -> np.ndarray:
+    """``(m,)`` scores from draws ``(T, m)`` of the objective and of feasibility: the UCB
+    ``mean + k·σ`` where at least :data:`LIKELY_FEASIBLE` of the draws are feasible; below
+    that, ranked under every likely-feasible candidate by their probability of feasibility,
+    then by UCB."""
+    ucb = values.mean(axis=0) + ucb_k * values.std(axis=0)
+    chance = feasible.mean(axis=0)
+    # Chances are multiples of 1/T; a tie-break under 1/T keeps their order.
+    tie_break = (ucb - ucb.min()) / (np.ptp(ucb) or 1.0) * 0.99 / len(values)
+    unlikely = ucb.min() - 2.0 + chance + tie_break
+    return np.where(chance >= LIKELY_FEASIBLE, ucb, unlikely)
