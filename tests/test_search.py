@@ -201,6 +201,17 @@ def test_forests_lie_about_pairs_in_flight(table):
     assert metrics[5:].tolist() == [worst, worst]
 
 
+def test_thompson_sampling_takes_one_draw_a_step(table):
+    boshcode = replace(FAST, acquisition="thompson")
+    settings = SearchSettings(sampler="boshcode", budget=9, seed=1, boshcode=boshcode)
+    first = run_search(ReplayEvaluator(table), settings).records
+    assert [r.how for r in first][4:] == ["thompson"] * 5
+    again = run_search(ReplayEvaluator(table), settings).records
+    assert [r.pair.key for r in again] == [r.pair.key for r in first]
+    with pytest.raises(SearchError, match="allowed: ucb, thompson"):
+        BoshcodeSettings(acquisition="ei")
+
+
 def test_forests_keep_to_a_latency_cap(tmp_path):
     evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
     latencies = sorted(m["latency"] for _, m in evaluator.table.values())

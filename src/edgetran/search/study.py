@@ -1094,9 +1094,12 @@ class _ForestsProposer:
         draws = self.model.draws(
             self.encoder(pool), self._device_inputs(pool), self._gp_inputs(pool)
         )
-        feasible = settings.constraints.within(draws)
-        scores = feasible_ucb(objective(draws), feasible, settings.boshcode.ucb_k)
-        return int(np.argmax(scores)), "ucb"
+        values, feasible = objective(draws), settings.constraints.within(draws)
+        if settings.boshcode.acquisition == "thompson":
+            t = int(rng.integers(len(values)))
+            scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
+            return int(np.argmax(scores)), "thompson"
+        return int(np.argmax(feasible_ucb(values, feasible, settings.boshcode.ucb_k))), "ucb"
 
     def _device_inputs(self, pairs: list[Pair]) -> np.ndarray:
         return np.stack([self.devices[p.device] for p in pairs])
