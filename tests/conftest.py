@@ -113,3 +113,17 @@ def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):
             )
         )
     return items
+
+
+def search_resumed_after(evaluator, settings, storage: str, crash_at: int):
+    """A stored search interrupted (KeyboardInterrupt) after its ``crash_at``-th evaluation,
+    then resumed: the resumed :class:`~edgetran.search.SearchResult`."""
+    from edgetran.search import run_search
+
+    def crash(n: int, _record) -> None:
+        if n == crash_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
+    return run_search(evaluator, settings, storage=storage, study_name="s", resume=True)

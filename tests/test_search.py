@@ -31,6 +31,7 @@ from edgetran.search.settings import SURROGATES
 from edgetran.space import NAMED_ARCHITECTURES, REFERENCE_SPACE, Architecture
 from edgetran.surrogate.nn import combined_spread
 from edgetran.testing import synthetic_table as write_table
+from tests.conftest import search_resumed_after
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
 #: The reference's networks and GOBI, trained briefly (``FAST`` searches with the forests).
@@ -339,14 +340,7 @@ def test_a_resumed_boshcode_search_proposes_what_an_uninterrupted_one_does(
     settings = SearchSettings(sampler="boshcode", budget=16, seed=2, boshcode=boshcode)
     whole = [r.pair.key for r in run_search(evaluator, settings).records]
     storage = f"sqlite:///{tmp_path / 'search.db'}"
-
-    def crash(n: int, _record) -> None:
-        if n == 13:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
-    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    resumed = search_resumed_after(evaluator, settings, storage, crash_at=13)
     assert [r.pair.key for r in resumed.records] == whole
 
 

@@ -22,6 +22,7 @@ from edgetran.search.suite import (
 )
 from edgetran.space import Architecture
 from edgetran.testing import synthetic_table
+from tests.conftest import search_resumed_after
 
 
 @pytest.fixture
@@ -131,13 +132,7 @@ def test_gp_asks_in_compact_coordinates_and_resumes_without_repeats(tmp_path):
     assert sorted(params) == sorted([f"f{i}" for i in range(15)] + ["device"])
     assert all(0.0 <= params[f"f{i}"] <= 1.0 for i in range(15))
 
-    def crash(n: int, _record) -> None:
-        if n == 11:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_search(evaluator, settings, storage=storage, study_name="s", on_evaluation=crash)
-    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    resumed = search_resumed_after(evaluator, settings, storage, crash_at=11)
     assert [r.pair.key for r in resumed.records] == whole
 
 

@@ -1041,23 +1041,38 @@ def _proposes_from_pool(sampler: str) -> bool:
 
 
 @dataclass
-class _PoolProposer:
-    """A pool sampler after BOSHCODE's initial design, on BOSHCODE's inputs and targets: the
-    architecture encoding next to the device vector."""
+class _Proposer:
+    """BOSHCODE's initial design (devices in turn, ``n_initial`` pairs), then the subclass's
+    own choice from the pool (:meth:`_propose`)."""
 
     settings: SearchSettings
     devices: dict[str, np.ndarray]
     encoder: ArchitectureEncoder
-    sampler: Any
 
     def pick(
         self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
     ) -> tuple[int, str]:
-        settings = self.settings
-        if _initial(records, pending, settings):
-            seen = [r.pair for r in records] + pending
-            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
+        """Index into ``pool`` and how it was chosen."""
+        index = _initial_choice(records, pending, pool, rng, step, self.settings, self.devices)
+        if index is not None:
             return index, "initial"
+        return self._propose(records, pool, rng, step, pending)
+
+    def _propose(self, records, pool, rng, step, pending) -> tuple[int, str]:
+        raise NotImplementedError
+
+
+@dataclass
+class _PoolProposer(_Proposer):
+    """A pool sampler after BOSHCODE's initial design, on BOSHCODE's inputs and targets: the
+    architecture encoding next to the device vector."""
+
+    sampler: Any
+
+    def _propose(
+        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
+    ) -> tuple[int, str]:
+        settings = self.settings
         pairs, y = _with_fantasies(records, pending, settings, rng)
         index = self.sampler.pick_from_pool(self._inputs(pairs), y, self._inputs(pool), step)
         return index, settings.sampler
@@ -1067,26 +1082,19 @@ class _PoolProposer:
 
 
 @dataclass
-class _ForestsProposer:
+class _ForestsProposer(_Proposer):
     """BOSHCODE with :class:`~edgetran.search.forests.MetricForests`: a forest per metric,
     the objective and the constraints evaluated on each tree's draw, the pool scored whole."""
 
-    settings: SearchSettings
-    devices: dict[str, np.ndarray]
-    encoder: ArchitectureEncoder
     gp_encoder: ArchitectureEncoder | None = None
 
     def __post_init__(self) -> None:
         self.model = MetricForests(self.settings.boshcode.trees, self.settings.seed)
 
-    def pick(
+    def _propose(
         self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
     ) -> tuple[int, str]:
         settings = self.settings
-        if _initial(records, pending, settings):
-            seen = [r.pair for r in records] + pending
-            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
-            return index, "initial"
         objective = _objective_function(records, settings, rng)
         pairs, metrics = _metric_fantasies(records, pending)
         self.model.fit(self.encoder(pairs), self._device_inputs(pairs), metrics, step,
@@ -1121,28 +1129,33 @@ def _metric_fantasies(records: list[Record], pending: list[Pair]) -> tuple[list[
 
 
 @dataclass
-class _BoshcodeProposer:
-    settings: SearchSettings
-    devices: dict[str, np.ndarray]
-    encoder: ArchitectureEncoder
+class _BoshcodeProposer(_Proposer):
+    """BOSHCODE with the reference's networks and GOBI."""
 
     def __post_init__(self) -> None:
         self.model = Boshcode(self.settings.boshcode, self.settings.seed)
 
-    def pick(
+    def _propose(
         self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
     ) -> tuple[int, str]:
         settings = self.settings
-        if _initial(records, pending, settings):
-            seen = [r.pair for r in records] + pending
-            index = _initial_pick(pool, sorted(self.devices), settings.seed, step, rng, seen)
-            return index, "initial"
         pairs, y = _with_fantasies(records, pending, settings, rng)
         xd = np.stack([self.devices[p.device] for p in pairs])
         self.model.fit(self.encoder(pairs), xd, y, step)
         pool_d = np.stack([self.devices[p.device] for p in pool])
         stalled = _stalled(records, settings)
         return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
+
+
+def _initial_choice(
+    records: list[Record], pending: list[Pair], pool: list[Pair], rng, step: int,
+    settings: SearchSettings, devices: dict[str, np.ndarray],
+) -> int | None:  # fmt: skip
+    """The initial design's pick (:func:`_initial_pick`) while it lasts, else None."""
+    if not _initial(records, pending, settings):
+        return None
+    seen = [r.pair for r in records] + pending
+    return _initial_pick(pool, sorted(devices), settings.seed, step, rng, seen)
 
 
 def _initial(records: list[Record], pending: list[Pair], settings: SearchSettings) -> bool:
