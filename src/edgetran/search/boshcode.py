@@ -1,5 +1,8 @@
 """BOSHCODE: a two-input heteroscedastic surrogate with gradient-based acquisition (GOBI).
 
+This is ``BoshcodeSettings(surrogate="networks")``, the reference's design; the default
+surrogate is :mod:`edgetran.search.forests` (measured on the benchmark suite, issue 14).
+
 Reference: ``protran-boshcode.md`` §4–5. The surrogate is BOSHNAS's teacher / student / NPN
 trio of :mod:`edgetran.surrogate.nn` (networks and training loop), on two inputs: the
 architecture (from :mod:`edgetran.search.encoding`) and the device (one-hot, or features that

@@ -39,7 +39,8 @@ ends. No proposal takes a pair in flight: the pool leaves them out, and
   5's default) and counts them as bad trials, GP conditions on them, the others ignore them,
   and the projection to the pool keeps the batch distinct;
 - BOSHCODE and pool samplers (``trees``) use a pessimistic *constant liar*: each pair in
-  flight enters the fit with the worst target observed, so the next proposal moves away from
+  flight enters the fit with the worst target observed (BOSHCODE's forests: the worst of each
+  metric), so the next proposal moves away from
   it (kriging believer, the surrogate's own mean, would keep proposing next to it); pairs in
   flight also count towards the initial design's ``n_initial``.
 
