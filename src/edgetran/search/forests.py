@@ -27,7 +27,7 @@ import numpy as np
 from edgetran.search.objectives import METRIC_KEYS
 
 #: Costs are learned as logs; a metric recorded as 0 enters as this.
-_SMALLEST_COST = 1e-12
+SMALLEST_COST = 1e-12
 #: Candidates feasible in fewer draws than this share rank below every likelier one.
 LIKELY_FEASIBLE = 0.5
 
@@ -79,7 +79,7 @@ class MetricForests:
             for j in range(2)
         ]
         self.accuracy_ = forests[0].fit(xa, metrics[:, 0])
-        costs = np.log(np.maximum(metrics[:, 1:], _SMALLEST_COST))
+        costs = np.log(np.maximum(metrics[:, 1:], SMALLEST_COST))
         self.costs_ = forests[1].fit(np.hstack([xa, xd]), costs)
         self.gp_ = None if gp_inputs is None else self._fit_gp(gp_inputs, metrics[:, 0])
         return self

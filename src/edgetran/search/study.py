@@ -82,7 +82,7 @@ from edgetran.search.claims import (
 )
 from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder, arch_vector
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
-from edgetran.search.forests import MetricForests, feasible_ucb
+from edgetran.search.forests import SMALLEST_COST, MetricForests, feasible_ucb
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -1062,6 +1062,9 @@ class _Proposer:
     def _propose(self, records, pool, rng, step, pending) -> tuple[int, str]:
         raise NotImplementedError
 
+    def _device_inputs(self, pairs: list[Pair]) -> np.ndarray:
+        return np.stack([self.devices[p.device] for p in pairs])
+
 
 @dataclass
 class _PoolProposer(_Proposer):
@@ -1079,7 +1082,7 @@ class _PoolProposer(_Proposer):
         return index, settings.sampler
 
     def _inputs(self, pairs: list[Pair]) -> np.ndarray:
-        return np.hstack([self.encoder(pairs), np.stack([self.devices[p.device] for p in pairs])])
+        return np.hstack([self.encoder(pairs), self._device_inputs(pairs)])
 
 
 @dataclass
@@ -1110,9 +1113,6 @@ class _ForestsProposer(_Proposer):
             return int(np.argmax(scores)), "thompson"
         return int(np.argmax(feasible_ucb(values, feasible, settings.boshcode.ucb_k))), "ucb"
 
-    def _device_inputs(self, pairs: list[Pair]) -> np.ndarray:
-        return np.stack([self.devices[p.device] for p in pairs])
-
     def _gp_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
         return None if self.gp_encoder is None else self.gp_encoder(pairs)
 
@@ -1141,9 +1141,9 @@ class _BoshcodeProposer(_Proposer):
     ) -> tuple[int, str]:
         settings = self.settings
         pairs, y = _with_fantasies(records, pending, settings, rng)
-        xd = np.stack([self.devices[p.device] for p in pairs])
+        xd = self._device_inputs(pairs)
         self.model.fit(self.encoder(pairs), xd, y, step)
-        pool_d = np.stack([self.devices[p.device] for p in pool])
+        pool_d = self._device_inputs(pool)
         stalled = _stalled(records, settings)
         return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
 
@@ -1232,7 +1232,7 @@ def _objective_function(records: list[Record], settings: SearchSettings, rng):
 
 def _minimised(M: np.ndarray) -> np.ndarray:
     """Metrics along axis 0 (METRIC_KEYS order), each to minimise: −accuracy, log costs."""
-    return np.concatenate([-M[:1], np.log(np.maximum(M[1:], 1e-12))])
+    return np.concatenate([-M[:1], np.log(np.maximum(M[1:], SMALLEST_COST))])
 
 
 def _stalled(records: list[Record], settings: SearchSettings) -> bool:
