@@ -151,6 +151,51 @@ def test_the_gp_refit_schedule_depends_on_the_pairs_alone():
     assert stepwise.kernel_for_ == fresh.kernel_for_ == 10 and np.array_equal(a, b)
 
 
+def test_forests_are_sklearns_extra_trees_tree_for_tree():
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from edgetran.search.forests import _extra_trees, _per_tree
+
+    rng = np.random.default_rng(2)
+    x, y, probe = rng.random((30, 4)), rng.random((30, 3)), rng.random((7, 4))
+    for target in (y[:, 0], y):
+        reference = ExtraTreesRegressor(n_estimators=6, random_state=11).fit(x, target)
+        expected = np.stack([tree.predict(probe) for tree in reference.estimators_])
+        assert np.array_equal(_per_tree(_extra_trees(x, target, 6, 11), probe), expected)
+
+
+def _undersampled_device(n: int = 60):
+    """Log latency = log FLOPs (the first input) + the device's offset; device 1 was measured
+    twice, both on large models."""
+    rng = np.random.default_rng(4)
+    xa = rng.random((n, 3))
+    device = np.zeros(n, dtype=int)
+    device[:2] = 1
+    xa[:2, 0] = [0.9, 0.95]
+    xd = np.eye(2)[device]
+    latency = np.exp(4 * xa[:, 0] + 3 * device) * 1e-3
+    metrics = np.column_stack([0.6 + 0.2 * xa[:, 1], latency, latency * 10, np.full(n, 5.0)])
+    return xa, xd, metrics
+
+
+def test_a_linear_trend_carries_what_one_device_teaches_to_another():
+    """Trees cannot say how a device measured twice behaves on models unlike those two (they
+    either leave it with the other devices or give it its two measurements everywhere); a
+    ridge trend under the trees carries the FLOPs slope and the device's offset over."""
+    xa, xd, metrics = _undersampled_device()
+    small = np.array([[0.1, 0.5, 0.5]])
+    truth = np.exp(0.4 + 3) * 1e-3
+    on_device_1 = np.array([[0.0, 1.0]])
+    plain = MetricForests(n_trees=20, seed=0, cost_trend=False).fit(xa, xd, metrics)
+    trend = MetricForests(n_trees=20, seed=0).fit(xa, xd, metrics)
+    guess = {name: np.median(model.draws(small, on_device_1)["latency"])
+             for name, model in (("plain", plain), ("trend", trend))}  # fmt: skip
+    assert abs(np.log(guess["plain"] / truth)) > np.log(5)
+    assert abs(np.log(guess["trend"] / truth)) < np.log(2)
+    seen = trend.draws(xa[:5], xd[:5])["latency"]
+    np.testing.assert_allclose(np.median(seen, axis=0), metrics[:5, 1], rtol=1e-6)
+
+
 def test_feasible_ucb_ranks_unlikely_feasible_candidates_last():
     values = np.array([[0.9, 0.5, 0.8, 0.7], [0.9, 0.6, 0.8, 0.9]])  # (draws, candidates)
     feasible = np.array([[False, True, True, False], [False, True, False, True]])

@@ -9,7 +9,12 @@ or the ``trees`` sampler) must learn that from the data; here it is built in:
 - accuracy is learned from the architecture input only, so every evaluated pair informs it,
   whichever device it was measured on;
 - each hardware metric is learned as its logarithm (costs span orders of magnitude across
-  devices) from the architecture next to the device.
+  devices) from the architecture next to the device: a ridge regression first (the trend:
+  each device's offset, and how cost grows with FLOPs and width on every device alike), then
+  a forest of what it leaves. Trees alone split on the device early and give a device
+  measured on a few large models those measurements everywhere, so a search never learns that
+  small models run fast there (on the suite's ``capped`` problem, the best pairs are small
+  models on the M1 GPU, and a search without the trend measured two pairs on it in 150).
 
 Uncertainty comes from the draws (epistemic): tree ``t`` of every forest gives one joint draw
 of the four metrics per candidate (and, for accuracy, a Gaussian process beside the trees adds
@@ -30,12 +35,18 @@ from edgetran.search.objectives import METRIC_KEYS
 SMALLEST_COST = 1e-12
 #: Candidates feasible in fewer draws than this share rank below every likelier one.
 LIKELY_FEASIBLE = 0.5
+#: Penalties the cost trend's ridge regression chooses among.
+RIDGE_PENALTIES = np.logspace(-3, 3, 13)
 
 
 class MetricForests:
     """Per-metric surrogates composed by draws: accuracy from the architecture alone, the logs
     of latency, energy and peak power together (one multi-output forest: the costs move
     together, and one forest costs a third of three) from the architecture next to the device.
+
+    The cost forest fits the residuals of a ridge regression of the log costs on ``[xa, xd]``
+    (``cost_trend``; False: the forest fits the log costs themselves), and its draws are the
+    trend plus each tree.
 
     Accuracy is learned by an extra-trees forest on ``xa (n, d_a)`` and, with ``gp_inputs``,
     also by a Gaussian process (Matérn 5/2 with a length scale per input, and a noise term) on
@@ -53,12 +64,16 @@ class MetricForests:
         n_trees: trees per forest.
         seed: seeds each fit and the GP's draws (with the step).
         gp_refit_every: evaluations between two fits of the GP's hyperparameters.
+        cost_trend: whether the cost forest learns the residuals of a ridge trend.
     """
 
-    def __init__(self, n_trees: int = 100, seed: int = 0, gp_refit_every: int = 10) -> None:
+    def __init__(
+        self, n_trees: int = 100, seed: int = 0, gp_refit_every: int = 10, cost_trend: bool = True
+    ) -> None:
         self.n_trees = n_trees
         self.seed = seed
         self.gp_refit_every = gp_refit_every
+        self.cost_trend = cost_trend
 
     def fit(
         self,
@@ -70,17 +85,14 @@ class MetricForests:
     ) -> MetricForests:
         """Learn from ``metrics (n, 4)``, columns in :data:`METRIC_KEYS` order (accuracy
         first); ``gp_inputs (n, d_g)``: the GP's architecture inputs (None: forests only)."""
-        from sklearn.ensemble import ExtraTreesRegressor
-
         self.step_ = step
         seed = self.seed * 100_003 + step * 2
-        forests = [
-            ExtraTreesRegressor(n_estimators=self.n_trees, random_state=seed + j, n_jobs=1)
-            for j in range(2)
-        ]
-        self.accuracy_ = forests[0].fit(xa, metrics[:, 0])
+        self.accuracy_ = _extra_trees(xa, metrics[:, 0], self.n_trees, seed)
         costs = np.log(np.maximum(metrics[:, 1:], SMALLEST_COST))
-        self.costs_ = forests[1].fit(np.hstack([xa, xd]), costs)
+        inputs = np.hstack([xa, xd])
+        self.cost_trend_ = _fit_trend(inputs, costs, self.cost_trend)
+        residuals = costs - self.cost_trend_.predict(inputs)
+        self.costs_ = _extra_trees(inputs, residuals, self.n_trees, seed + 1)
         self.gp_ = None if gp_inputs is None else self._fit_gp(gp_inputs, metrics[:, 0])
         return self
 
@@ -90,9 +102,9 @@ class MetricForests:
         """``metric → (T, m)`` in the metrics' own units: draw ``t`` is tree ``t`` of each
         forest; with a GP, ``T = 2·n_trees``, the second half its posterior samples of
         accuracy paired with the cost trees again."""
-        accuracy = np.stack([tree.predict(xa) for tree in self.accuracy_.estimators_])
+        accuracy = _per_tree(self.accuracy_, xa)
         inputs = np.hstack([xa, xd])
-        costs = np.exp(np.stack([tree.predict(inputs) for tree in self.costs_.estimators_]))
+        costs = np.exp(_per_tree(self.costs_, inputs) + self.cost_trend_.predict(inputs))
         if self.gp_ is not None:
             if gp_inputs is None:
                 raise ValueError("this fit has a GP: draws need its gp_inputs")
@@ -126,6 +138,51 @@ class MetricForests:
                 self.kernel_for_ = counted
             gp = GaussianProcessRegressor(self.kernel_, normalize_y=True, optimizer=None)
             return gp.fit(x, y)
+
+
+def _extra_trees(x: np.ndarray, y: np.ndarray, n_trees: int, seed: int) -> list:
+    """The trees of ``ExtraTreesRegressor(n_trees, random_state=seed)`` fitted to ``y (n[,
+    outputs])`` at ``x (n, d)``, tree for tree (the same per-tree seeds), without the
+    ensemble's per-tree cloning and checks of the same input, which took half a fit."""
+    import sklearn
+    from sklearn.tree import ExtraTreeRegressor
+
+    seeds = np.random.RandomState(seed).randint(np.iinfo(np.int32).max, size=n_trees)
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    y64 = np.ascontiguousarray(y, dtype=np.float64)
+    with sklearn.config_context(skip_parameter_validation=True):
+        return [
+            ExtraTreeRegressor(random_state=int(s)).fit(x32, y64, check_input=False) for s in seeds
+        ]
+
+
+def _per_tree(trees: list, x: np.ndarray) -> np.ndarray:
+    """``(T, m[, outputs])``: each tree's prediction at ``x (m, d)``, straight from its
+    ``tree_`` (what ``predict`` returns, without checking the same input once per tree)."""
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    values = np.stack([tree.tree_.predict(x32) for tree in trees])
+    return values[..., 0]  # (m, [outputs,] 1): one value per output for a regressor
+
+
+class _NoTrend:
+    """The trend of a forest fitted to the metrics themselves: zero."""
+
+    def __init__(self, y: np.ndarray) -> None:
+        self.outputs = y.shape[1:]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), *self.outputs))
+
+
+def _fit_trend(x: np.ndarray, y: np.ndarray, linear: bool):
+    """A ridge regression of ``y (n, outputs)`` on ``x (n, d)``, each output's penalty chosen
+    by leave-one-out error from :data:`RIDGE_PENALTIES`; or none (``linear`` False, or too
+    few pairs to leave one out)."""
+    from sklearn.linear_model import RidgeCV
+
+    if not linear or len(x) < 3:
+        return _NoTrend(y)
+    return RidgeCV(alphas=RIDGE_PENALTIES, alpha_per_target=True).fit(x, y)
 
 
 def feasible_ucb(values: np.ndarray, feasible: np.ndarray, ucb_k: float) -> np.ndarray:

@@ -49,9 +49,12 @@ class BoshcodeSettings:
     call); ``acquisition="thompson"`` takes the best candidate of one draw a step instead of
     the UCB over all draws (screened on seed 0 of five suite problems: size-blind's best pair
     found at 141 where UCB missed it, stand-in's at 38 against 17; not the default).
+    ``cost_trend`` (on) fits the cost forest to the residuals of a ridge regression of the log
+    costs (issue 14: without it, the forests never learned that small models run fast on a
+    device first measured on large ones).
     ``ucb_k``, ``n_initial`` and ``encoding`` apply to both surrogates, the network and GOBI
-    settings only to ``surrogate="networks"``, ``trees``, ``accuracy_gp`` and
-    ``acquisition`` only to the forests.
+    settings only to ``surrogate="networks"``, ``trees``, ``accuracy_gp``,
+    ``acquisition`` and ``cost_trend`` only to the forests.
     """
 
     ucb_k: float = 0.5
@@ -72,6 +75,7 @@ class BoshcodeSettings:
     trees: int = 100
     accuracy_gp: bool = False
     acquisition: str = "ucb"
+    cost_trend: bool = True
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:

@@ -1093,7 +1093,10 @@ class _ForestsProposer(_Proposer):
     gp_encoder: ArchitectureEncoder | None = None
 
     def __post_init__(self) -> None:
-        self.model = MetricForests(self.settings.boshcode.trees, self.settings.seed)
+        boshcode = self.settings.boshcode
+        self.model = MetricForests(
+            boshcode.trees, self.settings.seed, cost_trend=boshcode.cost_trend
+        )
 
     def _propose(
         self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
