@@ -194,6 +194,12 @@ def test_a_linear_trend_carries_what_one_device_teaches_to_another():
     assert abs(np.log(guess["trend"] / truth)) < np.log(2)
     seen = trend.draws(xa[:5], xd[:5])["latency"]
     np.testing.assert_allclose(np.median(seen, axis=0), metrics[:5, 1], rtol=1e-6)
+    half = MetricForests(n_trees=20, seed=0, cost_trend=0.5).fit(xa, xd, metrics)
+    both = half.draws(small, on_device_1)["latency"][:, 0]  # trend's trees, then plain ones
+    assert abs(np.log(np.median(both[:10]) / truth)) < np.log(2)
+    assert abs(np.log(np.median(both[10:]) / truth)) > np.log(5)
+    with pytest.raises(SearchError, match="cost_trend"):
+        BoshcodeSettings(cost_trend=1.5)
 
 
 def test_feasible_ucb_ranks_unlikely_feasible_candidates_last():

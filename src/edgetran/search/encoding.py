@@ -49,6 +49,16 @@ COMPACT_FEATURES = (
 )
 
 
+#: What the forests' cost trend sees of an architecture (log FLOPs first).
+SIZE_FEATURES = ("log_flops", "log_parameters", "log_bytes")
+
+
+def size_columns(features: np.ndarray) -> np.ndarray:
+    """The :data:`SIZE_FEATURES` columns of a ``features`` encoding ``(n, d)``."""
+    names = feature_names()
+    return features[:, [names.index(name) for name in SIZE_FEATURES]]
+
+
 class ArchitectureEncoder:
     """``pairs → (n, d)`` architecture inputs in [0, 1]; :meth:`fit` sets the feature scale."""
 

@@ -35,6 +35,8 @@ from edgetran.search.objectives import METRIC_KEYS
 SMALLEST_COST = 1e-12
 #: Candidates feasible in fewer draws than this share rank below every likelier one.
 LIKELY_FEASIBLE = 0.5
+#: Keeps the seeds of the cost trees on no trend apart from the others' (any step's).
+PLAIN_SEED_OFFSET = 50_000
 #: Penalties the cost trend's ridge regression chooses among.
 RIDGE_PENALTIES = np.logspace(-3, 3, 13)
 
@@ -44,9 +46,10 @@ class MetricForests:
     of latency, energy and peak power together (one multi-output forest: the costs move
     together, and one forest costs a third of three) from the architecture next to the device.
 
-    The cost forest fits the residuals of a ridge regression of the log costs on ``[xa, xd]``
-    (``cost_trend``; False: the forest fits the log costs themselves), and its draws are the
-    trend plus each tree.
+    A share ``cost_trend`` of the cost trees fit the residuals of a ridge regression of the
+    log costs on ``[xa, xd]`` (their draws: the trend plus each tree), the rest the log costs
+    themselves: where the two models disagree (a device measured on a few large models), the
+    draws do too, and the spread explores there.
 
     Accuracy is learned by an extra-trees forest on ``xa (n, d_a)`` and, with ``gp_inputs``,
     also by a Gaussian process (Matérn 5/2 with a length scale per input, and a noise term) on
@@ -64,11 +67,12 @@ class MetricForests:
         n_trees: trees per forest.
         seed: seeds each fit and the GP's draws (with the step).
         gp_refit_every: evaluations between two fits of the GP's hyperparameters.
-        cost_trend: whether the cost forest learns the residuals of a ridge trend.
+        cost_trend: the share of cost trees that learn the residuals of a ridge trend (1: all,
+            0: none).
     """
 
     def __init__(
-        self, n_trees: int = 100, seed: int = 0, gp_refit_every: int = 10, cost_trend: bool = True
+        self, n_trees: int = 100, seed: int = 0, gp_refit_every: int = 10, cost_trend: float = 1.0
     ) -> None:
         self.n_trees = n_trees
         self.seed = seed
@@ -82,29 +86,46 @@ class MetricForests:
         metrics: np.ndarray,
         step: int = 0,
         gp_inputs: np.ndarray | None = None,
+        size: np.ndarray | None = None,
     ) -> MetricForests:
         """Learn from ``metrics (n, 4)``, columns in :data:`METRIC_KEYS` order (accuracy
-        first); ``gp_inputs (n, d_g)``: the GP's architecture inputs (None: forests only)."""
+        first); ``gp_inputs (n, d_g)``: the GP's architecture inputs (None: forests only);
+        ``size (n, d_s)``: what the cost trend sees of the architecture, log FLOPs first
+        (None: all of ``xa``)."""
         self.step_ = step
         seed = self.seed * 100_003 + step * 2
         self.accuracy_ = _extra_trees(xa, metrics[:, 0], self.n_trees, seed)
         costs = np.log(np.maximum(metrics[:, 1:], SMALLEST_COST))
         inputs = np.hstack([xa, xd])
-        self.cost_trend_ = _fit_trend(inputs, costs, self.cost_trend)
-        residuals = costs - self.cost_trend_.predict(inputs)
-        self.costs_ = _extra_trees(inputs, residuals, self.n_trees, seed + 1)
+        on_trend = round(self.cost_trend * self.n_trees)
+        self.costs_ = []  # (trend, its trees): the trend's trees first
+        if on_trend:
+            trend = _Trend().fit(xa if size is None else size, xd, costs)
+            residuals = costs - trend.predict(xa if size is None else size, xd)
+            self.costs_.append((trend, _extra_trees(inputs, residuals, on_trend, seed + 1)))
+        if on_trend < self.n_trees:
+            plain_seed = seed + 1 if not on_trend else seed + 1 + 2 * PLAIN_SEED_OFFSET
+            plain = _extra_trees(inputs, costs, self.n_trees - on_trend, plain_seed)
+            self.costs_.append((_NoTrend(costs), plain))
         self.gp_ = None if gp_inputs is None else self._fit_gp(gp_inputs, metrics[:, 0])
         return self
 
     def draws(
-        self, xa: np.ndarray, xd: np.ndarray, gp_inputs: np.ndarray | None = None
+        self,
+        xa: np.ndarray,
+        xd: np.ndarray,
+        gp_inputs: np.ndarray | None = None,
+        size: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """``metric → (T, m)`` in the metrics' own units: draw ``t`` is tree ``t`` of each
         forest; with a GP, ``T = 2·n_trees``, the second half its posterior samples of
         accuracy paired with the cost trees again."""
         accuracy = _per_tree(self.accuracy_, xa)
         inputs = np.hstack([xa, xd])
-        costs = np.exp(_per_tree(self.costs_, inputs) + self.cost_trend_.predict(inputs))
+        trend_inputs = (xa if size is None else size, xd)
+        costs = np.exp(np.concatenate([
+            _per_tree(trees, inputs) + trend.predict(*trend_inputs) for trend, trees in self.costs_
+        ]))  # fmt: skip
         if self.gp_ is not None:
             if gp_inputs is None:
                 raise ValueError("this fit has a GP: draws need its gp_inputs")
@@ -165,24 +186,41 @@ def _per_tree(trees: list, x: np.ndarray) -> np.ndarray:
 
 
 class _NoTrend:
-    """The trend of a forest fitted to the metrics themselves: zero."""
+    """The trend of a forest fitted to the log costs themselves: zero."""
 
     def __init__(self, y: np.ndarray) -> None:
         self.outputs = y.shape[1:]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.zeros((len(x), *self.outputs))
+    def predict(self, size: np.ndarray, xd: np.ndarray) -> np.ndarray:
+        return np.zeros((len(size), *self.outputs))
 
 
-def _fit_trend(x: np.ndarray, y: np.ndarray, linear: bool):
-    """A ridge regression of ``y (n, outputs)`` on ``x (n, d)``, each output's penalty chosen
-    by leave-one-out error from :data:`RIDGE_PENALTIES`; or none (``linear`` False, or too
-    few pairs to leave one out)."""
-    from sklearn.linear_model import RidgeCV
+class _Trend:
+    """Log cost ≈ the device's offset + its own slope in log FLOPs + slopes in ``size``
+    shared by every device: a ridge regression on ``[size, xd, xd·size[:, 0]]``, each cost's
+    penalty chosen by leave-one-out error from :data:`RIDGE_PENALTIES`. Shared slopes carry
+    what large devices teach to a device measured on a few models; the penalised slopes per
+    device let a device's cost stay flat where it is (peak power on a board barely moves
+    with the model, on a GPU it grows)."""
 
-    if not linear or len(x) < 3:
-        return _NoTrend(y)
-    return RidgeCV(alphas=RIDGE_PENALTIES, alpha_per_target=True).fit(x, y)
+    def fit(self, size: np.ndarray, xd: np.ndarray, y: np.ndarray) -> _Trend:
+        from sklearn.linear_model import RidgeCV
+
+        self.ridge_ = None
+        if len(size) >= 3:  # leave-one-out needs a few pairs
+            ridge = RidgeCV(alphas=RIDGE_PENALTIES, alpha_per_target=True)
+            self.ridge_ = ridge.fit(self._design(size, xd), y)
+        self.mean_ = y.mean(axis=0)
+        return self
+
+    def predict(self, size: np.ndarray, xd: np.ndarray) -> np.ndarray:
+        if self.ridge_ is None:
+            return np.tile(self.mean_, (len(size), 1))
+        return self.ridge_.predict(self._design(size, xd))
+
+    @staticmethod
+    def _design(size: np.ndarray, xd: np.ndarray) -> np.ndarray:
+        return np.hstack([size, xd, xd * size[:, :1]])
 
 
 def feasible_ucb(values: np.ndarray, feasible: np.ndarray, ucb_k: float) -> np.ndarray:

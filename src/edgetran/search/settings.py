@@ -75,7 +75,7 @@ class BoshcodeSettings:
     trees: int = 100
     accuracy_gp: bool = False
     acquisition: str = "ucb"
-    cost_trend: bool = True
+    cost_trend: float = 1.0
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -90,6 +90,8 @@ class BoshcodeSettings:
             raise SearchError(
                 f"alpha={self.alpha}, beta={self.beta}; expected α, β ≥ 0 with α + β ≤ 1"
             )
+        if not 0.0 <= self.cost_trend <= 1.0:
+            raise SearchError(f"cost_trend={self.cost_trend}; expected a share in [0, 1]")
         for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial", "trees"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")

@@ -80,7 +80,12 @@ from edgetran.search.claims import (
     pair_of,
     run_key,
 )
-from edgetran.search.encoding import COMPACT_FEATURES, ArchitectureEncoder, arch_vector
+from edgetran.search.encoding import (
+    COMPACT_FEATURES,
+    ArchitectureEncoder,
+    arch_vector,
+    size_columns,
+)
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
 from edgetran.search.forests import SMALLEST_COST, MetricForests, feasible_ucb
 from edgetran.search.objectives import (
@@ -1029,7 +1034,10 @@ def _own_proposer(study, evaluator: Evaluator, settings: SearchSettings, devices
             if settings.boshcode.accuracy_gp
             else None
         )
-        return _ForestsProposer(settings, devices, _encoder(evaluator, settings), gp_encoder)
+        encoder = _encoder(evaluator, settings)
+        sizes = encoder if settings.boshcode.encoding == "features" else (
+            _fitted_encoder("features", evaluator, settings.seed))  # fmt: skip
+        return _ForestsProposer(settings, devices, encoder, gp_encoder, sizes)
     if settings.sampler == "boshcode":
         return _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
     if _proposes_from_pool(settings.sampler):
@@ -1091,6 +1099,7 @@ class _ForestsProposer(_Proposer):
     the objective and the constraints evaluated on each tree's draw, the pool scored whole."""
 
     gp_encoder: ArchitectureEncoder | None = None
+    size_encoder: ArchitectureEncoder | None = None
 
     def __post_init__(self) -> None:
         boshcode = self.settings.boshcode
@@ -1105,10 +1114,11 @@ class _ForestsProposer(_Proposer):
         objective = _objective_function(records, settings, rng)
         pairs, metrics = _metric_fantasies(records, pending)
         self.model.fit(self.encoder(pairs), self._device_inputs(pairs), metrics, step,
-                       self._gp_inputs(pairs))  # fmt: skip
+                       self._gp_inputs(pairs), self._size_inputs(pairs))  # fmt: skip
         draws = self.model.draws(
-            self.encoder(pool), self._device_inputs(pool), self._gp_inputs(pool)
-        )
+            self.encoder(pool), self._device_inputs(pool), self._gp_inputs(pool),
+            self._size_inputs(pool),
+        )  # fmt: skip
         values, feasible = objective(draws), settings.constraints.within(draws)
         if settings.boshcode.acquisition == "thompson":
             t = int(rng.integers(len(values)))
@@ -1118,6 +1128,10 @@ class _ForestsProposer(_Proposer):
 
     def _gp_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
         return None if self.gp_encoder is None else self.gp_encoder(pairs)
+
+    def _size_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
+        """``(n, 3)``: log FLOPs, parameters and bytes in [0, 1], for the cost trend."""
+        return None if self.size_encoder is None else size_columns(self.size_encoder(pairs))
 
 
 def _metric_fantasies(records: list[Record], pending: list[Pair]) -> tuple[list[Pair], np.ndarray]:
