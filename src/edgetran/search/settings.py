@@ -49,9 +49,11 @@ class BoshcodeSettings:
     call); ``acquisition="thompson"`` takes the best candidate of one draw a step instead of
     the UCB over all draws (screened on seed 0 of five suite problems: size-blind's best pair
     found at 141 where UCB missed it, stand-in's at 38 against 17; not the default).
-    ``cost_trend`` (on) fits the cost forest to the residuals of a ridge regression of the log
-    costs (issue 14: without it, the forests never learned that small models run fast on a
-    device first measured on large ones).
+    ``cost_trend`` is the share of cost trees fitted to the residuals of a ridge trend of the
+    log costs (each device's offset and slope in log FLOPs, size slopes shared by all
+    devices) instead of to the log costs themselves: 1 by default (issue 14: without it, the
+    forests never learned that small models run fast on a device first measured on large
+    ones); 0 is the forests as first measured.
     ``ucb_k``, ``n_initial`` and ``encoding`` apply to both surrogates, the network and GOBI
     settings only to ``surrogate="networks"``, ``trees``, ``accuracy_gp``,
     ``acquisition`` and ``cost_trend`` only to the forests.
