@@ -10,8 +10,8 @@ or the ``trees`` sampler) must learn that from the data; here it is built in:
   whichever device it was measured on;
 - each hardware metric is learned as its logarithm (costs span orders of magnitude across
   devices) from the architecture next to the device: a ridge regression first (the trend:
-  each device's offset, and how cost grows with FLOPs and width on every device alike), then
-  a forest of what it leaves. Trees alone split on the device early and give a device
+  each device's offset and slope in log FLOPs, and slopes in the model's size shared by every
+  device), then a forest of what it leaves. Trees alone split on the device early and give a device
   measured on a few large models those measurements everywhere, so a search never learns that
   small models run fast there (on the suite's ``capped`` problem, the best pairs are small
   models on the M1 GPU, and a search without the trend measured two pairs on it in 150).
@@ -46,10 +46,10 @@ class MetricForests:
     of latency, energy and peak power together (one multi-output forest: the costs move
     together, and one forest costs a third of three) from the architecture next to the device.
 
-    A share ``cost_trend`` of the cost trees fit the residuals of a ridge regression of the
-    log costs on ``[xa, xd]`` (their draws: the trend plus each tree), the rest the log costs
-    themselves: where the two models disagree (a device measured on a few large models), the
-    draws do too, and the spread explores there.
+    A share ``cost_trend`` of the cost trees fit the residuals of the log costs' trend
+    (:class:`_Trend`, on ``size`` and ``xd``; their draws: the trend plus each tree), the rest
+    the log costs themselves: where the two models disagree (a device measured on a few large
+    models), the draws do too, and the spread explores there.
 
     Accuracy is learned by an extra-trees forest on ``xa (n, d_a)`` and, with ``gp_inputs``,
     also by a Gaussian process (Matérn 5/2 with a length scale per input, and a noise term) on
@@ -100,8 +100,9 @@ class MetricForests:
         on_trend = round(self.cost_trend * self.n_trees)
         self.costs_ = []  # (trend, its trees): the trend's trees first
         if on_trend:
-            trend = _Trend().fit(xa if size is None else size, xd, costs)
-            residuals = costs - trend.predict(xa if size is None else size, xd)
+            trend_size = xa if size is None else size
+            trend = _Trend().fit(trend_size, xd, costs)
+            residuals = costs - trend.predict(trend_size, xd)
             self.costs_.append((trend, _extra_trees(inputs, residuals, on_trend, seed + 1)))
         if on_trend < self.n_trees:
             plain_seed = seed + 1 if not on_trend else seed + 1 + 2 * PLAIN_SEED_OFFSET
