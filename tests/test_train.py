@@ -84,7 +84,19 @@ SETTINGS = PretrainSettings(steps=6, batch_size=8, max_length=16, checkpoint_eve
 #: path that pretrains and registers a model for transfer.
 TINY_BUDGETS = {
     "quick": Budget(
-        0, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10, group_by_length=True
+        0,
+        8,
+        16,
+        1,
+        40,
+        (8,),
+        40,
+        None,
+        5e-4,
+        (1e-3, 3e-3),
+        eval_every=10,
+        group_by_length=True,
+        word_vectors=True,
     ),
     "standard": Budget(6, 8, 16, 1, 40, (8,), 40, None, 5e-4, (1e-3, 3e-3), eval_every=10),
 }
@@ -410,6 +422,9 @@ def test_a_parent_is_trained_once_resumes_and_seeds_every_quick_evaluation(
         kwargs = {"store": store, "workspace": tmp_path / "ws"}
         alone = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
         assert alone["transferred_from"] is None and alone["transferred_share"] == 0
+        # from scratch, the word embeddings start from the task text's co-occurrences
+        assert alone["word_vectors"] is True
+        assert len(list((tmp_path / "ws" / "word-vectors").glob("*.npz"))) == 1
 
         def crash(step: int, _loss: float) -> None:
             if step == 4:
@@ -428,6 +443,7 @@ def test_a_parent_is_trained_once_resumes_and_seeds_every_quick_evaluation(
         child = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
         assert child["cached"] is False and child["transferred_from"] == parent.hash
         assert 0.5 < child["transferred_share"] <= 1
+        assert child["word_vectors"] is False  # the parent's embeddings, not the vectors
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
         other_seed = evaluate(tiny_arch(), str(task_file), "quick", seed=1, **kwargs)
         assert other_seed["cached"] is False and other_seed["seed"] == 1

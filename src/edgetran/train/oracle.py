@@ -50,7 +50,9 @@ class Budget:
     ``min_finetune_steps``), scored on dev every
     ``eval_every`` steps (early stopping after ``patience`` scores without gain).
     Learning rates are for a model ``reference_width`` wide and scaled down for wider ones
-    (:func:`~edgetran.train.finetune.learning_rate_range`). ``max_training_bytes`` bounds the
+    (:func:`~edgetran.train.finetune.learning_rate_range`). With ``word_vectors``, a model
+    that starts from scratch takes its word embeddings from the task's training text
+    (:mod:`edgetran.train.word_vectors`). ``max_training_bytes`` bounds the
     training memory of the weights, their gradients and Adam's two moments (16 bytes per
     parameter); ``None``: this machine's memory.
     """
@@ -72,6 +74,7 @@ class Budget:
     reference_width: int | None = None
     group_by_length: bool = False
     min_finetune_steps: int = 1
+    word_vectors: bool = False
 
 
 GIB = 2**30
@@ -89,7 +92,7 @@ BUDGETS = {
     "quick": Budget(
         0, 32, 64, 1, 2200, (16,), 1000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=5e12, eval_every=250, patience=2, max_training_bytes=1 * GIB,
-        reference_width=128, group_by_length=True, min_finetune_steps=500,
+        reference_width=128, group_by_length=True, min_finetune_steps=500, word_vectors=True,
     ),
     "standard": Budget(
         0, 32, 64, 1, 2500, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
@@ -430,6 +433,8 @@ def train_classifier(
             arch, tok, pre_settings.max_length, neighbour and neighbour["path"], seed
         )
         loss = None
+        if source is None and BUDGETS[budget].word_vectors:
+            start_from_word_vectors(start, tok, task, workspace, pre_settings.max_length)
     fine = finetune(start, task, tok, fine_settings, out=out, device=device)
     result = {
         "hash": arch.hash,
@@ -452,6 +457,7 @@ def train_classifier(
         "train_cpu_seconds": time.process_time() - began_cpu,
         "transferred_from": source,
         "transferred_share": share,
+        "word_vectors": bool(source is None and BUDGETS[budget].word_vectors),
         "learning_rate": fine.learning_rate,
         "batch_size": fine.batch_size,
         "tokenizer": tokenizer_id,
@@ -459,6 +465,20 @@ def train_classifier(
         "budget_settings": _jsonable(asdict(BUDGETS[budget])),
     }
     return result if out is None else {**result, "model": str(out)}
+
+
+def start_from_word_vectors(
+    model, tokenizer, task: Task, workspace: Path, max_length: int
+) -> None:
+    """Give ``model`` (fresh, from scratch) word embeddings from the co-occurrences in
+    ``task``'s training text, computed once per workspace (:mod:`edgetran.train.word_vectors`)."""
+    from edgetran.train.word_vectors import set_word_embeddings, task_word_vectors
+
+    vectors, seen = task_word_vectors(
+        tokenizer, task.train.texts, workspace / "word-vectors", max_length
+    )
+    embeddings = model.get_input_embeddings()
+    set_word_embeddings(embeddings, vectors, seen, model.config.initializer_range)
 
 
 def kept_classifier(
