@@ -355,9 +355,13 @@ def test_search_is_stored_and_resumes_after_a_kill_without_training_twice(tiny, 
     modes = [it["mode"] for it in result.iterations]
     assert modes == ["grow_attn_head", "grow_ffnn", "prune_attn_head", "prune_ffnn"]
     for it in result.iterations:
-        (child,) = it["children"]
-        assert child["why"] and child["accepted"] == (it["accepted"] == child["node"])
-        assert child["loss"] > 0 and child["steps"] > result.root["steps"]
+        # at most one: on some tokenizations the accepted path leaves a mode nothing to
+        # propose (CI, 5 Dec: an iteration with no children)
+        assert len(it["children"]) <= 1
+        for child in it["children"]:
+            assert child["why"] and child["accepted"] == (it["accepted"] == child["node"])
+            assert child["loss"] > 0 and child["steps"] > result.root["steps"]
+    assert any(it["children"] for it in result.iterations)
     assert {n["node"] for n in stored} >= {result.root["node"], result.final["node"]}
     for n in stored:
         assert {
