@@ -86,8 +86,8 @@ GIB = 2**30
 #: examples and FLOPs: held to its floor, BERT-Mini's accuracy spread over three seeds fell from
 #: 0.640–0.701 (250 steps of 32) to 0.680–0.696 (500 of 16), as a wide model trained from
 #: scratch needs updates more than examples to take off; such a model starts ``quick`` with
-#: word vectors from the task's text (:mod:`edgetran.train.word_vectors`), which raised seven
-#: of eight models' accuracy, hetero-a's by 0.10 (BENCHMARKS.md). ``full`` is the reference's scale
+#: word vectors from the task's text (:mod:`edgetran.train.word_vectors`), +0.02 accuracy on
+#: average over eight models, hetero-a +0.08 (BENCHMARKS.md). ``full`` is the reference's scale
 #: (GPU). Tweets are at most ~70 tokens, so 64 keeps all but the longest whole; batches are
 #: grouped by length and trimmed to their longest row.
 BUDGETS = {
