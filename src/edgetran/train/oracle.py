@@ -417,6 +417,7 @@ def train_classifier(
     task = load_task(task, task_options) if isinstance(task, str) else task
     tok, tokenizer_id = load_tokenizer(tokenizer, task.corpus(), workspace / "tokenizers")
     pretrained = model_dir(workspace, arch, tokenizer_id, budget, seed) / "pretrain"
+    from_vectors = False
     if pre_settings.steps:
         texts = task.train.subset(pre_settings.steps * pre_settings.batch_size, seed).texts
         pre = pretrain_in_workspace(
@@ -435,7 +436,8 @@ def train_classifier(
             arch, tok, pre_settings.max_length, neighbour and neighbour["path"], seed
         )
         loss = None
-        if source is None and BUDGETS[budget].word_vectors:
+        from_vectors = source is None and BUDGETS[budget].word_vectors
+        if from_vectors:
             start_from_word_vectors(start, tok, task, workspace, pre_settings.max_length)
     fine = finetune(start, task, tok, fine_settings, out=out, device=device)
     result = {
@@ -459,7 +461,7 @@ def train_classifier(
         "train_cpu_seconds": time.process_time() - began_cpu,
         "transferred_from": source,
         "transferred_share": share,
-        "word_vectors": bool(source is None and BUDGETS[budget].word_vectors),
+        "word_vectors": from_vectors,
         "learning_rate": fine.learning_rate,
         "batch_size": fine.batch_size,
         "tokenizer": tokenizer_id,
