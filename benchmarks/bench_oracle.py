@@ -8,8 +8,8 @@ so an interrupted run continues where it stopped):
   75 s (our WordPiece tokenizer, batch 32, AdamW 1e-3 after 100 warm-up steps).
 - ``quick``: ``evaluate(..., "quick")`` of eight architectures in a fresh workspace (no parent).
 - ``seeds``: the same at ``--seeds`` (default 1 and 2; the fidelity table's noise).
-- ``standard``: ``evaluate(..., "standard")`` of the eight, no parent (its own workspace
-  database; the quick workspace's tokenizer).
+- ``standard``: ``evaluate(..., "standard")`` of the eight at ``--standard-seeds`` (default 0),
+  no parent (its own workspace database; the quick workspace's tokenizer).
 - ``parent``: ``train_parent`` once (``--parent-budget``), then quick of the eight from it.
 - ``report``: the tables for BENCHMARKS.md from the records.
 
@@ -178,7 +178,7 @@ def report(records: Records) -> None:
              for m in alone}  # fmt: skip
     print(
         "\n| model | params | quick, each seed | mean ± std | steps | s (cpu s) "
-        "| quick from the parent | s (cpu s) | standard | steps | s |"
+        "| quick from the parent | s (cpu s) | standard, each seed | steps | s |"
         "\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for m, arch in architectures().items():
@@ -192,33 +192,59 @@ def report(records: Records) -> None:
         else:
             cells += ["–"] * 4
         cells += [f"{p['accuracy']:.3f}", _seconds(p)] if p else ["–", "–"]
+        each = [r for r in records.items if r["stage"] == "standard" and r["model"] == m]
         cells += (
-            [f"{s['accuracy']:.3f}", f"{s['finetune_steps']}", f"{s['seconds']:.0f}"]
+            [", ".join(f"{r['accuracy']:.3f}" for r in each),
+             ", ".join(f"{r['finetune_steps']}" for r in each),
+             ", ".join(f"{r['seconds']:.0f}" for r in each)]
             if s
             else ["–"] * 3
-        )
+        )  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     common = [m for m in standard if m in seeds]
     if len(common) >= 3:
-        rho = spearmanr(
-            [np.mean(seeds[m]) for m in common], [standard[m]["accuracy"] for m in common]
-        )
-        spreads = [np.std(seeds[m], ddof=1) for m in common if len(seeds[m]) > 1]
-        pooled = np.sqrt(np.mean(np.square(spreads))) if spreads else float("nan")
-        print(
-            f"\nSpearman(quick mean, standard) over {len(common)}: {rho.statistic:.3f}; "
-            f"quick's seed std pooled over the models {pooled:.4f}, "
-            f"median {np.median(spreads) if spreads else float('nan'):.4f}, "
-            f"max {max(spreads, default=float('nan')):.4f}"
-        )
-        rho0 = spearmanr(
-            [alone[m]["accuracy"] for m in common], [standard[m]["accuracy"] for m in common]
-        )
-        print(f"Spearman(quick seed 0, standard) over {len(common)}: {rho0.statistic:.3f}")
+        print_fidelity(records, seeds, alone, common)
     for r in records.items:
         if r["stage"] == "parent-train":
             print(f"\nparent ({r['budget']}): {r['steps']} steps, loss {r['loss']:.3f}, "
                   f"{r['seconds']:.0f} s")  # fmt: skip
+
+
+def print_fidelity(records: Records, seeds: dict, alone: dict, common: list[str]) -> None:
+    """Quick's seed noise and its Spearman correlation with standard: with standard's mean
+    over its seeds where it has several, and with each standard seed alone."""
+    standards = {m: {r["seed"]: r["accuracy"] for r in records.items
+                     if r["stage"] == "standard" and r["model"] == m}
+                 for m in common}  # fmt: skip
+    quick_mean = [np.mean(seeds[m]) for m in common]
+    standard_mean = [np.mean(list(standards[m].values())) for m in common]
+    spreads = [np.std(seeds[m], ddof=1) for m in common if len(seeds[m]) > 1]
+    pooled = np.sqrt(np.mean(np.square(spreads))) if spreads else float("nan")
+    print(
+        f"\nSpearman(quick mean, standard mean) over {len(common)}: "
+        f"{spearmanr(quick_mean, standard_mean).statistic:.3f}; "
+        f"quick's seed std pooled over the models {pooled:.4f}, "
+        f"median {np.median(spreads) if spreads else float('nan'):.4f}, "
+        f"max {max(spreads, default=float('nan')):.4f}"
+    )
+    quick0 = [alone[m]["accuracy"] for m in common]
+    for seed in sorted({s for by_seed in standards.values() for s in by_seed}):
+        if all(seed in standards[m] for m in common):
+            each = [standards[m][seed] for m in common]
+            print(
+                f"standard seed {seed}: Spearman with quick's mean "
+                f"{spearmanr(quick_mean, each).statistic:.3f}, with quick seed 0 "
+                f"{spearmanr(quick0, each).statistic:.3f}"
+            )
+    paired = [list(standards[m].values()) for m in common if len(standards[m]) > 1]
+    if paired:
+        spread = np.sqrt(np.mean([np.var(x, ddof=1) for x in paired]))
+        print(f"standard's seed std pooled over {len(paired)} models: {spread:.4f}")
+        full = [m for m in common if len(standards[m]) > 1]
+        if len(full) == len(common):
+            first, second = ([list(standards[m].values())[i] for m in common] for i in (0, 1))
+            between = spearmanr(first, second)
+            print(f"Spearman(standard seed a, standard seed b): {between.statistic:.3f}")
 
 
 def main() -> None:
@@ -230,6 +256,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="restrict evaluations to these names")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2],
                         help="the seeds stage's seeds (seed 0 is the quick stage's)")  # fmt: skip
+    parser.add_argument("--standard-seeds", nargs="+", type=int, default=[0])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     records = Records(args.out / "records.jsonl")
@@ -250,8 +277,8 @@ def main() -> None:
             run_evaluations(records, "parent", args.out / "parent.db", args.out / "ws-parent",
                             "quick", (0,))  # fmt: skip
         elif stage == "standard":
-            run_evaluations(records, "standard", args.out / "standard.db",
-                            args.out / "ws-quick", "standard", (0,))  # fmt: skip
+            run_evaluations(records, "standard", args.out / "standard.db", args.out / "ws-quick",
+                            "standard", tuple(args.standard_seeds))  # fmt: skip
         else:
             report(records)
 
