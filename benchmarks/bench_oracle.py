@@ -228,23 +228,22 @@ def print_fidelity(records: Records, seeds: dict, alone: dict, common: list[str]
         f"max {max(spreads, default=float('nan')):.4f}"
     )
     quick0 = [alone[m]["accuracy"] for m in common]
-    for seed in sorted({s for by_seed in standards.values() for s in by_seed}):
-        if all(seed in standards[m] for m in common):
-            each = [standards[m][seed] for m in common]
-            print(
-                f"standard seed {seed}: Spearman with quick's mean "
-                f"{spearmanr(quick_mean, each).statistic:.3f}, with quick seed 0 "
-                f"{spearmanr(quick0, each).statistic:.3f}"
-            )
+    every = sorted(set.intersection(*(set(standards[m]) for m in common)))  # seeds all have
+    for seed in every:
+        each = [standards[m][seed] for m in common]
+        print(
+            f"standard seed {seed}: Spearman with quick's mean "
+            f"{spearmanr(quick_mean, each).statistic:.3f}, with quick seed 0 "
+            f"{spearmanr(quick0, each).statistic:.3f}"
+        )
     paired = [list(standards[m].values()) for m in common if len(standards[m]) > 1]
     if paired:
         spread = np.sqrt(np.mean([np.var(x, ddof=1) for x in paired]))
         print(f"standard's seed std pooled over {len(paired)} models: {spread:.4f}")
-        full = [m for m in common if len(standards[m]) > 1]
-        if len(full) == len(common):
-            first, second = ([list(standards[m].values())[i] for m in common] for i in (0, 1))
-            between = spearmanr(first, second)
-            print(f"Spearman(standard seed a, standard seed b): {between.statistic:.3f}")
+    if len(every) > 1:
+        a, b = every[:2]
+        between = spearmanr([standards[m][a] for m in common], [standards[m][b] for m in common])
+        print(f"Spearman(standard seed {a}, standard seed {b}): {between.statistic:.3f}")
 
 
 def main() -> None:
