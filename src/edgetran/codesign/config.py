@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: This CPU under the three runtimes: the runtime is part of the co-design.
 CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
-#: A CPU-sized corner of the reference space, where the quick budget trains in about a minute.
+#: A CPU-sized corner of the reference space, where the quick budget trains in minutes.
 CPU_SPACE: dict[str, list[Any]] = {
     "layers": [2, 4],
     "hidden_sizes": [128, 256],

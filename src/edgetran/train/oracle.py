@@ -5,8 +5,8 @@ inputs and outputs, for remote workers. Results are stored in the workspace data
 reused: the same architecture, task, budget and seed are never trained twice. Checkpoints live
 in the workspace folder, so an interrupted evaluation resumes its pretraining.
 
-Budgets are named presets of steps and trials (README, "Accuracy"); ``quick`` is sized for about
-a minute on two CPU cores for models up to BERT-Mini.
+Budgets are named presets of steps and trials (README, "Accuracy"); ``quick`` is sized for one to
+three minutes on two CPU cores for models up to BERT-Mini.
 """
 
 from __future__ import annotations
