@@ -462,6 +462,7 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
 
 
 def test_the_cpu_budgets_fine_tune_only_and_quick_sees_a_quarter_to_half_of_standard():
+    from edgetran.codesign import CPU_SPACE
     from edgetran.space import DesignSpace, load_architecture, sample
     from edgetran.train.oracle import budget_settings
 
@@ -470,8 +471,7 @@ def test_the_cpu_budgets_fine_tune_only_and_quick_sees_a_quarter_to_half_of_stan
     assert quick.group_by_length and standard.group_by_length
     (quick_batch,), (standard_batch,) = quick.batch_sizes, standard.batch_sizes
     assert (quick_batch, standard_batch) == (16, 32)
-    cpu_space = DesignSpace(layers=(2, 4), hidden_sizes=(128, 256), ff_widths=(256, 512, 1024),
-                            ff_depths=(1, 2))  # fmt: skip
+    cpu_space = DesignSpace(**{name: tuple(values) for name, values in CPU_SPACE.items()})
     named = [load_architecture(n) for n in ("bert-tiny", "bert-mini", "bert-small")]
     for arch in named + sample(12, seed=0, space=cpu_space):
         for width in (24, 32, 48):  # the batches' mean width in tokens
