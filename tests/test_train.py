@@ -379,6 +379,28 @@ def test_pretraining_and_finetuning_are_seeded_and_leave_the_global_rng_alone(
     assert runs[0] == runs[1]
 
 
+def test_on_step_sees_every_step_and_a_look_at_the_model_changes_nothing(
+    tokenizer, task_file, tmp_path
+):
+    from edgetran.train.finetune import _encode, predict_split
+
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
+    settings = FinetuneSettings(trials=2, steps=6, batch_sizes=(8,), max_length=16,
+                                eval_every=3, dev_examples=16, test_examples=16)  # fmt: skip
+    test = _encode(tok, task.test, 16)
+    seen = []
+
+    def look(step: int, steps: int, loss: float, model) -> None:  # as a benchmark might
+        seen.append((step, steps, np.isfinite(loss), len(predict_split(model, test, 2))))
+
+    quiet = finetune(tmp_path / "p", task, tok, settings)
+    looked = finetune(tmp_path / "p", task, tok, settings, on_step=look)
+    assert seen == [(s, 6, True, len(test)) for s in range(1, 7)] * 2  # two trials of six steps
+    assert looked.trials == quiet.trials and looked.test_score == quiet.test_score
+
+
 # -- the oracle and its CLI ---------------------------------------------------------------------
 def test_evaluate_stores_reuses_and_transfers(task_file, tmp_path, tiny_budgets):
     with Store(tmp_path / "ws.db") as store:

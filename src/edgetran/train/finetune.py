@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ from edgetran.train.pretrain import TrainingError
 from edgetran.train.tasks import Task
 
 RESULT = "finetune.json"
+#: ``finetune``'s ``on_step(step, steps, loss, model)``.
+OnStep = Callable[[int, int, float, torch.nn.Module], None]
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ def finetune(
     settings: FinetuneSettings = FinetuneSettings(),
     out: str | Path | None = None,
     device: str = "cpu",
+    on_step: OnStep | None = None,
 ) -> FinetuneResult:
     """Tune learning rate and batch size with TPE; keep, score and (optionally) save the best.
 
@@ -159,6 +163,10 @@ def finetune(
             such a model in memory.
         out: where to ``save_pretrained`` the best fine-tuned model (and ``finetune.json``).
         device: where to train (``cpu``, ``cuda``, ``cuda:1`` …).
+        on_step: called after every optimiser step of every trial with ``(step, steps, loss,
+            model)`` (``steps``: the trial's length): progress, or a benchmark's own look at
+            the model in training (it must leave the model's weights and mode as it found
+            them).
 
     Raises:
         TrainingError: every trial diverged.
@@ -192,7 +200,17 @@ def finetune(
             model = classifier_from_pretrained(mlm, task.num_labels).to(device)
             try:
                 dev_score, best_step, trained = _train(
-                    model, train, dev, task, lr, batch_size, steps, settings, seed, device
+                    model,
+                    train,
+                    dev,
+                    task,
+                    lr,
+                    batch_size,
+                    steps,
+                    settings,
+                    seed,
+                    device,
+                    on_step,
                 )
             except TrainingError as err:
                 trial.set_user_attr("error", str(err))
@@ -319,7 +337,7 @@ def evaluate_split(
 
 def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: float,
            batch_size: int, steps: int, settings: FinetuneSettings, seed: int,
-           device: str) -> tuple[float, int, int]:  # fmt: skip
+           device: str, on_step: OnStep | None = None) -> tuple[float, int, int]:  # fmt: skip
     """Train ``steps`` steps, scoring dev every ``settings.eval_every``; leave ``model`` in its
     best-scoring state and return ``(dev score, step it was reached at, steps trained)``."""
     # fused AdamW and foreach clipping: one kernel over every tensor instead of a Python loop
@@ -346,6 +364,8 @@ def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: fl
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
+        if on_step is not None:
+            on_step(done, steps, loss.item(), model)
         if done % every and done < steps:
             continue
         dev_score = evaluate_split(model, dev, task.metric, task.num_labels, device)

@@ -23,7 +23,7 @@ import numpy as np
 from edgetran.space import REFERENCE_SPACE, Architecture, Layer
 from edgetran.space.costs import check_parameter_memory
 from edgetran.store import Store
-from edgetran.train.finetune import RESULT, FinetuneSettings, finetune
+from edgetran.train.finetune import RESULT, FinetuneSettings, OnStep, finetune
 from edgetran.train.pretrain import (
     CHECKPOINT,
     PretrainResult,
@@ -408,10 +408,12 @@ def train_classifier(
     task_options: TaskOptions | None = None,
     device: str = "cpu",
     out: str | Path | None = None,
+    on_step: OnStep | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` at ``budget`` as :func:`evaluate` does, without its cache, saving the
-    best classifier and the tokenizer in ``out`` when given (e.g. a final model to export).
-    Returns :func:`evaluate`'s result (without ``cached``)."""
+    best classifier and the tokenizer in ``out`` when given (e.g. a final model to export);
+    ``on_step`` goes to :func:`~edgetran.train.finetune.finetune`. Returns :func:`evaluate`'s
+    result (without ``cached``)."""
     pre_settings, fine_settings = budget_settings(budget, seed)
     check_training_memory(arch, budget)
     device = check_training_device(device)
@@ -443,7 +445,7 @@ def train_classifier(
         from_vectors = source is None and BUDGETS[budget].word_vectors
         if from_vectors:
             start_from_word_vectors(start, tok, task, workspace, pre_settings.max_length)
-    fine = finetune(start, task, tok, fine_settings, out=out, device=device)
+    fine = finetune(start, task, tok, fine_settings, out=out, device=device, on_step=on_step)
     result = {
         "hash": arch.hash,
         "task": name,
