@@ -31,7 +31,7 @@ import torch
 from bench_oracle import TASK, architectures
 from edgetran.store import Store
 from edgetran.train import load_task, oracle
-from edgetran.train.finetune import _encode, predict_split
+from edgetran.train.finetune import _encode, evaluate_split
 from edgetran.train.tokenizer import load_tokenizer
 
 EMA_DECAY = 0.995
@@ -64,8 +64,8 @@ class Curve:
         self.rows.append(row)
 
     def accuracy(self, model, data) -> float:
-        predictions = predict_split(model, data, 3, next(model.parameters()).device.type)
-        return float((predictions == data.labels.numpy()).mean())
+        device = next(model.parameters()).device.type
+        return evaluate_split(model, data, "accuracy", num_labels=3, device=device)
 
     def accuracy_with(self, model, weights: list[torch.Tensor]) -> float:
         """Test accuracy of ``model`` holding ``weights`` (its own weights restored after)."""

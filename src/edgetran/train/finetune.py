@@ -200,18 +200,9 @@ def finetune(
             model = classifier_from_pretrained(mlm, task.num_labels).to(device)
             try:
                 dev_score, best_step, trained = _train(
-                    model,
-                    train,
-                    dev,
-                    task,
-                    lr,
-                    batch_size,
-                    steps,
-                    settings,
-                    seed,
-                    device,
+                    model, train, dev, task, lr, batch_size, steps, settings, seed, device,
                     on_step,
-                )
+                )  # fmt: skip
             except TrainingError as err:
                 trial.set_user_attr("error", str(err))
                 raise
