@@ -87,6 +87,15 @@ def run_cli(monkeypatch, capsys):
     return run
 
 
+def read_machine_as_quiet(monkeypatch) -> None:
+    """Profiling reads the machine as free of other work: a test of what happens after a
+    measurement (reuse, storage) must not be decided by a busy CI machine, where a contended
+    measurement is rightly not reused."""
+    from edgetran.profile.contention import Contention
+
+    monkeypatch.setattr(Contention, "contended", lambda self, threads, cores=None: False)
+
+
 def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):
     """Measurements whose cost follows the analytic FLOPs, with noise."""
     rng = np.random.default_rng(seed)

@@ -55,13 +55,13 @@ main()
 
 
 def _tiny(monkeypatch) -> None:
-    from edgetran.profile.contention import Contention
     from edgetran.train import oracle
+    from tests.conftest import read_machine_as_quiet
 
     monkeypatch.setitem(
         oracle.BUDGETS, "quick", oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     )
-    monkeypatch.setattr(Contention, "contended", lambda self, threads, cores=None: False)
+    read_machine_as_quiet(monkeypatch)
     monkeypatch.setattr(
         "edgetran.codesign.pipeline.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 40}
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pickle
 
 from edgetran.profile import ProfileSettings, profile_into_store, stored_measurements
-from edgetran.profile.contention import Contention
 from edgetran.profile.remote import remote_profiler
 from edgetran.space import REFERENCE_SPACE
 from edgetran.store import Store
 from edgetran.surrogate.active import profile_actively
+from tests.conftest import read_machine_as_quiet
 from tests.test_profile import FAST, TINY
 
 
@@ -29,9 +29,7 @@ class InProcessCluster:
 
 
 def test_a_node_measurement_is_stored_under_the_node_name_and_reused(tmp_path, monkeypatch):
-    # reuse is what is tested: a measurement taken while other processes crowd the cores is
-    # rightly not reused, so a busy CI machine must not decide the outcome
-    monkeypatch.setattr(Contention, "contended", lambda self, threads, cores=None: False)
+    read_machine_as_quiet(monkeypatch)  # reuse is what is tested
     cluster = InProcessCluster()
     settings = ProfileSettings(**FAST)
     profiler = remote_profiler(cluster, "rpi4")
