@@ -503,9 +503,11 @@ def test_the_cpu_budgets_fine_tune_only_and_quick_sees_a_quarter_to_half_of_stan
             quick_examples = quick_batch * trial_steps(arch, quick, quick_batch, width)
             standard_examples = standard_batch * trial_steps(arch, standard, standard_batch, width)
             assert 0.24 <= quick_examples / standard_examples <= 0.5, (arch, width)
-    # the FLOPs cap alone would give BERT-Small 254 quick steps; the floor gives it 500
+    # the FLOPs cap alone would give BERT-Small 254 quick steps; the floor gives it 1,000, and
+    # standard as many of twice the batch, so that quick still sees half of standard's examples
     small = load_architecture("bert-small")
-    assert trial_steps(small, quick, 16, 32) == quick.min_steps == 500
+    assert trial_steps(small, quick, 16, 32) == quick.min_steps == 1000
+    assert trial_steps(small, standard, 32, 32) == standard.min_steps == 1000
     assert trial_steps(small, replace(quick, min_steps=1), 16, 32) == 254
 
 

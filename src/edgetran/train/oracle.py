@@ -98,12 +98,12 @@ BUDGETS = {
     "quick": Budget(
         0, 32, 64, 1, 2200, (16,), 1000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=1e13, eval_every=250, patience=2, max_training_bytes=1 * GIB,
-        reference_width=128, group_by_length=True, min_finetune_steps=500, word_vectors=True,
+        reference_width=128, group_by_length=True, min_finetune_steps=1000, word_vectors=True,
     ),
     "standard": Budget(
         0, 32, 64, 1, 2500, (32,), 2000, None, 5e-4, (5e-4, 2e-3),
         finetune_flops=4e13, eval_every=250, patience=3, max_training_bytes=4 * GIB,
-        reference_width=128, group_by_length=True, min_finetune_steps=500,
+        reference_width=128, group_by_length=True, min_finetune_steps=1000,
     ),
     "full": Budget(
         100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
