@@ -6,9 +6,9 @@ steps) and, every ``--every`` steps and at the last, scores the 1,000 dev tweets
 on, the whole dev and test splits, and the test split under an exponential moving average of the
 weights (decay 0.995). Scoring changes nothing in training (tests/test_train.py,
 ``test_on_step_sees_every_step_and_a_look_at_the_model_changes_nothing``), so quick's own choice
-(best of the 1,000 every 250 steps, patience 2) is rebuilt from the curve beside other choices:
-the last step, the best of the whole dev at every score, the averaged weights, and the mean of
-the second half's scored checkpoints.
+(best of the 1,000 every 250 steps, with the shipped patience) is rebuilt from the curve beside
+other choices: the last step, the best of the whole dev at every score, the averaged weights,
+and the mean of the second half's scored checkpoints.
 
     python benchmarks/bench_oracle_curves.py --out /tmp/curves --models sampled-1 --seeds 0 1 2
     python benchmarks/bench_oracle_curves.py --out /tmp/curves --report
@@ -35,6 +35,8 @@ from edgetran.train.finetune import _encode, evaluate_split
 from edgetran.train.tokenizer import load_tokenizer
 
 EMA_DECAY = 0.995
+#: Scores without a gain before quick stops (``None``: it runs to its last step).
+QUICK_PATIENCE = oracle.BUDGETS["quick"].patience
 
 
 class Curve:
@@ -108,7 +110,7 @@ def run(out: Path, name: str, seed: int, floor: int, every: int) -> dict:
 def choices(curve: list[dict]) -> dict[str, float]:
     """Test accuracy of the model each rule would keep."""
     return {
-        "quick (1,000 dev, every 250, patience 2)": _selected(curve, "dev1000", 250, 2)["test"],
+        "quick (1,000 dev, every 250)": _selected(curve, "dev1000", 250, QUICK_PATIENCE)["test"],
         "last step": curve[-1]["test"],
         "best of the whole dev, every score": _selected(curve, "dev", 1, len(curve))["test"],
         "averaged weights (EMA 0.995)": curve[-1]["ema_test"],
@@ -116,7 +118,7 @@ def choices(curve: list[dict]) -> dict[str, float]:
     }
 
 
-def _selected(curve: list[dict], key: str, every: int, patience: int) -> dict:
+def _selected(curve: list[dict], key: str, every: int, patience: int | None) -> dict:
     best, chosen, stale = -np.inf, None, 0
     for row in curve:
         if row["step"] % every and row is not curve[-1]:
@@ -125,7 +127,7 @@ def _selected(curve: list[dict], key: str, every: int, patience: int) -> dict:
             best, chosen, stale = row[key], row, 0
         else:
             stale += 1
-            if stale >= patience:
+            if patience is not None and stale >= patience:
                 break
     return chosen
 

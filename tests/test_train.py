@@ -536,7 +536,9 @@ def test_wider_models_search_proportionally_lower_learning_rates():
         FinetuneSettings(reference_width=0)
 
 
-def test_fine_tuning_stops_early_and_keeps_the_best_dev_state(tokenizer, task_file, tmp_path):
+def test_fine_tuning_stops_early_only_with_patience_and_keeps_the_best_dev_state(
+    tokenizer, task_file, tmp_path
+):
     tok, key = tokenizer
     task = load_task(str(task_file))
     pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
@@ -549,6 +551,14 @@ def test_fine_tuning_stops_early_and_keeps_the_best_dev_state(tokenizer, task_fi
     trial = result.trials[0]
     assert result.best_step == trial["best_step"] < trial["trained_steps"] < result.steps == 400
     assert trial["trained_steps"] == result.best_step + 2 * 20  # two scores without a gain
+
+    # without patience the same trial runs to its last step and keeps a dev score at least as good
+    # (it is the same run up to where the other stopped)
+    patient = finetune(tmp_path / "p", task, tok, replace(settings, patience=None))
+    assert patient.trials[0]["trained_steps"] == patient.steps == 400
+    assert patient.dev_score >= result.dev_score
+    with pytest.raises(TrainingError, match=r"patience=0; expected an integer ≥ 1 or None"):
+        replace(settings, patience=0)
 
 
 def test_a_diverging_fine_tuning_fails_with_a_clear_error(tokenizer, task_file, tmp_path):

@@ -9,8 +9,8 @@ Each trial trains for ``steps`` optimiser steps, or fewer where ``flops_budget``
 compute, so a large model is not given minutes where a small one gets seconds, and the floor
 keeps a large one from being judged on a handful of steps. The dev split is scored every
 ``eval_every`` steps and the best state is kept (early stopping after ``patience`` scores
-without improvement). A trial whose loss turns NaN or infinite fails; the fine-tuning fails
-only when every trial did.
+without improvement; ``None``: every trial runs to its last step). A trial whose loss turns NaN
+or infinite fails; the fine-tuning fails only when every trial did.
 
 With ``reference_width`` set, the learning-rate range is for a model of that hidden width and a
 wider model's range is scaled down by ``reference_width / width`` (its widest layer): Adam moves
@@ -56,7 +56,8 @@ OnStep = Callable[[int, int, float, torch.nn.Module], None]
 class FinetuneSettings:
     """Fine-tuning settings; each Optuna trial trains at most ``steps`` steps (fewer when
     ``flops_budget``, the training FLOPs of one trial, runs out first) and scores the dev set
-    every ``eval_every`` steps (``None``: once, at the end)."""
+    every ``eval_every`` steps (``None``: once, at the end), keeping the best state; it stops
+    after ``patience`` scores without a gain (``None``: never before its last step)."""
 
     trials: int = 5
     steps: int = 200
@@ -70,16 +71,18 @@ class FinetuneSettings:
     test_examples: int | None = None
     flops_budget: float | None = None
     eval_every: int | None = None
-    patience: int = 2
+    patience: int | None = 2
     reference_width: int | None = None
     group_by_length: bool = False
     min_steps: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("trials", "steps", "max_length", "patience", "min_steps"):
+        for name in ("trials", "steps", "max_length", "min_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
+        if self.patience is not None and self.patience < 1:
+            raise TrainingError(f"patience={self.patience}; expected an integer ≥ 1 or None")
         if self.eval_every is not None and self.eval_every < 1:
             raise TrainingError(f"eval_every={self.eval_every}; expected an integer ≥ 1 or None")
         if self.reference_width is not None and self.reference_width < 1:
@@ -365,7 +368,7 @@ def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: fl
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if stale >= settings.patience:
+            if settings.patience is not None and stale >= settings.patience:
                 break
     model.load_state_dict(best_state)
     return float(best_score), best_step, done
