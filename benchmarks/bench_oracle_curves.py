@@ -112,7 +112,7 @@ def choices(curve: list[dict]) -> dict[str, float]:
     return {
         "quick (1,000 dev, every 250)": _selected(curve, "dev1000", 250, QUICK_PATIENCE)["test"],
         "last step": curve[-1]["test"],
-        "best of the whole dev, every score": _selected(curve, "dev", 1, len(curve))["test"],
+        "best of the whole dev, every score": _selected(curve, "dev", 1, None)["test"],
         "averaged weights (EMA 0.995)": curve[-1]["ema_test"],
         "mean of the second half's checkpoints": curve[-1]["average_test"],
     }

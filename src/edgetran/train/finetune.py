@@ -81,14 +81,10 @@ class FinetuneSettings:
         for name in ("trials", "steps", "max_length", "min_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
-        if self.patience is not None and self.patience < 1:
-            raise TrainingError(f"patience={self.patience}; expected an integer ≥ 1 or None")
-        if self.eval_every is not None and self.eval_every < 1:
-            raise TrainingError(f"eval_every={self.eval_every}; expected an integer ≥ 1 or None")
-        if self.reference_width is not None and self.reference_width < 1:
-            raise TrainingError(
-                f"reference_width={self.reference_width}; expected an integer ≥ 1 or None"
-            )
+        for name in ("patience", "eval_every", "reference_width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"{name}={value}; expected an integer ≥ 1 or None")
         if self.flops_budget is not None and not self.flops_budget > 0:
             raise TrainingError(f"flops_budget={self.flops_budget}; expected > 0 or None")
         low, high = self.learning_rate_range
