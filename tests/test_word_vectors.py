@@ -85,3 +85,7 @@ def test_task_vectors_are_computed_once_and_read_back(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first[1], again[1])
     with pytest.raises(AssertionError, match="computed again"):  # other text: other vectors
         task_word_vectors(CountingTokenizer(), texts[:4], tmp_path)
+    # other settings of the method: other vectors, not the cached ones
+    monkeypatch.setattr(word_vectors, "DEFAULT_POWER_ITERATIONS", 7)
+    with pytest.raises(AssertionError, match="computed again"):
+        task_word_vectors(CountingTokenizer(), texts, tmp_path)

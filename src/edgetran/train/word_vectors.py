@@ -27,6 +27,10 @@ import numpy as np
 DEFAULT_DIM = 512
 DEFAULT_WINDOW = 4
 DEFAULT_SMOOTHING = 0.75
+#: power iterations of the randomised SVD: scikit-learn's "auto" takes 7 here (10 s for 512
+#: columns of the tweets' 8k-token PPMI on two cores); 2 take 4 s and span 85-92% of the same
+#: 128-256 leading directions, all a starting point needs (BENCHMARKS.md)
+DEFAULT_POWER_ITERATIONS = 2
 
 
 def cooccurrence_vectors(
@@ -36,6 +40,7 @@ def cooccurrence_vectors(
     window: int = DEFAULT_WINDOW,
     smoothing: float = DEFAULT_SMOOTHING,
     seed: int = 0,
+    power_iterations: int = DEFAULT_POWER_ITERATIONS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(vectors, seen)``: the PPMI-SVD vectors, shape ``(vocab_size, d)`` with
     ``d = min(dim, vocab_size - 1)``, and which tokens occur, shape ``(vocab_size,)``."""
@@ -64,7 +69,7 @@ def cooccurrence_vectors(
     ppmi = sp.csr_matrix(
         (pmi[keep], (counts.row[keep], counts.col[keep])), shape=(vocab_size, vocab_size)
     )
-    u, s, _ = randomized_svd(ppmi, n_components=d, random_state=seed)
+    u, s, _ = randomized_svd(ppmi, n_components=d, n_iter=power_iterations, random_state=seed)
     seen[words > 0] = True
     return (u * np.sqrt(s)).astype(np.float32), seen
 
@@ -73,8 +78,11 @@ def task_word_vectors(
     tokenizer, texts: Sequence[str], cache_dir: str | Path, max_length: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`cooccurrence_vectors` of ``texts`` as ``tokenizer`` splits them, cached in
-    ``cache_dir`` under a digest of the tokenizer's vocabulary and the texts."""
+    ``cache_dir`` under a digest of the tokenizer's vocabulary, the texts and the method's
+    settings."""
     digest = hashlib.sha256()
+    settings = (DEFAULT_DIM, DEFAULT_WINDOW, DEFAULT_SMOOTHING, DEFAULT_POWER_ITERATIONS)
+    digest.update(repr(settings).encode())
     digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     for text in texts:
         digest.update(text.encode() + b"\0")
@@ -85,7 +93,10 @@ def task_word_vectors(
     encoded = tokenizer(
         list(texts), add_special_tokens=False, truncation=True, max_length=max_length
     )["input_ids"]
-    vectors, seen = cooccurrence_vectors(encoded, len(tokenizer))
+    dim, window, smoothing, power_iterations = settings
+    vectors, seen = cooccurrence_vectors(
+        encoded, len(tokenizer), dim, window, smoothing, power_iterations=power_iterations
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, vectors=vectors, seen=seen)
