@@ -27,10 +27,11 @@ import numpy as np
 DEFAULT_DIM = 512
 DEFAULT_WINDOW = 4
 DEFAULT_SMOOTHING = 0.75
-#: power iterations of the randomised SVD: scikit-learn's "auto" takes 7 here (10 s for 512
-#: columns of the tweets' 8k-token PPMI on two cores); 2 take 4 s and span 85-92% of the same
-#: 128-256 leading directions, all a starting point needs (BENCHMARKS.md)
-DEFAULT_POWER_ITERATIONS = 2
+#: power iterations of the randomised SVD: scikit-learn's "auto" for 512 of 8k columns, the
+#: setting quick's accuracies were measured with. 2 would take 4 s instead of 10 on two cores
+#: (the tweets' 8k-token PPMI) and span 85-92% of the same 128-256 leading directions, but
+#: their effect on accuracy is unmeasured (BENCHMARKS.md).
+DEFAULT_POWER_ITERATIONS = 7
 
 
 def cooccurrence_vectors(
