@@ -479,7 +479,16 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
     with Store(tmp_path / "ws.db") as store:
         kwargs = {"store": store, "workspace": tmp_path / "ws"}
         evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        # a result stored before a field was added, at its default, is still served
+        old = store.evaluation(tiny_arch().hash, task=str(task_file), budget="quick", seed=0)
+        del old["budget_settings"]["precision"]
+        store.add_evaluation(tiny_arch().to_dict(), tiny_arch().hash, task=str(task_file),
+                             budget="quick", seed=0, result=old)  # fmt: skip
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
         monkeypatch.setitem(oracle.BUDGETS, "quick", replace(TINY_BUDGETS["quick"], patience=3))
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
+        bfloat16 = replace(TINY_BUDGETS["quick"], patience=3, precision="bfloat16")
+        monkeypatch.setitem(oracle.BUDGETS, "quick", bfloat16)  # the new field, not its default
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
 
 
@@ -559,6 +568,40 @@ def test_fine_tuning_stops_early_only_with_patience_and_keeps_the_best_dev_state
     assert patient.dev_score >= result.dev_score
     with pytest.raises(TrainingError, match=r"patience=0; expected an integer ≥ 1 or None"):
         replace(settings, patience=0)
+
+
+def test_precision_auto_takes_bfloat16_only_on_a_gpu_that_has_it(monkeypatch):
+    from edgetran.train.finetune import training_dtype
+
+    assert training_dtype("float32", "cuda") is torch.float32
+    assert training_dtype("bfloat16") is torch.bfloat16
+    assert training_dtype("auto", "cpu") is torch.float32
+    for available, bf16, expected in (
+        (False, False, torch.float32), (True, False, torch.float32), (True, True, torch.bfloat16)
+    ):  # fmt: skip
+        monkeypatch.setattr(torch.cuda, "is_available", lambda v=available: v)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda v=bf16: v)
+        assert training_dtype("auto", "cuda:0") is expected
+    with pytest.raises(TrainingError, match=r"precision='fp16'; allowed: float32, bfloat16, auto"):
+        FinetuneSettings(precision="fp16")
+
+
+def test_bfloat16_steps_train_float32_weights_and_say_so(tokenizer, task_file, tmp_path):
+    tok, key = tokenizer
+    task = load_task(str(task_file))
+    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
+    settings = FinetuneSettings(
+        trials=1, steps=40, batch_sizes=(8,), max_length=16, learning_rate_range=(3e-3, 3e-3),
+        precision="bfloat16",
+    )  # fmt: skip
+    result = finetune(tmp_path / "p", task, tok, settings, out=tmp_path / "ft")
+    assert result.precision == "bfloat16" and result.test_score > 0.7
+    from transformers import AutoModelForSequenceClassification
+
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ft")
+    assert {p.dtype for p in saved.parameters()} == {torch.float32}
+    plain = finetune(tmp_path / "p", task, tok, replace(settings, precision="float32"))
+    assert plain.precision == "float32"
 
 
 def test_a_diverging_fine_tuning_fails_with_a_clear_error(tokenizer, task_file, tmp_path):

@@ -48,6 +48,10 @@ from edgetran.train.pretrain import TrainingError
 from edgetran.train.tasks import Task
 
 RESULT = "finetune.json"
+#: ``FinetuneSettings.precision``: the training steps' matrix products in float32, in bfloat16
+#: (autocast: the weights, their gradients and Adam's state stay float32), or ``auto``:
+#: bfloat16 on a GPU that has it, else float32 (:func:`training_dtype`).
+PRECISIONS = ("float32", "bfloat16", "auto")
 #: ``finetune``'s ``on_step(step, steps, loss, model)``.
 OnStep = Callable[[int, int, float, torch.nn.Module], None]
 
@@ -57,7 +61,9 @@ class FinetuneSettings:
     """Fine-tuning settings; each Optuna trial trains at most ``steps`` steps (fewer when
     ``flops_budget``, the training FLOPs of one trial, runs out first) and scores the dev set
     every ``eval_every`` steps (``None``: once, at the end), keeping the best state; it stops
-    after ``patience`` scores without a gain (``None``: never before its last step)."""
+    after ``patience`` scores without a gain (``None``: never before its last step).
+    ``precision`` is the training steps' (:data:`PRECISIONS`); dev and test are scored in
+    float32, as the model is exported."""
 
     trials: int = 5
     steps: int = 200
@@ -75,9 +81,12 @@ class FinetuneSettings:
     reference_width: int | None = None
     group_by_length: bool = False
     min_steps: int = 1
+    precision: str = "float32"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         for name in ("trials", "steps", "max_length", "min_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
@@ -104,7 +113,8 @@ class FinetuneResult:
 
     ``test_std`` is the bootstrap standard deviation of ``test_score`` over the
     ``test_examples`` scored; ``steps`` is the best trial's length (its best state may be
-    from an earlier step: ``best_step``)."""
+    from an earlier step: ``best_step``); ``precision`` is the one the steps ran in
+    (``settings.precision`` resolved on the device)."""
 
     metric: str
     dev_score: float
@@ -117,6 +127,7 @@ class FinetuneResult:
     best_step: int
     trials: list[dict[str, Any]]
     seconds: float
+    precision: str = "float32"
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +198,7 @@ def finetune(
         )
     )
     lr_range = learning_rate_range(mlm.config.arch, settings)
+    dtype = training_dtype(settings.precision, device)
     best: dict[str, Any] = {"score": -np.inf}
 
     def objective(trial: optuna.Trial) -> float:
@@ -200,7 +212,7 @@ def finetune(
             try:
                 dev_score, best_step, trained = _train(
                     model, train, dev, task, lr, batch_size, steps, settings, seed, device,
-                    on_step,
+                    dtype, on_step,
                 )  # fmt: skip
             except TrainingError as err:
                 trial.set_user_attr("error", str(err))
@@ -249,6 +261,7 @@ def finetune(
             for t in study.trials
         ],
         seconds=time.perf_counter() - began,
+        precision=str(dtype).removeprefix("torch."),
         settings=asdict(settings),
     )
     if out is not None:
@@ -259,6 +272,21 @@ def finetune(
         tokenizer.save_pretrained(out)
         (out / RESULT).write_text(json.dumps({**result.to_dict(), "task": task.name}, indent=1))
     return result
+
+
+def training_dtype(precision: str, device: str = "cpu") -> torch.dtype:
+    """The dtype of the training steps' matrix products for ``precision`` on ``device``.
+
+    ``auto`` is bfloat16 on a CUDA GPU that has it and float32 on a CPU: even one with
+    AVX512-BF16, where bfloat16 took BERT-Mini's step from 102 to 81 ms, the varying widths
+    of length-grouped batches made oneDNN rebuild its kernels for a model of many small heads
+    (sampled-0: 79 ms in float32, 114-119 ms in bfloat16; BENCHMARKS.md)."""
+    if precision not in PRECISIONS:
+        raise TrainingError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 def learning_rate_range(arch: Architecture, settings: FinetuneSettings) -> tuple[float, float]:
@@ -327,7 +355,8 @@ def evaluate_split(
 
 def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: float,
            batch_size: int, steps: int, settings: FinetuneSettings, seed: int,
-           device: str, on_step: OnStep | None = None) -> tuple[float, int, int]:  # fmt: skip
+           device: str, dtype: torch.dtype = torch.float32,
+           on_step: OnStep | None = None) -> tuple[float, int, int]:  # fmt: skip
     """Train ``steps`` steps, scoring dev every ``settings.eval_every``; leave ``model`` in its
     best-scoring state and return ``(dev score, step it was reached at, steps trained)``."""
     # fused AdamW and foreach clipping: one kernel over every tensor instead of a Python loop
@@ -338,11 +367,16 @@ def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: fl
     warmup = round(settings.warmup_ratio * steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     every = settings.eval_every or steps
+    # the forward pass in ``dtype`` (the backward follows it); weights stay float32
+    autocast = torch.autocast(
+        torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32
+    )
     best_score, best_step, best_state, stale = -np.inf, 0, None, 0
     model.train()
     for step in range(steps):
         batch = train.batch(train.rows(step, batch_size, seed, settings.group_by_length))
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        with autocast:
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"fine-tuning diverged at step {step + 1} (loss {loss.item()}, learning rate "

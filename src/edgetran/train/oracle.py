@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,8 @@ class Budget:
     that starts from scratch takes its word embeddings from the task's training text
     (:mod:`edgetran.train.word_vectors`). ``max_training_bytes`` bounds the
     training memory of the weights, their gradients and Adam's two moments (16 bytes per
-    parameter); ``None``: this machine's memory.
+    parameter); ``None``: this machine's memory. ``precision`` is the fine-tuning steps'
+    (:data:`~edgetran.train.finetune.PRECISIONS`).
     """
 
     pretrain_steps: int
@@ -76,6 +77,7 @@ class Budget:
     group_by_length: bool = False
     min_finetune_steps: int = 1
     word_vectors: bool = False
+    precision: str = "float32"
 
 
 GIB = 2**30
@@ -114,7 +116,7 @@ BUDGETS = {
     ),
     "full": Budget(
         100_000, 64, 128, 10, 5000, (16, 32, 64), None, None, 1e-4, (2e-5, 5e-4),
-        eval_every=500, patience=4,
+        eval_every=500, patience=4, precision="auto",
     ),
 }  # fmt: skip
 BYTES_PER_TRAINED_PARAMETER = 16
@@ -156,6 +158,7 @@ def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, Finetun
             reference_width=b.reference_width,
             group_by_length=b.group_by_length,
             min_steps=b.min_finetune_steps,
+            precision=b.precision,
             seed=seed,
         ),
     )
@@ -477,6 +480,7 @@ def train_classifier(
         "word_vectors": from_vectors,
         "learning_rate": fine.learning_rate,
         "batch_size": fine.batch_size,
+        "precision": fine.precision,
         "tokenizer": tokenizer_id,
         "device": device,
         "budget_settings": _jsonable(asdict(BUDGETS[budget])),
@@ -515,13 +519,27 @@ def _still_valid(cached: dict, arch, budget: str, store: Store, transfer: bool) 
     """A stored result is reused when it was made with today's budget and, for a budget
     without MLM steps, from the model it would start from now (a parent trained since then
     makes it stale)."""
-    if cached.get("budget_settings") != _jsonable(asdict(BUDGETS[budget])):
+    if not _same_budget(cached.get("budget_settings"), BUDGETS[budget]):
         return False
     if BUDGETS[budget].pretrain_steps or "tokenizer" not in cached:
         return True
     neighbour = nearest_trained(arch, store, cached["tokenizer"]) if transfer else None
     now = Architecture.from_dict(neighbour["model_dict"]).hash if neighbour else None
     return cached.get("transferred_from") == now
+
+
+def _same_budget(stored: dict | None, budget: Budget) -> bool:
+    """Whether a result stored with budget settings ``stored`` was trained as ``budget`` trains
+    now. A field added to :class:`Budget` since, at its default, changes nothing: an old
+    result need not be trained again for it."""
+    if stored is None:
+        return False
+    defaults = {f.name: f.default for f in fields(Budget)}
+    now = _jsonable(asdict(budget))
+    return all(
+        stored[name] == value if name in stored else value == _jsonable(defaults[name])
+        for name, value in now.items()
+    ) and set(stored) <= set(now)
 
 
 def _jsonable(value: Any) -> Any:
