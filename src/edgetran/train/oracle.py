@@ -100,9 +100,12 @@ GIB = 2**30
 #: in batches twice as large, so at the floor quick sees half of standard's examples. Quick does
 #: not stop early: two scores without a gain on 1,000 dev tweets are noise more often than a
 #: plateau, and the one run of 24 that stopped (sampled-0, seed 1, at 1,250 steps) scored 0.738
-#: where running on to its 2,200 steps gave 0.758 (its other seeds 0.760, 0.757). ``full`` is
-#: the reference's scale (GPU). Tweets are at most ~70 tokens, so 64 keeps all but the longest
-#: whole; batches are grouped by length and trimmed to their longest row.
+#: where running on to its 2,200 steps gave 0.758 (its other seeds 0.760, 0.757). Quick keeps
+#: dropout and float32 steps: without dropout hetero-a collapsed to 0.612 at seed 1, and bfloat16
+#: steps, 1.6x faster for BERT-Mini, were 1.5x slower for models of many small heads on
+#: batches of every width (BENCHMARKS.md). ``full`` is the reference's scale (GPU), where
+#: ``precision="auto"`` takes bfloat16. Tweets are at most ~70 tokens, so 64 keeps all but the
+#: longest whole; batches are grouped by length and trimmed to their longest row.
 BUDGETS = {
     "quick": Budget(
         0, 32, 64, 1, 2200, (16,), 1000, None, 5e-4, (5e-4, 2e-3),
