@@ -485,6 +485,7 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
         store.add_evaluation(tiny_arch().to_dict(), tiny_arch().hash, task=str(task_file),
                              budget="quick", seed=0, result=old)  # fmt: skip
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
+        assert not oracle._same_budget({"trials": 1}, TINY_BUDGETS["quick"])  # fields lacking
         monkeypatch.setitem(oracle.BUDGETS, "quick", replace(TINY_BUDGETS["quick"], patience=3))
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
         bfloat16 = replace(TINY_BUDGETS["quick"], patience=3, precision="bfloat16")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -537,12 +537,12 @@ def _same_budget(stored: dict | None, budget: Budget) -> bool:
     result need not be trained again for it."""
     if stored is None:
         return False
-    defaults = {f.name: f.default for f in fields(Budget)}
+    defaults = {f.name: _jsonable(f.default) for f in fields(Budget) if f.default is not MISSING}
     now = _jsonable(asdict(budget))
-    return all(
-        stored[name] == value if name in stored else value == _jsonable(defaults[name])
+    return set(stored) <= set(now) and all(
+        stored[name] == value if name in stored else defaults.get(name, MISSING) == value
         for name, value in now.items()
-    ) and set(stored) <= set(now)
+    )
 
 
 def _jsonable(value: Any) -> Any:
