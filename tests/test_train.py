@@ -581,7 +581,12 @@ def test_precision_auto_takes_bfloat16_only_on_a_gpu_that_has_it(monkeypatch):
         (False, False, torch.float32), (True, False, torch.float32), (True, True, torch.bfloat16)
     ):  # fmt: skip
         monkeypatch.setattr(torch.cuda, "is_available", lambda v=available: v)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda v=bf16: v)
+        # a GPU without native bfloat16 still "supports" it by emulation, slower than float32
+        monkeypatch.setattr(
+            torch.cuda,
+            "is_bf16_supported",
+            lambda including_emulation=True, v=bf16: v or including_emulation,
+        )
         assert training_dtype("auto", "cuda:0") is expected
     with pytest.raises(TrainingError, match=r"precision='fp16'; allowed: float32, bfloat16, auto"):
         FinetuneSettings(precision="fp16")

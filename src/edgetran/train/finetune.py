@@ -285,7 +285,9 @@ def training_dtype(precision: str, device: str = "cpu") -> torch.dtype:
         raise TrainingError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
     if precision == "auto":
         on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
-        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+        # emulated bfloat16 (GPUs before Ampere) is slower than float32
+        native = on_gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
