@@ -56,6 +56,14 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 OnStep = Callable[[int, int, float, torch.nn.Module], None]
 
 
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a :class:`TrainingError` naming
+    them."""
+    if precision not in PRECISIONS:
+        raise TrainingError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
+    return precision
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Fine-tuning settings; each Optuna trial trains at most ``steps`` steps (fewer when
@@ -85,8 +93,7 @@ class FinetuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise TrainingError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         for name in ("trials", "steps", "max_length", "min_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
@@ -281,8 +288,7 @@ def training_dtype(precision: str, device: str = "cpu") -> torch.dtype:
     AVX512-BF16, where bfloat16 took BERT-Mini's step from 102 to 81 ms, the varying widths
     of length-grouped batches made oneDNN rebuild its kernels for a model of many small heads
     (sampled-0: 79 ms in float32, 114-119 ms in bfloat16; BENCHMARKS.md)."""
-    if precision not in PRECISIONS:
-        raise TrainingError(f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "auto":
         on_gpu = torch.device(device).type == "cuda" and torch.cuda.is_available()
         # emulated bfloat16 (GPUs before Ampere) is slower than float32
