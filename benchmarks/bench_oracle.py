@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from bench_accuracy import HETERO_A, HETERO_B  # the two hand-made heterogeneous models
-from edgetran.space import Architecture, DesignSpace, load_architecture, sample
+from edgetran.space import Architecture, DesignSpace, Layer, load_architecture, sample
 from edgetran.store import Store
 from edgetran.train import evaluate, load_task, train_parent
 from edgetran.train.tokenizer import load_tokenizer
@@ -50,6 +50,16 @@ def architectures() -> dict[str, Architecture]:
         "hetero-b": HETERO_B,
         **{f"sampled-{i}": a for i, a in enumerate(sampled)},
     }
+
+
+#: One operation each, at the CPU-sized space's smallest corner (2 layers, hidden 128, two
+#: heads, one feed-forward layer of 256): the space's weakest models, chosen by this rule before
+#: any was trained, to test whether quick ranks models whose accuracies differ by more than the
+#: eight's (which lie within 0.026 under standard). Run them with ``--models corner-sa ...``.
+CORNERS = {
+    f"corner-{name}": Architecture((Layer(128, (op, op), 64, (256,)),) * 2)
+    for name, op in (("sa", "sa_sdp"), ("dft", "l_dft"), ("dct", "l_dct"), ("conv", "c_5"))
+}
 
 
 class Records:
@@ -260,7 +270,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     records = Records(args.out / "records.jsonl")
     if args.models:
-        everything = architectures()
+        everything = {**architectures(), **CORNERS}
+        unknown = sorted(set(args.models) - set(everything))
+        if unknown:
+            parser.error(f"unknown models {unknown}; allowed: {', '.join(everything)}")
         globals()["architectures"] = lambda: {m: everything[m] for m in args.models}
     for stage in args.stage:
         if stage == "baselines":

@@ -22,6 +22,8 @@ from scipy.stats import spearmanr
 #: Standard seed 0 of the eight on the Zen 4 host (BENCHMARKS.md, sixth design): BERT-Tiny,
 #: -Mini, -Small, hetero-a, hetero-b, sampled-0, -1, -2.
 STANDARD_SEED_0 = (0.7532, 0.7610, 0.7583, 0.7349, 0.7435, 0.7500, 0.7452, 0.7554)
+#: Standard seed 0 of ``bench_oracle.py``'s four corner models (sa, dft, dct, conv), same host.
+CORNERS_SEED_0 = (0.7522, 0.7524, 0.7382, 0.7376)
 
 
 def implied_true_spread(observed: np.ndarray, seed_std: float) -> float:
@@ -47,8 +49,10 @@ def main() -> None:
     parser.add_argument("--goal", type=float, default=0.7)
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--with-corners", action="store_true",
+                        help="the eight and the four corner models: twelve")  # fmt: skip
     args = parser.parse_args()
-    observed = np.array(STANDARD_SEED_0)
+    observed = np.array(STANDARD_SEED_0 + (CORNERS_SEED_0 if args.with_corners else ()))
     spread = implied_true_spread(observed, args.standard_seed_std)
     print(f"standard's observed spread {observed.std(ddof=1):.4f}; true spread {spread:.4f}")
     rng = np.random.default_rng(args.seed)
