@@ -53,9 +53,9 @@ def architectures() -> dict[str, Architecture]:
 
 
 #: One operation each, at the CPU-sized space's smallest corner (2 layers, hidden 128, two
-#: heads, one feed-forward layer of 256): the space's weakest models, chosen by this rule before
-#: any was trained, to test whether quick ranks models whose accuracies differ by more than the
-#: eight's (which lie within 0.026 under standard). Run them with ``--models corner-sa ...``.
+#: heads, one feed-forward layer of 256), chosen by this rule before any was trained, to widen
+#: the eight's spread of accuracy (0.026 under standard) with the space's smallest models. They
+#: scored within it on tweet-sentiment (BENCHMARKS.md). Run them with ``--models corner-sa ...``.
 CORNERS = {
     f"corner-{name}": Architecture((Layer(128, (op, op), 64, (256,)),) * 2)
     for name, op in (("sa", "sa_sdp"), ("dft", "l_dft"), ("dct", "l_dct"), ("conv", "c_5"))
