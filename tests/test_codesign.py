@@ -156,10 +156,10 @@ def test_config_refuses_bad_values(change, message):
         CodesignConfig.from_dict({"colour": 1})
 
 
-def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best():
+def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
     """Accuracy is the device's as well (the search's, the oracle not asked again): the
-    search's best architecture, evaluated on a slow device only, wins on the fast one; an
-    infeasible move is not taken; a search with nothing feasible is rescued on another device."""
+    search's architecture, evaluated on a slow device only, is the answer on the fast one; an
+    infeasible device is not taken; a search with nothing feasible is rescued on another."""
     from edgetran.codesign.pipeline import _Run
     from edgetran.search import Evaluation
 
@@ -176,21 +176,29 @@ def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best(
             return Evaluation(metrics | {"peak_power": 100.0 if pair.device == "capped" else 5})
 
     run = _Run.__new__(_Run)
-    run.config = CodesignConfig(max_peak_power_w=50.0)
-    run.names, run.emit = ["slow", "fast", "capped"], lambda line: None
-    run.evaluator = Devices
+    run.config = CodesignConfig(max_peak_power_w=50.0, references=())
+    run.names, run.emit, run.specs = ["slow", "fast", "capped"], lambda line: None, []
+    run.evaluator, run.store = Devices, None
+    run.stored_measurement = lambda arch, device: None
+    run.done = {
+        "objective": {"norms": {"latency_s": 0.05, "energy_j": 0.1, "peak_power_w": 10}},
+        "references": {"rows": []},
+    }
     record = {
         "arch": arch.to_model_dict(), "device": "slow", "accuracy_std": 0.01,
         "accuracy_runs": 1, "metrics": {"accuracy": 0.75}, "objective": 0.5,
     }  # fmt: skip
-    choice = run.device_choice({"best": record, "records": [record]})
-    assert choice["pairs_scored"] == 2
-    best = choice["best"]
-    assert best["device"] == "fast" and best["objective"] > 0.5
-    assert best["metrics"]["accuracy"] == 0.75 and best["how"].startswith("device choice")
-    run.config = CodesignConfig(max_latency_ms=10.0)  # the slow device's 50 ms is infeasible
-    rescued = run.device_choice({"best": None, "records": [record]})["best"]
-    assert rescued["device"] in ("fast", "capped") and rescued["how"].startswith("device choice")
+    choice = run.decide({"best": record, "records": [record]})
+    assert choice["pairs_scored"] == 3
+    best = choice["winner"]
+    assert best["device"] == "fast" and best["source"] == "device choice"
+    assert best["metrics"]["accuracy"] == 0.75
+    assert not next(c for c in choice["decision"]["candidates"] if c["device"] == "capped")[
+        "feasible"
+    ]
+    run.config = CodesignConfig(max_latency_ms=10.0, references=())  # 50 ms is infeasible
+    rescued = run.decide({"best": None, "records": [record]})["winner"]
+    assert rescued["device"] in ("fast", "capped") and rescued["source"] == "device choice"
 
 
 def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_path, monkeypatch):
@@ -222,7 +230,8 @@ def test_codesign_writes_every_output(codesigned):
     assert len(data["growprune"]["iterations"]) == 1 and "growprune" not in data["skipped"]
     assert data["growprune"]["iterations"][0]["children"]
     search = data["search"]
-    assert len(data["evaluations"]) + len(data["failed"]) + search["reevaluations"] == 4
+    searched = [r for r in data["evaluations"] if r["how"] not in ("device choice", "reference")]
+    assert len(searched) + len(data["failed"]) + search["reevaluations"] == 4
     assert best["search"]["accuracy_runs"] >= 1 and best["search"]["accuracy_std"] > 0
     assert all(r["accuracy_runs"] >= 1 for r in data["evaluations"])
     assert {(r["name"], r["device"]) for r in data["references"]} == {
@@ -230,6 +239,7 @@ def test_codesign_writes_every_output(codesigned):
     }  # fmt: skip
     # final budget = search budget: the references' final accuracy is their search accuracy
     assert all(r["final_accuracy"] == r["metrics"]["accuracy"] for r in data["references"])
+    assert all(r["accuracy_std"] > 0 for r in data["references"])
     compare = data["compare"]
     assert compare["sampler"] == "tpe"
     assert len(compare["history"]) + compare["reevaluations"] == 4
@@ -248,11 +258,30 @@ def test_codesign_writes_every_output(codesigned):
         assert data["skipped"]["export"].startswith("board is a recorded device")
     assert any(line.startswith("  search   1") for line in events)
     assert result.best == data["best"]
-    # every evaluated architecture scored on the devices it was not evaluated on
-    evaluated = {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]}
-    archs = {arch for arch, _ in evaluated}
-    assert data["device_choice"]["pairs_scored"] == 2 * len(archs) - len(evaluated)
-    assert best["search"]["objective"] >= data["device_choice"]["search_best"]["objective"]
+    # every evaluated architecture and every reference scored on every device
+    evaluated = {(json.dumps(r["arch"]), r["device"]) for r in searched}
+    archs = {arch for arch, _ in evaluated} | {json.dumps(r["arch"]) for r in data["references"]}
+    assert data["device_choice"]["pairs_scored"] == 2 * len(archs)
+    assert {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]} == {
+        (a, d) for a in archs for d in ("cpu/torch", "board")
+    }
+    # one name per quantity, with its unit, everywhere
+    for row in [*data["evaluations"], *data["references"], data["best"]]:
+        assert set(row["metrics"]) == {"accuracy", "latency_s", "energy_j", "peak_power_w"}
+    # the objective at this run's scale, the decision and the references, said
+    objective = data["objective"]
+    assert objective["rule"] == "paper" and objective["norms_source"] == "run"
+    assert objective["norms_basis"].startswith("bert-tiny on ")
+    decision = data["decision"]
+    assert decision["rule"] == "one-std" and sum(c["chosen"] for c in decision["candidates"]) == 1
+    assert decision["why"] and data["headline"]
+    assert {(v["reference"], v["device"]) for v in data["versus_references"]} <= {
+        ("bert-tiny", "cpu/torch"), ("bert-tiny", "board")
+    }  # fmt: skip
+    verdicts = {v["verdict"] for v in data["versus_references"]}
+    assert verdicts <= {"dominates", "trades", "dominated"}
+    if best["device"] == "cpu/torch":  # a live answer is chosen on a measurement
+        assert "latency_s" in decision["winner"]["measured"]
 
 
 def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, monkeypatch):

@@ -36,6 +36,17 @@ def write_report(result: dict[str, Any], path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    old = {"latency_s": "latency", "energy_j": "energy", "peak_power_w": "peak_power"}
+    result = {
+        **result,
+        **{
+            key: [
+                {**r, "metrics": {old.get(k, k): v for k, v in r["metrics"].items()}}
+                for r in result[key]
+            ]
+            for key in ("evaluations", "references")
+        },
+    }
     sections = [
         _summary(result),
         _estimated(result),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgetran.errors import SearchError
 from edgetran.search.evaluators import Accuracy, LiveEvaluator
+from edgetran.search.objectives import ReferenceCost
 from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
 from edgetran.store import Measurement, Store
 
@@ -53,6 +54,36 @@ def device_measurements(
 def per_sequence(measurement: Measurement) -> dict[str, float]:
     """The search's hardware metrics of one measurement (per sequence; peak power in W)."""
     return {metric: getattr(measurement, f) for metric, f in MEASURED_FIELDS.items()}
+
+
+def stored_reference_costs(
+    store: Store, devices: Sequence[str], shape: tuple[int, int] | None = None
+) -> list[ReferenceCost]:
+    """The named references' (``bert-tiny`` …) stored costs on ``devices``, per sequence: the
+    scale of ``--norms run`` (:func:`~edgetran.search.objectives.run_scale_norms`)."""
+    from edgetran.space import NAMED_ARCHITECTURES
+    from edgetran.space.costs import estimate_costs
+
+    names = {arch.hash: name for name, arch in NAMED_ARCHITECTURES.items()}
+    costs = []
+    for device in devices:
+        for m in device_measurements(store, device, shape):
+            if m.hash in names and not m.contended:
+                arch = NAMED_ARCHITECTURES[names[m.hash]]
+                costs.append(
+                    ReferenceCost(
+                        names[m.hash], device, estimate_costs(arch).parameters,
+                        m.latency_s_per_seq, m.energy_j_per_seq, m.peak_power_w,
+                    )
+                )  # fmt: skip
+    if not costs:
+        raise SearchError(
+            f"--norms run takes its scale from a named reference (bert-tiny, bert-mini …) "
+            f"measured on {', '.join(devices)}, and the store holds none: profile one "
+            "(edgetran profile --arch bert-mini …), or pass --norms reference or "
+            "--norms LATENCY_S,ENERGY_J,PEAK_POWER_W"
+        )
+    return costs
 
 
 def device_costs(
