@@ -22,6 +22,7 @@ from edgetran.codesign.pipeline import EvaluationTimeout, _time_limit
 from edgetran.errors import EdgeTranError
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
+from edgetran.train.tasks import task_key
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = {"layers": [1], "hidden_sizes": [16], "head_counts": [2], "ff_depths": [1],
@@ -274,8 +275,8 @@ def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, m
     assert "trains no MLM steps" in data["skipped"]["growprune"]
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     tiny = NAMED_ARCHITECTURES["bert-tiny"]
-    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
-    final = store.evaluation(tiny.hash, task=str(task), budget="standard", seed=0)
+    quick = store.evaluation(tiny.hash, task=task_key(str(task)), budget="quick", seed=0)
+    final = store.evaluation(tiny.hash, task=task_key(str(task)), budget="standard", seed=0)
     for row in data["references"]:
         assert row["metrics"]["accuracy"] == quick["accuracy"]  # beside the search's points
         assert row["final_accuracy"] == final["accuracy"]  # beside the winner's
@@ -487,7 +488,7 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     assert profiled[0].startswith(f"  cpu/torch: {tiny.hash[:10]}") and len(profiled) == 8
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     assert sum(m.hash == tiny.hash for m in store.measurements("cpu", runtime="torch")) == 1
-    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
+    quick = store.evaluation(tiny.hash, task=task_key(str(task)), budget="quick", seed=0)
     assert all(r["metrics"]["accuracy"] == quick["accuracy"] for r in data["references"])
     off = _config(tmp_path, task, board, space=space, references_first=False)
     assert off.references_in_space() == [] and config.references_in_space() == [tiny]

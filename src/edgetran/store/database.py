@@ -129,7 +129,8 @@ trained_models = Table(
     Column("created_at", Float, nullable=False),
 )
 
-#: Accuracy-oracle results, keyed by what determines them.
+#: Accuracy-oracle results, keyed by what determines them (``task``: the task's content key,
+#: :func:`edgetran.train.oracle.evaluation_key`, not its name or path).
 evaluations = Table(
     "evaluations",
     metadata,
