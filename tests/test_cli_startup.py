@@ -72,7 +72,7 @@ def test_unexpected_error_is_one_line_and_logged(run_cli, monkeypatch, tmp_path)
 
     monkeypatch.setenv("EDGETRAN_LOG_DIR", str(tmp_path))
     monkeypatch.setattr("edgetran.cli.space_cmds.resolve_space", broken)
-    code, out, err = run_cli("space", "size", "--space", "postgresql://me:secret@db/x")
+    code, out, err = run_cli("space", "size", "--space", "postgresql://me:S3cretPW@db/x")
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("error: unexpected RuntimeError: boom second line")
@@ -80,7 +80,7 @@ def test_unexpected_error_is_one_line_and_logged(run_cli, monkeypatch, tmp_path)
     assert str(log) in err
     text = log.read_text()
     assert "Traceback" in text and "RuntimeError: boom" in text and "space size" in text
-    assert "secret" not in text and "me:***@db" in text
+    assert "S3cretPW" not in text and "me:***@db" in text
 
 
 def test_library_error_is_one_line_with_exit_2(run_cli, monkeypatch):

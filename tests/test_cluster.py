@@ -115,6 +115,7 @@ def test_device_names():
 def test_slurm_job_script_runs_edgetran_worker():
     script = slurm_job_script(
         "tcp://login1:8786",
+        insecure=True,
         device="cuda:0/torch",
         gpus=1,
         cores=4,
@@ -132,6 +133,7 @@ def test_slurm_job_script_runs_edgetran_worker():
         and " worker --scheduler tcp://login1:8786 " in command
     )
     assert "--device cuda:0/torch" in command and "--gpus 1" in command
+    assert "--insecure" in command  # plain TCP off loopback: the worker must be told so
     assert "--meter 'command:read-watts --now'" in command and "--nthreads 4" in command
     for directive in (
         "-p gpu",
@@ -169,6 +171,9 @@ def test_slurm_job_script_refuses_bad_arguments():
         slurm_job_script("tls://h:8786")
     with pytest.raises(ClusterError, match="gpus=-1"):
         slurm_job_script("tcp://h:8786", gpus=-1)
+    with pytest.raises(ClusterError, match=r"without TLS: any client .* or --insecure"):
+        slurm_job_script("tcp://login1:8786")
+    assert "--insecure" not in slurm_job_script("tcp://127.0.0.1:8786")
 
 
 # -- CLI ------------------------------------------------------------------------------------------
@@ -216,6 +221,65 @@ def test_scheduler_on_a_taken_port_is_one_line(run_cli):
         code, out, err = run_cli("scheduler", "--port", port)
     assert (code, out) == (2, "")
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and err.count("\n") == 1
+
+
+def _serve_nothing(monkeypatch) -> list[str]:
+    """Stand-ins for the Dask servers: which one would have started; nothing listens."""
+    served: list[str] = []
+
+    async def scheduler(options, on_ready):
+        served.append("scheduler")
+        on_ready(f"tcp://{options['host']}:{options['port']}")
+
+    async def worker(address, options, timeout_s, on_ready, log_level):
+        served.append("worker")
+        on_ready(f"tcp://{options['host']}:1", "w")
+
+    monkeypatch.setattr("edgetran.cluster.serve._serve_scheduler", scheduler)
+    monkeypatch.setattr("edgetran.cluster.serve._serve_worker", worker)
+    return served
+
+
+OFF_LOOPBACK = [
+    ["scheduler", "--host", "0.0.0.0"],
+    ["scheduler", "--host", "lab.example"],
+    ["worker", "--scheduler", "tcp://10.0.0.1:8786"],  # it listens where it reaches 10.0.0.1
+    ["worker", "--scheduler", "tcp://127.0.0.1:8786", "--listen-host", "0.0.0.0"],
+    ["worker", "--scheduler", "tcp://localhost:8786", "--interface", "eth0"],
+]
+
+
+@pytest.mark.parametrize("args", OFF_LOOPBACK, ids=lambda a: " ".join(a[:3]))
+def test_plain_tcp_off_loopback_needs_insecure_and_then_says_why(run_cli, monkeypatch, args):
+    """Dask sends pickles: whoever reaches a scheduler or worker runs code on the workers."""
+    served = _serve_nothing(monkeypatch)
+    extra = ["--gpus", "0"] if args[0] == "worker" else []
+    code, out, err = run_cli(*args, *extra)
+    assert (code, out, served) == (2, "", []) and err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert "without TLS: any client that reaches it runs arbitrary code" in err
+    assert "tls://" in err and "--insecure" in err
+    code, out, err = run_cli(*args, *extra, "--insecure")
+    assert (code, served) == (0, [args[0]]), err
+    assert err.count("\n") == 1 and err.startswith("warning: ")
+    assert "without TLS (--insecure): any client that reaches it runs arbitrary code" in err
+
+
+def test_loopback_or_tls_needs_no_insecure(run_cli, monkeypatch, tmp_path):
+    served = _serve_nothing(monkeypatch)
+    tls = []
+    for option in ("--tls-ca-file", "--tls-cert", "--tls-key"):  # checked to exist, not read
+        (tmp_path / option).write_text("")
+        tls += [option, tmp_path / option]
+    for args in (
+        ["scheduler"],
+        ["scheduler", "--host", "::1"],
+        ["scheduler", "--host", "0.0.0.0", *tls],
+        ["worker", "--scheduler", "tcp://localhost:8786", "--gpus", "0"],
+    ):
+        code, _, err = run_cli(*args)
+        assert (code, err) == (0, ""), args
+    assert served == ["scheduler"] * 3 + ["worker"]
 
 
 def test_open_cluster_with_an_unreachable_scheduler():

@@ -9,8 +9,10 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from edgetran.codesign.pipeline import EvaluationTimeout, _time_limit
 from edgetran.errors import EdgeTranError
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
+from edgetran.train.tasks import task_key
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = {"layers": [1], "hidden_sizes": [16], "head_counts": [2], "ff_depths": [1],
@@ -301,8 +304,8 @@ def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, m
     assert "trains no MLM steps" in data["skipped"]["growprune"]
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     tiny = NAMED_ARCHITECTURES["bert-tiny"]
-    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
-    final = store.evaluation(tiny.hash, task=str(task), budget="standard", seed=0)
+    quick = store.evaluation(tiny.hash, task=task_key(str(task)), budget="quick", seed=0)
+    final = store.evaluation(tiny.hash, task=task_key(str(task)), budget="standard", seed=0)
     for row in data["references"]:
         assert row["metrics"]["accuracy"] == quick["accuracy"]  # beside the search's points
         assert row["final_accuracy"] == final["accuracy"]  # beside the winner's
@@ -358,6 +361,57 @@ def test_codesign_cli_resumes_and_prints_json(codesigned, run_cli, monkeypatch):
     assert code == 2 and "device 'tpu/fast' is invalid" in err and "Traceback" not in err
     code, _, err = run_cli(*_args(folder, *inputs), "--seq-len", 65, "--out", folder / "y")
     assert code == 2 and "seq_len=65 is invalid" in err and "Traceback" not in err
+
+
+def _as_run_on(codesigned, folder: Path, url: str, monkeypatch) -> CodesignConfig:
+    """The finished tiny run, copied to ``folder`` (database and output folder), as if it had
+    been started with ``--db url``; opening ``url`` opens the copy (no server here)."""
+    from edgetran.codesign import pipeline
+    from edgetran.codesign.pipeline import run_key
+
+    source, (task, board, _), _, _ = codesigned
+    for file in source.glob("w.db*"):
+        shutil.copy(file, folder / file.name)
+    shutil.copytree(source / "out", folder / "out")
+    config = _config(source, task, board, out=str(folder / "out"), db=url)
+    old, new = run_key(_config(source, task, board)), run_key(config)
+    with sqlite3.connect(folder / "w.db") as conn:
+        conn.execute("UPDATE codesign_stages SET run = ? WHERE run = ?", (new, old))
+        conn.execute(
+            "UPDATE codesign_runs SET run = ?, config = ? WHERE run = ?",
+            (new, json.dumps(config.to_dict()), old),
+        )
+    monkeypatch.setattr(pipeline, "Store", lambda _db: Store(folder / "w.db"))
+    return config
+
+
+def test_result_json_report_and_json_output_mask_the_database_password(
+    codesigned, run_cli, monkeypatch, tmp_path
+):
+    """Issue 39, item 1: what is written or shown holds the URL masked; the run's record in
+    the database keeps it as given, so that --resume compares the settings as given."""
+    from edgetran.codesign.pipeline import run_key
+
+    _tiny(monkeypatch)
+    url = "postgresql+psycopg://user:S3cretPW@127.0.0.1:55432/x?sslpassword=S3cret2"
+    masked = "postgresql+psycopg://user:***@127.0.0.1:55432/x?sslpassword=***"
+    config = _as_run_on(codesigned, tmp_path, url, monkeypatch)
+    result = run_codesign(config, resume=True)
+    assert result.result["config"]["db"] == masked
+    for name in ("result.json", "report.html"):
+        assert "S3cret" not in (tmp_path / "out" / name).read_text()
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["config"]["db"] == masked
+    with Store(tmp_path / "w.db") as store:
+        assert store.codesign_run(run_key(config))["db"] == url
+    folder, inputs, _, _ = codesigned
+    args = [*_args(folder, *inputs)[:-4], "--out", tmp_path / "out", "--db", url]
+    code, out, err = run_cli(*args, "--resume", "--json")
+    assert code == 0, err
+    assert "S3cret" not in out + err and json.loads(out)["config"]["db"] == masked
+    other = url.replace("S3cretPW", "0therPW")  # another password is another setting …
+    with pytest.raises(CodesignError, match=r"\(db differ\)") as refused:
+        run_codesign(replace(config, db=other), resume=True)
+    assert "PW" not in str(refused.value)  # … and the refusal shows neither
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium browser here")
@@ -463,7 +517,7 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     assert profiled[0].startswith(f"  cpu/torch: {tiny.hash[:10]}") and len(profiled) == 8
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     assert sum(m.hash == tiny.hash for m in store.measurements("cpu", runtime="torch")) == 1
-    quick = store.evaluation(tiny.hash, task=str(task), budget="quick", seed=0)
+    quick = store.evaluation(tiny.hash, task=task_key(str(task)), budget="quick", seed=0)
     assert all(r["metrics"]["accuracy"] == quick["accuracy"] for r in data["references"])
     off = _config(tmp_path, task, board, space=space, references_first=False)
     assert off.references_in_space() == [] and config.references_in_space() == [tiny]

@@ -5,7 +5,9 @@ Parquet cells) and mutations of a valid file (values replaced, keys deleted or a
 values, byte flips, truncation). The property is the README's promise for bad input: a valid
 result, or a typed :class:`~edgetran.errors.EdgeTranError` (or ``OSError``) whose message is
 one line; through the CLI, exit code 0 or 2 with at most one ``error:`` line and no
-traceback, and an import either stores every valid row or nothing.
+traceback, and an import either stores every valid row or nothing. Database URLs are fuzzed
+too: whatever their passwords hold (``@``, ``:``, ``/``, ``?``, ``%``, query parameters), no
+masked output shows a piece of one.
 
 Sizes come from the hypothesis profiles in ``conftest.py``: ``ci`` (``make test``) runs each
 reader on 30 inputs of each kind, each CLI path on 9 (5 for the slowest); ``slow``
@@ -683,6 +685,72 @@ def test_fuzz_cli_search(profile, kind, cli):
         inputs(DEVICE_FEATURES)[kind].map(lambda b: ("features", b)),
     )
     fuzz(profile, cases, check, CLI_SHARE / 2)
+
+
+# -- database URLs --------------------------------------------------------------------------------
+#: What passwords are made of: no other part of a generated URL, and no message edgetran
+#: writes, holds one of these letters, so any of them in masked output is a piece of a password.
+SECRET_LETTERS = "αβγδεζηθλμξπσφψω"
+#: Query parameters that carry a password, as drivers name them.
+SECRET_PARAMETERS = ("password", "PASSWORD", "sslpassword", "passwd", "pwd", "secret", "token")
+PLAIN = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+DRIVERS = ("postgresql", "postgresql+psycopg", "postgresql+asyncpg", "mysql+pymysql",
+           "mssql+pyodbc", "oracle", "nosuchdb")  # fmt: skip
+
+
+def passwords(specials: str) -> st.SearchStrategy[str]:
+    """Secret letters among characters that mean something in a URL (and ``%40``, an ``@``
+    written as it should be)."""
+    piece = st.one_of(st.text(SECRET_LETTERS, min_size=1, max_size=3), st.sampled_from(specials))
+    pieces = st.lists(st.one_of(piece, st.just("%40")), min_size=1, max_size=6).map("".join)
+    return pieces.filter(lambda text: any(c in SECRET_LETTERS for c in text))
+
+
+@st.composite
+def database_urls(draw) -> str:
+    """A server URL with a password in its user part, in a query parameter, or both."""
+    driver = draw(st.sampled_from(DRIVERS))
+    user = draw(st.sampled_from(["", "user", "u.ser-1", "us@er"]))
+    host = draw(st.sampled_from(["db.example", "127.0.0.1", "[::1]", "h"]))
+    port = draw(st.one_of(st.just(""), st.integers(1, 65535).map(str), PLAIN).map(
+        lambda p: f":{p}" if p else ""))  # fmt: skip
+    plain = st.tuples(PLAIN, PLAIN)
+    secret = st.tuples(st.sampled_from(SECRET_PARAMETERS), passwords("@:/?%#=!"))
+    params = draw(st.lists(st.one_of(plain, secret), max_size=3))
+    password = draw(st.one_of(st.none(), passwords("@:/?%#&=!")))
+    if password is None and not any(key in SECRET_PARAMETERS for key, _ in params):
+        password = draw(passwords("@:/?%#&=!"))
+    userinfo = f"{user}:{password}@" if password is not None else f"{user}@" if user else ""
+    query = "?" + "&".join(f"{key}={value}" for key, value in params) if params else ""
+    return f"{driver}://{userinfo}{host}{port}/{draw(PLAIN)}{query}"
+
+
+def assert_no_secret(text: str) -> None:
+    leaked = [c for c in text if c in SECRET_LETTERS]
+    assert not leaked, f"password letters {''.join(leaked)!r} in {text!r}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fuzz_database_urls_never_show_a_password(profile, cli):
+    """Every way a URL is shown (one URL, free text, JSON, the store's errors, an error line)
+    hides every piece of its password."""
+    from edgetran.store.database import check_database_url, database_error
+    from edgetran.store.masking import mask_credentials, mask_secrets, mask_url
+
+    def check(url: str) -> None:
+        assert_no_secret(mask_url(url))
+        assert_no_secret(mask_credentials(f"cannot reach {url}: refused; retry {url}\nor {url}"))
+        assert_no_secret(json.dumps(mask_secrets({"db": url, "runs": [url, (url, 1)]})))
+        assert_no_secret(str(database_error(url, "cannot open", RuntimeError(f"at {url}"))))
+        try:
+            check_database_url(url)
+        except EdgeTranError as err:  # no driver for it here: the CLI stops at the same check
+            assert_no_secret(str(err))
+            code, out, err = cli("measurements", "list", "--db", url)
+            assert code == 2
+            assert_no_secret(out + err)
+
+    fuzz(profile, database_urls(), check)
 
 
 # -- what the fuzzing found -----------------------------------------------------------------------

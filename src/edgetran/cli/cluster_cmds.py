@@ -1,10 +1,11 @@
 """``edgetran worker`` and ``edgetran scheduler``, and the cluster options other commands share.
 
-A lab: ``edgetran scheduler --host 0.0.0.0`` on one machine; ``edgetran worker --scheduler
-tcp://HOST:8786 --device cpu --runtime onnxruntime`` on each device to measure; ``edgetran
-worker --scheduler tcp://HOST:8786`` on the training machines (their GPUs are found); then
-``edgetran profile|evaluate|search|codesign --scheduler tcp://HOST:8786``. On one machine,
-``--scheduler local:N`` starts N workers here instead.
+A lab: ``edgetran scheduler --host 0.0.0.0 TLS`` on one machine; ``edgetran worker --scheduler
+tls://HOST:8786 --device cpu --runtime onnxruntime TLS`` on each device to measure; ``edgetran
+worker --scheduler tls://HOST:8786 TLS`` on the training machines (their GPUs are found); then
+``edgetran profile|evaluate|search|codesign --scheduler tls://HOST:8786 TLS``, where ``TLS`` is
+``--tls-ca-file --tls-cert --tls-key``. Off loopback, plain ``tcp://`` needs ``--insecure``
+(Dask sends pickles). On one machine, ``--scheduler local:N`` starts N workers here instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ TlsKeyOption = Annotated[str | None, typer.Option("--tls-key", help="tls://: its
 JobTimeoutOption = Annotated[
     float,
     typer.Option("--job-timeout-s", min=0.001, help="--scheduler: longest wait for one job."),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Listen off loopback without TLS anyway (a trusted network only: any client that "
+        "reaches it runs arbitrary code on every worker).",
+    ),
 ]
 ConnectTimeoutOption = Annotated[
     float,
@@ -131,8 +140,10 @@ def worker(
     interface: Annotated[
         str | None, typer.Option(help="Network interface to listen on (e.g. eth0, ib0).")
     ] = None,
+    insecure: InsecureOption = False,
 ) -> None:
-    """Serve jobs for a scheduler until interrupted: profiles of --device, and trainings."""
+    """Serve jobs for a scheduler until interrupted: profiles of --device, and trainings.
+    Off loopback: with TLS, or --insecure."""
     from edgetran.cluster import ClusterOptions, start_worker, worker_device
 
     ClusterOptions(scheduler, tls_ca_file, tls_cert, tls_key, connect_timeout_s=connect_timeout_s)
@@ -166,6 +177,8 @@ def worker(
             local_directory=local_directory,
             interface=interface,
             on_ready=ready,
+            insecure=insecure,
+            on_warning=_warn,
         )
         typer.echo("worker stopped")
 
@@ -178,8 +191,10 @@ def scheduler(
     tls_ca_file: TlsCaFileOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
-    """Run a Dask scheduler for edgetran's workers until interrupted."""
+    """Run a Dask scheduler for edgetran's workers until interrupted (off loopback: with TLS,
+    or --insecure)."""
     from edgetran.cluster import start_scheduler
 
     start_scheduler(
@@ -189,8 +204,14 @@ def scheduler(
         tls_cert=tls_cert,
         tls_key=tls_key,
         on_ready=lambda address: typer.echo(f"scheduler listening on {address}"),
+        insecure=insecure,
+        on_warning=_warn,
     )
     typer.echo("scheduler stopped")
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"warning: {line}", err=True)
 
 
 def _check_runtime(offered: str | None) -> None:

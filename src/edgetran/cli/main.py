@@ -103,10 +103,12 @@ def main() -> None:
         _silence_stdout()
         sys.exit(0)
     except (EdgeTranError, OSError) as err:
-        typer.echo(f"error: {one_line(str(err))}", err=True)
+        from edgetran.store.masking import mask_credentials
+
+        typer.echo(f"error: {mask_credentials(one_line(str(err)))}", err=True)
         sys.exit(2)
     except Exception as err:  # a bug, not bad input: keep the traceback, show one line
-        from edgetran.store.database import mask_credentials
+        from edgetran.store.masking import mask_credentials
 
         log = write_crash_log(err)
         typer.echo(

@@ -344,7 +344,7 @@ def export_(
 
     if format not in FILE_FORMATS:
         fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         items = store.measurements(device)
     if not items:
         fail(f"no measurements for device {device!r} in the store")
@@ -360,7 +360,7 @@ def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     from edgetran.store import Store
 
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         groups = store.summary()
     if as_json:
         print_json(groups)

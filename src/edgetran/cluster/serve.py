@@ -9,6 +9,10 @@ carries the environment snapshot it was started with, which
 A worker runs its jobs in its own process (no nanny): if it dies, the scheduler re-queues its
 jobs and the process manager that started it (SLURM, systemd, a shell loop) starts it again.
 A worker whose scheduler goes away stops too, raising :class:`~edgetran.errors.ClusterError`.
+
+Dask sends pickles: any client that reaches a scheduler or a worker runs arbitrary code on
+every worker. So neither listens off loopback over plain TCP unless told ``insecure``
+(:func:`check_exposure`); a lab uses ``tls://``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ from edgetran.errors import ClusterError
 #: The key of a worker's ``--meter`` in the scheduler's worker information.
 METER_KEY = "edgetran_meter"
 DEFAULT_PORT = 8786
+#: Why a plain-TCP scheduler or worker off loopback is refused (or, ``insecure``, warned about).
+EXPOSURE_RISK = (
+    "any client that reaches it runs arbitrary code on every worker (Dask sends pickles)"
+)
 
 
 def start_worker(
@@ -61,6 +69,8 @@ def start_worker(
     interface: str | None = None,
     on_ready: Callable[[str, str], None] | None = None,
     log_level: int | str = logging.WARNING,
+    insecure: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> None:
     """Run a Dask worker for ``scheduler`` until interrupted.
 
@@ -77,10 +87,14 @@ def start_worker(
         connect_timeout_s: how long to wait for the scheduler at start.
         memory_limit: Dask's memory limit (0: none; a limit makes Dask pause the worker).
         on_ready: called with the worker's address and name once it is registered.
+        insecure, on_warning: listen off loopback without TLS anyway (a ``tcp://``
+            scheduler elsewhere, or ``listen_host``/``interface`` off loopback); ``on_warning``
+            is then told why that is unsafe (:func:`check_exposure`).
 
     Raises:
-        ClusterError: bad arguments, the scheduler cannot be reached within
-            ``connect_timeout_s``, or the worker lost its scheduler.
+        ClusterError: bad arguments, plain TCP off loopback without ``insecure``, the
+            scheduler cannot be reached within ``connect_timeout_s``, or the worker lost its
+            scheduler.
     """
     options = ClusterOptions(
         scheduler, tls_ca_file, tls_cert, tls_key, connect_timeout_s=connect_timeout_s
@@ -92,6 +106,11 @@ def start_worker(
         )
     if isinstance(nthreads, bool) or not isinstance(nthreads, int) or nthreads < 1:
         raise ClusterError(f"nthreads={nthreads!r} is invalid; allowed: an integer ≥ 1")
+    host = listen_host or (None if interface else _loopback_host(scheduler))
+    reaches = f"interface {interface}" if interface else f"the interface that reaches {scheduler}"
+    where = host or reaches
+    tls = scheduler.startswith("tls://")
+    _warn(on_warning, check_exposure("worker", host, where, tls, insecure))
     gpus = detect_gpus() if gpus is None else gpus
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
         raise ClusterError(f"gpus={gpus!r} is invalid; allowed: an integer ≥ 0")
@@ -105,7 +124,7 @@ def start_worker(
         "nthreads": nthreads,
         "resources": resources,
         "name": name,
-        "host": listen_host or (None if interface else _loopback_host(scheduler)),
+        "host": host,
         "interface": interface,
         "security": security("worker", tls_ca_file, tls_cert, tls_key),
         "death_timeout": connect_timeout_s,
@@ -132,12 +151,16 @@ def start_scheduler(
     tls_key: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     log_level: int | str = logging.WARNING,
+    insecure: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> None:
     """Run a Dask scheduler on ``host:port`` (127.0.0.1 unless told) until interrupted; with
-    the three TLS files it speaks only ``tls://``.
+    the three TLS files it speaks only ``tls://``. Off loopback without them it refuses,
+    unless ``insecure`` (``on_warning`` is then told why that is unsafe).
 
     Raises:
-        ClusterError: bad arguments, or the address cannot be listened on.
+        ClusterError: bad arguments, plain TCP off loopback without ``insecure``, or the
+            address cannot be listened on.
     """
     given = {"tls_ca_file": tls_ca_file, "tls_cert": tls_cert, "tls_key": tls_key}
     tls = any(given.values())
@@ -146,6 +169,7 @@ def start_scheduler(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ClusterError(f"port={port!r} is invalid; allowed: 0–65535 (0: any free port)")
     parse_scheduler(f"{'tls' if tls else 'tcp'}://{host}:{port or 1}")  # checks the host
+    _warn(on_warning, check_exposure("scheduler", host, host, tls, insecure))
     _quiet_dask(log_level)
     scheduler_options = {
         "host": host,
@@ -156,6 +180,44 @@ def start_scheduler(
         "dashboard_address": LOOPBACK_HTTP,
     }
     asyncio.run(_serve_scheduler(scheduler_options, on_ready))
+
+
+def check_exposure(
+    what: str, host: str | None, where: str, tls: bool, insecure: bool
+) -> str | None:
+    """Refuse a plain-TCP ``what`` (``scheduler``, ``worker``) that would listen on ``host``
+    off loopback (``None``: an address Dask picks) unless ``insecure``; with it, the warning
+    to show. ``None`` where there is nothing to say: TLS, or loopback.
+
+    Raises:
+        ClusterError: off loopback without TLS and without ``insecure``.
+    """
+    if tls or is_loopback(host):
+        return None
+    if not insecure:
+        raise ClusterError(
+            f"{what} would listen on {where} without TLS: {EXPOSURE_RISK}; use tls:// "
+            "(--tls-ca-file, --tls-cert, --tls-key), or --insecure on a network you trust"
+        )
+    return f"{what} listens on {where} without TLS (--insecure): {EXPOSURE_RISK}"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, 127.0.0.0/8, ``::1``); a name
+    other than ``localhost`` counts as the network."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn(on_warning: Callable[[str], None] | None, warning: str | None) -> None:
+    if warning is not None and on_warning is not None:
+        on_warning(warning)
 
 
 def detect_gpus() -> int:
@@ -241,13 +303,7 @@ def _stop_on_signals(close: Callable[[], Any]) -> asyncio.Event:
 
 def _loopback_host(scheduler: str) -> str | None:
     """127.0.0.1 for a scheduler on loopback (stay off the network), else ``None``."""
-    host = parse_scheduler(scheduler)[1]
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        return "127.0.0.1" if ipaddress.ip_address(host).is_loopback else None
-    except ValueError:
-        return None
+    return "127.0.0.1" if is_loopback(parse_scheduler(scheduler)[1]) else None
 
 
 def _quiet_dask(level: int | str) -> None:

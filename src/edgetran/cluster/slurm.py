@@ -2,10 +2,11 @@
 
 Typical use on a login node::
 
-    edgetran scheduler --host 0.0.0.0 &                  # or on a node of its own
+    edgetran scheduler --host 0.0.0.0 $TLS &             # or on a node of its own
     python -c 'from edgetran.cluster import slurm_job_script as s; print(s(
-        "tcp://login1:8786", device="cuda:0/torch", gpus=1, cores=8, memory="32GB",
-        queue="gpu", prologue=["source ~/edgetran/.venv/bin/activate"]))' > worker.sh
+        "tls://login1:8786", device="cuda:0/torch", gpus=1, cores=8, memory="32GB",
+        queue="gpu", prologue=["source ~/edgetran/.venv/bin/activate"],
+        tls_ca_file="ca.pem", tls_cert="node.pem", tls_key="node.key"))' > worker.sh
     sbatch worker.sh   # once per worker wanted
 
 dask-jobqueue writes the ``#SBATCH`` header and a worker command of the form
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgetran.cluster.options import LAB_EXTRA, TLS_FIELDS, parse_scheduler, worker_device
+from edgetran.cluster.serve import check_exposure, is_loopback
 from edgetran.errors import ClusterError, MissingDependencyError
 
 WORKER_MODULE = "edgetran.cli.main"
@@ -49,6 +51,7 @@ def slurm_job_script(
     tls_key: str | None = None,
     connect_timeout_s: float = 60.0,
     job_name: str = "edgetran-worker",
+    insecure: bool = False,
 ) -> str:
     """A SLURM batch script that runs one ``edgetran worker`` for ``scheduler``.
 
@@ -62,12 +65,15 @@ def slurm_job_script(
         prologue: shell lines run before the worker (``module load …``, activating a venv).
         tls_ca_file, tls_cert, tls_key: paths on the nodes; required for ``tls://``.
         connect_timeout_s: how long the worker waits for the scheduler.
+        insecure: a ``tcp://`` scheduler off loopback is refused (the worker would listen on
+            the network without TLS, :func:`~edgetran.cluster.serve.check_exposure`) unless
+            this is set; the worker is then started with ``--insecure``.
 
     Raises:
         ClusterError: a bad argument, naming it.
         MissingDependencyError: dask-jobqueue is not installed.
     """
-    scheme = parse_scheduler(scheduler)[0]
+    scheme, host, _ = parse_scheduler(scheduler)
     if scheme == "local:":
         raise ClusterError(
             f"scheduler {scheduler!r} is invalid for a SLURM worker; allowed: tcp://HOST:PORT "
@@ -88,6 +94,10 @@ def slurm_job_script(
     if scheme != "tls://" and len(missing) < len(TLS_FIELDS):
         raise ClusterError(f"TLS files apply only to tls://HOST:PORT schedulers, not {scheduler}")
     args = ["--gpus", str(gpus)]
+    listen = host if is_loopback(host) else None  # as `edgetran worker` chooses
+    where = f"the interface that reaches {scheduler}"
+    if check_exposure("worker", listen, where, scheme == "tls://", insecure) is not None:
+        args.append("--insecure")
     if offered is not None:
         args += ["--device", offered]
     if meter is not None:

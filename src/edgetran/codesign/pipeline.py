@@ -59,6 +59,7 @@ from edgetran.codesign.config import (
 )
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Store
+from edgetran.store.masking import mask_secrets
 
 STAGES = (
     "profile",
@@ -1029,6 +1030,8 @@ class _Run:
             "config": self.config.to_dict(),
             "environment": _environment(),
         }
+        # what is shown or written out: the run's record in the database keeps the real URL
+        result = mask_secrets(result)
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
 

