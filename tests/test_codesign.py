@@ -247,6 +247,9 @@ def test_codesign_writes_every_output(codesigned):
     else:
         assert data["skipped"]["export"].startswith("board is a recorded device")
     assert any(line.startswith("  search   1") for line in events)
+    # 12 recorded measurements make five folds of at least 8; the 8 live ones none at all
+    assert data["surrogates"]["board"]["method"] == "held-out"
+    assert data["surrogates"]["cpu/torch"] == {"n": 8}
     assert result.best == data["best"]
     # every evaluated architecture scored on the devices it was not evaluated on
     evaluated = {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]}
