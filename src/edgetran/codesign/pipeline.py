@@ -1150,32 +1150,55 @@ def _file_name(device: str) -> str:
 
 
 def _parity(items, seed: int) -> dict[str, Any]:
-    """Held-out predictions (mean and 90% interval) of each metric against the measured values,
-    over grouped folds: a point is never predicted by a model that saw it."""
-    from edgetran.surrogate import DeviceSurrogate
-    from edgetran.surrogate.base import MIN_SAMPLES, grouped_folds
-    from edgetran.surrogate.device import targets
+    """Held-out predictions (mean and 90% interval) of each metric against the measured values:
+    a point is never predicted by a model that saw it.
 
-    folds = min(PARITY_FOLDS, len({m.hash for m in items}))
+    Grouped folds (``method``: ``held-out``) when every fold leaves :data:`MIN_SAMPLES` to fit
+    on; with fewer measurements, leave-one-out (``leave-one-out``: each architecture predicted
+    by a model fitted on all the others), so that a small profile still shows its surrogate's
+    errors. Without :data:`MIN_SAMPLES` beside any architecture, only ``n``.
+    """
+    from edgetran.surrogate.base import MIN_SAMPLES, grouped_folds
+
+    groups = [m.hash for m in items]
+    folds = min(PARITY_FOLDS, len(set(groups)))
     out: dict[str, Any] = {"n": len(items)}
     if folds < 2:
         return out
-    held_out = grouped_folds([m.hash for m in items], folds, np.random.default_rng(seed))
+    held_out = grouped_folds(groups, folds, np.random.default_rng(seed))
+    method = "held-out"
+    if any(len(items) - len(held) < MIN_SAMPLES for held in held_out):
+        held_out = [np.flatnonzero(np.asarray(groups) == g) for g in dict.fromkeys(groups)]
+        held_out = [held for held in held_out if len(items) - len(held) >= MIN_SAMPLES]
+        method = "leave-one-out"
+    if not held_out:
+        return out
     rows: dict[str, list] = {"latency": [], "energy": [], "peak_power": []}
     for held in held_out:
-        train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
-        if len(train) < MIN_SAMPLES:
-            continue
-        surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS).fit(train)
-        test = [items[i] for i in held]
-        predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
-        for metric, p in predictions.items():
+        for metric, points in _predict_held_out(items, held).items():
+            rows[metric] += points
+    return out | {"method": method} | rows
+
+
+def _predict_held_out(items, held) -> dict[str, list[list[float]]]:
+    """``[measured, predicted mean, lower, upper]`` of the ``held`` items, per metric, by a
+    surrogate fitted on the others."""
+    from edgetran.surrogate import DeviceSurrogate
+    from edgetran.surrogate.device import targets
+
+    train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
+    surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS).fit(train)
+    test = [items[i] for i in held]
+    predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
+    return {
+        metric: [
+            [float(y), float(mean), float(low), float(high)]
             for y, mean, low, high in zip(
                 targets(test, metric), p.mean, p.lower, p.upper, strict=True
-            ):
-                rows[metric].append([float(y), float(mean), float(low), float(high)])
-    out |= rows
-    return out
+            )
+        ]
+        for metric, p in predictions.items()
+    }
 
 
 @contextmanager
