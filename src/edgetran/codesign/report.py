@@ -423,7 +423,7 @@ def _decision(decision: dict[str, Any]) -> str:
     intro = f"Decision: the {decision.get('rule', '–')} rule."
     if best is not None:
         intro += f" Best accuracy {best:.4f}{_plus_minus(decision.get('best_accuracy_std'))}"
-        intro += "" if threshold is None else f"; within one std: ≥ {best - threshold:.4f}"
+        intro += "" if threshold is None else f"; within one std: ≥ {threshold:.4f}"
         intro += "."
     rows = [
         [
@@ -621,10 +621,11 @@ def _ring_winner(ax, result, metric, scale) -> list[float]:
 
 
 def _shade_one_std(ax, decision: dict[str, Any] | None) -> None:
+    """The one-std band: from the decision's threshold (the lowest accuracy within one std of
+    the most accurate) up to the most accurate."""
     if not decision or decision.get("best_accuracy") is None or not decision.get("threshold"):
         return
-    best = decision["best_accuracy"]
-    ax.axhspan(best - decision["threshold"], best, color="gold", alpha=0.25, lw=0)
+    ax.axhspan(decision["threshold"], decision["best_accuracy"], color="gold", alpha=0.25, lw=0)
 
 
 def _legend(ax, styles, result) -> None:
