@@ -189,3 +189,45 @@ def test_the_headline_gives_ratios_to_the_best_reference_pair():
     assert "4.14× lower latency" in sentence and "bert-mini on cpu/openvino" in sentence
     assert "estimated energy" in sentence and "-0.002 ± 0.010" in sentence
     assert "one-std" in sentence
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--objective", "speed", "objective='speed' is invalid; allowed: paper, pareto, accuracy"),
+        ("--choose", "cheapest", "choose='cheapest' is invalid; allowed: one-std, best"),
+        ("--norms", "0,2000,300", "norms='0,2000,300' is invalid; allowed: run, reference"),
+        ("--norms", "-1,1,1", "norms='-1,1,1' is invalid"),
+    ],
+)
+def test_codesign_refuses_bad_objective_choice_and_norms_in_one_line(
+    run_cli, tmp_path, option, value, message
+):
+    code, _, err = run_cli("codesign", option, value, "--out", tmp_path / "out")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_search_takes_the_accuracy_objective_and_explicit_norms(run_cli, tmp_path):
+    """``search --objective accuracy`` maximises accuracy alone; ``--norms`` numbers reach the
+    paper objective (a replay table keeps the reference's norms by default)."""
+    import json
+
+    table = tmp_path / "t.jsonl"
+    arch = {"l": 2, "o": [["sa_sdp_64"] * 2] * 2, "h": [128, 128], "f": [[512], [512]]}
+    rows = [
+        {"arch": arch, "device": d,
+         "metrics": {"accuracy": a, "latency": lat, "energy": 0.01, "peak_power": 5.0}}
+        for d, a, lat in (("x", 0.70, 0.001), ("y", 0.80, 0.1))
+    ]  # fmt: skip
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["search", "--benchmark", table, "--sampler", "random", "--budget", 2, "--json",
+              "--db", tmp_path / "s.db"]  # fmt: skip
+    code, out, err = run_cli(*common, "--objective", "accuracy")
+    assert code == 0, err
+    best = json.loads(out)["best"]
+    assert best["device"] == "y" and best["objective"] == pytest.approx(0.80)
+    code, out, err = run_cli(*common, "--norms", "0.002,0.02,10", "--study", "n")
+    assert code == 0, err
+    # run-scale norms: y's 0.1 s is 50× the latency norm, so the fast pair wins
+    assert json.loads(out)["best"]["device"] == "x"

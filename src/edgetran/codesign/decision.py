@@ -97,7 +97,9 @@ class Candidate:
         return f"{self.name or self.arch_hash[:8]} on {self.device}"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """JSON-ready; the metrics also flat (``accuracy``, ``latency_s`` …), as tables read
+        them."""
+        out = asdict(self) | dict(self.metrics)
         for name in ("measured", "estimated", "predicted"):
             out[name] = list(out[name])
         out["latency_ci95_s"] = list(self.latency_ci95_s) if self.latency_ci95_s else None
