@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "forests": ["MetricForests"],
         "live": ["device_costs", "device_measurements", "live_evaluator", "oracle_accuracy"],
         "objectives": ["Constraints", "PaperObjective", "SearchError", "pareto_mask"],
-        "study": ["SearchResult", "SearchSettings", "run_search"],
+        "study": ["SearchResult", "SearchSettings", "delete_studies", "run_search"],
         "suite": ["LANDSCAPES", "PROBLEMS", "Problem", "suite_run", "summarise"],
         "table": ["Pair", "read_table"],
         "trees": ["TreesSampler"],
