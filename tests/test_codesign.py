@@ -12,6 +12,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +41,7 @@ import edgetran.codesign.pipeline as pipeline
 oracle.BUDGETS["quick"] = oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
 Contention.contended = lambda self, threads, cores=None: False
 pipeline.SURROGATE_OPTIONS = {"n_models": 2, "n_estimators": 40}
+pipeline.PROGRESS_S = 0.2
 prefix, _, count = os.environ.get("EDGETRAN_KILL_AT", "").rpartition("|")
 seen = []
 emit = pipeline._Run.__init__
@@ -150,6 +153,7 @@ def test_require_quiet_reaches_every_live_measurement(tmp_path):
         ({"eval_timeout_s": 0}, "eval_timeout_s=0"),
         ({"require_quiet": "yes"}, "require_quiet='yes'; allowed: true or false"),
         ({"references_first": 1}, "references_first=1; allowed: true or false"),
+        ({"growprune_iterations": 0}, "growprune_iterations=0 is invalid; allowed: an integer"),
     ],
 )
 def test_config_refuses_bad_values(change, message):
@@ -210,6 +214,68 @@ def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_pat
     with pytest.raises(CodesignError, match=r"seq_len=65 is invalid; allowed: at most 64"):
         run_codesign(_config(tmp_path, task, board, seq_len=65))
     assert not (tmp_path / "out").exists() and not (tmp_path / "w.db").exists()
+
+
+def _bad_task(folder: Path) -> Path:
+    (folder / "bad.csv").write_text("sentence,label\nfine,pos\nbad,neg\n")
+    return folder / "bad.csv"
+
+
+def _recorded(folder: Path, n: int) -> Path:
+    from edgetran.profile import write_measurements
+    from tests.conftest import fake_device
+
+    path = folder / f"few{n}.json"
+    if n:
+        write_measurements(fake_device(n, "few", seed=1), path, "protran")
+    else:  # a ProTran file with no entry
+        path.write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: {"task": str(f / "missing.csv")}, "missing.csv: no such file"),
+        (lambda f: {"task": "tweets"}, "task 'tweets' is unknown; allowed: "),
+        (lambda f: {"task": str(_bad_task(f))}, "bad.csv: no column 'text'"),
+        (lambda f: {"devices": (str(_recorded(f, 0)),)}, "few0.json: no measurements"),
+        (
+            lambda f: {"devices": (str(_recorded(f, 3)),)},
+            "3 measurements of few3; allowed: at least 8",
+        ),
+        (lambda f: {"meter": "sundial"}, "meter 'sundial' is unknown"),
+    ],
+)
+def test_what_would_fail_later_is_refused_before_any_work(tmp_path, change, message):
+    """The task is loaded (not trained on), recorded files read and meters made before any
+    profiling: the run leaves no folder and no database behind."""
+    task, board, _ = _inputs(tmp_path)
+    with pytest.raises(EdgeTranError, match=re.escape(message)):
+        changes = {"task": task, **change(tmp_path)}
+        run_codesign(_config(tmp_path, changes.pop("task"), board, **changes))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "w.db").exists()
+
+
+def test_the_cli_refuses_a_missing_task_and_resume_with_restart(tmp_path, run_cli):
+    task, board, space = _inputs(tmp_path)
+    code, _, err = run_cli(*_args(tmp_path, tmp_path / "gone.csv", board, space))
+    assert code == 2 and "gone.csv: no such file" in err and "Traceback" not in err
+    code, _, err = run_cli(*_args(tmp_path, task, board, space), "--resume", "--restart")
+    assert code == 2 and "resume and restart exclude each other" in err
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_every_reason_a_device_is_left_out_is_said():
+    from edgetran.codesign.pipeline import _reasons, _said
+    from edgetran.errors import JobTimeoutError
+
+    assert _said(JobTimeoutError()) == "JobTimeoutError (without a message)"
+    assert _said(JobTimeoutError("no answer in 60 s")) == "no answer in 60 s"
+    info = {"rpi4/onnxruntime": {"kind": "unavailable", "reason": ""}, "b": {"kind": "gone"}}
+    assert _reasons(info) == (
+        "rpi4/onnxruntime: unavailable, no reason recorded; b: gone, no reason recorded"
+    )
 
 
 def test_time_limit_raises_a_typed_timeout():
@@ -332,7 +398,7 @@ def test_report_is_one_self_contained_file(codesigned):
 def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monkeypatch):
     folder, (task, board, _), _, _ = codesigned
     _tiny(monkeypatch)
-    with pytest.raises(CodesignError, match="exists in the workspace; pass --resume"):
+    with pytest.raises(CodesignError, match=r"exists in the workspace \(.*\); pass --resume"):
         run_codesign(_config(folder, task, board))
     with pytest.raises(CodesignError, match=r"other settings \(evaluations differ\)"):
         run_codesign(_config(folder, task, board, evaluations=5), resume=True)
@@ -340,6 +406,183 @@ def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monk
     again = run_codesign(_config(folder, task, board), resume=True, on_event=events.append)
     assert all("done earlier" in line for line in events) and len(events) == 10
     assert again.best == codesigned[2].best
+
+
+class _Stop(Exception):
+    """Ends a run at a progress line, where a test has seen what it needs."""
+
+
+def _stop_at(prefix: str, events: list[str]) -> Callable[[str], None]:
+    def on_event(line: str) -> None:
+        events.append(line)
+        if line.startswith(prefix):
+            raise _Stop(line)
+
+    return on_event
+
+
+def _fast(monkeypatch, fail: Callable[[int], None] = lambda n: None, seconds: float = 0.0):
+    """No training and no parity folds: the search's accuracy is a fixed function of the
+    architecture, taking ``seconds``; ``fail(n)`` may raise at the n-th evaluation."""
+    from edgetran.codesign.pipeline import _Run
+    from edgetran.search import Accuracy
+
+    calls: list[str] = []
+
+    def accuracy(self, budget):
+        def oracle(arch, run=0):
+            calls.append(arch.hash)
+            fail(len(calls))
+            time.sleep(seconds)
+            return Accuracy(0.5 + int(arch.hash[:4], 16) / 2**18, 0.01)
+
+        return oracle
+
+    monkeypatch.setattr(_Run, "accuracy", accuracy)
+    monkeypatch.setattr("edgetran.codesign.pipeline._parity", lambda items, seed: {"n": 0})
+
+
+def _recorded_run(folder: Path, **changes) -> CodesignConfig:
+    """A run on the recorded board alone (nothing to profile live), without a comparison."""
+    task, board, _ = _inputs(folder)
+    changes = {"evaluations": 2, **changes}
+    return _config(folder, task, board, devices=(str(board),), compare=None, **changes)
+
+
+def _stages(config: CodesignConfig) -> dict:
+    from edgetran.codesign.pipeline import run_key
+
+    with Store(config.db) as store:
+        return store.codesign_stages(run_key(config))
+
+
+def test_a_search_whose_evaluations_all_failed_is_not_finished(tmp_path, monkeypatch):
+    """The stage stays unrecorded and the error says what to do; the same command with
+    --resume then tries the failed pairs again."""
+    _tiny(monkeypatch)
+
+    def broken(n: int) -> None:
+        raise RuntimeError("no tokenizer (simulated)")
+
+    _fast(monkeypatch, fail=broken)
+    config = _recorded_run(tmp_path)
+    with pytest.raises(CodesignError, match=re.escape(
+        "search: all 2 of its evaluations failed (RuntimeError: no tokenizer (simulated)); "
+        "the stage is not finished: fix the cause and run the same command with --resume"
+    )):  # fmt: skip
+        run_codesign(config)
+    assert list(_stages(config)) == ["profile", "surrogates"]
+    with pytest.raises(CodesignError, match=re.escape(
+        "(profile, surrogates finished); pass --resume to continue it, --restart to start it"
+    )):  # fmt: skip
+        run_codesign(config)
+    _fast(monkeypatch)
+    events: list[str] = []
+    with pytest.raises(_Stop):
+        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+    assert any(line.startswith("search: started again (") for line in events)
+    lines = [line for line in events if line.startswith("  search ")]
+    assert len(lines) == 2 and not any("failed" in line for line in lines)
+    search = _stages(config)["search"]
+    assert search["evaluations"] == 2 and search["failed"] == []
+
+
+def test_restart_discards_the_runs_record_and_starts_it_again(tmp_path, monkeypatch):
+    _tiny(monkeypatch)
+    _fast(monkeypatch)
+    config = _recorded_run(tmp_path)
+    with pytest.raises(_Stop):
+        run_codesign(config, on_event=_stop_at("device_choice: started", []))
+    changed = _recorded_run(tmp_path, evaluations=3)
+    with pytest.raises(CodesignError, match=re.escape(
+        "(evaluations differ); cannot resume: pass its settings, --restart to start it again"
+    )):  # fmt: skip
+        run_codesign(changed, resume=True)
+    events: list[str] = []
+    with pytest.raises(_Stop):
+        run_codesign(changed, restart=True, on_event=_stop_at("device_choice: started", events))
+    assert events[0] == (
+        f"restart: the run into {changed.out} starts again (4 finished stages discarded)"
+    )
+    assert "profile: started" in events and not any("stored" in line for line in events)
+    assert sum(line.startswith("  search ") for line in events) == 3
+    assert _stages(changed)["search"]["evaluations"] == 3
+    with pytest.raises(CodesignError, match="resume and restart exclude each other"):
+        run_codesign(changed, resume=True, restart=True)
+
+
+def test_a_run_that_finished_no_stage_starts_again_with_the_same_command(tmp_path, monkeypatch):
+    """No "exists, pass --resume" trap when nothing was finished, even with other settings."""
+    from edgetran.codesign.pipeline import run_key
+
+    _tiny(monkeypatch)
+    _fast(monkeypatch)
+    config = _recorded_run(tmp_path)
+    with pytest.raises(_Stop):
+        run_codesign(config, on_event=_stop_at("profile: started", []))
+    changed = _recorded_run(tmp_path, evaluations=3)
+    events: list[str] = []
+    with pytest.raises(_Stop):
+        run_codesign(changed, on_event=_stop_at("profile: started", events))
+    assert (
+        events[0] == f"the run into {changed.out} finished no stage: it starts with these settings"
+    )
+    with pytest.raises(_Stop):
+        run_codesign(changed, on_event=_stop_at("surrogates: started", []))
+    with Store(changed.db) as store:
+        assert store.codesign_run(run_key(changed)) == changed.to_dict()
+    assert list(_stages(changed)) == ["profile"]
+
+
+def test_a_resumed_run_prints_stored_evaluations_and_counts_every_attempts_time(
+    tmp_path, monkeypatch
+):
+    """The interrupted attempt's seconds count in the stage's; the evaluation it stored is
+    printed again, marked "(stored)", in the format it was printed in first."""
+    from edgetran.codesign.pipeline import run_key
+
+    _tiny(monkeypatch)
+
+    def interrupt(n: int) -> None:
+        if n == 2:
+            raise KeyboardInterrupt
+
+    _fast(monkeypatch, fail=interrupt, seconds=0.2)
+    config = _recorded_run(tmp_path, evaluations=3)
+    first: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_codesign(config, on_event=first.append)
+    (fresh,) = [line for line in first if line.startswith("  search   1")]
+    _fast(monkeypatch)
+    events: list[str] = []
+    with pytest.raises(_Stop):
+        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+    lines = [line for line in events if line.startswith("  search ")]
+    assert lines[0] == fresh + " (stored)" and len(lines) == 3
+    started = next(line for line in events if line.startswith("search: started again ("))
+    earlier = float(re.search(r"again \(([0-9.]+) s before\)", started).group(1))
+    assert earlier >= 0.2
+    with Store(config.db) as store:
+        total = store.codesign_stage_seconds(run_key(config), "search")
+    assert _stages(config)["search"]["seconds"] == pytest.approx(total, abs=0.05)
+    assert total >= earlier
+
+
+def test_a_stage_records_its_seconds_as_it_goes(tmp_path, monkeypatch):
+    """What a kill -9 leaves: the seconds recorded by the last beat of the stage's clock."""
+    from edgetran.codesign.pipeline import _StageClock
+
+    monkeypatch.setattr("edgetran.codesign.pipeline.PROGRESS_S", 0.05)
+    with Store(tmp_path / "w.db") as store:
+        store.add_codesign_run("r", {})
+        with _StageClock(store, "r", "profile"):
+            time.sleep(0.4)
+            during = store.codesign_stage_seconds("r", "profile")
+        after = store.codesign_stage_seconds("r", "profile")
+        assert 0.2 <= during <= after
+        with _StageClock(store, "r", "profile") as clock:
+            pass
+        assert store.codesign_stage_seconds("r", "profile") == pytest.approx(after + clock.seconds)
 
 
 def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):
@@ -350,6 +593,7 @@ def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):
     older = {k: v for k, v in config.to_dict().items() if k != "references_first"}
     with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
         store.add_codesign_run(run_key(config), older)
+        store.add_codesign_stage(run_key(config), "profile", {"seconds": 1.0})
         _Run(config, store, tmp_path / "out", print).open(resume=True)  # no error
         changed = _config(tmp_path, task, board, references_first=False)
         with pytest.raises(CodesignError, match=r"\(references_first differ\)"):
@@ -465,6 +709,11 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     with Store(tmp_path / "w.db") as store:
         profiles = store.measurements("cpu", runtime="torch")
         stages = store.codesign_stages(next(iter(_runs(store))))
+        attempts = {stage: _attempts(store, stage) for stage in ("profile", "search")}
+    # the killed attempts' seconds count in their stages' (recorded as the stages went)
+    for stage, seconds in attempts.items():
+        assert len(seconds) == 2 and min(seconds) > 0
+        assert stages[stage]["seconds"] == pytest.approx(sum(seconds), abs=0.01)
     # 8 profiles, the reference and grow-and-prune's children: each architecture once
     hashes = [m.hash for m in profiles]
     assert len(hashes) == len(set(hashes)) >= 9
@@ -473,6 +722,16 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     assert spent == 4 and len(set(keys)) == len(keys)
     assert list(stages)[:3] == ["profile", "surrogates", "search"]
     assert "export" in stages and "final_measurement" in stages
+
+
+def _attempts(store: Store, stage: str) -> list[float]:
+    from sqlalchemy import select
+
+    from edgetran.store.database import codesign_progress
+
+    query = select(codesign_progress.c.seconds).where(codesign_progress.c.stage == stage)
+    with store.engine.connect() as conn:
+        return [row[0] for row in conn.execute(query)]
 
 
 def _runs(store: Store) -> list[str]:

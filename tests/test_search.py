@@ -436,6 +436,66 @@ def test_failed_candidates_are_recorded_and_never_retried(table, tmp_path):
     assert [f.pair.key for f in more.failures][: len(seen)] == [f.pair.key for f in first.failures]
 
 
+class _Broken(ReplayEvaluator):
+    """Every evaluation fails, as when the setup is wrong (a missing package, say)."""
+
+    def evaluate(self, pair):
+        raise RuntimeError("no such package (simulated)")
+
+
+def test_a_search_whose_evaluations_all_failed_tries_them_again_on_resume(table, tmp_path):
+    """Nothing succeeded, so nothing is finished: resumed with the cause fixed, the search
+    evaluates its budget (the failures count towards none of it), and a second resume holds
+    those evaluations and adds none."""
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    settings = SearchSettings(sampler="random", budget=3, seed=0)
+    broken = run_search(_Broken(table), settings, storage=storage, study_name="s")
+    assert not broken.records and len(broken.failures) == 3
+    fixed = run_search(ReplayEvaluator(table), settings, storage=storage, study_name="s",
+                       resume=True)  # fmt: skip
+    keys = [r.pair.key for r in fixed.records]
+    assert len(keys) == 3 == len(set(keys)) and not fixed.failures
+    again = run_search(ReplayEvaluator(table), settings, storage=storage, study_name="s",
+                       resume=True)  # fmt: skip
+    assert [r.pair.key for r in again.records] == keys and not again.failures
+
+
+def test_a_search_with_a_success_keeps_its_failures_on_resume(table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    settings = SearchSettings(sampler="random", budget=6, seed=0)
+    first = run_search(_Flaky(table), settings, storage=storage, study_name="s")
+    assert first.records and first.failures
+    resumed = run_search(ReplayEvaluator(table), settings, storage=storage, study_name="s",
+                         resume=True)  # fmt: skip
+    assert [f.pair.key for f in resumed.failures] == [f.pair.key for f in first.failures]
+
+
+def test_a_resumed_search_replays_what_it_holds_in_trial_order(table, tmp_path):
+    """``on_stored`` sees the stored records and failures numbered as they were first seen,
+    before any new evaluation; a fresh search replays nothing."""
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    settings = SearchSettings(sampler="random", budget=5, seed=0)
+    seen, replayed = [], []
+    run_search(
+        _Flaky(table), settings, storage=storage, study_name="s",
+        on_evaluation=lambda n, r: seen.append((n, r.pair.key, "record")),
+        on_failure=lambda n, f: seen.append((n, f.pair.key, "failure")),
+        on_stored=lambda n, item: replayed.append(item),
+    )  # fmt: skip
+    assert not replayed and {kind for _, _, kind in seen} == {"record", "failure"}
+
+    def stored(n, item):
+        kind = "failure" if hasattr(item, "reason") else "record"
+        replayed.append((n, item.pair.key, kind))
+
+    def fresh(n, record):
+        replayed.append((n, record.pair.key, "fresh"))
+
+    run_search(_Flaky(table), replace(settings, budget=7), storage=storage, study_name="s",
+               resume=True, on_stored=stored, on_evaluation=fresh)  # fmt: skip
+    assert replayed[:5] == seen and replayed[5:] and {k for *_, k in replayed[5:]} <= {"fresh"}
+
+
 class _Noisy(ReplayEvaluator):
     """The table's accuracy with a standard deviation of 0.05 (wide: near-best pairs tie), and
     re-evaluations that land 0.01·run above it."""

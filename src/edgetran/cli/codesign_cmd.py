@@ -110,6 +110,14 @@ def codesign(
         typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Discard the run's finished stages and searches in the database and start it "
+            "again (its --out may be overwritten).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
     scheduler: SchedulerOption = None,
     parallel: Annotated[
@@ -172,8 +180,9 @@ def codesign(
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
     with status, cluster_session(lab) as cluster:
         result = run_codesign(
-            config, resume=resume, on_event=console.print, cluster=cluster, parallel=parallel
-        )
+            config, resume=resume, restart=restart, on_event=console.print, cluster=cluster,
+            parallel=parallel,
+        )  # fmt: skip
     if as_json:
         print_json(result.result)
         return

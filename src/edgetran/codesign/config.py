@@ -221,7 +221,13 @@ class CodesignConfig:
                 raise CodesignError(
                     f"{name}={getattr(self, name)!r} is invalid; allowed: {allowed}"
                 )
-        for name in ("evaluations", "profile_budget", "batch_size", "seq_len"):
+        for name in (
+            "evaluations",
+            "profile_budget",
+            "batch_size",
+            "seq_len",
+            "growprune_iterations",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CodesignError(f"{name}={value!r} is invalid; allowed: an integer ≥ 1")

@@ -30,6 +30,12 @@ skips the finished ones, and the unfinished one resumes from what the database h
 A stage that cannot run (grow-and-prune switched off, export and final measurement of a
 recorded device) is skipped and says why. Every evaluation, measurement and trained model
 lives in the database or the workspace, so ``kill -9`` followed by ``resume`` repeats none.
+
+Whatever can be checked is checked before any work (:func:`check_before_work`). A stage's
+seconds are those of every attempt (a killed one's included: each records its time as it
+goes). A search none of whose evaluations succeeded is not finished: the run stops and
+``resume`` tries it again. ``restart`` discards the run's record (its stages and searches) and
+starts it again; a run that finished no stage is simply started again.
 """
 
 from __future__ import annotations
@@ -42,16 +48,20 @@ import shutil
 import signal
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from edgetran.codesign.config import (
     FILE_FORMATS,
+    MIN_SURROGATE_SAMPLES,
     CodesignConfig,
     CodesignError,
     DeviceSpec,
@@ -81,6 +91,8 @@ UNIT_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_
 PARITY_FOLDS = 5
 #: Ensemble settings of the surrogates fitted here (the active-learning loop's lighter ones).
 SURROGATE_OPTIONS = {"n_models": 3, "n_estimators": 200, "learning_rate": 0.06}
+#: Seconds between two records of a running stage's time: a killed attempt loses at most this.
+PROGRESS_S = 5.0
 
 
 class EvaluationTimeout(CodesignError):
@@ -109,6 +121,7 @@ def run_codesign(
     config: CodesignConfig,
     *,
     resume: bool = False,
+    restart: bool = False,
     on_event: Callable[[str], None] | None = None,
     cluster: Any = None,
     parallel: int = 1,
@@ -122,14 +135,40 @@ def run_codesign(
     left for later and tried again once the others are profiled; if it is still gone, the
     run goes on without it. ``parallel`` evaluations of the search are kept in flight. Neither
     is part of the run's identity: a run may resume with another cluster or ``parallel``.
+    ``restart`` discards the run's record in the database (its finished stages and its
+    searches) and starts it again; measurements, evaluations and trained models stay in the
+    workspace and are reused.
 
     Raises:
-        CodesignError: the run exists and ``resume`` is not set, or it was started with another
-            configuration; no feasible pair was found.
+        CodesignError: the run finished a stage and neither ``resume`` nor ``restart`` is set,
+            or it was started with another configuration; an input that cannot be used
+            (:func:`check_before_work`); a search none of whose evaluations succeeded; no
+            feasible pair was found.
     """
+    if resume and restart:
+        raise CodesignError(
+            "resume and restart exclude each other: resume continues the run, restart "
+            "discards its finished stages and starts it again"
+        )
+    check_before_work(config, cluster=cluster, parallel=parallel)
+    out = Path(config.out)
+    with Store(config.db) as store:
+        run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
+        run.open(resume, restart)
+        result = run.execute()
+    from edgetran.codesign.report import write_report
+
+    write_report(result, out / "report.html")
+    return CodesignResult(out, result)
+
+
+def check_before_work(config: CodesignConfig, *, cluster: Any = None, parallel: int = 1) -> None:
+    """Refuse, before any work (no database, folder or measurement is made), what would
+    otherwise fail later: the input shape, ``parallel`` without a cluster, a lab node without
+    one, the task (loaded and its columns and labels checked, without training), recorded
+    devices' files, and live devices' profile settings and meters (a cluster's workers bring
+    their own meters)."""
     check_input_shape(config)
-    if cluster is None:
-        check_local_devices(config.device_specs())
     if parallel > 1 and cluster is None:
         raise CodesignError(
             f"parallel={parallel} trains several candidates at once: it needs a cluster "
@@ -140,15 +179,80 @@ def run_codesign(
             "eval_timeout_s applies to one evaluation at a time; with parallel > 1 the "
             "cluster's job time limit (--job-timeout-s) bounds each training"
         )
-    out = Path(config.out)
-    with Store(config.db) as store:
-        run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
-        run.open(resume)
-        result = run.execute()
-    from edgetran.codesign.report import write_report
+    specs = config.device_specs()
+    if cluster is None:
+        check_local_devices(specs)
+    check_task(config.task)
+    for spec in specs:
+        if not spec.live:
+            check_recorded_device(spec)
+            continue
+        settings = profile_settings(config, spec)
+        if cluster is None:
+            _meter(settings)
 
-    write_report(result, out / "report.html")
-    return CodesignResult(out, result)
+
+def check_task(task: str) -> None:
+    """Load ``task`` as the accuracy oracle will (its file read, its columns and labels
+    checked; ``glue/all``: every GLUE task), without training.
+
+    Raises:
+        TaskError: the task is unknown, or its data cannot be used.
+    """
+    from edgetran.train.tasks import GLUE_TASKS, load_task
+
+    for name in [f"glue/{n}" for n in GLUE_TASKS] if task == "glue/all" else [task]:
+        load_task(name)
+
+
+def check_recorded_device(spec: DeviceSpec) -> None:
+    """Read a recorded device's file: each device it holds needs the measurements a surrogate
+    is fitted on.
+
+    Raises:
+        CodesignError: the file holds no measurements, or too few of a device.
+    """
+    from edgetran.profile import read_measurements
+
+    path = Path(spec.path)
+    counts = Counter(
+        m.device for m in read_measurements(path, FILE_FORMATS[path.suffix.lower()], None)
+    )
+    if not counts:
+        raise CodesignError(
+            f"device file {spec.path}: no measurements; allowed: a file with at least "
+            f"{MIN_SURROGATE_SAMPLES} of each device (its surrogate is fitted on them)"
+        )
+    for device, n in sorted(counts.items()):
+        if n < MIN_SURROGATE_SAMPLES:
+            raise CodesignError(
+                f"device file {spec.path}: {n} measurements of {device}; allowed: at least "
+                f"{MIN_SURROGATE_SAMPLES} (its surrogate is fitted on them)"
+            )
+
+
+def profile_settings(config: CodesignConfig, spec: DeviceSpec):
+    """How the run measures the live device ``spec`` (:class:`ProfileSettings`)."""
+    from edgetran.profile import ProfileSettings
+
+    return ProfileSettings(
+        device=spec.runner,
+        runtime=spec.runtime,
+        batch_size=config.batch_size,
+        seq_len=config.seq_len,
+        threads=config.threads,
+        meter=config.meter,
+        max_time_s=config.profile_max_time_s,
+        idle_s=config.idle_s,
+        require_quiet=config.require_quiet,
+        seed=config.seed,
+    )
+
+
+def _meter(settings):
+    from edgetran.profile import create_meter
+
+    return create_meter(settings.meter, settings.device, per_core_w=settings.core_watts)
 
 
 def check_input_shape(config: CodesignConfig) -> None:
@@ -177,38 +281,71 @@ class _Run:
         self.surrogates: dict[str, Any] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def open(self, resume: bool) -> None:
+    def open(self, resume: bool, restart: bool = False) -> None:
+        """Register the run, or take up the stored one: ``restart`` discards it first; one
+        that finished no stage is taken up with these settings (nothing of it is lost)."""
+        if restart:
+            self.restart()
         stored = self.store.codesign_run(self.key)
         wanted = self.config.to_dict()
-        if stored is not None and not resume:
-            raise CodesignError(
-                f"a co-design run into {self.out} exists in the workspace; pass --resume or "
-                "another --out"
-            )
         if stored is not None:  # a setting added since the run began counts at its default
             stored = {**_added_settings(stored), **stored}
+        finished = self.store.codesign_stages(self.key) if stored is not None else {}
+        if stored is not None and not finished:
+            if stored != wanted:  # nothing finished under the old settings: these replace them
+                self.emit(
+                    f"the run into {self.out} finished no stage: it starts with these settings"
+                )
+                self.discard()
+            stored = None
+        if stored is not None and not resume:
+            raise CodesignError(
+                f"a co-design run into {self.out} exists in the workspace ({', '.join(finished)} "
+                "finished); pass --resume to continue it, --restart to start it again, or "
+                "another --out"
+            )
         if stored is not None and stored != wanted:
             changed = sorted(
                 k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k)
             )
             raise CodesignError(
                 f"the co-design run into {self.out} was started with other settings "
-                f"({', '.join(changed)} differ); cannot resume: pass its settings, or another "
-                f"--out (or remove {self.out} and start again)"
+                f"({', '.join(changed)} differ); cannot resume: pass its settings, --restart "
+                "to start it again with these (its finished stages are discarded), or another "
+                "--out"
             )
         self.out.mkdir(parents=True, exist_ok=True)
         self.store.add_codesign_run(self.key, wanted)
         self.done = self.store.codesign_stages(self.key)
 
+    def restart(self) -> None:
+        finished = self.store.codesign_stages(self.key)
+        self.discard()
+        self.emit(
+            f"restart: the run into {self.out} starts again ({len(finished)} finished stages "
+            "discarded)"
+        )
+
+    def discard(self) -> None:
+        """Forget the run's record: its searches' studies first, then its stages and
+        configuration (a kill in between leaves the record, whose unfinished searches then
+        start afresh)."""
+        from edgetran.search import delete_studies
+
+        delete_studies(self.store.url, f"{self.key}-")
+        self.store.delete_codesign_run(self.key)
+
     def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The stage's record: stored earlier, or made now and stored."""
+        """The stage's record: stored earlier, or made now and stored. Its ``seconds`` are
+        those of every attempt at it, earlier (killed or failed) ones included."""
         if name in self.done:
             self.emit(f"{name}: done earlier ({self.done[name]['seconds']:.1f} s), skipped")
             return self.done[name]
-        self.emit(f"{name}: started")
-        began = time.perf_counter()
-        record = work()
-        record["seconds"] = time.perf_counter() - began
+        earlier = self.store.codesign_stage_seconds(self.key, name)
+        self.emit(f"{name}: started" + (f" again ({earlier:.1f} s before)" if earlier else ""))
+        with _StageClock(self.store, self.key, name) as clock:
+            record = work()
+        record["seconds"] = earlier + clock.seconds
         self.store.add_codesign_stage(self.key, name, record)
         self.done[name] = record
         why = f" ({record['skipped']})" if record.get("skipped") else ""
@@ -250,21 +387,7 @@ class _Run:
         return next((s for s in self.specs if s.name == device), DeviceSpec(device, path="-"))
 
     def profile_settings(self, spec: DeviceSpec):
-        from edgetran.profile import ProfileSettings
-
-        c = self.config
-        return ProfileSettings(
-            device=spec.runner,
-            runtime=spec.runtime,
-            batch_size=c.batch_size,
-            seq_len=c.seq_len,
-            threads=c.threads,
-            meter=c.meter,
-            max_time_s=c.profile_max_time_s,
-            idle_s=c.idle_s,
-            require_quiet=c.require_quiet,
-            seed=c.seed,
-        )
+        return profile_settings(self.config, spec)
 
     def profiler(self, spec: DeviceSpec):
         """How a live device is measured: here (``None``) or on its cluster worker."""
@@ -275,10 +398,7 @@ class _Run:
         return remote_profiler(self.cluster, spec.hardware)
 
     def meter(self, spec: DeviceSpec):
-        from edgetran.profile import create_meter
-
-        settings = self.profile_settings(spec)
-        return create_meter(settings.meter, settings.device, per_core_w=settings.core_watts)
+        return _meter(self.profile_settings(spec))
 
     def profile(self) -> dict[str, Any]:
         from edgetran.profile import read_measurements
@@ -313,8 +433,9 @@ class _Run:
             info[name] = self.profile_again(self.spec(name), info[name]["reason"])
             if info[name]["kind"] == "unavailable":
                 devices.remove(name)
-        if not devices:
-            raise CodesignError("no device could be profiled: " + _reasons(info))
+        if not devices:  # a recorded file read empty since the run was checked has no info
+            reasons = _reasons(info) or "the recorded devices' files hold no measurements"
+            raise CodesignError("no device could be profiled: " + reasons)
         return {"devices": devices, "info": info}
 
     def profile_live(self, spec: DeviceSpec) -> dict[str, Any]:
@@ -341,8 +462,8 @@ class _Run:
                 device=spec.hardware,
             )
         except JobTimeoutError as err:
-            self.emit(f"  {spec.name}: {err}; trying again after the other devices")
-            return {"kind": "unanswered", "reason": str(err)}
+            self.emit(f"  {spec.name}: {_said(err)}; trying again after the other devices")
+            return {"kind": "unanswered", "reason": _said(err)}
         return {
             "kind": "live",
             "measurements": len(result.measurements),
@@ -483,6 +604,7 @@ class _Run:
 
     def search(self, sampler: str, name: str) -> dict[str, Any]:
         from edgetran.search import BoshcodeSettings, run_search
+        from edgetran.search.study import Failure
 
         settings = self.search_settings(
             sampler=sampler,
@@ -492,14 +614,20 @@ class _Run:
             start=self.start_pairs(),
         )
 
-        def report(n: int, record) -> None:
+        def report(n: int, record, stored: str = "") -> None:
             m = record.evaluation.metrics
             flag = " (predicted)" if record.evaluation.predicted else ""
             self.emit(
                 f"  {name} {n:3d} {record.pair.device:>16} {record.pair.arch.hash[:10]} "
                 f"acc {m['accuracy']:.3f} lat {m['latency'] * 1e3:.2f} ms{flag} "
-                f"→ {record.value:.4f}{'' if record.feasible else ' infeasible'}"
+                f"→ {record.value:.4f}{'' if record.feasible else ' infeasible'}{stored}"
             )
+
+        def failed(n: int, failure, stored: str = "") -> None:
+            self.emit(f"  {name} {n:3d} failed: {failure.reason}{stored}")
+
+        def replay(n: int, item) -> None:  # what a resumed search holds already
+            (failed if isinstance(item, Failure) else report)(n, item, " (stored)")
 
         result = run_search(
             self.evaluator(),
@@ -508,9 +636,12 @@ class _Run:
             study_name=f"{self.key}-{name}-{sampler}",
             resume=True,
             on_evaluation=report,
-            on_failure=lambda n, f: self.emit(f"  {name} {n:3d} failed: {f.reason}"),
+            on_failure=failed,
+            on_stored=replay,
             parallel=self.parallel,
         )
+        if not result.records:  # not finished: the stage stays unrecorded, resume retries it
+            raise CodesignError(_no_success(name, result.failures))
         out = result.to_dict()
         out["sampler"] = sampler
         if out.get("best"):
@@ -1130,7 +1261,73 @@ def _meter_kind(measurements) -> str:
 
 
 def _reasons(info: dict[str, Any]) -> str:
-    return "; ".join(f"{name}: {i.get('reason', '?')}" for name, i in info.items())
+    """Why each device is out; a device whose record says no reason is named by its kind."""
+    return "; ".join(
+        f"{name}: {i.get('reason') or i.get('kind', 'unknown') + ', no reason recorded'}"
+        for name, i in info.items()
+    )
+
+
+def _no_success(name: str, failures: list) -> str:
+    """Why a search stage is not finished: none of its evaluations succeeded."""
+    reasons = list(dict.fromkeys(f.reason for f in failures))
+    said = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    what = (
+        f"all {len(failures)} of its evaluations failed ({said})"
+        if failures
+        else "no pair was evaluated"
+    )
+    return (
+        f"{name}: {what}; the stage is not finished: fix the cause and run the same command "
+        "with --resume (the failed pairs are tried again)"
+    )
+
+
+def _said(err: BaseException) -> str:
+    """An error as one line: its message, or its kind when it has none."""
+    return str(err).strip() or f"{type(err).__name__} (without a message)"
+
+
+class _StageClock:
+    """The seconds one attempt (this process) spends on a stage, recorded in the database as
+    it goes (every :data:`PROGRESS_S`, from a thread of its own) and at its end: a killed
+    attempt's time counts in the stage's total."""
+
+    def __init__(self, store: Store, run: str, stage: str) -> None:
+        self.store, self.run, self.stage = store, run, stage
+        self.attempt = uuid.uuid4().hex
+        self.began = time.perf_counter()
+        self.ended: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"edgetran-stage-{stage}", daemon=True
+        )
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.perf_counter()) - self.began
+
+    def __enter__(self) -> _StageClock:
+        self.record()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.ended = time.perf_counter()
+        with suppress(SQLAlchemyError):  # the stage's own record (or error) says what matters
+            self.record()
+
+    def record(self) -> None:
+        self.store.record_codesign_progress(self.run, self.stage, self.attempt, self.seconds)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(PROGRESS_S):
+            try:
+                self.record()
+            except SQLAlchemyError:  # a busy database: record again at the next beat
+                continue
 
 
 def _added_settings(stored: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "pareto_mask",
             "run_scale_norms",
         ],
-        "study": ["SearchResult", "SearchSettings", "run_search"],
+        "study": ["SearchResult", "SearchSettings", "delete_studies", "run_search"],
         "suite": ["LANDSCAPES", "PROBLEMS", "Problem", "suite_run", "summarise"],
         "table": ["Pair", "read_table"],
         "trees": ["TreesSampler"],

@@ -12,7 +12,9 @@ last slot, one insert fails and that process proposes another pair, or stops. So
 claimed twice and a study's claims never exceed its budget.
 
 A claim is ``pending`` while its evaluation runs and ``done`` once the evaluation (or its
-failure) is stored in the study; a done claim is never released, so a pair is evaluated once.
+failure) is stored in the study; a done claim is never released, so a pair is evaluated once
+(but for a search whose evaluations all failed: resumed, it forgets their claims and tries the
+pairs again).
 
 Liveness. Each process registers an *owner* row (host, process id) and refreshes its
 heartbeat every :data:`HEARTBEAT_S` seconds from a thread of its own, whatever its evaluations
@@ -198,6 +200,11 @@ class LocalClaims:
         for key in keys:
             self._state.setdefault(key, DONE)
 
+    def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if self._state.get(key) == DONE:
+                del self._state[key]
+
     def count(self) -> int:
         return len(self._state)
 
@@ -349,6 +356,19 @@ class DatabaseClaims:
             except SQLAlchemyError as err:
                 raise database_error(self.url, "cannot record the study's claims", err) from None
         raise StoreError(f"search claims: cannot record {len(wanted)} stored evaluations")
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop the done claims of ``keys`` (failures tried again): their pairs and slots are
+        free once more."""
+        stored = [_stored(k) for k in keys]
+        with self._transaction("cannot free the failed pairs' claims") as conn:
+            conn.execute(
+                delete(claims_table).where(
+                    claims_table.c.study == self.study,
+                    claims_table.c.key.in_(stored),
+                    claims_table.c.state == DONE,
+                )
+            )
 
     def count(self) -> int:
         return len(self._rows())

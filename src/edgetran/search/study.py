@@ -53,6 +53,12 @@ Shared studies: several processes may run one stored study (``--db URL --study N
 so none is evaluated twice, and the RUNNING trials and claims of a process found dead are
 closed (tagged ``abandoned``) and released, so none is lost. On resume, only dead processes'
 trials are closed; a live one's evaluations go on.
+
+A search whose evaluations all failed is not finished: resumed (with no other process running
+it), it tries its failed pairs again, since a failure that hit every pair is usually the
+setup's (a missing task file or package), fixed since. The failed trials stay in the study;
+the study's ``failures_retried_below`` attribute (a trial number) tells later reads to skip
+them.
 """
 
 from __future__ import annotations
@@ -117,6 +123,8 @@ POLL_S = 1.0
 #: Seconds a process resuming a study waits for the settings of one another process has just
 #: created (the study and its settings are two writes).
 SETTINGS_WAIT_S = 10.0
+#: The study attribute below whose trial number failures were tried again (skipped on reads).
+RETRIED_BELOW = "failures_retried_below"
 
 
 @dataclass(frozen=True)
@@ -261,9 +269,11 @@ def run_search(
     on_evaluation: Callable[[int, Record], None] | None = None,
     on_failure: Callable[[int, Failure], None] | None = None,
     parallel: int = 1,
+    on_stored: Callable[[int, Record | Failure], None] | None = None,
 ) -> SearchResult:
     """Search until ``settings.budget`` evaluations (failed ones included) exist in the
-    study; a candidate whose evaluation fails is recorded as failed and never retried.
+    study; a candidate whose evaluation fails is recorded as failed and not retried, unless
+    a resumed study holds no successful evaluation (then its failed pairs are tried again).
 
     ``parallel`` (Q ≥ 1) evaluations are kept in flight: with Q > 1 the evaluator is called
     from Q threads at once (see :mod:`edgetran.search.pending`). Q is no setting of the study:
@@ -271,7 +281,9 @@ def run_search(
     (``storage`` and ``resume``): together they evaluate no pair twice and lose none, and each
     returns once the study holds its budget's evaluations and none is in flight anywhere
     (see :mod:`edgetran.search.claims`). ``on_evaluation`` and ``on_failure`` are called in
-    the caller's thread with the study's count of finished evaluations."""
+    the caller's thread with the study's count of finished evaluations; ``on_stored`` with
+    each evaluation (record or failure) a resumed study already held, numbered in trial
+    order, before any new one."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     _check_parallel(parallel)
     devices = device_matrix(evaluator.devices, settings.device_features)
@@ -288,6 +300,8 @@ def run_search(
         )
         claims.register()
         search = _Search(study, backend, claims, evaluator, settings, coordinates, devices)
+        if on_stored is not None:
+            search.replay(on_stored)
         search.run(parallel, on_evaluation, on_failure)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
@@ -338,13 +352,37 @@ class _Search:
         self.busy: set[str] = set()  # pairs with a re-evaluation in flight anywhere
         self.exhausted = False
         self.proposer = _own_proposer(study, evaluator, settings, devices)
+        self.retried_below = study.user_attrs.get(RETRIED_BELOW, 0)
         self._read(study.get_trials(deepcopy=False))
+        if not self.records and self.failures and self._alone():
+            self._retry_failures()
         claims.backfill(self.finished)
 
     @property
     def done(self) -> int:
         """Evaluations stored in the study (as far as read): the on_* callbacks' count."""
         return len(self.records) + len(self.failures) + self.reevaluations
+
+    def _alone(self) -> bool:
+        """Whether no other live process runs this study (nothing of theirs is in flight)."""
+        pending = set(self.claims.snapshot().pending.values())
+        return not self.claims.owners(pending).live
+
+    def _retry_failures(self) -> None:
+        """Make the stored failures' pairs free again: the study's later reads skip them and
+        their claims go, so they count towards no budget."""
+        self.retried_below = max(number for number, _ in self.failures) + 1
+        self.study.set_user_attr(RETRIED_BELOW, self.retried_below)
+        keys = [failure.pair.key for _, failure in self.failures]
+        self.claims.forget(keys)
+        self.finished.difference_update(keys)
+        self.failures.clear()
+
+    def replay(self, on_stored: Callable[[int, Record | Failure], None]) -> None:
+        """Call ``on_stored`` with each evaluation the study held when opened, in trial order."""
+        stored = [(self.numbers[r.pair.key], r) for r in self.records] + self.failures
+        for n, (_, item) in enumerate(sorted(stored, key=lambda pair: pair[0]), start=1):
+            on_stored(n, item)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(
@@ -578,7 +616,7 @@ class _Search:
                 self.records.append(record)
                 self.numbers[record.pair.key] = t.number
                 self.finished.add(record.pair.key)
-            elif role == "failed":
+            elif role == "failed" and t.number >= self.retried_below:
                 failure = _failure_from_trial(t)
                 self.failures.append((t.number, failure))
                 self.finished.add(failure.pair.key)
@@ -785,6 +823,19 @@ def _open_study(
             "differ); cannot resume"
         )
     return study, backend
+
+
+def delete_studies(storage: str, prefix: str) -> list[str]:
+    """Delete every study stored at ``storage`` whose name starts with ``prefix`` (with its
+    trials); the names deleted. A later study of such a name starts afresh (its claims are
+    reset when it is created)."""
+    import optuna
+
+    backend = _storage(storage)
+    names = [n for n in optuna.study.get_all_study_names(backend) if n.startswith(prefix)]
+    for name in names:
+        optuna.delete_study(study_name=name, storage=backend)
+    return names
 
 
 def _exists_message(name: str, url: str | None) -> str:

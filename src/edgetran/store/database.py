@@ -9,8 +9,9 @@ Contract:
     - several processes may write at once: SQLite runs in WAL mode with a busy timeout, and
       architecture/device rows are inserted with "insert or ignore", so concurrent writers
       neither fail nor lose rows;
-    - rows are never updated in place (but for the one-time upgrade below); a re-profile adds
-      a new measurement;
+    - rows are never updated in place (but for the one-time upgrade below, and the seconds a
+      co-design stage has run so far); a re-profile adds a new measurement; only a co-design
+      run's own record (configuration, stages, progress) is ever deleted (``--restart``);
     - imports are idempotent: a measurement read from a file carries a ``source_key`` (file
       name and entry), and the same architecture, device, runtime, shape and source key is
       stored once. A database made before the key existed gains the column when opened; its
@@ -41,6 +42,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -196,6 +198,20 @@ codesign_stages = Table(
     Column("record", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("uq_codesign_stage", "run", "stage", unique=True),
+)
+
+#: Seconds each attempt (one process) has spent on a co-design stage so far, written as the
+#: stage goes: a killed attempt's time counts in the stage's total.
+codesign_progress = Table(
+    "codesign_progress",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(64), ForeignKey("codesign_runs.run"), nullable=False, index=True),
+    Column("stage", String(32), nullable=False),
+    Column("attempt", String(32), nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("uq_codesign_progress", "run", "stage", "attempt", unique=True),
 )
 
 
@@ -606,6 +622,37 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return {r[0]: json.loads(r[1]) if isinstance(r[1], str) else r[1] for r in rows}
+
+    def record_codesign_progress(self, run: str, stage: str, attempt: str, seconds: float) -> None:
+        """Record that ``attempt`` has spent ``seconds`` on ``stage`` so far."""
+        where = (
+            codesign_progress.c.run == run,
+            codesign_progress.c.stage == stage,
+            codesign_progress.c.attempt == attempt,
+        )
+        values = {"seconds": seconds, "updated_at": time.time()}
+        with self.engine.begin() as conn:
+            if conn.execute(update(codesign_progress).where(*where).values(**values)).rowcount:
+                return
+            conn.execute(
+                insert(codesign_progress).values(run=run, stage=stage, attempt=attempt, **values)
+            )
+
+    def codesign_stage_seconds(self, run: str, stage: str) -> float:
+        """Seconds every recorded attempt has spent on ``stage`` of the run, together."""
+        query = select(func.coalesce(func.sum(codesign_progress.c.seconds), 0.0)).where(
+            codesign_progress.c.run == run, codesign_progress.c.stage == stage
+        )
+        with self.engine.connect() as conn:
+            return float(conn.execute(query).scalar_one())
+
+    def delete_codesign_run(self, run: str) -> None:
+        """Forget a co-design run: its stages, their progress and its configuration, in one
+        transaction (measurements, evaluations and trained models stay in the workspace)."""
+        with self.engine.begin() as conn:
+            for table in (codesign_stages, codesign_progress):
+                conn.execute(delete(table).where(table.c.run == run))
+            conn.execute(delete(codesign_runs).where(codesign_runs.c.run == run))
 
     def _insert_once(self, table: Table, **values: Any) -> bool:
         try:
