@@ -75,11 +75,18 @@ def env(as_json: JsonOption = False) -> None:
 
 def profile(
     device: Annotated[
-        str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
+        str,
+        typer.Option(
+            help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino; or HARDWARE/RUNTIME "
+            "(cpu/onnxruntime), as codesign and worker take it."
+        ),
     ] = "cpu",
     runtime: Annotated[
-        str, typer.Option(help="torch, onnxruntime, openvino or litert.")
-    ] = "torch",
+        str | None,
+        typer.Option(
+            help="torch, onnxruntime, openvino or litert (default: --device's, else torch)."
+        ),
+    ] = None,
     arch: Annotated[
         list[str] | None, typer.Option("--arch", help="Architecture (file or name); repeatable.")
     ] = None,
@@ -150,9 +157,12 @@ def profile(
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
 
+    from edgetran.devices import split_device
     from edgetran.profile import ProfileSettings, create_meter
     from edgetran.space import load_architecture, sample
 
+    device, runtime = split_device(device, runtime)
+    runtime = runtime or "torch"
     if on is not None and scheduler is None:
         fail("--on names a lab device: it needs --scheduler")
     node = on or device
