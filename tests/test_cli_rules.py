@@ -1,16 +1,158 @@
-"""Regression tests of issue 39, item 14a: one parser of device names (``HARDWARE/RUNTIME``)
-for every command that takes one."""
+"""Regression tests of issue 39, items 5 and 14a: one ``--force`` rule for every command that
+writes; one parser of device names (``HARDWARE/RUNTIME``) for every command that takes one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
 from edgetran.devices import split_device
-from edgetran.errors import InvalidInputError
+from edgetran.errors import (
+    InvalidInputError,
+    clear_output_dir,
+    prepare_output_dir,
+    prepare_output_file,
+)
+from tests.test_train import write_task
 
 
 def _one_line(err: str) -> bool:
     return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# -- item 5: a non-empty output folder or an existing file only with --force --------------------
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "notes.txt").write_text("mine")
+    return path
+
+
+def _file(path: Path) -> Path:
+    path.write_text("mine")
+    return path
+
+
+#: Every command that writes a folder or a file: (kind of target, its arguments with {out}).
+WRITERS = {
+    "export": ("folder", ["export", "bert-tiny", "--format", "onnx", "--out", "{out}"]),
+    "codesign": ("folder", ["codesign", "--devices", "cpu/torch", "--out", "{out}",
+                            "--db", "{tmp}/c.db", "--workspace", "{tmp}/ws"]),
+    "growprune": ("folder", ["growprune", "--task", "{task}", "--device", "cpu/torch",
+                             "--arch", "bert-tiny", "--out", "{out}", "--db", "{tmp}/g.db"]),
+    "pretrain": ("folder", ["train", "pretrain", "--arch", "bert-tiny", "--task", "{task}",
+                            "--out", "{out}"]),
+    "finetune": ("folder", ["train", "finetune", "--model", "{tmp}/model", "--task", "{task}",
+                            "--out", "{out}"]),
+    "model init": ("folder", ["model", "init", "bert-tiny", "--out", "{out}"]),
+    "import-hf": ("folder", ["model", "import-hf", "{tmp}", "{out}"]),
+    "measurements export": ("file", ["measurements", "export", "--device", "cpu", "--format",
+                                     "csv", "--out", "{out}", "--db", "{tmp}/m.db"]),
+    "space sample": ("file", ["space", "sample", "--n", "2", "--out", "{out}"]),
+    "surrogate fit": ("file", ["surrogate", "fit", "--measurements", "{tmp}/m.csv",
+                               "--format", "csv", "--device", "cpu", "--out", "{out}"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_every_writer_refuses_what_exists_without_force(run_cli, tmp_path, command):
+    kind, args = WRITERS[command]
+    task = write_task(tmp_path / "task.csv", n=20)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    target = (_folder if kind == "folder" else _file)(tmp_path / "target")
+    values = {"out": target, "tmp": tmp_path, "task": task}
+    code, out, err = run_cli(*(arg.format(**values) for arg in args))
+    assert code == 2 and out == "" and _one_line(err), err
+    assert str(target) in err and "--force" in err
+    kept = target / "notes.txt" if kind == "folder" else target
+    assert kept.read_text() == "mine"
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"] if kind == "folder" else True
+
+
+def test_force_overwrites_a_file(run_cli, tmp_path):
+    target = _file(tmp_path / "archs.jsonl")
+    code, _, err = run_cli("space", "sample", "--n", "2", "--out", target, "--force")
+    assert code == 0, err
+    assert len(target.read_text().splitlines()) == 2
+
+
+def test_codesign_refuses_resume_with_force(run_cli, tmp_path):
+    code, _, err = run_cli("codesign", "--out", tmp_path / "x", "--resume", "--force")
+    assert code == 2 and _one_line(err) and "--force starts afresh" in err
+
+
+def test_codesign_force_starts_afresh_keeping_its_database_and_workspace(tmp_path, monkeypatch):
+    """A folder that holds an earlier run's files (and this run's database and workspace, as
+    ``make demo`` keeps them) is refused; with force it is cleared but those two."""
+    from edgetran.codesign.pipeline import _Run
+
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "model.safetensors").write_bytes(b"an earlier run's model")
+    (out / "result.json").write_text("{}")
+    (out / "ws").mkdir()
+    (out / "ws" / "cache.bin").write_bytes(b"kept")
+    config = CodesignConfig(devices=("cpu/torch",), out=str(out), db=str(out / "w.db"),
+                            workspace=str(out / "ws"))  # fmt: skip
+
+    def stop(self):
+        raise RuntimeError("stopped after opening the run")
+
+    monkeypatch.setattr(_Run, "execute", stop)
+    with pytest.raises(CodesignError, match=r"run: directory is not empty \(use --force"):
+        run_codesign(config)
+    assert (out / "model" / "model.safetensors").is_file()
+    with pytest.raises(RuntimeError, match="stopped after opening"):
+        run_codesign(config, force=True)
+    assert not (out / "model").exists() and not (out / "result.json").exists()
+    assert (out / "w.db").is_file() and (out / "ws" / "cache.bin").read_bytes() == b"kept"
+
+
+def test_a_folder_with_only_the_runs_database_counts_as_empty(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    for name in ("edgetran.db", "edgetran.db-wal", "edgetran.db-journal"):
+        (out / name).write_bytes(b"")
+    prepare_output_dir(out, empty=True, keep=[out / "edgetran.db"])
+    with pytest.raises(InvalidInputError, match="not empty"):
+        prepare_output_dir(out, empty=True)
+    (out / "edgetran.db.old").write_bytes(b"")  # no companion of the database
+    with pytest.raises(InvalidInputError, match="not empty"):
+        prepare_output_dir(out, empty=True, keep=[out / "edgetran.db"])
+
+
+def test_clear_output_dir_refuses_the_current_folder_and_those_above(tmp_path, monkeypatch):
+    here = tmp_path / "a" / "b"
+    _folder(here)
+    monkeypatch.chdir(here)
+    for folder in (here, tmp_path / "a", Path(".")):
+        with pytest.raises(InvalidInputError, match="refusing to clear the current folder"):
+            clear_output_dir(folder)
+    assert (here / "notes.txt").is_file()
+
+
+def test_prepare_output_file(tmp_path):
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        prepare_output_file(tmp_path)
+    existing = _file(tmp_path / "x.csv")
+    with pytest.raises(InvalidInputError, match=r"x.csv: file exists \(use --force"):
+        prepare_output_file(existing)
+    assert prepare_output_file(existing, force=True) == existing
+    with pytest.raises(InvalidInputError, match="cannot write there"):
+        prepare_output_file(tmp_path / "missing" / "x.csv")
+
+
+def test_pretrain_resumes_in_a_folder_holding_its_pretraining(tmp_path):
+    from edgetran.train.pretrain import CHECKPOINT, RESULT, holds_pretraining
+
+    assert not holds_pretraining(tmp_path / "none")
+    for name in (CHECKPOINT, RESULT):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / name).write_bytes(b"")
+        assert holds_pretraining(folder)
 
 
 # -- item 14a: HARDWARE/RUNTIME wherever a device is named -------------------------------------

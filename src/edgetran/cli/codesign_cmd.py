@@ -93,6 +93,10 @@ def codesign(
         typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Start afresh in a non-empty --out (clears it first)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
     scheduler: SchedulerOption = None,
     parallel: Annotated[
@@ -152,8 +156,9 @@ def codesign(
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
     with status, cluster_session(lab) as cluster:
         result = run_codesign(
-            config, resume=resume, on_event=console.print, cluster=cluster, parallel=parallel
-        )
+            config, resume=resume, force=force, on_event=console.print, cluster=cluster,
+            parallel=parallel,
+        )  # fmt: skip
     if as_json:
         print_json(result.result)
         return

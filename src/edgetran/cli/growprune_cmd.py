@@ -89,6 +89,9 @@ def growprune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the stored search of these options.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Grow and prune a trained model for a device within budgets (GPTran, hardware-aware).
@@ -125,8 +128,8 @@ def growprune(
         seed=seed,
         workspace=str(workspace or DEFAULT_WORKSPACE),
     )
-    if out is not None:
-        prepare_output_dir(out, GrowPruneError)
+    if out is not None:  # written at the end: a killed search's --out is still empty
+        prepare_output_dir(out, GrowPruneError, empty=not force)
     if model is not None and not model.is_dir():
         fail(f"--model {model}: not a directory")
     with Store(db) as store:

@@ -347,13 +347,16 @@ def export_(
     format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
     out: Annotated[Path, typer.Option("--out", help="Output file.")],
     db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Export one device's measurements."""
+    from edgetran.errors import prepare_output_file
     from edgetran.profile import FILE_FORMATS, write_measurements
     from edgetran.store import Store
 
     if format not in FILE_FORMATS:
         fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
+    prepare_output_file(out, force=force)
     with Store(db) as store:
         items = store.measurements(device)
     if not items:

@@ -30,6 +30,9 @@ TaskName = Annotated[
     typer.Option("--task", help="tweet-sentiment, glue/<task>, glue/all, or a CSV/JSONL file."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Write into --out even if it already holds files.")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Db = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
@@ -94,17 +97,22 @@ def pretrain(
     seed: Seed = 0,
     db: Db = None,
     workspace: Workspace = None,
+    force: Force = False,
     as_json: JsonOption = False,
 ) -> None:
     """Masked-language-model pretraining on the task's text (resumes in the same --out)."""
     from rich.console import Console
     from rich.progress import Progress
 
+    from edgetran.errors import prepare_output_dir
     from edgetran.store import Store
-    from edgetran.train import DEFAULT_WORKSPACE, PretrainSettings, load_task
+    from edgetran.train import DEFAULT_WORKSPACE, PretrainSettings, TrainingError, load_task
     from edgetran.train.oracle import pretrain_in_workspace
+    from edgetran.train.pretrain import holds_pretraining
     from edgetran.train.tokenizer import load_tokenizer
 
+    # a folder holding a pretraining is where it resumes; any other files are refused
+    prepare_output_dir(out, TrainingError, empty=not (force or holds_pretraining(out)))
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
@@ -207,12 +215,14 @@ def finetune(
     label_column: LabelColumn = "label",
     labels: Labels = None,
     seed: Seed = 0,
+    force: Force = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune with TPE over learning rate and batch size; save and test the best."""
     from transformers import AutoTokenizer
 
-    from edgetran.train import FinetuneSettings, finetune, load_task
+    from edgetran.errors import prepare_output_dir
+    from edgetran.train import FinetuneSettings, TrainingError, finetune, load_task
 
     quiet_optuna()
 
@@ -222,6 +232,7 @@ def finetune(
         sizes = tuple(int(x) for x in batch_sizes.split(","))
     except ValueError:
         fail(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers")
+    prepare_output_dir(out, TrainingError, empty=not force)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     loaded = load_task(task, options)
     settings = FinetuneSettings(

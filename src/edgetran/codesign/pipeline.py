@@ -97,11 +97,16 @@ def run_codesign(
     config: CodesignConfig,
     *,
     resume: bool = False,
+    force: bool = False,
     on_event: Callable[[str], None] | None = None,
     cluster: Any = None,
     parallel: int = 1,
 ) -> CodesignResult:
     """Run (or, with ``resume``, continue) the co-design ``config`` describes.
+
+    A fresh run refuses an output folder that holds files (but the run's own database and
+    workspace) unless ``force``, which clears it first: a run never mixes its files with an
+    earlier one's.
 
     With ``cluster`` (:class:`edgetran.cluster.Cluster`), every measurement runs on the
     worker of its device (a live device's hardware name: ``cpu`` for this machine's
@@ -113,8 +118,13 @@ def run_codesign(
 
     Raises:
         CodesignError: the run exists and ``resume`` is not set, or it was started with another
-            configuration; no feasible pair was found.
+            configuration; the output folder holds files and neither ``resume`` nor ``force``
+            is set; no feasible pair was found.
     """
+    if resume and force:
+        raise CodesignError(
+            "--resume continues the run in --out and --force starts afresh there: give one"
+        )
     check_input_shape(config)
     if cluster is None:
         check_local_devices(config.device_specs())
@@ -131,7 +141,7 @@ def run_codesign(
     out = Path(config.out)
     with Store(config.db) as store:
         run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
-        run.open(resume)
+        run.open(resume, force)
         result = run.execute()
     from edgetran.codesign.report import write_report
 
@@ -165,7 +175,7 @@ class _Run:
         self.surrogates: dict[str, Any] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def open(self, resume: bool) -> None:
+    def open(self, resume: bool, force: bool = False) -> None:
         stored = self.store.codesign_run(self.key)
         wanted = self.config.to_dict()
         if stored is not None and not resume:
@@ -184,9 +194,25 @@ class _Run:
                 f"({', '.join(changed)} differ); cannot resume: pass its settings, or another "
                 f"--out (or remove {self.out} and start again)"
             )
+        if not resume:
+            self.claim_folder(force)
         self.out.mkdir(parents=True, exist_ok=True)
         self.store.add_codesign_run(self.key, wanted)
         self.done = self.store.codesign_stages(self.key)
+
+    def claim_folder(self, force: bool) -> None:
+        """A fresh run's folder: empty (its database and workspace may lie in it), or
+        cleared with ``force``."""
+        from edgetran.errors import clear_output_dir, prepare_output_dir
+
+        keep = [self.config.workspace]
+        if self.store.url.startswith("sqlite:///"):
+            keep.append(self.store.url.removeprefix("sqlite:///"))
+        if force:
+            clear_output_dir(self.out, CodesignError, keep=keep)
+        else:
+            advice = "use --force to start afresh there, or --resume to continue its run"
+            prepare_output_dir(self.out, CodesignError, empty=True, keep=keep, advice=advice)
 
     def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage's record: stored earlier, or made now and stored."""
