@@ -1,8 +1,13 @@
-"""Regression tests of issue 39, items 5 and 14a: one ``--force`` rule for every command that
-writes; one parser of device names (``HARDWARE/RUNTIME``) for every command that takes one."""
+"""Regression tests of issue 39, items 5, 6 and 14a: one ``--force`` rule for every command
+that writes; Ctrl-C and an evaluation's time limit as one line, never a traceback; one parser
+of device names (``HARDWARE/RUNTIME``) for every command that takes one."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,8 @@ from edgetran.errors import (
     prepare_output_dir,
     prepare_output_file,
 )
-from tests.test_train import write_task
+from tests.test_codesign import BOOT, ROOT, _args, _inputs
+from tests.test_train import tiny_arch, write_task
 
 
 def _one_line(err: str) -> bool:
@@ -153,6 +159,84 @@ def test_pretrain_resumes_in_a_folder_holding_its_pretraining(tmp_path):
         folder.mkdir()
         (folder / name).write_bytes(b"")
         assert holds_pretraining(folder)
+
+
+# -- item 6: Ctrl-C and a time limit as one line ----------------------------------------------
+#: Prepended to test_codesign's BOOT: the first training outlives its time limit (the limit's
+#: alarm is brought forward to fire inside the training, as a slow one's would), and Ctrl-C
+#: arrives during the second; with FAULT_ONLY_INTERRUPT set, during the first.
+FAULTS = """
+import importlib, os, signal, time
+finetune = importlib.import_module("edgetran.train.finetune")
+train, calls = finetune._train, []
+def faulty(*args, **kwargs):
+    calls.append(1)
+    interrupt_at = 1 if os.environ.get("FAULT_ONLY_INTERRUPT") else 2
+    if len(calls) == 1 and interrupt_at == 2:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        time.sleep(60)
+    if len(calls) == interrupt_at:
+        os.kill(os.getpid(), signal.SIGINT)
+    return train(*args, **kwargs)
+finetune._train = faulty
+"""
+
+
+def _run(args: list, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", FAULTS + BOOT, *map(str, args)], capture_output=True, text=True,
+        timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_codesign_timeout_is_one_failed_evaluation_and_ctrl_c_one_line(tmp_path):
+    """An evaluation past --eval-timeout-s is a failed evaluation of one line; Ctrl-C in the
+    next one's training ends the run with one line saying what is kept, exit code 130."""
+    task, board, space = _inputs(tmp_path)
+    args = [*_args(tmp_path, task, board, space, compare=False), "--eval-timeout-s", 600]
+    done = _run(args, tmp_path)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Trial" not in done.stderr
+    timeout = "search 1 failed: EvaluationTimeout: the evaluation ran past eval_timeout_s=600"
+    assert timeout in " ".join(done.stderr.split())  # progress lines are wrapped at 80
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"interrupted: during the search stage: {tmp_path / 'w.db'} keeps 2 finished stages "
+        "and 1 evaluation; run the same command with --resume to continue"
+    )
+
+
+def test_evaluate_ctrl_c_is_one_line(tmp_path):
+    """Ctrl-C during an evaluation's training (inside the fine-tuning's TPE study)."""
+    task = write_task(tmp_path / "task.csv", n=40)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(tiny_arch().to_dict()))
+    args = ["evaluate", "--arch", arch, "--task", task, "--db", tmp_path / "e.db",
+            "--workspace", tmp_path / "ws"]  # fmt: skip
+    done = _run(args, tmp_path, FAULT_ONLY_INTERRUPT="1")
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Trial" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: an evaluation is stored in {tmp_path / 'e.db'}")
+    assert last.endswith("run the same command again to continue")
+
+
+def test_ctrl_c_elsewhere_is_one_line_too(run_cli, tmp_path, monkeypatch):
+    """A command that keeps something says what; any other says it was interrupted."""
+    import edgetran.cli.profile_cmds as profile_cmds
+    import edgetran.space
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(profile_cmds, "_profile_listed", interrupt)
+    code, out, err = run_cli("profile", "--arch", "bert-tiny", "--meter", "estimate", "--db",
+                             tmp_path / "p.db")  # fmt: skip
+    assert code == 130 and out == "" and _one_line(err)
+    assert err.startswith(f"interrupted: the measurements made so far are stored in {tmp_path}")
+    monkeypatch.setattr(edgetran.space, "sample", interrupt)
+    code, out, err = run_cli("space", "sample", "--n", "2", "--out", tmp_path / "s.jsonl")
+    assert code == 130 and out == "" and err == "interrupted\n"
 
 
 # -- item 14a: HARDWARE/RUNTIME wherever a device is named -------------------------------------

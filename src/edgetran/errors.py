@@ -246,6 +246,12 @@ def output_dir(
         raise
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, with what the interrupted work kept and how to continue it: the command line
+    prints ``interrupted: <message>`` and exits with code 130. Like KeyboardInterrupt, it is
+    no Exception, so that no ``except Exception`` takes it for a failure."""
+
+
 class ClusterError(EdgeTranError):
     """A Dask scheduler or worker cannot be reached or used (an address, a device no worker
     offers, a TLS file), or a job failed on a worker."""

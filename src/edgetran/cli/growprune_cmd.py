@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json
+from edgetran.cli._common import database_name, fail, on_interrupt, print_json
 
 ACCEPTANCE = ("hardware", "loss")
 BUDGETS = ("quick", "standard", "full")
@@ -132,7 +132,9 @@ def growprune(
         prepare_output_dir(out, GrowPruneError, empty=not force)
     if model is not None and not model.is_dir():
         fail(f"--model {model}: not a directory")
-    with Store(db) as store:
+    again = "the same command" + ("" if resume else " with --resume")
+    kept = f"the tree so far is stored in {database_name(db)}; run {again} to continue"
+    with on_interrupt(kept), Store(db) as store:
 
         def progress(line: str) -> None:
             if not as_json or sys.stderr.isatty():

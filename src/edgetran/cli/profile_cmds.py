@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, resolve_space
+from edgetran.cli._common import database_name, fail, on_interrupt, print_json, resolve_space
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -207,7 +207,11 @@ def profile(
     )
     # on a cluster, the device's worker builds its own meter
     probe = None if lab else create_meter(meter, device, per_core_w=core_watts)
-    with cluster_session(lab) as cluster:
+    kept = (
+        f"the measurements made so far are stored in {database_name(db)}; run the same "
+        "command again to continue (they are not measured again)"
+    )
+    with on_interrupt(kept), cluster_session(lab) as cluster:
         if cluster is not None:
             from edgetran.profile.remote import remote_profiler, worker_for
 

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_arch
+from edgetran.cli._common import (
+    database_name,
+    fail,
+    on_interrupt,
+    print_json,
+    quiet_optuna,
+    resolve_arch,
+)
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -127,6 +134,7 @@ def pretrain(
     )
     tok, tokenizer_id = load_tokenizer(tokenizer, loaded.corpus(), workspace / "tokenizers")
     with (
+        on_interrupt(f"the checkpoints are in {out}; run the same command again to continue"),
         Store(db) as store,
         Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
     ):
@@ -180,14 +188,17 @@ def parent(
     steps = parent_settings(budget).steps
     architecture = resolve_arch(arch) if arch else None
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    workspace = workspace or Path(DEFAULT_WORKSPACE)
+    kept = f"the checkpoints are in {workspace}; run the same command again to continue"
     with (
+        on_interrupt(kept),
         Store(db) as store,
         Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
     ):
         job = bar.add_task("pretraining the parent", total=steps)
         result = train_parent(
             task, budget, architecture, store=store, seed=seed, tokenizer=tokenizer,
-            workspace=workspace or Path(DEFAULT_WORKSPACE), task_options=options,
+            workspace=workspace, task_options=options,
             on_step=lambda step, _loss: bar.update(job, completed=step), device=device,
         )  # fmt: skip
     if as_json:
@@ -300,10 +311,14 @@ def evaluate(
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
     device = device or ("auto" if lab else "cpu")
-    with Store(db) as store, cluster_session(lab) as cluster:
+    workspace = workspace or Path(DEFAULT_WORKSPACE)
+    kept = (
+        f"an evaluation is stored in {database_name(db)} once finished; the tokenizer and "
+        f"checkpoints made so far stay in {workspace}; run the same command again to continue"
+    )
+    with on_interrupt(kept), Store(db) as store, cluster_session(lab) as cluster:
         result = evaluate_accuracy(
-            architecture, task, budget, store=store, seed=seed,
-            workspace=workspace or Path(DEFAULT_WORKSPACE),
+            architecture, task, budget, store=store, seed=seed, workspace=workspace,
             tokenizer=tokenizer, transfer=transfer, task_options=options, device=device,
             cluster=cluster,
         )  # fmt: skip

@@ -50,6 +50,7 @@ from edgetran.codesign.config import (
     DeviceSpec,
     check_local_devices,
 )
+from edgetran.errors import Interrupted
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Store
 
@@ -120,6 +121,7 @@ def run_codesign(
         CodesignError: the run exists and ``resume`` is not set, or it was started with another
             configuration; the output folder holds files and neither ``resume`` nor ``force``
             is set; no feasible pair was found.
+        Interrupted: Ctrl-C, saying what the run stored and how to continue it.
     """
     if resume and force:
         raise CodesignError(
@@ -142,7 +144,10 @@ def run_codesign(
     with Store(config.db) as store:
         run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
         run.open(resume, force)
-        result = run.execute()
+        try:
+            result = run.execute()
+        except KeyboardInterrupt:
+            raise Interrupted(run.kept(resume)) from None
     from edgetran.codesign.report import write_report
 
     write_report(result, out / "report.html")
@@ -173,6 +178,8 @@ class _Run:
         self.key = run_key(config)
         self.specs = config.device_specs()
         self.surrogates: dict[str, Any] = {}
+        self.current: str | None = None  # the stage at work
+        self.evaluated = 0  # evaluations the running search's study holds
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def open(self, resume: bool, force: bool = False) -> None:
@@ -214,12 +221,30 @@ class _Run:
             advice = "use --force to start afresh there, or --resume to continue its run"
             prepare_output_dir(self.out, CodesignError, empty=True, keep=keep, advice=advice)
 
+    def kept(self, resume: bool) -> str:
+        """What an interrupted run has stored, and how to continue it."""
+        from edgetran.store.database import mask_url
+
+        during = f"during the {self.current} stage: " if self.current else ""
+        searched = (
+            f" and {_count(self.evaluated, 'evaluation')}"
+            if self.current in ("search", "compare")
+            else ""
+        )
+        again = "the same command" if resume else "the same command with --resume"
+        where = mask_url(self.store.url).removeprefix("sqlite:///")
+        return (
+            f"{during}{where} keeps {_count(len(self.done), 'finished stage')}{searched}; "
+            f"run {again} to continue"
+        )
+
     def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage's record: stored earlier, or made now and stored."""
         if name in self.done:
             self.emit(f"{name}: done earlier ({self.done[name]['seconds']:.1f} s), skipped")
             return self.done[name]
         self.emit(f"{name}: started")
+        self.current, self.evaluated = name, 0
         began = time.perf_counter()
         record = work()
         record["seconds"] = time.perf_counter() - began
@@ -459,6 +484,10 @@ class _Run:
         }
         return LiveEvaluator(accuracy, measured, self.surrogates, self.config.design_space())
 
+    def failed(self, name: str, n: int, reason: str) -> None:
+        self.evaluated = n
+        self.emit(f"  {name} {n:3d} failed: {reason}")
+
     def search(self, sampler: str, name: str) -> dict[str, Any]:
         from edgetran.search import BoshcodeSettings, SearchSettings, run_search
 
@@ -472,6 +501,7 @@ class _Run:
         )
 
         def report(n: int, record) -> None:
+            self.evaluated = n
             m = record.evaluation.metrics
             flag = " (predicted)" if record.evaluation.predicted else ""
             self.emit(
@@ -487,7 +517,7 @@ class _Run:
             study_name=f"{self.key}-{name}-{sampler}",
             resume=True,
             on_evaluation=report,
-            on_failure=lambda n, f: self.emit(f"  {name} {n:3d} failed: {f.reason}"),
+            on_failure=lambda n, f: self.failed(name, n, f.reason),
             parallel=self.parallel,
         )
         out = result.to_dict()
@@ -902,6 +932,10 @@ def _parity(items, seed: int) -> dict[str, Any]:
                 rows[metric].append([float(y), float(mean), float(low), float(high)])
     out |= rows
     return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @contextmanager
