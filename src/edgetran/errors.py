@@ -1,7 +1,8 @@
 """Typed errors raised by the library. The CLI turns them into one line and exit code 2.
 
-Also the shared file readers and the output-folder helper, which turn every way a file can be
-wrong into one of these errors.
+Also the shared file readers and the output helpers, which turn every way a file can be
+wrong into one of these errors. The output helpers hold the one rule of every command that
+writes: a non-empty output folder or an existing output file is refused unless ``--force``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -134,19 +135,29 @@ def read_json_lines(
         raise error(f"{path}: not UTF-8 text") from None
 
 
+#: What a command that writes says of an output it will not overwrite on its own.
+OVERWRITE_ADVICE = "use --force to overwrite"
+
+
 def prepare_output_dir(
-    out_dir: str | Path, error: type[EdgeTranError] = InvalidInputError, *, empty: bool = False
+    out_dir: str | Path,
+    error: type[EdgeTranError] = InvalidInputError,
+    *,
+    empty: bool = False,
+    keep: Iterable[str | Path] = (),
+    advice: str = OVERWRITE_ADVICE,
 ) -> Path:
     """Create ``out_dir`` and check that it is writable, before any slow work.
 
     Raises ``error`` if ``out_dir`` is a file, cannot be written, or (with ``empty``) already
-    holds files.
+    holds files other than those of ``keep`` (a database or workspace the command was told
+    to keep there), saying ``advice``.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise error(f"{out}: is a file, not a directory")
-    if empty and out.is_dir() and any(out.iterdir()):
-        raise error(f"{out}: directory is not empty (use --force to overwrite)")
+    if empty and out.is_dir() and _replaceable(out, keep):
+        raise error(f"{out}: directory is not empty ({advice})")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out):
@@ -154,6 +165,64 @@ def prepare_output_dir(
     except OSError as err:
         raise error(f"{out}: cannot write there ({err.strerror or err})") from None
     return out
+
+
+def prepare_output_file(
+    path: str | Path, error: type[EdgeTranError] = InvalidInputError, *, force: bool = False
+) -> Path:
+    """Check, before any slow work, that the file ``path`` may be written: refused when it is
+    a folder, when its folder cannot be written, or when it exists and ``force`` is not set."""
+    out = Path(path)
+    if out.is_dir():
+        raise error(f"{out}: is a directory, not a file")
+    if out.exists() and not force:
+        raise error(f"{out}: file exists ({OVERWRITE_ADVICE})")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent):
+            pass
+    except OSError as err:
+        raise error(f"{out}: cannot write there ({err.strerror or err})") from None
+    return out
+
+
+def clear_output_dir(
+    out_dir: str | Path,
+    error: type[EdgeTranError] = InvalidInputError,
+    *,
+    keep: Iterable[str | Path] = (),
+) -> Path:
+    """Remove what ``out_dir`` holds, but ``keep``, so that a fresh run mixes nothing of an
+    earlier one (what ``--force`` asks of a command that owns its whole folder).
+
+    Raises ``error`` for the current folder or one above it: clearing those would take the
+    user's own files.
+    """
+    out = Path(out_dir)
+    here = Path.cwd().resolve()
+    if out.is_dir() and (out.resolve() == here or out.resolve() in here.parents):
+        raise error(f"{out}: refusing to clear the current folder or one above it for --force")
+    for entry in _replaceable(out, keep) if out.is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return prepare_output_dir(out, error)
+
+
+def _replaceable(out: Path, keep: Iterable[str | Path]) -> list[Path]:
+    """The entries of the folder ``out`` but those holding a path of ``keep`` (or, beside a
+    kept file, its companions: a SQLite database's ``-wal`` and ``-journal`` files)."""
+    kept = [Path(path).absolute() for path in keep]
+
+    def held(entry: Path) -> bool:
+        entry = entry.absolute()
+        return any(
+            path == entry or entry in path.parents
+            or (path.parent == entry.parent and entry.name.startswith(path.name + "-"))
+            for path in kept
+        )  # fmt: skip
+
+    return [entry for entry in out.iterdir() if not held(entry)]
 
 
 @contextmanager
@@ -175,6 +244,12 @@ def output_dir(
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, with what the interrupted work kept and how to continue it: the command line
+    prints ``interrupted: <message>`` and exits with code 130. Like KeyboardInterrupt, it is
+    no Exception, so that no ``except Exception`` takes it for a failure."""
 
 
 class ClusterError(EdgeTranError):

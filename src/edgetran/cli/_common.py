@@ -13,6 +13,8 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -101,3 +103,23 @@ def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@contextmanager
+def on_interrupt(kept: str) -> Iterator[None]:
+    """Ctrl-C in the block ends the command with one line, ``interrupted: {kept}``: what the
+    work stored so far and how to continue it (``main`` prints it and exits with 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from edgetran.errors import Interrupted
+
+        raise Interrupted(kept) from None
+
+
+def database_name(db: str | None) -> str:
+    """The workspace database as a message may name it (``edgetran.db``; a URL's password
+    masked)."""
+    from edgetran.store.database import DEFAULT_DB, mask_credentials
+
+    return mask_credentials(str(db or DEFAULT_DB))

@@ -118,6 +118,10 @@ def codesign(
             "again (its --out may be overwritten).",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Start afresh in a non-empty --out (clears it first)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
     scheduler: SchedulerOption = None,
     parallel: Annotated[
@@ -180,7 +184,8 @@ def codesign(
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
     with status, cluster_session(lab) as cluster:
         result = run_codesign(
-            config, resume=resume, restart=restart, on_event=console.print, cluster=cluster,
+            config, resume=resume, restart=restart, force=force, on_event=console.print,
+            cluster=cluster,
             parallel=parallel,
         )  # fmt: skip
     if as_json:

@@ -35,6 +35,9 @@ def export(
             min=0.0, help="Largest allowed max |Δ| from PyTorch (float32; default 1e-4)."
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
+    ] = False,
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
     from edgetran.errors import ExportError, output_dir
@@ -46,9 +49,9 @@ def export(
     if head not in HEADS:
         fail(f"--head {head!r} is invalid; allowed: {', '.join(HEADS)}")
     spec = ExportSpec(format, batch_size, seq_len, dynamic_batch, quantize=quantize)
-    # Fail on an unwritable folder before any slow work; a failed export removes the folder
-    # again if it made it.
-    with output_dir(out, ExportError):
+    # Fail on an unwritable or non-empty folder before any slow work; a failed export
+    # removes the folder again if it made it.
+    with output_dir(out, ExportError, empty=not force):
         flexibert = model_from_spec(
             model, head, seed=seed, num_labels=num_labels, vocab_size=vocab_size
         )

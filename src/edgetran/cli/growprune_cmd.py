@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json
+from edgetran.cli._common import database_name, fail, on_interrupt, print_json
 
 ACCEPTANCE = ("hardware", "loss")
 BUDGETS = ("quick", "standard", "full")
@@ -89,6 +89,9 @@ def growprune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the stored search of these options.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Grow and prune a trained model for a device within budgets (GPTran, hardware-aware).
@@ -125,11 +128,13 @@ def growprune(
         seed=seed,
         workspace=str(workspace or DEFAULT_WORKSPACE),
     )
-    if out is not None:
-        prepare_output_dir(out, GrowPruneError)
+    if out is not None:  # written at the end: a killed search's --out is still empty
+        prepare_output_dir(out, GrowPruneError, empty=not force)
     if model is not None and not model.is_dir():
         fail(f"--model {model}: not a directory")
-    with Store(db) as store:
+    again = "the same command" + ("" if resume else " with --resume")
+    kept = f"the tree so far is stored in {database_name(db)}; run {again} to continue"
+    with on_interrupt(kept), Store(db) as store:
 
         def progress(line: str) -> None:
             if not as_json or sys.stderr.isatty():

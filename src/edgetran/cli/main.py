@@ -6,7 +6,8 @@ in its body, so ``edgetran --help`` and the ``space`` commands answer at once.
 
 Errors are turned into output in one place, :func:`main`: library errors and OS errors become
 one ``error: …`` line and exit code 2; an unexpected exception becomes one line naming the log
-file that holds its full traceback, and exit code 1.
+file that holds its full traceback, and exit code 1; Ctrl-C becomes one ``interrupted: …`` line
+(what was kept, how to continue) and exit code 130.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from edgetran.cli import (
     train_cmds,
 )
 from edgetran.cli._common import one_line, write_crash_log
-from edgetran.errors import EdgeTranError
+from edgetran.errors import EdgeTranError, Interrupted
+
+#: The exit code of a command stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
 
 app = typer.Typer(
     help="EdgeTran: co-design heterogeneous transformer encoders and edge devices.",
@@ -98,7 +102,10 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    except Interrupted as err:  # Ctrl-C, with what was kept and how to continue
+        typer.echo(f"interrupted: {one_line(str(err))}", err=True)
+        sys.exit(INTERRUPTED)
     except typer.TyperException as err:  # click's usage errors, as vendored by Typer
         sys.exit(_usage_error(err))
     except BrokenPipeError:  # the reader went away (`edgetran … --json | head`): not an error
@@ -119,6 +126,8 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
+    if code == INTERRUPTED:  # Ctrl-C where the command has nothing to say (Typer's code)
+        typer.echo("interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -49,9 +49,14 @@ def init(
 def import_hf(
     src_dir: Annotated[Path, typer.Argument(help="A saved Hugging Face BertModel.")],
     out_dir: Annotated[Path, typer.Argument(help="Output directory.")],
+    force: Annotated[
+        bool, typer.Option(help="Write into OUT_DIR even if it already holds files.")
+    ] = False,
 ) -> None:
     """Convert a saved Hugging Face BertModel into a FlexiBERT model with identical outputs."""
+    from edgetran.errors import output_dir
     from edgetran.model.hf_import import import_hf as convert_hf
 
-    model = convert_hf(src_dir, out_dir)
+    with output_dir(out_dir, empty=not force):
+        model = convert_hf(src_dir, out_dir)
     typer.echo(f"converted {model.config.arch} to {out_dir}", err=True)

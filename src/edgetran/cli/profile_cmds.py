@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, resolve_space
+from edgetran.cli._common import database_name, fail, on_interrupt, print_json, resolve_space
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -75,11 +75,18 @@ def env(as_json: JsonOption = False) -> None:
 
 def profile(
     device: Annotated[
-        str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
+        str,
+        typer.Option(
+            help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino; or HARDWARE/RUNTIME "
+            "(cpu/onnxruntime), as codesign and worker take it."
+        ),
     ] = "cpu",
     runtime: Annotated[
-        str, typer.Option(help="torch, onnxruntime, openvino or litert.")
-    ] = "torch",
+        str | None,
+        typer.Option(
+            help="torch, onnxruntime, openvino or litert (default: --device's, else torch)."
+        ),
+    ] = None,
     arch: Annotated[
         list[str] | None, typer.Option("--arch", help="Architecture (file or name); repeatable.")
     ] = None,
@@ -150,9 +157,12 @@ def profile(
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
 
+    from edgetran.devices import split_device
     from edgetran.profile import ProfileSettings, create_meter
     from edgetran.space import load_architecture, sample
 
+    device, runtime = split_device(device, runtime)
+    runtime = runtime or "torch"
     if on is not None and scheduler is None:
         fail("--on names a lab device: it needs --scheduler")
     node = on or device
@@ -197,7 +207,11 @@ def profile(
     )
     # on a cluster, the device's worker builds its own meter
     probe = None if lab else create_meter(meter, device, per_core_w=core_watts)
-    with cluster_session(lab) as cluster:
+    kept = (
+        f"the measurements made so far are stored in {database_name(db)}; run the same "
+        "command again to continue (they are not measured again)"
+    )
+    with on_interrupt(kept), cluster_session(lab) as cluster:
         if cluster is not None:
             from edgetran.profile.remote import remote_profiler, worker_for
 
@@ -337,13 +351,16 @@ def export_(
     format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
     out: Annotated[Path, typer.Option("--out", help="Output file.")],
     db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Export one device's measurements."""
+    from edgetran.errors import prepare_output_file
     from edgetran.profile import FILE_FORMATS, write_measurements
     from edgetran.store import Store
 
     if format not in FILE_FORMATS:
         fail(f"--format {format!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
+    prepare_output_file(out, force=force)
     with Store(db, create=False) as store:
         items = store.measurements(device)
     if not items:

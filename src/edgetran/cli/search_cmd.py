@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_space
+from edgetran.cli._common import (
+    database_name,
+    fail,
+    on_interrupt,
+    print_json,
+    quiet_optuna,
+    resolve_space,
+)
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -204,7 +211,12 @@ def _search(evaluator, settings, benchmark, task, devices, study, db, resume, ve
     source = benchmark.stem if benchmark else f"{task}-{devices}".replace("/", "_")
     name = study or f"{source}-{sampler}-{objective}-seed{seed}"
     console = Console(stderr=True)
-    with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
+    again = "the same command" + ("" if resume else " with --resume")
+    kept = f"the evaluations so far are stored in {database_name(db)}; run {again} to continue"
+    with (
+        on_interrupt(kept),
+        Progress(console=console, disable=not sys.stderr.isatty()) as progress,
+    ):
         bar = progress.add_task("searching", total=budget)
 
         def report(n: int, record) -> None:

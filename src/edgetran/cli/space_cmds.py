@@ -24,10 +24,13 @@ def sample(
     method: Annotated[str, typer.Option(help="Sampling method: lhs or random.")] = "lhs",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     space: SpaceOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Sample architectures; one JSON object per line (hash, model_dict, embedding)."""
+    from edgetran.errors import prepare_output_file
     from edgetran.space import sample as sample_architectures
 
+    prepare_output_file(out, force=force)
     design_space = resolve_space(space)
     archs = sample_architectures(n, method=method, seed=seed, space=design_space)
     with out.open("w") as stream:

@@ -72,10 +72,14 @@ def fit(
     seed: Seed = 0,
     model: Model = "gbdt",
     prior: Priors = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Fit a device's surrogate on all its measurements and save it."""
+    from edgetran.errors import prepare_output_file
     from edgetran.surrogate import METRICS, DeviceSurrogate
     from edgetran.surrogate.data import load_device, load_priors
+
+    prepare_output_file(out, force=force)
 
     items = load_device(measurements, format, device)
     priors = load_priors(prior or [], format, exclude=device)

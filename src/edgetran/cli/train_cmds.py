@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, quiet_optuna, resolve_arch
+from edgetran.cli._common import (
+    database_name,
+    fail,
+    on_interrupt,
+    print_json,
+    quiet_optuna,
+    resolve_arch,
+)
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -30,6 +37,9 @@ TaskName = Annotated[
     typer.Option("--task", help="tweet-sentiment, glue/<task>, glue/all, or a CSV/JSONL file."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Write into --out even if it already holds files.")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Db = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
@@ -94,17 +104,22 @@ def pretrain(
     seed: Seed = 0,
     db: Db = None,
     workspace: Workspace = None,
+    force: Force = False,
     as_json: JsonOption = False,
 ) -> None:
     """Masked-language-model pretraining on the task's text (resumes in the same --out)."""
     from rich.console import Console
     from rich.progress import Progress
 
+    from edgetran.errors import prepare_output_dir
     from edgetran.store import Store
-    from edgetran.train import DEFAULT_WORKSPACE, PretrainSettings, load_task
+    from edgetran.train import DEFAULT_WORKSPACE, PretrainSettings, TrainingError, load_task
     from edgetran.train.oracle import pretrain_in_workspace
+    from edgetran.train.pretrain import holds_pretraining
     from edgetran.train.tokenizer import load_tokenizer
 
+    # a folder holding a pretraining is where it resumes; any other files are refused
+    prepare_output_dir(out, TrainingError, empty=not (force or holds_pretraining(out)))
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
@@ -119,6 +134,7 @@ def pretrain(
     )
     tok, tokenizer_id = load_tokenizer(tokenizer, loaded.corpus(), workspace / "tokenizers")
     with (
+        on_interrupt(f"the checkpoints are in {out}; run the same command again to continue"),
         Store(db) as store,
         Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
     ):
@@ -172,14 +188,17 @@ def parent(
     steps = parent_settings(budget).steps
     architecture = resolve_arch(arch) if arch else None
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
+    workspace = workspace or Path(DEFAULT_WORKSPACE)
+    kept = f"the checkpoints are in {workspace}; run the same command again to continue"
     with (
+        on_interrupt(kept),
         Store(db) as store,
         Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar,
     ):
         job = bar.add_task("pretraining the parent", total=steps)
         result = train_parent(
             task, budget, architecture, store=store, seed=seed, tokenizer=tokenizer,
-            workspace=workspace or Path(DEFAULT_WORKSPACE), task_options=options,
+            workspace=workspace, task_options=options,
             on_step=lambda step, _loss: bar.update(job, completed=step), device=device,
         )  # fmt: skip
     if as_json:
@@ -207,12 +226,14 @@ def finetune(
     label_column: LabelColumn = "label",
     labels: Labels = None,
     seed: Seed = 0,
+    force: Force = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune with TPE over learning rate and batch size; save and test the best."""
     from transformers import AutoTokenizer
 
-    from edgetran.train import FinetuneSettings, finetune, load_task
+    from edgetran.errors import prepare_output_dir
+    from edgetran.train import FinetuneSettings, TrainingError, finetune, load_task
 
     quiet_optuna()
 
@@ -222,6 +243,7 @@ def finetune(
         sizes = tuple(int(x) for x in batch_sizes.split(","))
     except ValueError:
         fail(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers")
+    prepare_output_dir(out, TrainingError, empty=not force)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     loaded = load_task(task, options)
     settings = FinetuneSettings(
@@ -289,10 +311,14 @@ def evaluate(
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
     device = device or ("auto" if lab else "cpu")
-    with Store(db) as store, cluster_session(lab) as cluster:
+    workspace = workspace or Path(DEFAULT_WORKSPACE)
+    kept = (
+        f"an evaluation is stored in {database_name(db)} once finished; the tokenizer and "
+        f"checkpoints made so far stay in {workspace}; run the same command again to continue"
+    )
+    with on_interrupt(kept), Store(db) as store, cluster_session(lab) as cluster:
         result = evaluate_accuracy(
-            architecture, task, budget, store=store, seed=seed,
-            workspace=workspace or Path(DEFAULT_WORKSPACE),
+            architecture, task, budget, store=store, seed=seed, workspace=workspace,
             tokenizer=tokenizer, transfer=transfer, task_options=options, device=device,
             cluster=cluster,
         )  # fmt: skip

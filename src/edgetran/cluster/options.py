@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgetran.devices import split_device
 from edgetran.errors import ClusterError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -52,17 +53,8 @@ def worker_device(device: str | None, runtime: str | None = None) -> str | None:
             raise ClusterError("runtime needs a device (e.g. --device cpu --runtime onnxruntime)")
         return None
     device_resource(device)
-    if runtime is None:
-        return device
-    _, slash, named = device.rpartition("/")
-    if slash:
-        if named != runtime:
-            raise ClusterError(
-                f"device {device!r} names runtime {named!r} but runtime={runtime!r} was given; "
-                "allowed: HARDWARE/RUNTIME, or HARDWARE with a separate runtime"
-            )
-        return device
-    return f"{device}/{runtime}"
+    hardware, runtime = split_device(device, runtime, ClusterError)
+    return hardware if runtime is None else f"{hardware}/{runtime}"
 
 
 def require_distributed() -> Any:

@@ -67,6 +67,7 @@ from edgetran.codesign.config import (
     DeviceSpec,
     check_local_devices,
 )
+from edgetran.errors import Interrupted
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Store
 from edgetran.store.masking import mask_secrets
@@ -122,11 +123,16 @@ def run_codesign(
     *,
     resume: bool = False,
     restart: bool = False,
+    force: bool = False,
     on_event: Callable[[str], None] | None = None,
     cluster: Any = None,
     parallel: int = 1,
 ) -> CodesignResult:
     """Run (or, with ``resume``, continue) the co-design ``config`` describes.
+
+    A fresh run refuses an output folder that holds files (but the run's own database and
+    workspace) unless ``force``, which clears it first: a run never mixes its files with an
+    earlier one's.
 
     With ``cluster`` (:class:`edgetran.cluster.Cluster`), every measurement runs on the
     worker of its device (a live device's hardware name: ``cpu`` for this machine's
@@ -141,21 +147,30 @@ def run_codesign(
 
     Raises:
         CodesignError: the run finished a stage and neither ``resume`` nor ``restart`` is set,
-            or it was started with another configuration; an input that cannot be used
+            or it was started with another configuration; the output folder holds files and
+            neither ``resume`` nor ``force`` is set; an input that cannot be used
             (:func:`check_before_work`); a search none of whose evaluations succeeded; no
             feasible pair was found.
+        Interrupted: Ctrl-C, saying what the run stored and how to continue it.
     """
     if resume and restart:
         raise CodesignError(
             "resume and restart exclude each other: resume continues the run, restart "
             "discards its finished stages and starts it again"
         )
+    if resume and force:
+        raise CodesignError(
+            "--resume continues the run in --out and --force starts afresh there: give one"
+        )
     check_before_work(config, cluster=cluster, parallel=parallel)
     out = Path(config.out)
     with Store(config.db) as store:
         run = _Run(config, store, out, on_event or (lambda _line: None), cluster, parallel)
-        run.open(resume, restart)
-        result = run.execute()
+        run.open(resume, restart, force)
+        try:
+            result = run.execute()
+        except KeyboardInterrupt:
+            raise Interrupted(run.kept(resume)) from None
     from edgetran.codesign.report import write_report
 
     write_report(result, out / "report.html")
@@ -279,11 +294,14 @@ class _Run:
         self.key = run_key(config)
         self.specs = config.device_specs()
         self.surrogates: dict[str, Any] = {}
+        self.current: str | None = None  # the stage at work
+        self.evaluated = 0  # evaluations the running search's study holds
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def open(self, resume: bool, restart: bool = False) -> None:
-        """Register the run, or take up the stored one: ``restart`` discards it first; one
-        that finished no stage is taken up with these settings (nothing of it is lost)."""
+    def open(self, resume: bool, restart: bool = False, force: bool = False) -> None:
+        """Register the run, or take up the stored one: ``restart`` discards it first (and
+        writes over its folder, as ``force`` does); one that finished no stage is taken up with
+        these settings (nothing of it is lost)."""
         if restart:
             self.restart()
         stored = self.store.codesign_run(self.key)
@@ -314,6 +332,8 @@ class _Run:
                 "to start it again with these (its finished stages are discarded), or another "
                 "--out"
             )
+        if not resume:
+            self.claim_folder(force or restart)
         self.out.mkdir(parents=True, exist_ok=True)
         self.store.add_codesign_run(self.key, wanted)
         self.done = self.store.codesign_stages(self.key)
@@ -335,6 +355,37 @@ class _Run:
         delete_studies(self.store.url, f"{self.key}-")
         self.store.delete_codesign_run(self.key)
 
+    def claim_folder(self, force: bool) -> None:
+        """A fresh run's folder: empty (its database and workspace may lie in it), or
+        cleared with ``force``."""
+        from edgetran.errors import clear_output_dir, prepare_output_dir
+
+        keep = [self.config.workspace]
+        if self.store.url.startswith("sqlite:///"):
+            keep.append(self.store.url.removeprefix("sqlite:///"))
+        if force:
+            clear_output_dir(self.out, CodesignError, keep=keep)
+        else:
+            advice = "use --force to start afresh there, or --resume to continue its run"
+            prepare_output_dir(self.out, CodesignError, empty=True, keep=keep, advice=advice)
+
+    def kept(self, resume: bool) -> str:
+        """What an interrupted run has stored, and how to continue it."""
+        from edgetran.store.database import mask_url
+
+        during = f"during the {self.current} stage: " if self.current else ""
+        searched = (
+            f" and {_count(self.evaluated, 'evaluation')}"
+            if self.current in ("search", "compare")
+            else ""
+        )
+        again = "the same command" if resume else "the same command with --resume"
+        where = mask_url(self.store.url).removeprefix("sqlite:///")
+        return (
+            f"{during}{where} keeps {_count(len(self.done), 'finished stage')}{searched}; "
+            f"run {again} to continue"
+        )
+
     def stage(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage's record: stored earlier, or made now and stored. Its ``seconds`` are
         those of every attempt at it, earlier (killed or failed) ones included."""
@@ -343,6 +394,7 @@ class _Run:
             return self.done[name]
         earlier = self.store.codesign_stage_seconds(self.key, name)
         self.emit(f"{name}: started" + (f" again ({earlier:.1f} s before)" if earlier else ""))
+        self.current, self.evaluated = name, 0
         with _StageClock(self.store, self.key, name) as clock:
             record = work()
         record["seconds"] = earlier + clock.seconds
@@ -602,6 +654,10 @@ class _Run:
                 )  # fmt: skip
         return costs
 
+    def failed(self, name: str, n: int, reason: str) -> None:
+        self.evaluated = n
+        self.emit(f"  {name} {n:3d} failed: {reason}")
+
     def search(self, sampler: str, name: str) -> dict[str, Any]:
         from edgetran.search import BoshcodeSettings, run_search
         from edgetran.search.study import Failure
@@ -615,6 +671,7 @@ class _Run:
         )
 
         def report(n: int, record, stored: str = "") -> None:
+            self.evaluated = n
             m = record.evaluation.metrics
             flag = " (predicted)" if record.evaluation.predicted else ""
             self.emit(
@@ -624,7 +681,7 @@ class _Run:
             )
 
         def failed(n: int, failure, stored: str = "") -> None:
-            self.emit(f"  {name} {n:3d} failed: {failure.reason}{stored}")
+            self.failed(name, n, f"{failure.reason}{stored}")
 
         def replay(n: int, item) -> None:  # what a resumed search holds already
             (failed if isinstance(item, Failure) else report)(n, item, " (stored)")
@@ -1396,6 +1453,10 @@ def _predict_held_out(items, held) -> dict[str, list[list[float]]]:
         ]
         for metric, p in predictions.items()
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @contextmanager

@@ -237,7 +237,14 @@ def finetune(
         {"learning_rate": float(np.sqrt(np.prod(lr_range))),
          "batch_size": max(settings.batch_sizes)}
     )  # fmt: skip
-    study.optimize(objective, n_trials=settings.trials, catch=(TrainingError,))
+    # ask and tell rather than optimize: optimize logs every failed trial's traceback, a
+    # diverged trial's (recorded in its attributes), a time limit's and Ctrl-C's included
+    for _ in range(settings.trials):
+        trial = study.ask()
+        try:
+            study.tell(trial, objective(trial))
+        except TrainingError:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         reasons = "; ".join(str(t.user_attrs.get("error", "failed")) for t in study.trials)

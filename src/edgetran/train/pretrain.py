@@ -308,6 +308,12 @@ def _signature(arch: Architecture, tokenizer_id: str, settings: PretrainSettings
     return {"hash": arch.hash, "tokenizer": tokenizer_id, "settings": recorded}
 
 
+def holds_pretraining(out: str | Path) -> bool:
+    """Whether ``out`` holds a pretraining run, finished or checkpointed: :func:`pretrain`
+    resumes or reuses it (or, of another architecture or settings, refuses it)."""
+    return (Path(out) / RESULT).is_file() or (Path(out) / CHECKPOINT).is_file()
+
+
 def _finished(out: Path, signature: dict) -> PretrainResult | None:
     path = out / RESULT
     if not path.is_file():
