@@ -10,8 +10,9 @@ For one architecture on one device and runtime:
 4. time repeats of inference only while the power sampler runs, until the 95% confidence
    interval of the median latency lies within ±``target_ci`` of the median (at least
    ``min_repeats``), or ``max_repeats`` / ``max_time_s`` is reached;
-5. energy per batch = window energy / repeats (total), and minus idle power × window time
-   (dynamic); peak power = the largest sample in the window.
+5. energy per batch = the window's mean power × the median latency (total), and the mean
+   power above idle power × the median latency (dynamic): the energy of the run whose latency
+   is reported; peak power = the largest sample in the window (at least the mean).
 
 The reference timed whole processes (start-up and loading included), polled every 0.2–4 s,
 never subtracted idle power and ran no warm-up.
@@ -54,13 +55,7 @@ from edgetran.profile.meters import (
     Meter,
     create_meter,
 )
-from edgetran.profile.sampler import (
-    DEFAULT_PERIOD_S,
-    PowerSampler,
-    mean_power_w,
-    peak_power_w,
-    window_energy_j,
-)
+from edgetran.profile.sampler import DEFAULT_PERIOD_S, PowerSampler, mean_power_w, run_costs
 from edgetran.seeding import torch_seeded
 from edgetran.space import Architecture
 from edgetran.store import Measurement
@@ -233,18 +228,21 @@ def profile_runner(
             break
     contention = monitor.stop()
     readings = sampler.stop()
-    window_s = sampler.end_s - sampler.start_s
-    energy = window_energy_j(readings)
+    latency = statistics.median(durations)
+    # Energy is the reported (median) run's: the window's mean power × the median latency. The
+    # window's energy / repeats was the mean run's (gaps between runs included), and a few slow
+    # runs lift the mean far above the median: one child read 37 W of energy / latency
+    # against a 5.6 W peak. Now energy / latency is a mean power, never above the peak.
+    energy, dynamic, peak = run_costs(readings, latency, idle_w)
     return RunnerProfile(
-        latency_s=statistics.median(durations),
+        latency_s=latency,
         latency_ci95_s=median_ci95(durations),
         repeats=len(durations),
-        window_s=window_s,
-        energy_j=energy / len(durations),
-        # Noise can push a tiny dynamic energy below zero; it is reported as 0.
-        dynamic_energy_j=max(0.0, energy - idle_w * window_s) / len(durations),
+        window_s=sampler.end_s - sampler.start_s,
+        energy_j=energy,
+        dynamic_energy_j=dynamic,
         idle_power_w=idle_w,
-        peak_power_w=peak_power_w(readings),
+        peak_power_w=peak,
         power_samples=len(readings),
         power_period_s=sampler.period_s,
         contention=contention,
