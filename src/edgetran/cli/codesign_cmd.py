@@ -159,9 +159,14 @@ def codesign(
         return
     best = result.best
     m = best["metrics"]
+    crowded = (
+        " (measured while other processes crowded the cores: contended)"
+        if best.get("contended")
+        else ""
+    )
     typer.echo(
         f"best: {best['device']} accuracy {m['accuracy']:.4f}, latency "
         f"{m['latency_s'] * 1e3:.3f} ms/seq, energy {m['energy_j'] * 1e3:.3f} mJ/seq, peak "
-        f"{m['peak_power_w']:.3g} W (measured: {', '.join(best['measured'])})"
+        f"{m['peak_power_w']:.3g} W (measured: {', '.join(best['measured'])}){crowded}"
     )
     typer.echo(f"report: {result.out / 'report.html'}")

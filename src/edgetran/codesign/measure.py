@@ -11,7 +11,10 @@ import numpy as np
 
 def measure_artifact(artifact: Path, settings, meter) -> dict[str, Any]:
     """The ProTran protocol on the exported artifact itself, in its runtime (measured, per
-    sequence; energy and peak power flagged by the meter's kind)."""
+    sequence; energy and peak power flagged by the meter's kind).
+
+    A window that other processes crowded (``contended``) is measured once more, and the
+    quieter of the two is kept: ``remeasured`` then holds both and which was kept."""
     from edgetran.profile.protocol import torch_threads_kept
 
     with torch_threads_kept():
@@ -48,9 +51,22 @@ def _measure(artifact: Path, settings, meter) -> dict[str, Any]:
     ids, mask = random_inputs(
         settings.batch_size, settings.seq_len, metadata["config"]["vocab_size"], settings.seed
     )
-    result = profile_runner(runner, runner.prepare(ids, np.ones_like(mask)), meter, settings)
+    prepared = runner.prepare(ids, np.ones_like(mask))
+    threads = settings.pinned_threads
+    result = profile_runner(runner, prepared, meter, settings)
+    remeasured = None
+    if result.contention.contended(threads):
+        # the winner's number is the run's headline: a crowded window measured the crowd too
+        # (303 ms where a quiet one gave 1.7 ms), so it gets a second window
+        first, second = result, profile_runner(runner, prepared, meter, settings)
+        result = min(second, first, key=lambda r: r.contention.other_cpu_cores or 0.0)
+        remeasured = {
+            "first": _window(first, threads, settings.batch_size),
+            "second": _window(second, threads, settings.batch_size),
+            "kept": "second" if result is second else "first",
+        }
     batch = settings.batch_size
-    return {
+    measured = {
         "artifact": str(artifact),
         "runtime": settings.runtime,
         "device": runner.device,
@@ -63,4 +79,34 @@ def _measure(artifact: Path, settings, meter) -> dict[str, Any]:
         "repeats": result.repeats,
         "meter": meter.name,
         "meter_kind": meter.kind,
+        "threads": threads,
+        "contended": result.contention.contended(threads),
+        "other_cpu_cores": result.contention.other_cpu_cores,
     }
+    return measured if remeasured is None else {**measured, "remeasured": remeasured}
+
+
+def _window(result, threads: int, batch: int) -> dict[str, Any]:
+    """What one timed window of the final measurement gave, per sequence."""
+    return {
+        "latency_s": result.latency_s / batch,
+        "contended": result.contention.contended(threads),
+        "other_cpu_cores": result.contention.other_cpu_cores,
+    }
+
+
+def contention_note(measurement: dict[str, Any]) -> str | None:
+    """A line on a final measurement that other processes crowded (``None`` if none did)."""
+    again = measurement.get("remeasured")
+    if again is None and not measurement.get("contended"):
+        return None
+    where = f"{measurement['latency_s'] * 1e3:.3f} ms/seq"
+    if again is None:
+        return f"the final measurement ({where}) was contended: other processes crowded the cores"
+    first, second = again["first"], again["second"]
+    state = "still contended" if measurement["contended"] else "quiet"
+    return (
+        f"the final measurement was contended ({first['latency_s'] * 1e3:.3f} ms/seq); "
+        f"measured again ({second['latency_s'] * 1e3:.3f} ms/seq): kept the {again['kept']} "
+        f"window ({where}, {state})"
+    )

@@ -147,11 +147,41 @@ def _estimated(result: dict[str, Any]) -> str:
                 f"{html.escape(device)} is a recorded device: every cost on it is predicted "
                 "by its surrogate from the imported measurements."
             )
+    lines += _contended(result)
     lines += [
         f"Stage {html.escape(s)} skipped: {html.escape(w)}." for s, w in result["skipped"].items()
     ]
     items = "".join(f"<li>{line}</li>" for line in lines)
     return f"<h2>Measured and estimated</h2><div class='note'><ul>{items}</ul></div>"
+
+
+def _contended(result: dict[str, Any]) -> list[str]:
+    """Which measurements other processes crowded (``contended`` in ``best``, the final
+    measurement, the search's evaluations and the references' rows), in words."""
+    lines = []
+    final = result.get("final_measurement") or {}
+    again = final.get("remeasured")
+    if again:
+        lines.append(
+            f"The winner's first final measurement was contended; it was measured again and "
+            f"the {html.escape(again['kept'])} window was kept."
+        )
+    if result["best"].get("contended"):
+        lines.append(
+            "<b>The winner's final measurement was contended</b>: other processes crowded the "
+            "cores while it ran, so its latency and energy measure them too."
+        )
+    crowded = sum(bool(r.get("contended")) for r in result["evaluations"])
+    if crowded:
+        lines.append(
+            f"{crowded} of {len(result['evaluations'])} search evaluations took their hardware "
+            "costs from a <b>contended</b> measurement (other processes crowded the cores)."
+        )
+    references = [r for r in result["references"] if r.get("contended")]
+    if references:
+        names = ", ".join(html.escape(f"{r['name']} on {r['device']}") for r in references)
+        lines.append(f"Contended reference measurements: {names}.")
+    return lines
 
 
 def _pareto(result: dict[str, Any]) -> str:
