@@ -69,10 +69,10 @@ def test_a_busy_loop_beside_the_window_is_seen_and_flagged(busy_cpus):
 
 def test_a_tick_rounded_reading_never_exceeds_the_cpus(monkeypatch):
     """/proc/stat's 10-ms ticks can make a short, fully loaded window read above the CPUs."""
-    from edgetran.profile import contention
+    from edgetran import cores
 
     readings = iter([100.0, 100.0 + 10.0])  # 10 busy CPU-seconds in a ~0.3 s window
-    monkeypatch.setattr(contention, "busy_cpu_s", lambda cpus: next(readings))
+    monkeypatch.setattr(cores, "busy_cpu_s", lambda cpus: next(readings))
     monitor = ContentionMonitor().start()
     time.sleep(0.3)
     sample = monitor.stop()

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 #: How often :meth:`Cluster.wait_for_device` asks the scheduler, in seconds.
 POLL_S = 0.25
+#: The thread counts Dask's nanny sets to 1 in the workers it starts.
+NANNY_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class Cluster:
@@ -291,24 +293,37 @@ def open_cluster(options: ClusterOptions) -> Cluster:
 
 def _open_local(options: ClusterOptions) -> Cluster:
     """A LocalCluster of N single-threaded worker processes on 127.0.0.1, no dashboard, no
-    memory limit (a training may need the machine's memory; Dask would pause or kill it)."""
+    memory limit (a training may need the machine's memory; Dask would pause or kill it).
+
+    A job's torch threads: the cores free when it starts (:func:`edgetran.cores.choose_threads`),
+    a training's at most this machine's cores / N (trainings run side by side; a profile holds
+    the machine alone). Dask's nanny would set ``OMP_NUM_THREADS=1`` in its workers, which
+    reads as the user's own count; it is left unset (a count the user set still passes)."""
     import logging
+
+    import dask
+
+    from edgetran.cores import WORKER_THREADS_ENV, usable_cores
 
     distributed = require_distributed()
     resources = {device_resource(device): 1 for device in options.local_devices}
-    cluster = distributed.LocalCluster(
-        n_workers=options.local_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": LOOPBACK_HTTP},
-        protocol="tcp://",
-        memory_limit=0,
-        silence_logs=logging.ERROR,
-        resources=resources or None,
-    )
+    share = max(1, usable_cores() // options.local_workers)
+    unset = {f"distributed.nanny.pre-spawn-environ.{name}": None for name in NANNY_THREAD_VARS}
+    with dask.config.set(unset):
+        cluster = distributed.LocalCluster(
+            n_workers=options.local_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": LOOPBACK_HTTP},
+            protocol="tcp://",
+            memory_limit=0,
+            silence_logs=logging.ERROR,
+            resources=resources or None,
+            env={WORKER_THREADS_ENV: str(share)},
+        )
     try:
         client = distributed.Client(cluster, set_as_default=False)
     except BaseException:
