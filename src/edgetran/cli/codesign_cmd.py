@@ -57,7 +57,8 @@ def codesign(
     ] = 64,
     meter: Annotated[str, typer.Option(help="Power meter (edgetran profile --help).")] = "auto",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads (default: every usable core).")
+        int | None,
+        typer.Option(min=1, help="CPU threads (default: the cores free at each measurement)."),
     ] = None,
     idle_s: Annotated[
         float, typer.Option(min=0, help="Seconds of idle power before each measurement.")
