@@ -20,7 +20,7 @@ from edgetran.profile.contention import (
 )
 from edgetran.profile.environment import usable_cores
 from edgetran.profile.protocol import _profile_quietly
-from edgetran.space import Architecture
+from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Measurement, Store
 from edgetran.surrogate import DeviceSurrogate
 from tests.conftest import fake_device
@@ -265,16 +265,21 @@ def test_contention_reaches_the_report_and_the_final_line(run_cli, monkeypatch, 
         "metrics": {"accuracy": 0.7, "latency_s": 0.303, "energy_j": 0.1, "peak_power_w": 5.0},
         "meter": "estimate", "meter_kind": "estimated",
     }  # fmt: skip
+    tiny = NAMED_ARCHITECTURES["bert-tiny"].to_model_dict()
     result = {
         "best": best,
-        "evaluations": [{"predicted": [], "contended": c} for c in (True, False)],
-        "references": [{"name": "bert-tiny", "device": "cpu/torch", "contended": True}],
+        "evaluations": [
+            {"arch": tiny, "device": "cpu/onnxruntime", "predicted": [], "contended": crowded}
+            for crowded in (True, False)
+        ],
+        "references": [
+            {"name": "bert-tiny", "arch": tiny, "device": "cpu/torch", "contended": True}
+        ],
         "final_measurement": {"remeasured": {"kept": "first"}},
         "devices": {}, "skipped": {},
     }  # fmt: skip
     page = _estimated(result)
-    assert "final measurement was contended" in page and "the first window was kept" in page
-    assert "1 of 2 search evaluations" in page and "bert-tiny on cpu/torch" in page
+    assert "final measurement was contended" in page and "bert-tiny on cpu/torch" in page
     monkeypatch.setattr(
         "edgetran.codesign.run_codesign",
         lambda config, **kwargs: CodesignResult(tmp_path, {"best": best}),

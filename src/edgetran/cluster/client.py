@@ -305,7 +305,7 @@ class Cluster:
                 "(a job that kills its workers, e.g. out of memory?)"
             )
         if future.done():
-            where = "it finished there"
+            where = "it ran again and finished"
         else:
             device = self._jobs.get(future.key, ("job", None))[1]
             where = self._where_again(device, deadline)
@@ -380,8 +380,6 @@ def _open_local(options: ClusterOptions, on_event: Callable[[str], None] | None)
     a training's at most this machine's cores / N (trainings run side by side; a profile holds
     the machine alone). Dask's nanny would set ``OMP_NUM_THREADS=1`` in its workers, which
     reads as the user's own count; it is left unset (a count the user set still passes)."""
-    import logging
-
     import dask
 
     from edgetran.cores import WORKER_THREADS_ENV, usable_cores
