@@ -250,7 +250,7 @@ def profile_runner(
     # Energy is the reported (median) run's: the window's mean power × the median latency. The
     # window's energy / repeats was the mean run's (gaps between runs included), and a few slow
     # runs lift the mean far above the median: one child read 37 W of energy / latency
-    # against a 5.6 W peak. Now energy / latency is a mean power, never above the peak.
+    # against a 5.6 W peak. So energy / latency is the window's mean power, never above its peak.
     energy, dynamic, peak = run_costs(readings, latency, idle_w)
     return RunnerProfile(
         latency_s=latency,
