@@ -597,15 +597,17 @@ class _Run:
         """The search's evaluator: ``accuracy`` (default: the oracle at the search budget),
         hardware stored or predicted."""
         from edgetran.search import LiveEvaluator, device_measurements
-        from edgetran.search.live import per_sequence
+        from edgetran.search.live import measured_costs
 
         accuracy = accuracy or self.accuracy(self.config.budget)
-        measured = {
-            (m.hash, device): per_sequence(m)
-            for device in self.names
-            for m in device_measurements(self.store, device, self.shape(device))
-        }
-        return LiveEvaluator(accuracy, measured, self.surrogates, self.config.design_space())
+        measured, contended = {}, set()
+        for device in self.names:
+            items = device_measurements(self.store, device, self.shape(device))
+            costs, crowded = measured_costs(device, items)
+            measured, contended = measured | costs, contended | crowded
+        return LiveEvaluator(
+            accuracy, measured, self.surrogates, self.config.design_space(), contended
+        )
 
     def failed(self, name: str, n: int, reason: str) -> None:
         self.evaluated = n
@@ -668,6 +670,7 @@ class _Run:
                 "objective": r.value,
                 "feasible": r.feasible,
                 "how": r.how,
+                "contended": r.evaluation.contended,
             }
             for r in result.records
         ]
@@ -724,6 +727,7 @@ class _Run:
                         "predicted": evaluation.predicted,
                         "objective": value,
                         "how": f"device choice (evaluated on {record['device']})",
+                        "contended": evaluation.contended,
                     }
         if best is not None and best["how"] != "search":
             was = search["best"]["objective"] if search["best"] else None
@@ -762,6 +766,7 @@ class _Run:
                     )
                     metrics = {"accuracy": accuracy, **per_sequence(measurement)}
                     evaluation = _evaluation(metrics)
+                    evaluation.contended = bool(measurement.contended)
                     ci = [v / measurement.batch_size for v in measurement.latency_ci95_s or []]
                 else:
                     evaluation = evaluator.evaluate(Pair(arch, device))
@@ -778,6 +783,7 @@ class _Run:
                         "latency_ci95_s": ci,
                         "objective": value,
                         "feasible": feasible,
+                        "contended": evaluation.contended,
                     }
                 )
                 self.emit(
@@ -895,7 +901,11 @@ class _Run:
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
             return {"skipped": exported["skipped"]}
-        from edgetran.codesign.measure import measure_artifact, measure_artifact_job
+        from edgetran.codesign.measure import (
+            contention_note,
+            measure_artifact,
+            measure_artifact_job,
+        )
 
         settings = self.profile_settings(spec)
         if self.cluster is not None:  # on the device's worker; the artifact folder is shared
@@ -903,10 +913,15 @@ class _Run:
             from edgetran.profile.remote import worker_for
 
             device = worker_for(self.cluster, spec.hardware, spec.runtime)
-            return self.cluster.run_profile(
+            measured = self.cluster.run_profile(
                 device, measure_artifact_job, artifact, settings.to_dict()
             )
-        return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
+        else:
+            measured = measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
+        note = contention_note(measured)
+        if note:
+            self.emit(f"  {note}")
+        return measured
 
     # -- the result ----------------------------------------------------------------------------
     def summary(self, winner: dict[str, Any], arch: Architecture) -> dict[str, Any]:
@@ -952,6 +967,9 @@ class _Run:
             "latency_ci95_s": final.get("latency_ci95_s"),
             "meter": final.get("meter"),
             "meter_kind": final.get("meter_kind"),
+            # the final measurement shared the cores with other processes: its latency (and
+            # energy) measure them too; a prediction is never contended
+            "contended": bool(final.get("contended")),
             # the search's view of the winner; accuracy_runs = 1: its accuracy rests on one seed
             "search": {
                 k: winner.get(k)
@@ -963,6 +981,7 @@ class _Run:
                     "accuracy_std",
                     "accuracy_runs",
                     "how",
+                    "contended",
                 )
             },
         }
