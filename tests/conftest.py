@@ -90,10 +90,12 @@ def run_cli(monkeypatch, capsys):
 def read_machine_as_quiet(monkeypatch) -> None:
     """Profiling reads the machine as free of other work: a test of what happens after a
     measurement (reuse, storage) must not be decided by a busy CI machine, where a contended
-    measurement is rightly not reused."""
+    measurement is rightly not reused (nor one given fewer threads than the cores)."""
+    from edgetran import cores
     from edgetran.profile.contention import Contention
 
     monkeypatch.setattr(Contention, "contended", lambda self, threads, cores=None: False)
+    monkeypatch.setattr(cores, "free_cores", lambda probe_s=0.0: cores.usable_cores())
 
 
 def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):

@@ -32,6 +32,7 @@ from edgetran.cluster import (
     slurm_job_script,
     worker_device,
 )
+from edgetran.cores import WORKER_THREADS_ENV, usable_cores
 from edgetran.errors import InvalidInputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +76,13 @@ def first_attempt_hangs(marks: str, sleep_s: float) -> dict:
     if len(Path(marks).read_text().splitlines()) == 1:
         time.sleep(sleep_s)
     return where()
+
+
+def thread_environment() -> dict:
+    """What a job sees of the thread counts its worker was started with."""
+    from edgetran.cores import WORKER_THREADS_ENV
+
+    return {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", WORKER_THREADS_ENV)}
 
 
 def raises(error: str) -> None:
@@ -392,7 +400,63 @@ def test_local_cluster_listens_on_loopback_and_offers_local_devices():
         assert _listening_hosts() == {"127.0.0.1"}  # the scheduler, workers, nannies, HTTP
         assert cluster.run_profile("cpu/fake", where)["pid"] != os.getpid()
         assert cluster.run_training(where)["pid"] != os.getpid()
+        # each training keeps to its worker's share of the cores; Dask's OMP_NUM_THREADS=1
+        # would read as the user's own count, so it is not set (a user's still passes)
+        assert cluster.run_training(thread_environment) == {
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            WORKER_THREADS_ENV: str(max(1, usable_cores() // 2)),
+        }
     assert local.status.name == "closed"
+
+
+def test_a_lost_local_worker_is_said_and_its_job_finishes_on_the_other(tmp_path):
+    import dask
+
+    lines: list[str] = []
+    marks = tmp_path / "attempts.jsonl"
+    options = ClusterOptions("local:2", local_devices=["cpu/fake"], job_timeout_s=60)
+    with dask.config.set(LEASES), open_cluster(options, on_event=lines.append) as cluster:
+        future = cluster.submit_profile("cpu/fake", first_attempt_hangs, str(marks), 60)
+        first = json.loads(_wait_for_lines(marks, 1)[0])
+        os.kill(first["pid"], signal.SIGKILL)
+        done = cluster.result(future, what="profile of M on cpu/fake")
+    assert done["pid"] != first["pid"]
+    assert len(marks.read_text().splitlines()) == 2  # run once more, not more
+    (line,) = lines
+    assert line.startswith("profile of M on cpu/fake: worker tcp://127.0.0.1:")
+    assert "was lost mid-job; it runs again on a worker offering cpu/fake" in line
+
+
+def test_a_job_whose_worker_is_lost_twice_is_given_up():
+    from edgetran.cluster.client import Cluster
+
+    class Future:
+        key, cancelled = "edgetran-profile-1", False
+
+        def done(self):
+            return False
+
+        def cancel(self):
+            self.cancelled = True
+
+    lines: list[str] = []
+    cluster = Cluster.__new__(Cluster)
+    cluster.on_event, cluster._told = lines.append, {}
+    cluster._jobs = {Future.key: ("profile", "fake/a")}
+    cluster._lost = {Future.key: ["tcp://a"]}
+    cluster.offered_devices = lambda: {}
+    future = Future()
+    cluster._say_lost(future, "profile P", deadline=time.monotonic() + 30)
+    assert lines == [
+        "profile P: worker tcp://a was lost mid-job; no worker offers fake/a now: waiting up "
+        "to 30 s for one"
+    ]
+    cluster._say_lost(future, "profile P", deadline=0)  # nothing new: nothing said
+    assert len(lines) == 1 and not future.cancelled
+    cluster._lost[Future.key].append("tcp://b")
+    with pytest.raises(ClusterError, match=r"profile P: its worker was lost 2 times \(tcp://a"):
+        cluster._say_lost(future, "profile P", deadline=0)
+    assert future.cancelled
 
 
 # -- the module's lab: a scheduler here, workers in subprocesses ----------------------------------

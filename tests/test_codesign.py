@@ -323,6 +323,7 @@ def test_codesign_writes_every_output(codesigned):
         metadata = json.loads((out / "export" / "metadata.json").read_text())
         assert metadata["verification"]["passed"] and (out / "export" / "model.pt2").is_file()
         assert data["final_measurement"]["latency_s"] == best["metrics"]["latency_s"]
+        assert data["final_measurement"]["contended"] is False
     else:
         assert data["skipped"]["export"].startswith("board is a recorded device")
     assert any(line.startswith("  search   1") for line in events)
@@ -330,6 +331,9 @@ def test_codesign_writes_every_output(codesigned):
     assert data["surrogates"]["board"]["method"] == "held-out"
     assert data["surrogates"]["cpu/torch"] == {"n": 8}
     assert result.best == data["best"]
+    # whether other processes crowded a measurement, everywhere (read as quiet here)
+    assert best["contended"] is False and best["search"]["contended"] is False
+    assert all(r["contended"] is False for r in data["evaluations"] + data["references"])
     # every evaluated architecture and every reference scored on every device
     evaluated = {(json.dumps(r["arch"]), r["device"]) for r in searched}
     archs = {arch for arch, _ in evaluated} | {json.dumps(r["arch"]) for r in data["references"]}

@@ -2,6 +2,7 @@
 ``require_quiet``, and left out of surrogate fits."""
 
 import dataclasses
+import json
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from edgetran.profile.contention import (
 )
 from edgetran.profile.environment import usable_cores
 from edgetran.profile.protocol import _profile_quietly
-from edgetran.space import Architecture
+from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Measurement, Store
 from edgetran.surrogate import DeviceSurrogate
 from tests.conftest import fake_device
@@ -68,10 +69,10 @@ def test_a_busy_loop_beside_the_window_is_seen_and_flagged(busy_cpus):
 
 def test_a_tick_rounded_reading_never_exceeds_the_cpus(monkeypatch):
     """/proc/stat's 10-ms ticks can make a short, fully loaded window read above the CPUs."""
-    from edgetran.profile import contention
+    from edgetran import cores
 
     readings = iter([100.0, 100.0 + 10.0])  # 10 busy CPU-seconds in a ~0.3 s window
-    monkeypatch.setattr(contention, "busy_cpu_s", lambda cpus: next(readings))
+    monkeypatch.setattr(cores, "busy_cpu_s", lambda cpus: next(readings))
     monitor = ContentionMonitor().start()
     time.sleep(0.3)
     sample = monitor.stop()
@@ -179,3 +180,112 @@ def test_a_contended_stored_measurement_is_measured_again(tmp_path, monkeypatch)
     assert profiled == [busy.hash]  # the quiet one is reused, the contended one re-measured
     assert [cached for _, cached in results] == [True, False]
     assert results[1][0].contended is False
+
+
+# -- contention carried into the search, the winner's measurement, result.json and the CLI ------
+def test_a_contended_stored_measurement_is_flagged_in_the_search_and_after_a_resume(tmp_path):
+    from edgetran.search import LiveEvaluator, Pair, SearchSettings, run_search
+    from edgetran.search.live import measured_costs
+
+    items = fake_device(20, "board", seed=4)
+    crowded = dataclasses.replace(items[0], contended=True)
+    measured, contended = measured_costs("board", [crowded, items[1]])
+    assert contended == {(crowded.hash, "board")}
+    # measured again, quietly: the last measurement of an architecture counts
+    assert measured_costs("board", [crowded, items[0]])[1] == set()
+    surrogate = DeviceSurrogate(model_options=FAST).fit(items)
+    evaluator = LiveEvaluator(
+        lambda arch: 0.5, measured, {"board": surrogate}, contended=contended
+    )
+    start = tuple(Pair(fake_arch(m), "board") for m in (crowded, items[1]))
+    settings = SearchSettings(sampler="random", budget=3, seed=0, start=start)
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    first = run_search(evaluator, settings, storage=storage, study_name="s")
+    # read back from the study, not evaluated again: an evaluator that knows no contention
+    evaluator.contended = frozenset()
+    resumed = run_search(evaluator, settings, storage=storage, study_name="s", resume=True)
+    for result in (first, resumed):
+        flags = [r.evaluation.contended for r in result.records]
+        assert flags == [True, False, False]  # the third is predicted: never contended
+    assert isinstance(resumed.to_dict()["best"]["contended"], bool)
+
+
+def _window(other_cpu_cores: float, latency_s: float):
+    from edgetran.profile.protocol import RunnerProfile
+
+    return RunnerProfile(
+        latency_s=latency_s, latency_ci95_s=(latency_s, latency_s), repeats=10, window_s=1.0,
+        energy_j=latency_s, dynamic_energy_j=0.0, idle_power_w=0.0, peak_power_w=1.0,
+        power_samples=10, power_period_s=0.05, contention=Contention(other_cpu_cores, 1.0),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "windows, kept, contended",
+    [
+        ([(99.0, 0.3), (0.0, 0.002)], "second", False),  # crowded, then quiet: the quiet one
+        ([(5.0, 0.05), (99.0, 0.3)], "first", True),  # both crowded: the less crowded one
+        ([(0.0, 0.002)], None, False),  # quiet at once: measured once
+    ],
+)
+def test_a_contended_final_measurement_is_measured_again_and_says_which_was_kept(
+    tmp_path, monkeypatch, windows, kept, contended
+):
+    from edgetran.codesign.measure import contention_note, measure_artifact
+
+    class Runner:
+        device = "cpu"
+
+        def prepare(self, ids, mask):
+            return None
+
+    (tmp_path / "metadata.json").write_text(json.dumps({"config": {"vocab_size": 50}}))
+    monkeypatch.setattr("edgetran.export.create_runner", lambda *args, **options: Runner())
+    given = iter(_window(*w) for w in windows)
+    monkeypatch.setattr("edgetran.profile.protocol.profile_runner", lambda *args: next(given))
+    settings = ProfileSettings(threads=1, seq_len=8, meter="estimate")
+    measured = measure_artifact(tmp_path / "model.pt2", settings, FunctionMeter(lambda _t: 1.0))
+    assert measured["contended"] is contended
+    note = contention_note(measured)
+    if kept is None:
+        assert "remeasured" not in measured and note is None
+        return
+    assert measured["remeasured"]["kept"] == kept
+    assert measured["latency_s"] == measured["remeasured"][kept]["latency_s"]
+    assert f"kept the {kept} window" in note
+    assert ("still contended" in note) is contended
+
+
+def test_contention_reaches_the_report_and_the_final_line(run_cli, monkeypatch, tmp_path):
+    from edgetran.codesign.pipeline import CodesignResult
+    from edgetran.codesign.report import _estimated
+
+    best = {
+        "device": "cpu/torch", "measured": ["accuracy", "latency_s"], "contended": True,
+        "metrics": {"accuracy": 0.7, "latency_s": 0.303, "energy_j": 0.1, "peak_power_w": 5.0},
+        "meter": "estimate", "meter_kind": "estimated",
+    }  # fmt: skip
+    tiny = NAMED_ARCHITECTURES["bert-tiny"].to_model_dict()
+    result = {
+        "best": best,
+        "evaluations": [
+            {"arch": tiny, "device": "cpu/onnxruntime", "predicted": [], "contended": crowded}
+            for crowded in (True, False)
+        ],
+        "references": [
+            {"name": "bert-tiny", "arch": tiny, "device": "cpu/torch", "contended": True}
+        ],
+        "final_measurement": {"remeasured": {"kept": "first"}},
+        "devices": {}, "skipped": {},
+    }  # fmt: skip
+    page = _estimated(result)
+    assert "final measurement was contended" in page and "bert-tiny on cpu/torch" in page
+    monkeypatch.setattr(
+        "edgetran.codesign.run_codesign",
+        lambda config, **kwargs: CodesignResult(tmp_path, {"best": best}),
+    )
+    code, out, err = run_cli("codesign", "--devices", "cpu/torch", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(
+        "(measured while other processes crowded the cores: contended)"
+    )

@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edgetran.export import random_inputs
 from edgetran.plugins import METERS
@@ -24,7 +26,13 @@ from edgetran.profile import (
     profile_runner,
 )
 from edgetran.profile.protocol import build_runner, converged, median_ci95
-from edgetran.profile.sampler import mean_power_w, peak_power_w, power_samples, window_energy_j
+from edgetran.profile.sampler import (
+    mean_power_w,
+    peak_power_w,
+    power_samples,
+    run_costs,
+    window_energy_j,
+)
 from edgetran.space import Architecture, Layer
 
 TINY = Architecture(
@@ -84,7 +92,7 @@ def test_idle_subtraction_and_peak_with_a_fake_meter():
     assert result.energy_j == pytest.approx(25.0 * result.latency_s, rel=0.25)
     assert result.dynamic_energy_j == pytest.approx(20.0 * result.latency_s, rel=0.25)
     assert result.energy_j - result.dynamic_energy_j == pytest.approx(
-        5.0 * result.window_s / result.repeats, rel=1e-9
+        5.0 * result.latency_s, rel=1e-9
     )
 
 
@@ -94,8 +102,60 @@ def test_constant_power_gives_exact_energy():
         warmup=0, min_repeats=5, max_repeats=5, idle_s=0.05, sample_period_s=0.01
     )
     result = profile_runner(runner, None, FunctionMeter(lambda _t: 12.0), settings)
-    assert result.energy_j == pytest.approx(12.0 * result.window_s / 5, rel=1e-9)
+    assert result.energy_j == pytest.approx(12.0 * result.latency_s, rel=1e-9)
     assert result.dynamic_energy_j == pytest.approx(0.0, abs=1e-9)
+
+
+class SkewedRunner(SleepRunner):
+    """Every fourth run is ten times slower (a descheduled thread): the mean run lies far
+    above the median."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.runs = 0
+
+    def run(self, prepared):
+        self.runs += 1
+        self.busy.set()
+        time.sleep(self.seconds * (10 if self.runs % 4 == 0 else 1))
+        self.busy.clear()
+
+
+def test_energy_is_the_reported_median_runs_not_the_mean_runs():
+    runner = SkewedRunner(0.004)
+    meter = FunctionMeter(lambda _t: 6.0 if runner.busy.is_set() else 1.0)
+    settings = ProfileSettings(
+        warmup=0, min_repeats=12, max_repeats=12, idle_s=0.05, sample_period_s=0.002
+    )
+    result = profile_runner(runner, None, meter, settings)
+    mean_run_s = result.window_s / result.repeats
+    assert mean_run_s > 2 * result.latency_s  # the skew this test is about
+    # window energy / repeats (the mean run's) would read far above the peak
+    assert result.energy_j / result.latency_s <= result.peak_power_w
+    assert result.energy_j / result.latency_s == pytest.approx(6.0, rel=0.2)
+
+
+_watts = st.floats(0, 500, allow_nan=False)
+_gaps = st.floats(1e-3, 1.0, allow_nan=False)
+
+
+@st.composite
+def _power_windows(draw) -> list[Reading]:
+    """A window as a live meter gives it: instantaneous power, or a cumulative counter."""
+    gaps = draw(st.lists(_gaps, min_size=1, max_size=30))
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    if draw(st.booleans()):
+        return [Reading(float(t), power_w=draw(_watts)) for t in times]
+    energies = np.cumsum([0.0] + [draw(_watts) * g for g in gaps])
+    return [Reading(float(t), energy_j=float(e)) for t, e in zip(times, energies, strict=True)]
+
+
+@given(_power_windows(), st.floats(1e-6, 10.0), st.floats(0, 50, allow_nan=False))
+def test_energy_over_latency_never_exceeds_the_peak(readings, latency_s, idle_w):
+    energy, dynamic, peak = run_costs(readings, latency_s, idle_w)
+    assert 0.0 <= dynamic <= energy
+    assert energy / latency_s <= peak * (1 + 1e-9) + 1e-12
+    assert energy == pytest.approx(mean_power_w(readings) * latency_s)
 
 
 def test_csv_meter_is_aligned_by_timestamps(tmp_path):

@@ -90,13 +90,14 @@ def cluster_options(
 @contextmanager
 def cluster_session(options: ClusterOptions | None) -> Iterator[Cluster | None]:
     """The cluster a command's ``--scheduler`` names, connected (or ``local:N`` started) for
-    the command's duration; ``None`` without ``--scheduler``."""
+    the command's duration (a job's lost worker is said on stderr); ``None`` without
+    ``--scheduler``."""
     if options is None:
         yield None
         return
     from edgetran.cluster import open_cluster
 
-    with open_cluster(options) as cluster:
+    with open_cluster(options, on_event=lambda line: typer.echo(line, err=True)) as cluster:
         yield cluster
 
 

@@ -74,7 +74,8 @@ def codesign(
     ] = 64,
     meter: Annotated[str, typer.Option(help="Power meter (edgetran profile --help).")] = "auto",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="CPU threads (default: every usable core).")
+        int | None,
+        typer.Option(min=1, help="CPU threads (default: the cores free at each measurement)."),
     ] = None,
     idle_s: Annotated[
         float, typer.Option(min=0, help="Seconds of idle power before each measurement.")
@@ -194,9 +195,14 @@ def codesign(
     best = result.best
     m = best["metrics"]
     typer.echo(result.result["headline"])
+    crowded = (
+        " (measured while other processes crowded the cores: contended)"
+        if best.get("contended")
+        else ""
+    )
     typer.echo(
         f"best: {best['device']} accuracy {m['accuracy']:.4f}, latency "
         f"{m['latency_s'] * 1e3:.3f} ms/seq, energy {m['energy_j'] * 1e3:.3f} mJ/seq, peak "
-        f"{m['peak_power_w']:.3g} W (measured: {', '.join(best['measured'])})"
+        f"{m['peak_power_w']:.3g} W (measured: {', '.join(best['measured'])}){crowded}"
     )
     typer.echo(f"report: {result.out / 'report.html'}")

@@ -2,11 +2,14 @@
 GPUs, and both under the host rule of :mod:`edgetran.cluster.hostlock`.
 
 Faults. Dask keeps a job that no live worker can take (its device's worker is gone) waiting,
-and re-runs a job whose worker died on another worker (up to
-``distributed.scheduler.allowed-failures`` times): a training whose worker is lost is simply
-re-queued. What a caller adds is the time limit: :meth:`Cluster.result` waits at most
-``job_timeout_s``, then cancels the job and raises :class:`~edgetran.errors.JobTimeoutError`
-saying why (running on which worker, or waiting for a worker offering the device). To retry a
+and re-runs a job whose worker died on another worker that offers what it asks for (a device,
+a GPU). What the client adds: a line (``on_event``) as soon as a job's worker is lost, saying
+where it runs again or that no worker offers its device now; one re-run only (a job whose
+worker is lost twice is cancelled: it may be what kills them, e.g. out of memory); and the time
+limit: :meth:`Cluster.result` waits at most ``job_timeout_s``, then cancels the job and raises
+:class:`~edgetran.errors.JobTimeoutError` saying why (running on which worker, or waiting for
+a worker offering the device). A profile re-run on the same machine waits until the lost
+worker's hold on the host expires (:mod:`edgetran.cluster.hostlock`, about 40 s). To retry a
 profile later, submit it again once :meth:`Cluster.offered_devices` shows its device, e.g.::
 
     try:
@@ -25,7 +28,9 @@ handle it as they would locally.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +55,12 @@ if TYPE_CHECKING:
 
 #: How often :meth:`Cluster.wait_for_device` asks the scheduler, in seconds.
 POLL_S = 0.25
+#: How often :meth:`Cluster.result` looks whether its job's worker was lost, in seconds.
+LOST_POLL_S = 0.25
+#: Re-runs of a job whose worker was lost; at the next loss it is cancelled.
+RERUNS = 1
+#: The thread counts Dask's nanny sets to 1 in the workers it starts.
+NANNY_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class Cluster:
@@ -60,6 +71,8 @@ class Cluster:
     Attributes:
         client: the ``distributed.Client``.
         options: what it was opened with.
+        on_event: called with a line when a job's worker is lost (default: a warning of the
+            ``edgetran.cluster`` logger, which Python prints when nothing is configured).
     """
 
     def __init__(
@@ -67,14 +80,21 @@ class Cluster:
         client: distributed.Client,
         options: ClusterOptions,
         local_cluster: distributed.LocalCluster | None = None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.client, self.options, self._local_cluster = client, options, local_cluster
+        self.on_event = on_event or logging.getLogger("edgetran.cluster").warning
         self._jobs: dict[Any, tuple[str, str | None]] = {}  # future key → (kind, device)
+        self._lost: dict[Any, list[str]] = {}  # future key → workers lost while running it
+        self._told: dict[Any, int] = {}  # future key → losses said
+        self.client.subscribe_topic("all", self._note_lost_worker)
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
         """Disconnect; stop the local cluster if this object started it."""
         try:
+            with contextlib.suppress(Exception):  # a scheduler already gone
+                self.client.unsubscribe_topic("all")
             self.client.close()
         finally:
             if self._local_cluster is not None:
@@ -199,6 +219,8 @@ class Cluster:
             return self._result(future, what, limit)
         finally:
             self._jobs.pop(future.key, None)
+            self._lost.pop(future.key, None)
+            self._told.pop(future.key, None)
             # Done with: Dask would re-run a finished job whose result dies with its worker
             # while a future still refers to it, and a profile must not run twice.
             future.release()
@@ -219,15 +241,13 @@ class Cluster:
     def _result(self, future: distributed.Future, what: str, limit: float) -> Any:
         distributed = require_distributed()
         try:
-            return future.result(timeout=limit)
-        except EdgeTranError:
-            raise
-        except TimeoutError as err:
-            if future.status != "error":  # not the job's own TimeoutError: ours
+            if not self._wait(future, what, limit):
                 reason = self._why_unfinished(future)
                 future.cancel()
-                raise JobTimeoutError(f"{what}: no result after {limit:g} s; {reason}") from None
-            failure: BaseException = err
+                raise JobTimeoutError(f"{what}: no result after {limit:g} s; {reason}")
+            return future.result()
+        except EdgeTranError:
+            raise
         except distributed.KilledWorker as err:
             raise ClusterError(
                 f"{what}: the workers running it died too often ({_one_line(err)})"
@@ -236,10 +256,70 @@ class Cluster:
             reason = _one_line(err) or "no reason given"
             raise ClusterError(f"{what}: cancelled ({reason})") from err
         except Exception as err:
-            failure = err
+            failure: BaseException = err
         raise ClusterError(
             f"{what} failed on a worker: {type(failure).__name__}: {_first_line(failure)}"
         ) from failure
+
+    def _wait(self, future: distributed.Future, what: str, limit: float) -> bool:
+        """Whether ``future`` finished within ``limit`` seconds; meanwhile, each loss of its
+        worker is said (:meth:`_say_lost`)."""
+        deadline = time.monotonic() + limit
+        while True:
+            self._say_lost(future, what, deadline)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                future.result(timeout=min(LOST_POLL_S, left))
+            except TimeoutError:
+                if not future.done():  # ours, not the job's own TimeoutError
+                    continue
+            except Exception:  # the job failed: the caller reads how
+                pass
+            self._say_lost(future, what, deadline)
+            return True
+
+    def _note_lost_worker(self, event: tuple[float, Any]) -> None:
+        """(On the client's event loop.) The scheduler removed a worker: note the jobs of ours
+        it was running, for the thread that waits for them to say."""
+        message = event[1]
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        for key in message.get("processing-tasks", ()):
+            if key in self._jobs:
+                self._lost.setdefault(key, []).append(str(message.get("worker", "?")))
+
+    def _say_lost(self, future: distributed.Future, what: str, deadline: float) -> None:
+        """A line for each new loss of ``future``'s worker; past :data:`RERUNS` re-runs, the job
+        is cancelled and :class:`ClusterError` raised."""
+        lost = list(self._lost.get(future.key, ()))
+        told = self._told.get(future.key, 0)
+        if len(lost) <= told:
+            return
+        self._told[future.key] = len(lost)
+        if len(lost) > RERUNS:
+            future.cancel()
+            raise ClusterError(
+                f"{what}: its worker was lost {len(lost)} times ({', '.join(lost)}); given up "
+                "(a job that kills its workers, e.g. out of memory?)"
+            )
+        if future.done():
+            where = "it ran again and finished"
+        else:
+            device = self._jobs.get(future.key, ("job", None))[1]
+            where = self._where_again(device, deadline)
+        self.on_event(f"{what}: worker {lost[-1]} was lost mid-job; {where}")
+
+    def _where_again(self, device: str | None, deadline: float) -> str:
+        """Where a job whose worker was lost runs again, in words."""
+        left = max(0.0, deadline - time.monotonic())
+        if device is None:
+            return f"it runs again on another worker ({len(self.workers())} now)"
+        offering = self.offered_devices().get(device, [])
+        if not offering:
+            return f"no worker offers {device} now: waiting up to {left:.0f} s for one"
+        return f"it runs again on a worker offering {device} ({', '.join(offering)})"
 
     def _why_unfinished(self, future: distributed.Future) -> str:
         """Where a late job stands: running (or queued) on which worker, or waiting for one."""
@@ -265,8 +345,11 @@ class Cluster:
             return f"the scheduler does not answer ({type(err).__name__}: {_one_line(err)})"
 
 
-def open_cluster(options: ClusterOptions) -> Cluster:
-    """Connect to ``options.scheduler``, or start ``local:N`` here (on 127.0.0.1 only).
+def open_cluster(
+    options: ClusterOptions, on_event: Callable[[str], None] | None = None
+) -> Cluster:
+    """Connect to ``options.scheduler``, or start ``local:N`` here (on 127.0.0.1 only);
+    ``on_event`` gets a line when a job's worker is lost (:class:`Cluster`).
 
     Raises:
         ClusterError: the scheduler cannot be reached (naming it and why).
@@ -274,7 +357,7 @@ def open_cluster(options: ClusterOptions) -> Cluster:
     """
     distributed = require_distributed()
     if options.is_local:
-        return _open_local(options)
+        return _open_local(options, on_event)
     try:
         client = distributed.Client(
             options.scheduler,
@@ -286,35 +369,46 @@ def open_cluster(options: ClusterOptions) -> Cluster:
         raise ClusterError(
             f"cannot reach scheduler {options.scheduler}: {_one_line(err)}"
         ) from None
-    return Cluster(client, options)
+    return Cluster(client, options, on_event=on_event)
 
 
-def _open_local(options: ClusterOptions) -> Cluster:
+def _open_local(options: ClusterOptions, on_event: Callable[[str], None] | None) -> Cluster:
     """A LocalCluster of N single-threaded worker processes on 127.0.0.1, no dashboard, no
-    memory limit (a training may need the machine's memory; Dask would pause or kill it)."""
-    import logging
+    memory limit (a training may need the machine's memory; Dask would pause or kill it).
+
+    A job's torch threads: the cores free when it starts (:func:`edgetran.cores.choose_threads`),
+    a training's at most this machine's cores / N (trainings run side by side; a profile holds
+    the machine alone). Dask's nanny would set ``OMP_NUM_THREADS=1`` in its workers, which
+    reads as the user's own count; it is left unset (a count the user set still passes)."""
+    import dask
+
+    from edgetran.cores import WORKER_THREADS_ENV, usable_cores
 
     distributed = require_distributed()
     resources = {device_resource(device): 1 for device in options.local_devices}
-    cluster = distributed.LocalCluster(
-        n_workers=options.local_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": LOOPBACK_HTTP},
-        protocol="tcp://",
-        memory_limit=0,
-        silence_logs=logging.ERROR,
-        resources=resources or None,
-    )
+    share = max(1, usable_cores() // options.local_workers)
+    unset = {f"distributed.nanny.pre-spawn-environ.{name}": None for name in NANNY_THREAD_VARS}
+    with dask.config.set(unset):
+        cluster = distributed.LocalCluster(
+            n_workers=options.local_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": LOOPBACK_HTTP},
+            protocol="tcp://",
+            memory_limit=0,
+            silence_logs=logging.ERROR,
+            resources=resources or None,
+            env={WORKER_THREADS_ENV: str(share)},
+        )
     try:
         client = distributed.Client(cluster, set_as_default=False)
     except BaseException:
         cluster.close()
         raise
-    return Cluster(client, options, cluster)
+    return Cluster(client, options, cluster, on_event)
 
 
 def _name(address: str, info: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 from collections.abc import Callable
 from functools import partial
@@ -38,6 +39,7 @@ from edgetran.cluster.options import (
     security,
     worker_device,
 )
+from edgetran.cores import WORKER_THREADS_ENV, usable_cores
 from edgetran.errors import ClusterError
 
 #: The key of a worker's ``--meter`` in the scheduler's worker information.
@@ -91,6 +93,10 @@ def start_worker(
             scheduler elsewhere, or ``listen_host``/``interface`` off loopback); ``on_warning``
             is then told why that is unsafe (:func:`check_exposure`).
 
+    Its trainings take at most this machine's cores / ``nthreads`` torch threads each (the
+    jobs it runs at once share them), fewer where other processes hold cores when one starts;
+    a profile holds the host alone and takes the free cores (:mod:`edgetran.cores`).
+
     Raises:
         ClusterError: bad arguments, plain TCP off loopback without ``insecure``, the
             scheduler cannot be reached within ``connect_timeout_s``, or the worker lost its
@@ -137,6 +143,7 @@ def start_worker(
             METER_KEY: partial(_constant, meter),
         },
     }
+    os.environ[WORKER_THREADS_ENV] = str(max(1, usable_cores() // nthreads))
     # Until it has joined, a failure is reported once, by the ClusterError, not by Dask's log.
     _quiet_dask(logging.CRITICAL)
     asyncio.run(_serve_worker(scheduler, worker_options, connect_timeout_s, on_ready, log_level))

@@ -598,15 +598,17 @@ class _Run:
         """The search's evaluator: ``accuracy`` (default: the oracle at the search budget),
         hardware stored or predicted."""
         from edgetran.search import LiveEvaluator, device_measurements
-        from edgetran.search.live import per_sequence
+        from edgetran.search.live import measured_costs
 
         accuracy = accuracy or self.accuracy(self.config.budget)
-        measured = {
-            (m.hash, device): per_sequence(m)
-            for device in self.names
-            for m in device_measurements(self.store, device, self.shape(device))
-        }
-        return LiveEvaluator(accuracy, measured, self.surrogates, self.config.design_space())
+        measured, contended = {}, set()
+        for device in self.names:
+            items = device_measurements(self.store, device, self.shape(device))
+            costs, crowded = measured_costs(device, items)
+            measured, contended = measured | costs, contended | crowded
+        return LiveEvaluator(
+            accuracy, measured, self.surrogates, self.config.design_space(), contended
+        )
 
     def search_settings(self, **changes):
         """The search's settings: the objective (its norms from the ``objective`` stage) and the
@@ -716,6 +718,7 @@ class _Run:
                 "objective": r.value,
                 "feasible": r.feasible,
                 "how": r.how,
+                "contended": r.evaluation.contended,
             }
             for r in result.records
         ]
@@ -1123,7 +1126,11 @@ class _Run:
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
             return {"skipped": exported["skipped"]}
-        from edgetran.codesign.measure import measure_artifact, measure_artifact_job
+        from edgetran.codesign.measure import (
+            contention_note,
+            measure_artifact,
+            measure_artifact_job,
+        )
 
         settings = self.profile_settings(spec)
         if self.cluster is not None:  # on the device's worker; the artifact folder is shared
@@ -1131,10 +1138,15 @@ class _Run:
             from edgetran.profile.remote import worker_for
 
             device = worker_for(self.cluster, spec.hardware, spec.runtime)
-            return self.cluster.run_profile(
+            measured = self.cluster.run_profile(
                 device, measure_artifact_job, artifact, settings.to_dict()
             )
-        return measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
+        else:
+            measured = measure_artifact(Path(exported["artifact"]), settings, self.meter(spec))
+        note = contention_note(measured)
+        if note:
+            self.emit(f"  {note}")
+        return measured
 
     # -- the result ----------------------------------------------------------------------------
     def summary(self, answer: dict[str, Any], arch: Architecture) -> dict[str, Any]:

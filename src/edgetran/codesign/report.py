@@ -524,6 +524,12 @@ def _contention(result: dict[str, Any]) -> list[str]:
     if "contended" not in best and not known:
         return []
     lines = []
+    again = (result.get("final_measurement") or {}).get("remeasured")
+    if again:
+        lines.append(
+            "The winner's first final measurement was contended; it was measured again and "
+            f"the {html.escape(str(again.get('kept')))} window was kept."
+        )
     if best.get("contended"):
         lines.append(
             "The winner's final measurement was contended: other processes shared the cores "

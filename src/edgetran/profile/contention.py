@@ -9,29 +9,23 @@ processes used on the CPUs this process may run on:
     other_cpu_cores = (busy time of those CPUs − this process's CPU time) / window wall time
 
 from ``/proc/stat`` (per CPU, Linux; ``None`` elsewhere) and ``time.process_time`` (every thread
-of this process). A measurement is *contended* when the others used more than the cores this
-run leaves free plus :data:`SLACK_CORES` (a quarter core of daemons and the shell is normal).
+of this process), as :class:`edgetran.cores.CpuWindow` reads them. A measurement is *contended*
+when the others used more than the cores this run leaves free plus :data:`SLACK_CORES` (a
+quarter core of daemons and the shell is normal).
 CPU frequency and temperature are read where the kernel exposes them (often not in VMs).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgetran.cores import SLACK_CORES, CpuWindow, cpu_set, usable_cores
 from edgetran.errors import EdgeTranError
-from edgetran.profile.environment import usable_cores
 
-#: Other processes' CPU use (in cores) tolerated beyond the cores a run leaves free.
-SLACK_CORES = 0.25
 #: Seconds over which the machine is checked before a run under ``require_quiet``.
 QUIET_PROBE_S = 1.0
-#: The shortest window judged: ``/proc/stat`` counts in clock ticks (10 ms), so over a few ticks
-#: its rounding alone reads as most of a core (a 0-second profile in the tests was flagged).
-MIN_WINDOW_S = 0.25
-_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal
 
 
 class ContentionError(EdgeTranError, RuntimeError):
@@ -55,32 +49,10 @@ class Contention:
         return self.other_cpu_cores > free + SLACK_CORES
 
 
-def _cpus() -> set[int]:
-    try:
-        return set(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows: no /proc/stat either
-        return set()
-
-
-def busy_cpu_s(cpus: set[int]) -> float | None:
-    """Seconds the given CPUs have spent busy since boot (``None`` without ``/proc/stat``)."""
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-    except OSError:
-        return None
-    ticks = 0
-    for line in lines:
-        name, _, rest = line.partition(" ")
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-            values = rest.split()
-            ticks += sum(int(values[i]) for i in _BUSY_FIELDS if i < len(values))
-    return ticks / os.sysconf("SC_CLK_TCK") if ticks else None
-
-
 def cpu_mhz() -> float | None:
     """The mean current frequency of this process's CPUs, where cpufreq is exposed."""
     values = []
-    for cpu in _cpus():
+    for cpu in cpu_set():
         path = Path(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq")
         try:
             values.append(int(path.read_text()) / 1000)
@@ -104,21 +76,11 @@ class ContentionMonitor:
     """Samples other processes' CPU use between :meth:`start` and :meth:`stop`."""
 
     def start(self) -> ContentionMonitor:
-        self._cpus = _cpus()
-        self._busy = busy_cpu_s(self._cpus)
-        self._own = time.process_time()
-        self._wall = time.perf_counter()
+        self._window = CpuWindow.open()
         return self
 
     def stop(self) -> Contention:
-        busy, own = busy_cpu_s(self._cpus), time.process_time()
-        window = time.perf_counter() - self._wall
-        other = None
-        if busy is not None and self._busy is not None and window >= MIN_WINDOW_S:
-            other = max(0.0, (busy - self._busy) - (own - self._own)) / window
-            # /proc/stat counts in clock ticks (10 ms) and its clock is not perf_counter's: on a
-            # short window under full load the ratio can read a little above the CPUs there are
-            other = min(other, float(len(self._cpus)))
+        other, window = self._window.close()
         return Contention(other, window, cpu_mhz(), temperature_c())
 
 

@@ -13,6 +13,7 @@ import torch
 
 import edgetran
 from edgetran._versions import package_version
+from edgetran.cores import usable_cores
 from edgetran.plugins import RUNTIMES, describe_all
 
 PACKAGES = (
@@ -35,13 +36,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def environment_snapshot(device: str, runtime: str, meter: dict[str, Any]) -> dict[str, Any]:

@@ -4,14 +4,15 @@ For one architecture on one device and runtime:
 
 1. build the model (seeded random weights: cost does not depend on them) and its runner
    (exported to a temporary ONNX/OpenVINO artifact when that runtime is asked for), pin the
-   thread count, and prepare the inputs once;
+   thread count (:func:`measurement_threads`), and prepare the inputs once;
 2. measure idle power for ``idle_s`` with nothing running;
 3. run ``warmup`` untimed inferences;
 4. time repeats of inference only while the power sampler runs, until the 95% confidence
    interval of the median latency lies within ±``target_ci`` of the median (at least
    ``min_repeats``), or ``max_repeats`` / ``max_time_s`` is reached;
-5. energy per batch = window energy / repeats (total), and minus idle power × window time
-   (dynamic); peak power = the largest sample in the window.
+5. energy per batch = the window's mean power × the median latency (total), and the mean
+   power above idle power × the median latency (dynamic): the energy of the run whose latency
+   is reported; peak power = the largest sample in the window (at least the mean).
 
 The reference timed whole processes (start-up and loading included), polled every 0.2–4 s,
 never subtracted idle power and ran no warm-up.
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
+from edgetran.cores import choose_threads, requested_threads
 from edgetran.errors import InvalidInputError
 from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
 from edgetran.export.runners import Runner, check_device, get_runtime
@@ -54,13 +56,7 @@ from edgetran.profile.meters import (
     Meter,
     create_meter,
 )
-from edgetran.profile.sampler import (
-    DEFAULT_PERIOD_S,
-    PowerSampler,
-    mean_power_w,
-    peak_power_w,
-    window_energy_j,
-)
+from edgetran.profile.sampler import DEFAULT_PERIOD_S, PowerSampler, mean_power_w, run_costs
 from edgetran.seeding import torch_seeded
 from edgetran.space import Architecture
 from edgetran.store import Measurement
@@ -76,7 +72,9 @@ class ProfileSettings:
         runtime: ``torch``, ``onnxruntime``, ``openvino``, ``litert`` or a runtime plug-in
             (``edgetran env``).
         batch_size, seq_len: input shape (default 1 × 128).
-        threads: CPU threads, pinned and recorded (default: every usable core).
+        threads: CPU threads, pinned and recorded (default: ``OMP_NUM_THREADS`` when set,
+            else the usable cores other processes leave free when a measurement starts; see
+            :func:`measurement_threads`).
         warmup: untimed runs before timing.
         min_repeats, max_repeats, max_time_s: bounds of the timed loop.
         target_ci: stop once the 95% CI of the median is within ± this share of it.
@@ -156,7 +154,22 @@ class ProfileSettings:
 
     @property
     def pinned_threads(self) -> int:
-        return self.threads or usable_cores()
+        """The device's thread count, contention is judged against: ``threads``, else
+        ``OMP_NUM_THREADS``, else every usable core."""
+        return self.threads or requested_threads() or usable_cores()
+
+
+def measurement_threads(settings: ProfileSettings) -> tuple[int, str]:
+    """``(threads, where they came from)`` of one measurement: ``threads`` or
+    ``OMP_NUM_THREADS`` when given; under ``require_quiet`` every usable core (it waits for a
+    quiet machine); else the cores other processes leave free now. A thread that shares its
+    core with another process stalls every parallel region (BERT-Tiny read 156 ms beside a busy
+    process, 1 ms alone), so fewer threads measure the model, and the measurement is flagged
+    ``contended`` (it is not the device at its thread count)."""
+    if settings.require_quiet and settings.threads is None and requested_threads() is None:
+        return settings.pinned_threads, "usable cores"
+    # a profile holds its host alone (the cluster's host rule): no worker's share applies
+    return choose_threads(settings.threads, share=False)
 
 
 def _check(name: str, value: Any, positive: bool) -> None:
@@ -233,26 +246,32 @@ def profile_runner(
             break
     contention = monitor.stop()
     readings = sampler.stop()
-    window_s = sampler.end_s - sampler.start_s
-    energy = window_energy_j(readings)
+    latency = statistics.median(durations)
+    # Energy is the reported (median) run's: the window's mean power × the median latency. The
+    # window's energy / repeats was the mean run's (gaps between runs included), and a few slow
+    # runs lift the mean far above the median: one child read 37 W of energy / latency
+    # against a 5.6 W peak. So energy / latency is the window's mean power, never above its peak.
+    energy, dynamic, peak = run_costs(readings, latency, idle_w)
     return RunnerProfile(
-        latency_s=statistics.median(durations),
+        latency_s=latency,
         latency_ci95_s=median_ci95(durations),
         repeats=len(durations),
-        window_s=window_s,
-        energy_j=energy / len(durations),
-        # Noise can push a tiny dynamic energy below zero; it is reported as 0.
-        dynamic_energy_j=max(0.0, energy - idle_w * window_s) / len(durations),
+        window_s=sampler.end_s - sampler.start_s,
+        energy_j=energy,
+        dynamic_energy_j=dynamic,
         idle_power_w=idle_w,
-        peak_power_w=peak_power_w(readings),
+        peak_power_w=peak,
         power_samples=len(readings),
         power_period_s=sampler.period_s,
         contention=contention,
     )
 
 
-def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -> Runner:
-    """The model with seeded random weights, in the requested runtime and device."""
+def build_runner(
+    arch: Architecture, settings: ProfileSettings, workdir: Path, threads: int | None = None
+) -> Runner:
+    """The model with seeded random weights, in the requested runtime and device, pinned to
+    ``threads`` (default: ``settings.pinned_threads``)."""
     config = FlexiBertConfig(
         arch,
         vocab_size=settings.vocab_size,
@@ -261,7 +280,7 @@ def build_runner(arch: Architecture, settings: ProfileSettings, workdir: Path) -
     config.check_seq_len(settings.seq_len)
     with torch_seeded(settings.seed):
         model = FlexiBertModel(config).eval()
-    threads = settings.pinned_threads
+    threads = threads or settings.pinned_threads
     if settings.runtime == "torch":
         torch.set_num_threads(threads)
         return create_runner("torch", ExportWrapper(model), settings.device)
@@ -311,8 +330,9 @@ def profile_architecture(
     meter = meter or create_meter(
         settings.meter, settings.device, per_core_w=settings.core_watts, idle_w=settings.idle_watts
     )
+    threads, chosen_from = measurement_threads(settings)
     with tempfile.TemporaryDirectory(prefix="edgetran-profile-") as tmp, torch_threads_kept():
-        runner = build_runner(arch, settings, Path(tmp))
+        runner = build_runner(arch, settings, Path(tmp), threads)
         ids, mask = random_inputs(
             settings.batch_size, settings.seq_len, settings.vocab_size, settings.seed
         )
@@ -339,12 +359,13 @@ def profile_architecture(
         power_period_s=result.power_period_s,
         meter=meter.name,
         meter_kind=meter.kind,
-        threads=settings.pinned_threads,
+        threads=threads,
         repeats=result.repeats,
         warmup=settings.warmup,
         source="profiler",
         other_cpu_cores=result.contention.other_cpu_cores,
-        contended=result.contention.contended(settings.pinned_threads),
+        contended=result.contention.contended(settings.pinned_threads)
+        or threads < settings.pinned_threads,
         environment=environment_snapshot(device, settings.runtime, meter.describe())
         | {
             "window_cpu_mhz": result.contention.cpu_mhz,
@@ -354,6 +375,7 @@ def profile_architecture(
             "settings": settings.to_dict(),
             "window_s": result.window_s,
             "runner_device": device,
+            "threads_from": chosen_from,
         },
     )
 

@@ -2,8 +2,8 @@
 
 :func:`power_samples` turns readings into a power timeline (counter meters are differenced),
 :func:`window_energy_j` integrates a window (counter difference, else trapezoid), and
-:func:`peak_power_w` is the largest sample. They are pure functions so tests can check them
-exactly against a known trace.
+:func:`peak_power_w` is the largest sample, and :func:`run_costs` is what one run of the reported
+latency costs. They are pure functions so tests can check them exactly against a known trace.
 """
 
 from __future__ import annotations
@@ -54,6 +54,19 @@ def mean_power_w(readings: list[Reading]) -> float:
     if span <= 0:
         raise MeterError("a window needs readings at two different times")
     return window_energy_j(readings) / span
+
+
+def run_costs(
+    readings: list[Reading], latency_s: float, idle_power_w: float = 0.0
+) -> tuple[float, float, float]:
+    """``(energy_j, dynamic_energy_j, peak_power_w)`` of one run lasting ``latency_s`` in the
+    window of ``readings``: the window's mean power × ``latency_s`` (dynamic: the mean power
+    above ``idle_power_w``; noise can push a tiny one below zero, reported as 0), and the
+    peak, at least the mean (sampled instants can miss the highest power, never lower the
+    mean). So ``energy_j / latency_s`` never exceeds ``peak_power_w``."""
+    power = mean_power_w(readings)
+    peak = max(peak_power_w(readings), power)
+    return power * latency_s, max(0.0, power - idle_power_w) * latency_s, peak
 
 
 class PowerSampler:

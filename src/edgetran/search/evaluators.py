@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,9 @@ class Evaluation:
 
     ``accuracy_runs`` holds the accuracy of each training run (seed) behind
     ``metrics["accuracy"]``, their mean; ``accuracy_std`` is that mean's standard deviation
-    (``None``: unknown, e.g. a replayed table)."""
+    (``None``: unknown, e.g. a replayed table). ``contended``: the hardware metrics come from
+    a stored measurement taken while other processes crowded the cores (its latency measures
+    them too); never set for predicted metrics."""
 
     metrics: dict[str, float]
     predicted: list[str] = field(default_factory=list)
@@ -46,6 +48,7 @@ class Evaluation:
     accuracy_runs: list[float] = field(default_factory=list)
     accuracy_std: float | None = None
     accuracy_run_stds: list[float | None] = field(default_factory=list)
+    contended: bool = False
 
     def add_accuracy_run(self, accuracy: Accuracy) -> None:
         """Another training run's accuracy: the mean of the runs becomes the accuracy, and its
@@ -127,15 +130,25 @@ class LiveEvaluator(Evaluator):
             deviation may also take ``run=k`` (the k-th training run, another seed), which
             :meth:`reevaluate` then uses.
         measured: ``(arch hash, device) → metrics`` already in the store.
+        contended: the keys of ``measured`` whose measurement was contended (carried into
+            the evaluation's ``contended``).
         surrogates: ``device → DeviceSurrogate`` for the rest. They predict per batch, so
             latency and energy are divided by the batch size of the measurements they learned
             from (``batch_size_``): every metric here is per sequence, as ``measured`` is.
         space: where candidate architectures are sampled.
     """
 
-    def __init__(self, accuracy, measured, surrogates, space: DesignSpace = REFERENCE_SPACE):
+    def __init__(
+        self,
+        accuracy,
+        measured,
+        surrogates,
+        space: DesignSpace = REFERENCE_SPACE,
+        contended: Collection[tuple[str, str]] = (),
+    ):
         self.accuracy = accuracy
         self.measured = measured
+        self.contended = frozenset(contended)
         self.surrogates = surrogates
         self.devices = tuple(sorted(surrogates))
         self.space = space
@@ -156,6 +169,7 @@ class LiveEvaluator(Evaluator):
         stored = self.measured.get((pair.arch.hash, pair.device))
         if stored is not None:
             evaluation.metrics.update(stored)
+            evaluation.contended = (pair.arch.hash, pair.device) in self.contended
             return evaluation
         surrogate = self.surrogates[pair.device]
         predictions = surrogate.predict([pair.arch], level=0.9)

@@ -86,23 +86,41 @@ def stored_reference_costs(
     return costs
 
 
+def measured_costs(
+    device: str, items: Sequence[Measurement]
+) -> tuple[dict[tuple[str, str], dict[str, float]], set[tuple[str, str]]]:
+    """``(hash, device) → metrics`` of a device's measurements ``items``, and the keys whose
+    measurement was contended (the last stored of an architecture counts, in both)."""
+    measured, contended = {}, set()
+    for m in items:
+        key = (m.hash, device)
+        measured[key] = per_sequence(m)
+        if m.contended:
+            contended.add(key)
+        else:
+            contended.discard(key)
+    return measured, contended
+
+
 def device_costs(
     store: Store,
     devices: Sequence[str],
     shape: tuple[int, int] | None = None,
     surrogate_options: dict | None = None,
 ):
-    """``(measured, surrogates)`` for a :class:`LiveEvaluator`: ``(hash, device) → metrics``
-    of every stored measurement, and each device's surrogate fitted on them."""
+    """``(measured, surrogates, contended)`` for a :class:`LiveEvaluator`: ``(hash, device)
+    → metrics`` of every stored measurement, each device's surrogate fitted on them, and the
+    keys of ``measured`` whose measurement was contended."""
     from edgetran.surrogate import DeviceSurrogate
 
-    measured, surrogates = {}, {}
+    measured, surrogates, contended = {}, {}, set()
     for device in devices:
         items = device_measurements(store, device, shape)
-        for m in items:
-            measured[(m.hash, device)] = per_sequence(m)
+        costs, crowded = measured_costs(device, items)
+        measured |= costs
+        contended |= crowded
         surrogates[device] = DeviceSurrogate(model_options=surrogate_options).fit(items)
-    return measured, surrogates
+    return measured, surrogates, contended
 
 
 def oracle_accuracy(
@@ -169,5 +187,5 @@ def live_evaluator(
     accuracy = oracle_accuracy(
         task, store, accuracy_budget, workspace=workspace, seed=seed, cluster=cluster
     )
-    measured, surrogates = device_costs(store, devices)
-    return LiveEvaluator(accuracy, measured, surrogates, space)
+    measured, surrogates, contended = device_costs(store, devices)
+    return LiveEvaluator(accuracy, measured, surrogates, space, contended)

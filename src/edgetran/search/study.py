@@ -255,6 +255,7 @@ def _describe(record: Record) -> dict[str, Any]:
         "accuracy_std": e.accuracy_std,
         # how many training runs (seeds) the accuracy rests on; 1: a single seed
         "accuracy_runs": len(e.accuracy_runs) or 1,
+        "contended": e.contended,
     }
 
 
@@ -958,6 +959,7 @@ def _trial(record: Record, coordinates: _Coordinates, settings: SearchSettings):
             "how": record.how,
             "accuracy_runs": record.evaluation.accuracy_runs,
             "accuracy_run_stds": record.evaluation.accuracy_run_stds,
+            "contended": record.evaluation.contended,
         },
         system_attrs={"constraints": [0.0 if record.feasible else 1.0]},
     )
@@ -986,7 +988,9 @@ def _failure_from_trial(trial) -> Failure:
 
 def _record_from_trial(trial) -> Record:
     a = trial.user_attrs
-    evaluation = Evaluation(a["metrics"], a["predicted"], a["lower"], a["upper"])
+    evaluation = Evaluation(
+        a["metrics"], a["predicted"], a["lower"], a["upper"], contended=a.get("contended", False)
+    )
     for value, std in zip(a.get("accuracy_runs", []), a.get("accuracy_run_stds", []), strict=True):
         evaluation.add_accuracy_run(Accuracy(value, std))
     pair = Pair(Architecture.from_dict(a["model_dict"]), a["device"])
