@@ -21,7 +21,7 @@ import pytest
 
 from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
 from edgetran.codesign.pipeline import STAGES, EvaluationTimeout, _time_limit
-from edgetran.errors import EdgeTranError
+from edgetran.errors import EdgeTranError, Interrupted
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
 from edgetran.train.tasks import task_key
@@ -475,15 +475,16 @@ def test_a_search_whose_evaluations_all_failed_is_not_finished(tmp_path, monkeyp
         "the stage is not finished: fix the cause and run the same command with --resume"
     )):  # fmt: skip
         run_codesign(config)
-    assert list(_stages(config)) == ["profile", "surrogates"]
+    assert list(_stages(config)) == ["profile", "surrogates", "objective"]
     with pytest.raises(CodesignError, match=re.escape(
-        "(profile, surrogates finished); pass --resume to continue it, --restart to start it"
+        "(profile, surrogates, objective finished); pass --resume to continue it, --restart to "
+        "start it"
     )):  # fmt: skip
         run_codesign(config)
     _fast(monkeypatch)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(config, resume=True, on_event=_stop_at("references: started", events))
     assert any(line.startswith("search: started again (") for line in events)
     lines = [line for line in events if line.startswith("  search ")]
     assert len(lines) == 2 and not any("failed" in line for line in lines)
@@ -496,7 +497,7 @@ def test_restart_discards_the_runs_record_and_starts_it_again(tmp_path, monkeypa
     _fast(monkeypatch)
     config = _recorded_run(tmp_path)
     with pytest.raises(_Stop):
-        run_codesign(config, on_event=_stop_at("device_choice: started", []))
+        run_codesign(config, on_event=_stop_at("references: started", []))
     changed = _recorded_run(tmp_path, evaluations=3)
     with pytest.raises(CodesignError, match=re.escape(
         "(evaluations differ); cannot resume: pass its settings, --restart to start it again"
@@ -504,9 +505,9 @@ def test_restart_discards_the_runs_record_and_starts_it_again(tmp_path, monkeypa
         run_codesign(changed, resume=True)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(changed, restart=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(changed, restart=True, on_event=_stop_at("references: started", events))
     assert events[0] == (
-        f"restart: the run into {changed.out} starts again (4 finished stages discarded)"
+        f"restart: the run into {changed.out} starts again (5 finished stages discarded)"
     )
     assert "profile: started" in events and not any("stored" in line for line in events)
     assert sum(line.startswith("  search ") for line in events) == 3
@@ -554,13 +555,13 @@ def test_a_resumed_run_prints_stored_evaluations_and_counts_every_attempts_time(
     _fast(monkeypatch, fail=interrupt, seconds=0.2)
     config = _recorded_run(tmp_path, evaluations=3)
     first: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):  # Ctrl-C, said with what the run kept
         run_codesign(config, on_event=first.append)
     (fresh,) = [line for line in first if line.startswith("  search   1")]
     _fast(monkeypatch)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(config, resume=True, on_event=_stop_at("references: started", events))
     lines = [line for line in events if line.startswith("  search ")]
     assert lines[0] == fresh + " (stored)" and len(lines) == 3
     started = next(line for line in events if line.startswith("search: started again ("))
@@ -707,8 +708,8 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     config = _config(tmp_path, task, board, compare=None)
     result = run_codesign(config, resume=True, on_event=events.append).result
     assert [line.split(":")[0] for line in events if "done earlier" in line] == [
-        "profile", "surrogates", "search", "compare", "device_choice", "references", "growprune",
-        "final_training",
+        "profile", "surrogates", "objective", "search", "compare", "references", "decision",
+        "growprune", "final_training", "verdict",
     ]  # fmt: skip
     with Store(tmp_path / "w.db") as store:
         profiles = store.measurements("cpu", runtime="torch")
@@ -721,10 +722,11 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     # 8 profiles, the reference and grow-and-prune's children: each architecture once
     hashes = [m.hash for m in profiles]
     assert len(hashes) == len(set(hashes)) >= 9
-    keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in result["evaluations"]]
+    searched = [r for r in result["evaluations"] if r["how"] not in ("device choice", "reference")]
+    keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in searched]
     spent = len(keys) + len(result["failed"]) + result["search"]["reevaluations"]
     assert spent == 4 and len(set(keys)) == len(keys)
-    assert list(stages)[:3] == ["profile", "surrogates", "search"]
+    assert list(stages)[:4] == ["profile", "surrogates", "objective", "search"]
     assert "export" in stages and "final_measurement" in stages
 
 

@@ -194,7 +194,8 @@ def codesign(
         return
     best = result.best
     m = best["metrics"]
-    typer.echo(result.result["headline"])
+    if result.result.get("headline"):
+        typer.echo(result.result["headline"])
     crowded = (
         " (measured while other processes crowded the cores: contended)"
         if best.get("contended")

@@ -59,16 +59,25 @@ def per_sequence(measurement: Measurement) -> dict[str, float]:
 def stored_reference_costs(
     store: Store, devices: Sequence[str], shape: tuple[int, int] | None = None
 ) -> list[ReferenceCost]:
-    """The named references' (``bert-tiny`` …) stored costs on ``devices``, per sequence: the
-    scale of ``--norms run`` (:func:`~edgetran.search.objectives.run_scale_norms`)."""
+    """The scale of ``--norms run`` for a live search, per sequence
+    (:func:`~edgetran.search.objectives.run_scale_norms`): the named references' (``bert-tiny``
+    …) stored costs on ``devices``; where the store holds none, the largest cost stored on
+    them, named ``largest stored``.
+
+    Raises:
+        SearchError: the store holds no measurement of the devices.
+    """
     from edgetran.space import NAMED_ARCHITECTURES
     from edgetran.space.costs import estimate_costs
 
     names = {arch.hash: name for name, arch in NAMED_ARCHITECTURES.items()}
-    costs = []
+    costs, quiet = [], []
     for device in devices:
         for m in device_measurements(store, device, shape):
-            if m.hash in names and not m.contended:
+            if m.contended:
+                continue
+            quiet.append((device, m))
+            if m.hash in names:
                 arch = NAMED_ARCHITECTURES[names[m.hash]]
                 costs.append(
                     ReferenceCost(
@@ -76,14 +85,15 @@ def stored_reference_costs(
                         m.latency_s_per_seq, m.energy_j_per_seq, m.peak_power_w,
                     )
                 )  # fmt: skip
-    if not costs:
-        raise SearchError(
-            f"--norms run takes its scale from a named reference (bert-tiny, bert-mini …) "
-            f"measured on {', '.join(devices)}, and the store holds none: profile one "
-            "(edgetran profile --arch bert-mini …), or pass --norms reference or "
-            "--norms LATENCY_S,ENERGY_J,PEAK_POWER_W"
+    if costs or not quiet:
+        return costs
+    device, slowest = max(quiet, key=lambda item: item[1].latency_s_per_seq)
+    return [
+        ReferenceCost(
+            "the largest stored costs", device, 0, slowest.latency_s_per_seq,
+            max(m.energy_j_per_seq for _, m in quiet), max(m.peak_power_w for _, m in quiet),
         )
-    return costs
+    ]  # fmt: skip
 
 
 def measured_costs(
