@@ -78,7 +78,7 @@ def profile(
         str, typer.Option(help="cpu, cuda:N, or CPU/GPU/NPU/AUTO for openvino.")
     ] = "cpu",
     runtime: Annotated[
-        str, typer.Option(help="torch, onnxruntime, openvino or litert.")
+        str, typer.Option(help="torch, onnxruntime, openvino, litert, or one of them + -int8.")
     ] = "torch",
     arch: Annotated[
         list[str] | None, typer.Option("--arch", help="Architecture (file or name); repeatable.")
@@ -195,7 +195,11 @@ def profile(
         require_quiet=require_quiet,
         quiet_wait_s=quiet_wait,
     )
-    # on a cluster, the device's worker builds its own meter
+    # on a cluster, the device's worker builds its own meter and has its own runtimes
+    if not lab:
+        from edgetran.export.runners import require_runtime
+
+        require_runtime(runtime)
     probe = None if lab else create_meter(meter, device, per_core_w=core_watts)
     with cluster_session(lab) as cluster:
         if cluster is not None:
