@@ -1,6 +1,6 @@
 """Precision is part of the design (issue 40, item 5): the int8 runtimes, each on its own
-runtime's quantiser; label agreement as int8's verification; profiling the quantised artifact;
-a missing quantiser as one line."""
+runtime's quantiser; label agreement as int8's verification; a classifier's accuracy as it
+runs in a runtime, cached; profiling the quantised artifact; a missing quantiser as one line."""
 
 import json
 import sys
@@ -187,6 +187,73 @@ def test_runner_outputs_fill_a_static_batch_and_drop_the_filling():
     ids = np.arange(15).reshape(5, 3)
     outputs = runner_outputs(runner, ids, np.ones_like(ids), batch_size=2)
     assert np.array_equal(outputs, ids) and seen == [[0, 3], [6, 9], [12, 12]]
+
+
+# -- accuracy in a runtime ----------------------------------------------------------------------
+def test_artifact_accuracy_is_scored_in_the_runtime_and_cached(classifier, tmp_path, monkeypatch):
+    import edgetran.codesign.runtime_accuracy as module
+
+    model_dir, task = classifier
+    kwargs = dict(workspace=tmp_path / "ws", seq_len=SEQ)
+    with Store(tmp_path / "a.db") as store:
+        first = module.artifact_accuracy(model_dir, "onnxruntime-int8", str(task), store=store,
+                                         **kwargs)  # fmt: skip
+        assert first["cached"] is False and first["runtime"] == "onnxruntime-int8"
+        assert first["quantize"] == DYNAMIC_INT8 and first["metric"] == "accuracy"
+        assert first["examples"] == len(load_task(str(task)).test)
+        assert 0 <= first["accuracy"] <= 1 and first["accuracy_std"] >= 0
+        assert first["agreement"] >= 0.99 and first["verification"]["passed"]
+        assert abs(first["accuracy"] - first["torch_accuracy"]) <= 1 - first["agreement"]
+
+        def no_work(*args, **kwargs):
+            raise AssertionError("a cached accuracy repeats no work")
+
+        monkeypatch.setattr(module, "export_model", no_work)
+        monkeypatch.setattr(module, "label_agreement", no_work)
+        again = module.artifact_accuracy(model_dir, "onnxruntime-int8", str(task), store=store,
+                                         **kwargs)  # fmt: skip
+        assert again["cached"] is True
+        assert {k: v for k, v in again.items() if k != "cached"} == {
+            k: v for k, v in first.items() if k != "cached"
+        }
+    # killed after the export and the dev check, before the score was stored: the resumed
+    # call only scores
+    with Store(tmp_path / "resumed.db") as store:
+        resumed = module.artifact_accuracy(model_dir, "onnxruntime-int8", str(task),
+                                           store=store, **kwargs)  # fmt: skip
+        assert resumed["cached"] is False and resumed["accuracy"] == first["accuracy"]
+
+
+def test_a_failed_agreement_is_stored_and_raised_again(classifier, tmp_path, monkeypatch):
+    import edgetran.codesign.runtime_accuracy as module
+    import edgetran.export.verify as verify
+
+    model_dir, task = classifier
+    real = verify.runner_outputs
+    monkeypatch.setattr(verify, "runner_outputs", lambda *a, **k: -real(*a, **k))  # broken
+    with Store(tmp_path / "a.db") as store:
+        kwargs = dict(store=store, workspace=tmp_path / "ws", seq_len=SEQ)
+        with pytest.raises(LabelAgreementError) as failed:
+            module.artifact_accuracy(model_dir, "onnxruntime", str(task), **kwargs)
+        assert not failed.value.agreement.passed and failed.value.agreement.agreement < 0.99
+        monkeypatch.setattr(module, "export_model", None)  # a second call exports nothing
+        with pytest.raises(LabelAgreementError):
+            module.artifact_accuracy(model_dir, "onnxruntime", str(task), **kwargs)
+
+
+def test_artifact_accuracy_refuses_bad_input(classifier, tmp_path):
+    from edgetran.codesign.runtime_accuracy import artifact_accuracy
+    from edgetran.errors import InvalidInputError, ModelNotFoundError
+
+    model_dir, task = classifier
+    with Store(tmp_path / "a.db") as store:
+        kwargs = dict(store=store, workspace=tmp_path / "ws", seq_len=SEQ)
+        with pytest.raises(InvalidInputError, match="split='val' is invalid; allowed: train"):
+            artifact_accuracy(model_dir, "onnxruntime-int8", str(task), split="val", **kwargs)
+        with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
+            artifact_accuracy(tmp_path, "onnxruntime-int8", str(task), **kwargs)
+        with pytest.raises(RunnerError, match="runtime 'npu' is unknown"):
+            artifact_accuracy(model_dir, "npu", str(task), **kwargs)
 
 
 # -- profiling ----------------------------------------------------------------------------------
