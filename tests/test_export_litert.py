@@ -127,8 +127,8 @@ def test_profiler_measures_the_litert_runtime(tmp_path):
 def test_spec_refuses_unknown_quantisation_and_dynamic_batch():
     with pytest.raises(ExportError, match="allowed: none, dynamic-int8"):
         ExportSpec("litert", quantize="int4")
-    with pytest.raises(ExportError, match="quantize='dynamic-int8' is invalid for format 'onnx'"):
-        ExportSpec("onnx", quantize="dynamic-int8")
+    with pytest.raises(ExportError, match="quantize='dynamic-int8' is invalid for format 'pt2'"):
+        ExportSpec("pt2", quantize="dynamic-int8")
     with pytest.raises(ExportError, match="dynamic_batch=True is invalid for format 'litert'"):
         ExportSpec("litert", dynamic_batch=True)
 
@@ -178,9 +178,9 @@ def test_without_the_extra_litert_says_so_and_other_formats_work(monkeypatch, ru
     assert "not installed" in RUNTIMES.why_not("litert")
     model = FlexiBertModel(FlexiBertConfig(homogeneous(1, 16, 2, 32), vocab_size=VOCAB)).eval()
     spec = ExportSpec("litert", seq_len=8)
-    with pytest.raises(MissingDependencyError, match=r"install edgetran\[litert\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgetran\[litert\]'"):
         export_model(model, tmp_path / "litert", spec)
-    with pytest.raises(MissingDependencyError, match=r"install edgetran\[litert\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgetran\[litert\]'"):
         create_runner("litert", __file__)
     result = export_model(model, tmp_path / "pt2", ExportSpec("pt2", seq_len=8), verify=True)
     assert result.verification["passed"]

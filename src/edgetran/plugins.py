@@ -68,6 +68,7 @@ class _Entry:
     requires: tuple[str, ...]
     check: Callable[[], object] | None
     summary: str
+    extra: str | None = None
 
 
 class Registry(Generic[T]):
@@ -95,6 +96,7 @@ class Registry(Generic[T]):
         check: Callable[[], object] | None = None,
         summary: str = "",
         origin: str = "registered at run time",
+        extra: str | None = None,
     ) -> None:
         """Add a plug-in (entry points need no call: they are read on first use).
 
@@ -104,10 +106,11 @@ class Registry(Generic[T]):
             check: called by :meth:`why_not`; raises when the plug-in cannot work here.
             summary: one line for ``edgetran env``.
             origin: where the plug-in comes from, for ``edgetran env``.
+            extra: the edgetran extra that installs ``requires`` (named when one is missing).
         """
         if name in self._built_in or name in (self._found or {}):
             raise PluginError(f"{self.noun} {name!r} is registered already")
-        self._built_in[name] = _Entry(target, origin, tuple(requires), check, summary)
+        self._built_in[name] = _Entry(target, origin, tuple(requires), check, summary, extra)
 
     def names(self) -> tuple[str, ...]:
         """Every registered name: the built-ins in order, then the entry points by name."""
@@ -150,7 +153,8 @@ class Registry(Generic[T]):
         entry = self._entries()[name]
         missing = [m for m in entry.requires if importlib.util.find_spec(m) is None]
         if missing:
-            return f"needs {', '.join(missing)} (not installed)"
+            install = f": pip install 'edgetran[{entry.extra}]'" if entry.extra else ""
+            return f"needs {', '.join(missing)} (not installed){install}"
         try:
             self.get(name)
             if entry.check is not None:
@@ -287,29 +291,54 @@ for _name, _class, _requires, _summary in (
     )
 
 _EXPORTERS = "edgetran.export.exporters"
-for _name, _runtime, _requires, _summary in (
-    ("torch", "TORCH_RUNTIME", ("torch",), "PyTorch eager, or a torch.export program (pt2)"),
-    (
-        "onnxruntime",
-        "ONNX_RUNTIME",
-        ("onnxruntime", "onnx", "onnxscript"),
-        "ONNX Runtime on the CPU or CUDA (onnx)",
-    ),
+_ONNX = ("onnxruntime", "onnx", "onnxscript")
+_LITERT = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
+for _name, _runtime, _requires, _extra, _summary in (
+    ("torch", "TORCH_RUNTIME", ("torch",), None, "PyTorch eager, or a torch.export program (pt2)"),
+    ("onnxruntime", "ONNX_RUNTIME", _ONNX, "export", "ONNX Runtime on the CPU or CUDA (onnx)"),
     (
         "openvino",
         "OPENVINO_RUNTIME",
         ("openvino",),
+        "export",
         "OpenVINO on CPU, GPU, NPU or AUTO (openvino IR)",
     ),
     (
         "litert",
         "LITERT_RUNTIME",
-        ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
+        _LITERT,
+        "litert",
         "LiteRT (TensorFlow Lite) interpreter on the CPU (tflite; edgetran[litert])",
+    ),
+    (
+        "onnxruntime-int8",
+        "ONNX_INT8_RUNTIME",
+        _ONNX,
+        "export",
+        "ONNX Runtime on its quantize_dynamic's int8 (onnx, dynamic-int8)",
+    ),
+    (
+        "openvino-int8",
+        "OPENVINO_INT8_RUNTIME",
+        ("openvino", "nncf"),
+        "openvino-int8",
+        "OpenVINO on NNCF's int8 weights, activations int8 on the fly (edgetran[openvino-int8])",
+    ),
+    (
+        "litert-int8",
+        "LITERT_INT8_RUNTIME",
+        _LITERT,
+        "litert",
+        "LiteRT on ai-edge-quantizer's dynamic int8 (tflite; edgetran[litert])",
     ),
 ):
     RUNTIMES.register(
-        _name, f"{_EXPORTERS}:{_runtime}", requires=_requires, summary=_summary, origin=BUILT_IN
+        _name,
+        f"{_EXPORTERS}:{_runtime}",
+        requires=_requires,
+        summary=_summary,
+        origin=BUILT_IN,
+        extra=_extra,
     )
 
 for _name, _class, _requires, _summary in (

@@ -21,7 +21,7 @@ def export(
         bool, typer.Option(help="Run the artifact in its runtime and compare with PyTorch.")
     ] = False,
     quantize: Annotated[
-        str, typer.Option(help="none, or dynamic-int8 (litert: int8 weights).")
+        str, typer.Option(help="none, or dynamic-int8 (onnx, openvino, litert: int8 weights).")
     ] = "none",
     head: Annotated[str, typer.Option(help="Head for an architecture: base, mlm, cls.")] = "base",
     num_labels: Annotated[int, typer.Option(min=1, help="Labels of a cls head.")] = 2,

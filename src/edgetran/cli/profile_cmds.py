@@ -84,7 +84,8 @@ def profile(
     runtime: Annotated[
         str | None,
         typer.Option(
-            help="torch, onnxruntime, openvino or litert (default: --device's, else torch)."
+            help="torch, onnxruntime, openvino, litert, or one of them + -int8 (default: "
+            "--device's, else torch)."
         ),
     ] = None,
     arch: Annotated[
@@ -205,7 +206,11 @@ def profile(
         require_quiet=require_quiet,
         quiet_wait_s=quiet_wait,
     )
-    # on a cluster, the device's worker builds its own meter
+    # on a cluster, the device's worker builds its own meter and has its own runtimes
+    if not lab:
+        from edgetran.export.runners import require_runtime
+
+        require_runtime(runtime)
     probe = None if lab else create_meter(meter, device, per_core_w=core_watts)
     kept = (
         f"the measurements made so far are stored in {database_name(db)}; run the same "

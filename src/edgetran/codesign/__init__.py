@@ -15,5 +15,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "config": ["CPU_DEVICES", "CPU_SPACE", "CodesignConfig", "CodesignError", "parse_device"],
         "pipeline": ["STAGES", "CodesignResult", "EvaluationTimeout", "run_codesign"],
         "report": ["write_report"],
+        "runtime_accuracy": ["artifact_accuracy"],
     },
 )

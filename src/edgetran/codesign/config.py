@@ -104,10 +104,14 @@ def parse_device(text: str) -> DeviceSpec:
 
 
 def check_local_devices(specs: list[DeviceSpec]) -> None:
-    """Refuse, without a cluster, a lab node's device (one this machine does not have)."""
-    from edgetran.export.runners import check_device
+    """Refuse, without a cluster, a lab node's device (one this machine does not have), and a
+    live device whose runtime cannot run here (a quantiser or runtime package missing: the
+    message names the extra to install)."""
+    from edgetran.export.runners import check_device, require_runtime
 
     for spec in specs:
+        if spec.live and not spec.node:
+            require_runtime(spec.runtime)
         if spec.node:
             try:
                 check_device(spec.runtime, spec.hardware)

@@ -1101,12 +1101,12 @@ class _Run:
         if not spec.live:
             return {"skipped": f"{spec.name} is a recorded device: no runtime here to export to"}
         from edgetran.export import ExportSpec, export_model
-        from edgetran.export.runners import get_runtime
         from edgetran.model import FlexiBertForSequenceClassification
 
         model = FlexiBertForSequenceClassification.from_pretrained(self.out / "model")
-        export_spec = ExportSpec(
-            get_runtime(spec.runtime).format, self.config.batch_size, self.config.seq_len
+        # an int8 device's winner is exported quantised, as its device was profiled
+        export_spec = ExportSpec.for_runtime(
+            spec.runtime, batch_size=self.config.batch_size, seq_len=self.config.seq_len
         )
         result = export_model(
             model, self.out / "export", export_spec, verify=True, seed=self.config.seed

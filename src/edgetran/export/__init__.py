@@ -1,5 +1,5 @@
-"""Export to ONNX, OpenVINO IR, ``torch.export``, LiteRT or a plug-in runtime's format,
-verified against PyTorch; the runners of every runtime.
+"""Export to ONNX, OpenVINO IR, ``torch.export``, LiteRT or a plug-in runtime's format (and
+dynamic int8 for the int8 runtimes), verified against PyTorch; the runners of every runtime.
 
 Third stage of the data flow, after ``model``: profiling runs the artifacts made here.
 """
@@ -19,10 +19,14 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "export_formats",
             "export_model",
             "runtime_of_format",
+            "runtime_of_spec",
         ],
         "runners": [
+            "LiteRtInt8Runner",
             "LiteRtRunner",
+            "OnnxRuntimeInt8Runner",
             "OnnxRuntimeRunner",
+            "OpenVinoInt8Runner",
             "OpenVinoRunner",
             "Runner",
             "RunnerError",
@@ -31,7 +35,16 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "check_device",
             "create_runner",
             "get_runtime",
+            "require_runtime",
         ],
-        "verify": ["TOLERANCE", "Verification", "random_inputs"],
+        "verify": [
+            "LABEL_AGREEMENT",
+            "TOLERANCE",
+            "LabelAgreement",
+            "LabelAgreementError",
+            "Verification",
+            "random_inputs",
+            "verify_labels",
+        ],
     },
 )

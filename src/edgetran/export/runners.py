@@ -5,6 +5,10 @@ timing holds inference only; :meth:`Runner.__call__` does prepare → run → Nu
 else. A :class:`Runtime` pairs a runner with the export format it runs; the runtimes are
 registered in :data:`edgetran.plugins.RUNTIMES` (entry point group ``edgetran.runtimes``).
 Optional runtimes are imported when a runner is created, never at package import.
+
+The int8 runtimes (``onnxruntime-int8``, ``openvino-int8``, ``litert-int8``) run their base
+runtime's format quantised by that runtime's own quantiser (:data:`DYNAMIC_INT8`); their
+runners are the base runners, which say so in :meth:`Runner.describe`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from edgetran.errors import EdgeTranError, MissingDependencyError
 from edgetran.plugins import RUNTIMES
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+#: Dynamic-range int8: int8 weights, activations quantised on the fly (by each runtime's own
+#: quantiser: ONNX Runtime's, NNCF for OpenVINO, ai-edge-quantizer for LiteRT).
+DYNAMIC_INT8 = "dynamic-int8"
 
 
 class RunnerError(EdgeTranError):
@@ -72,8 +79,16 @@ def _require(module: str, feature: str, extra: str = "export") -> Any:
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingDependencyError(
-            f"{feature} needs the '{module}' package ({err}); install edgetran[{extra}]"
+            f"{feature} needs the '{module}' package ({err}); pip install 'edgetran[{extra}]'"
         ) from None
+
+
+def require_runtime(name: str) -> None:
+    """Raise :class:`RunnerError` saying why when the registered runtime ``name`` cannot run
+    here (a package it needs is missing: the message names the extra to install)."""
+    why = RUNTIMES.why_not(name)
+    if why:
+        raise RunnerError(f"runtime {name!r} is not usable here: {why}")
 
 
 class Runner(abc.ABC):
@@ -89,6 +104,8 @@ class Runner(abc.ABC):
     """
 
     runtime: ClassVar[str]
+    #: How the artifact it runs was quantised (``ExportSpec.quantize``; ``none``: float32).
+    quantize: ClassVar[str] = "none"
 
     @property
     @abc.abstractmethod
@@ -111,7 +128,9 @@ class Runner(abc.ABC):
         return self.to_numpy(self.run(self.prepare(input_ids, attention_mask)))
 
     def describe(self) -> dict[str, str]:
-        return {"runtime": self.runtime, "device": self.device}
+        """The runtime, the device and, for a quantised artifact, its ``quantize`` mode."""
+        described = {"runtime": self.runtime, "device": self.device}
+        return described if self.quantize == "none" else described | {"quantize": self.quantize}
 
 
 class TorchRunner(Runner):
@@ -317,6 +336,28 @@ class LiteRtRunner(Runner):
         return np.asarray(output, dtype=np.float32)
 
 
+class OnnxRuntimeInt8Runner(OnnxRuntimeRunner):
+    """ONNX Runtime on a model quantised by ``onnxruntime.quantization.quantize_dynamic``."""
+
+    runtime = "onnxruntime-int8"
+    quantize = DYNAMIC_INT8
+
+
+class OpenVinoInt8Runner(OpenVinoRunner):
+    """OpenVINO on a model whose weights NNCF compressed to int8; the CPU plugin quantises
+    activations on the fly (dynamic quantisation) where the CPU has int8 instructions."""
+
+    runtime = "openvino-int8"
+    quantize = DYNAMIC_INT8
+
+
+class LiteRtInt8Runner(LiteRtRunner):
+    """The LiteRT interpreter on a model quantised by ai-edge-quantizer (dynamic int8)."""
+
+    runtime = "litert-int8"
+    quantize = DYNAMIC_INT8
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A runtime plug-in: the export format it runs, how to write it, and how to run it.
@@ -338,6 +379,9 @@ class Runtime:
             float32 model).
         dynamic_batch: whether the exporter can write a dynamic batch dimension.
         input_dtype: the dtype of the artifact's inputs (runners cast int64 ids to it).
+        quantize: the ``ExportSpec.quantize`` mode of the artifacts it runs (an int8 runtime:
+            ``dynamic-int8``); profiling and :meth:`ExportSpec.for_runtime
+            <edgetran.export.exporters.ExportSpec.for_runtime>` export with it.
     """
 
     name: str
@@ -350,6 +394,7 @@ class Runtime:
     quantize_modes: tuple[str, ...] = ("none",)
     dynamic_batch: bool = True
     input_dtype: str = "int64"
+    quantize: str = "none"
 
 
 def get_runtime(name: str) -> Runtime:

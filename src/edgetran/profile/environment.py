@@ -22,6 +22,9 @@ PACKAGES = (
     "onnxruntime",
     "openvino",
     "ai-edge-litert",
+    # the quantisers of the int8 runtimes (ONNX Runtime's ships with it)
+    "nncf",
+    "ai-edge-quantizer",
     "zeus",
     "edgetran",
 )

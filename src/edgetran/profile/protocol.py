@@ -39,7 +39,7 @@ from scipy.stats import binom
 from edgetran.cores import choose_threads, requested_threads
 from edgetran.errors import InvalidInputError
 from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
-from edgetran.export.runners import Runner, check_device, get_runtime
+from edgetran.export.runners import Runner, check_device
 from edgetran.model import FlexiBertConfig, FlexiBertModel
 from edgetran.plugins import list_runtimes
 from edgetran.profile.contention import (
@@ -69,8 +69,8 @@ class ProfileSettings:
     Attributes:
         device: ``cpu``, ``cuda:N`` (torch, onnxruntime) or ``CPU``/``GPU``/``NPU``/``AUTO``
             (openvino).
-        runtime: ``torch``, ``onnxruntime``, ``openvino``, ``litert`` or a runtime plug-in
-            (``edgetran env``).
+        runtime: ``torch``, ``onnxruntime``, ``openvino``, ``litert``, their int8 versions
+            (``onnxruntime-int8`` …) or a runtime plug-in (``edgetran env``).
         batch_size, seq_len: input shape (default 1 × 128).
         threads: CPU threads, pinned and recorded (default: ``OMP_NUM_THREADS`` when set,
             else the usable cores other processes leave free when a measurement starts; see
@@ -284,11 +284,13 @@ def build_runner(
     if settings.runtime == "torch":
         torch.set_num_threads(threads)
         return create_runner("torch", ExportWrapper(model), settings.device)
-    fmt = get_runtime(settings.runtime).format
-    spec = ExportSpec(fmt, batch_size=settings.batch_size, seq_len=settings.seq_len)
+    # an int8 runtime measures its quantised artifact
+    spec = ExportSpec.for_runtime(
+        settings.runtime, batch_size=settings.batch_size, seq_len=settings.seq_len
+    )
     artifact = export_model(model, workdir, spec, seed=settings.seed).artifact
     options: dict[str, Any] = {"threads": threads}
-    if settings.runtime == "openvino":
+    if spec.format == "openvino":
         options["precision"] = "f32"
     return create_runner(settings.runtime, artifact, settings.device, **options)
 

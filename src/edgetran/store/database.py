@@ -214,6 +214,18 @@ codesign_progress = Table(
     Index("uq_codesign_progress", "run", "stage", "attempt", unique=True),
 )
 
+#: A classifier's accuracy as it runs in a runtime (``edgetran.codesign.runtime_accuracy``),
+#: keyed by a digest of what determines it (weights, runtime, the task's examples, the shape).
+artifact_accuracies = Table(
+    "artifact_accuracies",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("runtime", String(128), nullable=False),
+    Column("task", String(1024), nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 
 class StoreError(EdgeTranError):
     """The database cannot be opened or written."""
@@ -653,6 +665,24 @@ class Store:
             for table in (codesign_stages, codesign_progress):
                 conn.execute(delete(table).where(table.c.run == run))
             conn.execute(delete(codesign_runs).where(codesign_runs.c.run == run))
+
+    # -- accuracy in a runtime ---------------------------------------------------------------
+    def add_artifact_accuracy(
+        self, key: str, *, runtime: str, task: str, result: dict[str, Any]
+    ) -> bool:
+        """Store an artifact's accuracy once; ``False`` if ``key`` is stored already."""
+        return self._insert_once(
+            artifact_accuracies, key=key, runtime=runtime, task=task, result=result
+        )
+
+    def artifact_accuracy(self, key: str) -> dict[str, Any] | None:
+        """The stored accuracy under ``key``, or ``None``."""
+        query = select(artifact_accuracies.c.result).where(artifact_accuracies.c.key == key)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
 
     def _insert_once(self, table: Table, **values: Any) -> bool:
         try:

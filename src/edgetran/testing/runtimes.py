@@ -18,6 +18,10 @@ BATCH = 2
 SEQ = 8
 #: Largest difference between two runs of the same runner on the same inputs.
 REPEAT_ATOL = 1e-6
+#: Largest ``‖output − reference‖ / ‖reference‖`` of a quantised runtime: no tensor tolerance
+#: applies to int8 (it is judged by predicted labels and task accuracy), but an output this far
+#: from PyTorch's is no longer the model's (the built-in int8 runtimes stay within 0.006 here).
+QUANTIZED_RELATIVE_ERROR = 0.1
 
 
 def check_runner(
@@ -98,6 +102,12 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
     and runs it as PyTorch does (:func:`check_runner` on its runner, eager PyTorch as the
     reference).
 
+    A quantised runtime (``quantize`` other than ``none``, e.g. ``onnxruntime-int8``) exports
+    with its quantisation, and ``tolerance`` does not apply to it: its output must be finite,
+    of the right shape and dtype, repeatable, and within :data:`QUANTIZED_RELATIVE_ERROR` of
+    PyTorch's in relative norm; its predicted labels are checked on a task by
+    :func:`edgetran.export.verify.verify_labels`.
+
     Raises:
         ContractError: naming the clause that failed.
     """
@@ -114,6 +124,12 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
     for field in ("format", "artifact_name", "default_device"):
         value = getattr(runtime, field)
         c.require(isinstance(value, str) and bool(value), f"{field} is a non-empty string")
+    quantized = runtime.quantize != "none"
+    c.require(
+        runtime.quantize in runtime.quantize_modes,
+        "quantize is one of the quantize_modes its exporter writes",
+        f"{runtime.quantize!r} not in {runtime.quantize_modes}",
+    )
     if runtime.check_device is not None:
         try:
             runtime.check_device(runtime.default_device)
@@ -129,11 +145,29 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
     ids, mask = random_inputs(BATCH, SEQ, VOCAB, seed=1)
     with tempfile.TemporaryDirectory(prefix="edgetran-check-") as tmp:
         artifact = Path(tmp) / runtime.artifact_name
-        spec = ExportSpec(runtime.format, batch_size=BATCH, seq_len=SEQ)
+        spec = ExportSpec(runtime.format, batch_size=BATCH, seq_len=SEQ, quantize=runtime.quantize)
         runtime.export(wrapper, (torch.from_numpy(ids), torch.from_numpy(mask)), artifact, spec)
         c.require(artifact.exists(), "export writes the artifact at the path it is given")
         check_runner(
             lambda: runtime.runner(artifact, runtime.default_device),
-            reference=reference,
+            reference=None if quantized else reference,
             tolerance=tolerance,
         )
+        if quantized:
+            runner = runtime.runner(artifact, runtime.default_device)
+            c.require(
+                runner.describe().get("quantize") == runtime.quantize,
+                "describe() of a quantised runtime's runner reports its quantize mode",
+                repr(runner.describe()),
+            )
+            _check_relative_error(c, runner(ids, mask), reference(ids, mask))
+
+
+def _check_relative_error(c: Clauses, output: np.ndarray, expected: np.ndarray) -> None:
+    error = float(np.linalg.norm(output - expected) / max(np.linalg.norm(expected), 1e-12))
+    c.require(
+        error <= QUANTIZED_RELATIVE_ERROR,
+        f"a quantised output lies within {QUANTIZED_RELATIVE_ERROR:g} of PyTorch's "
+        "in relative norm",
+        f"relative error {error:.3g}",
+    )
