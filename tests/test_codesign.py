@@ -772,3 +772,75 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     assert all(r["metrics"]["accuracy"] == quick["accuracy"] for r in data["references"])
     off = _config(tmp_path, task, board, space=space, references_first=False)
     assert off.references_in_space() == [] and config.references_in_space() == [tiny]
+
+
+# -- int8 devices -------------------------------------------------------------------------------
+def test_an_int8_device_scores_its_pairs_in_its_runtime_and_resumes_without_repeats(
+    tmp_path, monkeypatch
+):
+    """Precision is part of the design: an int8 pair's accuracy is its classifier's as the
+    runtime runs it (checked against PyTorch's labels first), cached, so that a run killed
+    during the scoring repeats none of it when resumed."""
+    from edgetran.codesign import runtime_accuracy
+
+    _tiny(monkeypatch)
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
+                     compare=None, evaluations=2, growprune=False)  # fmt: skip
+    fresh: list[tuple[str, str]] = []
+    real = runtime_accuracy.artifact_accuracy
+
+    def counted(model_dir, runtime, *args, **kwargs):
+        result = real(model_dir, runtime, *args, **kwargs)
+        if not result["cached"]:
+            fresh.append((result["artifact"], runtime))
+        return result
+
+    monkeypatch.setattr(runtime_accuracy, "artifact_accuracy", counted)
+
+    def stop_after_one_scoring(line: str) -> None:
+        if "on cpu/onnxruntime-int8: accuracy" in line:
+            raise _Stop(line)
+
+    with pytest.raises(_Stop):
+        run_codesign(config, on_event=stop_after_one_scoring)
+    first = list(fresh)
+    assert len(first) == 1
+    result = run_codesign(config, resume=True).result
+    assert first[0] not in fresh[1:]  # the killed run's scoring is not repeated
+    assert len(fresh) == len(set(fresh))
+    rows = [r for r in result["references"] if r["device"] == "cpu/onnxruntime-int8"]
+    assert rows and all(r["accuracy_from"] == "onnxruntime-int8" for r in rows)
+    within = [c for c in result["decision"]["candidates"] if c["within_one_std"]]
+    assert all(
+        c["accuracy_from"] == "onnxruntime-int8"
+        for c in within
+        if c["device"] == "cpu/onnxruntime-int8"
+    )
+    if result["best"]["device"] == "cpu/onnxruntime-int8":
+        assert result["best"]["accuracy_from"] == "onnxruntime-int8"
+        assert result["export"]["labels"]["passed"]
+
+
+def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path, monkeypatch):
+    """A failed label check takes the pair out of the answer and into ``failed``; the run
+    goes on."""
+    from edgetran.codesign.pipeline import _Run
+    from edgetran.export.verify import LabelAgreement, LabelAgreementError
+
+    _tiny(monkeypatch)
+    _fast(monkeypatch)
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
+                     compare=None, evaluations=2, growprune=False)  # fmt: skip
+
+    def disagrees(self, arch, device, budget, model=None):
+        raise LabelAgreementError(
+            LabelAgreement(0.5, 10, False, 0.99, "onnxruntime-int8", "cpu", "dynamic-int8", 1)
+        )
+
+    monkeypatch.setattr(_Run, "runtime_accuracy", disagrees)
+    result = run_codesign(config).result
+    failed = [f for f in result["failed"] if f["device"] == "cpu/onnxruntime-int8"]
+    assert failed and all("0.5" in f["reason"] or "agree" in f["reason"] for f in failed)
+    assert result["best"]["device"] != "cpu/onnxruntime-int8"

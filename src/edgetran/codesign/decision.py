@@ -54,6 +54,8 @@ class Candidate:
             the pair came from (``search``, ``device choice``, ``reference``).
         parameters: the model's parameter count (for the headline).
         contended: a measurement behind it was taken while other processes crowded the cores.
+        accuracy_from: ``pytorch`` (the oracle's), or the runtime whose artifact was scored
+            (a quantised device's pairs: the model as it runs there).
     """
 
     device: str
@@ -72,6 +74,7 @@ class Candidate:
     objective: float | None = None
     parameters: int | None = None
     contended: bool = False
+    accuracy_from: str = "pytorch"
 
     @property
     def key(self) -> tuple[str, str]:

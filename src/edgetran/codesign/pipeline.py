@@ -90,6 +90,10 @@ STAGES = (
 UNIT_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Folds of the held-out predictions behind the parity plots.
 PARITY_FOLDS = 5
+#: Dev examples on which a quantised artifact must predict PyTorch's labels (99% of them)
+#: before its test accuracy counts: a seeded subset, which keeps an int8 pair's scoring to
+#: seconds (the whole dev split of tweet-sentiment is 3,720 examples).
+INT8_DEV_EXAMPLES = 1000
 #: Ensemble settings of the surrogates fitted here (the active-learning loop's lighter ones).
 SURROGATE_OPTIONS = {"n_models": 3, "n_estimators": 200, "learning_rate": 0.06}
 #: Seconds between two records of a running stage's time: a killed attempt loses at most this.
@@ -576,7 +580,8 @@ class _Run:
             budget,
             workspace=c.workspace,
             seed=c.seed,
-            keep_models=budget == c.final_budget,
+            # a quantised device scores the classifier itself, in its runtime
+            keep_models=budget == c.final_budget or self.any_quantised(),
             cluster=self.cluster,
         )
 
@@ -593,6 +598,57 @@ class _Run:
             return result
 
         return accuracy
+
+    def quantised(self, device: str) -> bool:
+        """Whether ``device`` runs a quantised runtime (``cpu/onnxruntime-int8`` …): its pairs'
+        accuracy is the classifier's as that runtime runs it, not PyTorch's."""
+        spec = self.spec(device)
+        if not spec.live:
+            return False
+        from edgetran.export.runners import get_runtime
+
+        return get_runtime(spec.runtime).quantize != "none"
+
+    def any_quantised(self) -> bool:
+        return any(self.quantised(spec.name) for spec in self.specs if spec.live)
+
+    def runtime_accuracy(
+        self, arch: Architecture, device: str, budget: str, model: Path | None = None
+    ) -> dict[str, Any]:
+        """``arch``'s classifier at ``budget`` scored on the test split as ``device``'s runtime
+        runs it (:func:`~edgetran.codesign.runtime_accuracy.artifact_accuracy`: its labels
+        checked against PyTorch's on the dev split first; cached in the store, so a resumed
+        run repeats none).
+
+        Raises:
+            LabelAgreementError: the artifact predicts PyTorch's labels on too few dev examples.
+        """
+        from edgetran.codesign.runtime_accuracy import artifact_accuracy
+        from edgetran.train.oracle import kept_classifier, train_classifier
+
+        c = self.config
+        if model is None:
+            kept = kept_classifier(arch, c.task, budget, store=self.store, seed=c.seed)
+            model = kept["model"] if kept else None
+        if model is None:  # evaluated before classifiers were kept: trained once more, here
+            model = self.out / "classifiers" / f"{arch.hash}-{budget}"
+            if not (model / "config.json").is_file():
+                train_classifier(
+                    arch, c.task, budget, store=self.store, workspace=c.workspace, seed=c.seed,
+                    out=model,
+                )  # fmt: skip
+        result = artifact_accuracy(
+            model, self.spec(device).runtime, c.task, store=self.store,
+            workspace=c.workspace, seq_len=c.seq_len, dev_examples=INT8_DEV_EXAMPLES,
+            seed=c.seed,
+        )  # fmt: skip
+        if not result.get("cached"):
+            self.emit(
+                f"  {arch.hash[:10]} on {device}: accuracy {result['accuracy']:.4f} (PyTorch "
+                f"{result['torch_accuracy']:.4f} at the same length; dev labels agree "
+                f"{result['verification']['agreement']:.3f})"
+            )
+        return result
 
     def evaluator(self, accuracy: Callable[..., Any] | None = None):
         """The search's evaluator: ``accuracy`` (default: the oracle at the search budget),
@@ -813,6 +869,7 @@ class _Run:
         source: str = "search",
         measure: bool = False,
         runs: int = 1,
+        accuracy_from: str = "pytorch",
     ):
         """A :class:`~edgetran.codesign.decision.Candidate` of ``arch`` on ``device`` with
         this accuracy, its costs stored, measured now (``measure``) or predicted, and its
@@ -835,13 +892,18 @@ class _Run:
             measured=hw["measured"], estimated=hw["estimated"], predicted=hw["predicted"],
             name=name, source=source, feasible=not violated,
             parameters=estimate_costs(arch).parameters, contended=hw["contended"],
+            accuracy_from=accuracy_from,
         )  # fmt: skip
         return replace(made, objective=self.value(made))
 
     def references(self) -> dict[str, Any]:
         """Every reference on every device: its accuracy at the search's budget (the decision
         weighs it against the search's pairs) and at the final budget (the verdict weighs it
-        against the answer), its costs measured on the live devices."""
+        against the answer), its costs measured on the live devices. On a quantised device
+        both accuracies are its classifiers' as that runtime runs them; an artifact whose
+        labels disagree with PyTorch's is a failed pair (``failed``: why), never an answer."""
+        from edgetran.export.verify import LabelAgreementError
+
         c = self.config
         search_accuracy = self.accuracy(c.budget)
         final = self.accuracy(c.final_budget)
@@ -852,19 +914,41 @@ class _Run:
             # the winner is trained at the final budget: so is what it is compared with
             at_final = at_search if c.final_budget == c.budget else final(arch)
             for device in self.names:
+                accuracy = _Scored(at_search.value, at_search.std, "pytorch")
+                final_accuracy = _Scored(at_final.value, at_final.std, "pytorch")
+                failed = None
+                if self.quantised(device):
+                    try:
+                        accuracy = self.scored_in_runtime(arch, device, c.budget)
+                        final_accuracy = (
+                            accuracy
+                            if c.final_budget == c.budget
+                            else self.scored_in_runtime(arch, device, c.final_budget)
+                        )
+                    except LabelAgreementError as err:
+                        failed = str(err)
                 made = self.candidate(
-                    arch, device, at_search.value, at_search.std, name=name,
-                    source="reference", measure=True,
+                    arch, device, accuracy.value, accuracy.std, name=name, source="reference",
+                    measure=True, accuracy_from=accuracy.source,
                 )  # fmt: skip
-                rows.append(
-                    made.to_dict()
-                    | {"final_accuracy": at_final.value, "final_accuracy_std": at_final.std}
-                )
+                row = made.to_dict() | {
+                    "final_accuracy": final_accuracy.value,
+                    "final_accuracy_std": final_accuracy.std,
+                }
+                if failed:
+                    row |= {"feasible": False, "failed": failed}
+                rows.append(row)
                 self.emit(
-                    f"  {name} on {device}: acc {at_search.value:.3f} (final "
-                    f"{at_final.value:.3f}) lat {made.metrics['latency_s'] * 1e3:.2f} ms"
+                    f"  {name} on {device}: acc {accuracy.value:.3f} (final "
+                    f"{final_accuracy.value:.3f}) lat {made.metrics['latency_s'] * 1e3:.2f} ms"
+                    + (f" failed: {failed}" if failed else "")
                 )
         return {"rows": rows}
+
+    def scored_in_runtime(self, arch: Architecture, device: str, budget: str, model=None):
+        """:meth:`runtime_accuracy` as an accuracy with its std and its source."""
+        result = self.runtime_accuracy(arch, device, budget, model)
+        return _Scored(result["accuracy"], result["accuracy_std"], self.spec(device).runtime)
 
     # -- the decision --------------------------------------------------------------------------
     def candidates(self, search: dict[str, Any]) -> dict[tuple[str, str], Any]:
@@ -896,7 +980,13 @@ class _Run:
         for row in self.done["references"]["rows"]:
             known = found.get((row["arch_hash"], row["device"]))
             reference = Candidate(**_candidate_fields(row))
-            if known is None or "latency_s" not in known.measured:
+            if row.get("failed"):  # its artifact's labels disagree with PyTorch's
+                found.pop(reference.key, None)
+            elif (
+                known is None
+                or "latency_s" not in known.measured
+                or (reference.accuracy_from != "pytorch")
+            ):
                 found[reference.key] = reference
         return found
 
@@ -907,7 +997,7 @@ class _Run:
         from edgetran.codesign.decision import choose
 
         found = self.candidates(search)
-        rule, measured_now = self.config.choose, 0
+        rule, measured_now, failed = self.config.choose, 0, []
         while True:
             decision = choose(list(found.values()), rule, self.value)
             if decision is None:
@@ -916,6 +1006,10 @@ class _Run:
                     "message": search.get("message")
                     or f"no pair met the budgets ({self.config.constraints().describe()})",
                 }
+            unscored = self.to_score(decision, found)
+            if unscored is not None:
+                self.score_in_runtime(unscored, found, failed)
+                continue
             pending = self.to_measure(decision, found)
             if pending is None:
                 break
@@ -932,7 +1026,42 @@ class _Run:
             "decision": decision.to_dict(),
             "pairs_scored": len(found),
             "measured_now": measured_now,
+            "failed": failed,
         }
+
+    def to_score(self, decision, found) -> Any:
+        """A pair on a quantised device within one std of the most accurate whose accuracy is
+        still PyTorch's: it must be scored as its runtime runs it before it may be chosen."""
+        within = set(decision.within)
+        return next(
+            (
+                c
+                for c in found.values()
+                if c.key in within and c.accuracy_from == "pytorch" and self.quantised(c.device)
+            ),
+            None,
+        )
+
+    def score_in_runtime(self, candidate, found, failed: list) -> None:
+        """``candidate``'s accuracy as its runtime runs it, in ``found``; a failed label check
+        takes it out and into ``failed``."""
+        from dataclasses import replace
+
+        from edgetran.export.verify import LabelAgreementError
+
+        arch = Architecture.from_dict(candidate.arch)
+        try:
+            scored = self.scored_in_runtime(arch, candidate.device, self.config.budget)
+        except LabelAgreementError as err:
+            self.emit(f"  {candidate.label}: failed ({err})")
+            failed.append({"arch": candidate.arch, "device": candidate.device, "reason": str(err)})
+            del found[candidate.key]
+            return
+        metrics = candidate.metrics | {"accuracy": scored.value}
+        made = replace(
+            candidate, metrics=metrics, accuracy_std=scored.std, accuracy_from=scored.source
+        )
+        found[candidate.key] = replace(made, objective=self.value(made))
 
     def to_measure(self, decision, found) -> Any:
         """The next unmeasured pair on a live device that could change the decision: the
@@ -1050,10 +1179,15 @@ class _Run:
         )
 
         trained = self.done["final_training"]
+        final = _Scored(trained["accuracy"], trained.get("accuracy_std"), "pytorch")
+        if self.quantised(winner["device"]):  # the final model as its runtime runs it
+            final = self.scored_in_runtime(
+                arch, winner["device"], self.config.final_budget, self.out / "model"
+            )
         answer = self.candidate(
-            arch, winner["device"], trained["accuracy"], trained.get("accuracy_std"),
+            arch, winner["device"], final.value, final.std,
             name=winner.get("name") if arch.hash == winner["arch_hash"] else None,
-            source=winner["source"], measure=True,
+            source=winner["source"], measure=True, accuracy_from=final.source,
         )  # fmt: skip
         references = [
             Candidate(
@@ -1062,6 +1196,7 @@ class _Run:
                 | {"accuracy_std": row["final_accuracy_std"]}
             )
             for row in self.done["references"]["rows"]
+            if not row.get("failed")
         ]
         switched = dominating_reference(answer, references)
         final_training = None
@@ -1103,7 +1238,8 @@ class _Run:
         from edgetran.export import ExportSpec, export_model
         from edgetran.model import FlexiBertForSequenceClassification
 
-        model = FlexiBertForSequenceClassification.from_pretrained(self.out / "model")
+        model_dir = self.out / "model"
+        model = FlexiBertForSequenceClassification.from_pretrained(model_dir)
         # an int8 device's winner is exported quantised, as its device was profiled
         export_spec = ExportSpec.for_runtime(
             spec.runtime, batch_size=self.config.batch_size, seq_len=self.config.seq_len
@@ -1117,11 +1253,17 @@ class _Run:
                 f"the exported {spec.runtime} artifact differs from PyTorch (max |Δ| "
                 f"{verification.get('max_abs_diff')}); see {self.out / 'export/metadata.json'}"
             )
-        return {
+        out = {
             "artifact": str(result.artifact),
             "format": export_spec.format,
             "verification": verification,
         }
+        if self.quantised(spec.name):  # no tensor tolerance fits int8: PyTorch's labels do
+            scored = self.runtime_accuracy(
+                model.config.arch, spec.name, self.config.final_budget, model_dir
+            )
+            out["labels"] = scored["verification"]
+        return out
 
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
@@ -1162,7 +1304,7 @@ class _Run:
             self.done["compare"],
             self.done["decision"],
         )
-        metrics = {**answer["metrics"], "accuracy": trained["accuracy"]}
+        metrics = dict(answer["metrics"])  # accuracy: the final model's, where it runs
         measured, estimated = ["accuracy", *answer["measured"]], list(answer["estimated"])
         if not final.get("skipped"):
             metrics |= {k: final[k] for k in ("latency_s", "energy_j", "peak_power_w")}
@@ -1175,7 +1317,8 @@ class _Run:
             "arch": arch.to_model_dict(),
             "device": answer["device"],
             "metrics": metrics,
-            "accuracy_std": trained.get("accuracy_std"),
+            "accuracy_std": answer.get("accuracy_std"),
+            "accuracy_from": answer.get("accuracy_from", "pytorch"),
             "measured": measured,
             "estimated": estimated,
             "predicted": [k for k in answer["predicted"] if k not in measured],
@@ -1197,7 +1340,15 @@ class _Run:
             "best_reference": verdict.get("best_reference"),
             "references": self.done["references"]["rows"],
             "evaluations": evaluations,
-            "failed": search["failed"],
+            "failed": [
+                *search["failed"],
+                *decision.get("failed", []),
+                *(
+                    {"arch": r["arch"], "device": r["device"], "reason": r["failed"]}
+                    for r in self.done["references"]["rows"]
+                    if r.get("failed")
+                ),
+            ],
             "search": {
                 k: search.get(k)
                 for k in (
@@ -1234,6 +1385,15 @@ class _Run:
         result = mask_secrets(result)
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """An accuracy, its std, and where it comes from (``pytorch`` or a runtime's name)."""
+
+    value: float
+    std: float | None
+    source: str
 
 
 def unit_names(metrics: dict[str, Any]) -> dict[str, Any]:
