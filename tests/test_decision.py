@@ -231,3 +231,15 @@ def test_search_takes_the_accuracy_objective_and_explicit_norms(run_cli, tmp_pat
     assert code == 0, err
     # run-scale norms: y's 0.1 s is 50× the latency norm, so the fast pair wins
     assert json.loads(out)["best"]["device"] == "x"
+
+
+def test_the_verdict_never_contradicts_the_decision_on_the_same_numbers():
+    """The demo of 7 Dec: the answer 0.0104 more accurate than BERT-Tiny (one std 0.0075, the
+    difference's 0.0107) and slower. The decision left BERT-Tiny outside its one-std window, so
+    the verdict must not call BERT-Tiny dominant: it trades."""
+    answer = pair("a", "cpu/openvino", 0.7554, 3.67, std=0.0075)
+    tiny = pair("t", "cpu/openvino", 0.7450, 1.92, std=0.0076, reference="bert-tiny")
+    assert choose([answer, tiny], "one-std").winner.arch_hash == "a"
+    entry = compare_with_reference(answer, tiny)
+    assert entry["verdict"] == "trades" and entry["judged"]["accuracy"] == "better"
+    assert dominating_reference(answer, [tiny]) is None

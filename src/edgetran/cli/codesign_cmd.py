@@ -21,7 +21,7 @@ from edgetran.cli.cluster_cmds import (
 )
 
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
-DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino"
+DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
 
 
 def codesign(

@@ -22,8 +22,10 @@ from edgetran.search.settings import OBJECTIVES, parse_norms
 if TYPE_CHECKING:
     from edgetran.space import Architecture
 
-#: This CPU under the three runtimes: the runtime is part of the co-design.
-CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+#: This CPU under the three runtimes, and ONNX Runtime's dynamic int8: the runtime and the
+#: precision are part of the co-design. One int8 runtime keeps `make demo` within 10 minutes
+#: (OpenVINO's and LiteRT's int8 are devices to name: ``cpu/openvino-int8``, ``cpu/litert-int8``).
+CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino", "cpu/onnxruntime-int8")
 #: A CPU-sized corner of the reference space, where the quick budget trains in minutes.
 CPU_SPACE: dict[str, list[Any]] = {
     "layers": [2, 4],

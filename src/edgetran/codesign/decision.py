@@ -239,15 +239,18 @@ def compare_with_reference(winner: Candidate, reference: Candidate) -> dict[str,
     winner's: above 1, the winner is cheaper), Δaccuracy ± std (winner − reference), and the
     winner's verdict: ``dominates``, ``trades`` or ``dominated``.
 
-    Judged on accuracy (a tie within one std of the difference), latency (a tie within the
-    95% intervals) and energy only where both energies come from a power sensor: an estimate
-    is shown, never judged on.
+    Judged on accuracy (a tie within one std, the larger of the two pairs': the rule the
+    decision's one-std window uses, so that the verdict never contradicts the decision on the
+    same numbers), latency (a tie within the 95% intervals) and energy only where both
+    energies come from a power sensor: an estimate is shown, never judged on. The std shown
+    with Δaccuracy is the difference's, ``hypot`` of the two.
     """
     w, r = winner.metrics, reference.metrics
     delta = w["accuracy"] - r["accuracy"]
     delta_std = math.hypot(winner.std, reference.std)
+    one_std = max(winner.std, reference.std)
     judged = {
-        "accuracy": _side(delta > delta_std, delta < -delta_std),
+        "accuracy": _side(delta > one_std, delta < -one_std),
         "latency_s": _side(
             measurably_faster(winner, reference), measurably_faster(reference, winner)
         ),

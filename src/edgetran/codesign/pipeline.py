@@ -1603,7 +1603,7 @@ def _parity(items, seed: int) -> dict[str, Any]:
     for held in held_out:
         for metric, points in _predict_held_out(items, held).items():
             rows[metric] += points
-    return out | {"method": method} | rows
+    return out | {"method": method} | unit_names(rows)  # per measured batch
 
 
 def _predict_held_out(items, held) -> dict[str, list[list[float]]]:
