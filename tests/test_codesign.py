@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
+from edgetran.codesign import CPU_DEVICES, CodesignConfig, CodesignError, run_codesign
 from edgetran.codesign.pipeline import STAGES, EvaluationTimeout, _time_limit
 from edgetran.errors import EdgeTranError, Interrupted
 from edgetran.space import NAMED_ARCHITECTURES
@@ -126,7 +126,8 @@ def codesigned(tmp_path_factory):
 def test_config_round_trips_through_json(tmp_path):
     config = CodesignConfig(max_latency_ms=5.0, compare="tpe", references=("bert-mini",))
     again = CodesignConfig.from_dict(json.loads(json.dumps(config.to_dict())))
-    assert again == config and again.devices == ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+    assert again == config and again.devices == CPU_DEVICES
+    assert "cpu/onnxruntime-int8" in CPU_DEVICES  # precision is part of the design
 
 
 def test_require_quiet_reaches_every_live_measurement(tmp_path):
