@@ -35,7 +35,7 @@ test-slow: setup
 # bundled tweet-sentiment task, the quick budget; everything lands in demo/ (a second run
 # reuses what the first one finished).
 demo: setup
-	$(BIN)/edgetran codesign --evaluations 4 --profile-budget 8 --out demo --db demo/edgetran.db --workspace demo/workspace --resume
+	$(BIN)/edgetran codesign --evaluations 4 --profile-budget 9 --out demo --db demo/edgetran.db --workspace demo/workspace --resume
 
 bench: setup
 	$(BIN)/python benchmarks/bench_model.py

@@ -201,7 +201,7 @@ def test_codesign_timeout_is_one_failed_evaluation_and_ctrl_c_one_line(tmp_path)
     assert timeout in " ".join(done.stderr.split())  # progress lines are wrapped at 80
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == (
-        f"interrupted: during the search stage: {tmp_path / 'w.db'} keeps 2 finished stages "
+        f"interrupted: during the search stage: {tmp_path / 'w.db'} keeps 3 finished stages "
         "and 1 evaluation; run the same command with --resume to continue"
     )
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from edgetran.codesign import CodesignConfig, CodesignError, run_codesign
-from edgetran.codesign.pipeline import EvaluationTimeout, _time_limit
-from edgetran.errors import EdgeTranError
+from edgetran.codesign import CPU_DEVICES, CodesignConfig, CodesignError, run_codesign
+from edgetran.codesign.pipeline import STAGES, EvaluationTimeout, _time_limit
+from edgetran.errors import EdgeTranError, Interrupted
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
 from edgetran.train.tasks import task_key
@@ -126,7 +126,8 @@ def codesigned(tmp_path_factory):
 def test_config_round_trips_through_json(tmp_path):
     config = CodesignConfig(max_latency_ms=5.0, compare="tpe", references=("bert-mini",))
     again = CodesignConfig.from_dict(json.loads(json.dumps(config.to_dict())))
-    assert again == config and again.devices == ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+    assert again == config and again.devices == CPU_DEVICES
+    assert "cpu/onnxruntime-int8" in CPU_DEVICES  # precision is part of the design
 
 
 def test_require_quiet_reaches_every_live_measurement(tmp_path):
@@ -163,10 +164,10 @@ def test_config_refuses_bad_values(change, message):
         CodesignConfig.from_dict({"colour": 1})
 
 
-def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best():
+def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
     """Accuracy is the device's as well (the search's, the oracle not asked again): the
-    search's best architecture, evaluated on a slow device only, wins on the fast one; an
-    infeasible move is not taken; a search with nothing feasible is rescued on another device."""
+    search's architecture, evaluated on a slow device only, is the answer on the fast one; an
+    infeasible device is not taken; a search with nothing feasible is rescued on another."""
     from edgetran.codesign.pipeline import _Run
     from edgetran.search import Evaluation
 
@@ -183,21 +184,29 @@ def test_device_choice_moves_an_architecture_to_the_device_where_it_scores_best(
             return Evaluation(metrics | {"peak_power": 100.0 if pair.device == "capped" else 5})
 
     run = _Run.__new__(_Run)
-    run.config = CodesignConfig(max_peak_power_w=50.0)
-    run.names, run.emit = ["slow", "fast", "capped"], lambda line: None
-    run.evaluator = Devices
+    run.config = CodesignConfig(max_peak_power_w=50.0, references=())
+    run.names, run.emit, run.specs = ["slow", "fast", "capped"], lambda line: None, []
+    run.evaluator, run.store = Devices, None
+    run.stored_measurement = lambda arch, device: None
+    run.done = {
+        "objective": {"norms": {"latency_s": 0.05, "energy_j": 0.1, "peak_power_w": 10}},
+        "references": {"rows": []},
+    }
     record = {
         "arch": arch.to_model_dict(), "device": "slow", "accuracy_std": 0.01,
         "accuracy_runs": 1, "metrics": {"accuracy": 0.75}, "objective": 0.5,
     }  # fmt: skip
-    choice = run.device_choice({"best": record, "records": [record]})
-    assert choice["pairs_scored"] == 2
-    best = choice["best"]
-    assert best["device"] == "fast" and best["objective"] > 0.5
-    assert best["metrics"]["accuracy"] == 0.75 and best["how"].startswith("device choice")
-    run.config = CodesignConfig(max_latency_ms=10.0)  # the slow device's 50 ms is infeasible
-    rescued = run.device_choice({"best": None, "records": [record]})["best"]
-    assert rescued["device"] in ("fast", "capped") and rescued["how"].startswith("device choice")
+    choice = run.decide({"best": record, "records": [record]})
+    assert choice["pairs_scored"] == 3
+    best = choice["winner"]
+    assert best["device"] == "fast" and best["source"] == "device choice"
+    assert best["metrics"]["accuracy"] == 0.75
+    assert not next(c for c in choice["decision"]["candidates"] if c["device"] == "capped")[
+        "feasible"
+    ]
+    run.config = CodesignConfig(max_latency_ms=10.0, references=())  # 50 ms is infeasible
+    rescued = run.decide({"best": None, "records": [record]})["winner"]
+    assert rescued["device"] in ("fast", "capped") and rescued["source"] == "device choice"
 
 
 def test_a_length_the_final_model_cannot_take_is_refused_before_any_work(tmp_path, monkeypatch):
@@ -291,7 +300,8 @@ def test_codesign_writes_every_output(codesigned):
     assert len(data["growprune"]["iterations"]) == 1 and "growprune" not in data["skipped"]
     assert data["growprune"]["iterations"][0]["children"]
     search = data["search"]
-    assert len(data["evaluations"]) + len(data["failed"]) + search["reevaluations"] == 4
+    searched = [r for r in data["evaluations"] if r["how"] not in ("device choice", "reference")]
+    assert len(searched) + len(data["failed"]) + search["reevaluations"] == 4
     assert best["search"]["accuracy_runs"] >= 1 and best["search"]["accuracy_std"] > 0
     assert all(r["accuracy_runs"] >= 1 for r in data["evaluations"])
     assert {(r["name"], r["device"]) for r in data["references"]} == {
@@ -299,6 +309,7 @@ def test_codesign_writes_every_output(codesigned):
     }  # fmt: skip
     # final budget = search budget: the references' final accuracy is their search accuracy
     assert all(r["final_accuracy"] == r["metrics"]["accuracy"] for r in data["references"])
+    assert all(r["accuracy_std"] > 0 for r in data["references"])
     compare = data["compare"]
     assert compare["sampler"] == "tpe"
     assert len(compare["history"]) + compare["reevaluations"] == 4
@@ -324,11 +335,30 @@ def test_codesign_writes_every_output(codesigned):
     # whether other processes crowded a measurement, everywhere (read as quiet here)
     assert best["contended"] is False and best["search"]["contended"] is False
     assert all(r["contended"] is False for r in data["evaluations"] + data["references"])
-    # every evaluated architecture scored on the devices it was not evaluated on
-    evaluated = {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]}
-    archs = {arch for arch, _ in evaluated}
-    assert data["device_choice"]["pairs_scored"] == 2 * len(archs) - len(evaluated)
-    assert best["search"]["objective"] >= data["device_choice"]["search_best"]["objective"]
+    # every evaluated architecture and every reference scored on every device
+    evaluated = {(json.dumps(r["arch"]), r["device"]) for r in searched}
+    archs = {arch for arch, _ in evaluated} | {json.dumps(r["arch"]) for r in data["references"]}
+    assert data["device_choice"]["pairs_scored"] == 2 * len(archs)
+    assert {(json.dumps(r["arch"]), r["device"]) for r in data["evaluations"]} == {
+        (a, d) for a in archs for d in ("cpu/torch", "board")
+    }
+    # one name per quantity, with its unit, everywhere
+    for row in [*data["evaluations"], *data["references"], data["best"]]:
+        assert set(row["metrics"]) == {"accuracy", "latency_s", "energy_j", "peak_power_w"}
+    # the objective at this run's scale, the decision and the references, said
+    objective = data["objective"]
+    assert objective["rule"] == "paper" and objective["norms_source"] == "run"
+    assert objective["norms_basis"].startswith("bert-tiny on ")
+    decision = data["decision"]
+    assert decision["rule"] == "one-std" and sum(c["chosen"] for c in decision["candidates"]) == 1
+    assert decision["why"] and data["headline"]
+    assert {(v["reference"], v["device"]) for v in data["versus_references"]} <= {
+        ("bert-tiny", "cpu/torch"), ("bert-tiny", "board")
+    }  # fmt: skip
+    verdicts = {v["verdict"] for v in data["versus_references"]}
+    assert verdicts <= {"dominates", "trades", "dominated"}
+    if best["device"] == "cpu/torch":  # a live answer is chosen on a measurement
+        assert "latency_s" in decision["winner"]["measured"]
 
 
 def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, monkeypatch):
@@ -379,7 +409,7 @@ def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monk
         run_codesign(_config(folder, task, board, evaluations=5), resume=True)
     events: list[str] = []
     again = run_codesign(_config(folder, task, board), resume=True, on_event=events.append)
-    assert all("done earlier" in line for line in events) and len(events) == 10
+    assert all("done earlier" in line for line in events) and len(events) == len(STAGES)
     assert again.best == codesigned[2].best
 
 
@@ -446,15 +476,16 @@ def test_a_search_whose_evaluations_all_failed_is_not_finished(tmp_path, monkeyp
         "the stage is not finished: fix the cause and run the same command with --resume"
     )):  # fmt: skip
         run_codesign(config)
-    assert list(_stages(config)) == ["profile", "surrogates"]
+    assert list(_stages(config)) == ["profile", "surrogates", "objective"]
     with pytest.raises(CodesignError, match=re.escape(
-        "(profile, surrogates finished); pass --resume to continue it, --restart to start it"
+        "(profile, surrogates, objective finished); pass --resume to continue it, --restart to "
+        "start it"
     )):  # fmt: skip
         run_codesign(config)
     _fast(monkeypatch)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(config, resume=True, on_event=_stop_at("references: started", events))
     assert any(line.startswith("search: started again (") for line in events)
     lines = [line for line in events if line.startswith("  search ")]
     assert len(lines) == 2 and not any("failed" in line for line in lines)
@@ -467,7 +498,7 @@ def test_restart_discards_the_runs_record_and_starts_it_again(tmp_path, monkeypa
     _fast(monkeypatch)
     config = _recorded_run(tmp_path)
     with pytest.raises(_Stop):
-        run_codesign(config, on_event=_stop_at("device_choice: started", []))
+        run_codesign(config, on_event=_stop_at("references: started", []))
     changed = _recorded_run(tmp_path, evaluations=3)
     with pytest.raises(CodesignError, match=re.escape(
         "(evaluations differ); cannot resume: pass its settings, --restart to start it again"
@@ -475,9 +506,9 @@ def test_restart_discards_the_runs_record_and_starts_it_again(tmp_path, monkeypa
         run_codesign(changed, resume=True)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(changed, restart=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(changed, restart=True, on_event=_stop_at("references: started", events))
     assert events[0] == (
-        f"restart: the run into {changed.out} starts again (4 finished stages discarded)"
+        f"restart: the run into {changed.out} starts again (5 finished stages discarded)"
     )
     assert "profile: started" in events and not any("stored" in line for line in events)
     assert sum(line.startswith("  search ") for line in events) == 3
@@ -525,13 +556,13 @@ def test_a_resumed_run_prints_stored_evaluations_and_counts_every_attempts_time(
     _fast(monkeypatch, fail=interrupt, seconds=0.2)
     config = _recorded_run(tmp_path, evaluations=3)
     first: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted):  # Ctrl-C, said with what the run kept
         run_codesign(config, on_event=first.append)
     (fresh,) = [line for line in first if line.startswith("  search   1")]
     _fast(monkeypatch)
     events: list[str] = []
     with pytest.raises(_Stop):
-        run_codesign(config, resume=True, on_event=_stop_at("device_choice: started", events))
+        run_codesign(config, resume=True, on_event=_stop_at("references: started", events))
     lines = [line for line in events if line.startswith("  search ")]
     assert lines[0] == fresh + " (stored)" and len(lines) == 3
     started = next(line for line in events if line.startswith("search: started again ("))
@@ -678,8 +709,8 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     config = _config(tmp_path, task, board, compare=None)
     result = run_codesign(config, resume=True, on_event=events.append).result
     assert [line.split(":")[0] for line in events if "done earlier" in line] == [
-        "profile", "surrogates", "search", "compare", "device_choice", "references", "growprune",
-        "final_training",
+        "profile", "surrogates", "objective", "search", "compare", "references", "decision",
+        "growprune", "final_training", "verdict",
     ]  # fmt: skip
     with Store(tmp_path / "w.db") as store:
         profiles = store.measurements("cpu", runtime="torch")
@@ -692,10 +723,11 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     # 8 profiles, the reference and grow-and-prune's children: each architecture once
     hashes = [m.hash for m in profiles]
     assert len(hashes) == len(set(hashes)) >= 9
-    keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in result["evaluations"]]
+    searched = [r for r in result["evaluations"] if r["how"] not in ("device choice", "reference")]
+    keys = [(json.dumps(r["arch"], sort_keys=True), r["device"]) for r in searched]
     spent = len(keys) + len(result["failed"]) + result["search"]["reevaluations"]
     assert spent == 4 and len(set(keys)) == len(keys)
-    assert list(stages)[:3] == ["profile", "surrogates", "search"]
+    assert list(stages)[:4] == ["profile", "surrogates", "objective", "search"]
     assert "export" in stages and "final_measurement" in stages
 
 
@@ -741,3 +773,75 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     assert all(r["metrics"]["accuracy"] == quick["accuracy"] for r in data["references"])
     off = _config(tmp_path, task, board, space=space, references_first=False)
     assert off.references_in_space() == [] and config.references_in_space() == [tiny]
+
+
+# -- int8 devices -------------------------------------------------------------------------------
+def test_an_int8_device_scores_its_pairs_in_its_runtime_and_resumes_without_repeats(
+    tmp_path, monkeypatch
+):
+    """Precision is part of the design: an int8 pair's accuracy is its classifier's as the
+    runtime runs it (checked against PyTorch's labels first), cached, so that a run killed
+    during the scoring repeats none of it when resumed."""
+    from edgetran.codesign import runtime_accuracy
+
+    _tiny(monkeypatch)
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
+                     compare=None, evaluations=2, growprune=False)  # fmt: skip
+    fresh: list[tuple[str, str]] = []
+    real = runtime_accuracy.artifact_accuracy
+
+    def counted(model_dir, runtime, *args, **kwargs):
+        result = real(model_dir, runtime, *args, **kwargs)
+        if not result["cached"]:
+            fresh.append((result["artifact"], runtime))
+        return result
+
+    monkeypatch.setattr(runtime_accuracy, "artifact_accuracy", counted)
+
+    def stop_after_one_scoring(line: str) -> None:
+        if "on cpu/onnxruntime-int8: accuracy" in line:
+            raise _Stop(line)
+
+    with pytest.raises(_Stop):
+        run_codesign(config, on_event=stop_after_one_scoring)
+    first = list(fresh)
+    assert len(first) == 1
+    result = run_codesign(config, resume=True).result
+    assert first[0] not in fresh[1:]  # the killed run's scoring is not repeated
+    assert len(fresh) == len(set(fresh))
+    rows = [r for r in result["references"] if r["device"] == "cpu/onnxruntime-int8"]
+    assert rows and all(r["accuracy_from"] == "onnxruntime-int8" for r in rows)
+    within = [c for c in result["decision"]["candidates"] if c["within_one_std"]]
+    assert all(
+        c["accuracy_from"] == "onnxruntime-int8"
+        for c in within
+        if c["device"] == "cpu/onnxruntime-int8"
+    )
+    if result["best"]["device"] == "cpu/onnxruntime-int8":
+        assert result["best"]["accuracy_from"] == "onnxruntime-int8"
+        assert result["export"]["labels"]["passed"]
+
+
+def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path, monkeypatch):
+    """A failed label check takes the pair out of the answer and into ``failed``; the run
+    goes on."""
+    from edgetran.codesign.pipeline import _Run
+    from edgetran.export.verify import LabelAgreement, LabelAgreementError
+
+    _tiny(monkeypatch)
+    _fast(monkeypatch)
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
+                     compare=None, evaluations=2, growprune=False)  # fmt: skip
+
+    def disagrees(self, arch, device, budget, model=None):
+        raise LabelAgreementError(
+            LabelAgreement(0.5, 10, False, 0.99, "onnxruntime-int8", "cpu", "dynamic-int8", 1)
+        )
+
+    monkeypatch.setattr(_Run, "runtime_accuracy", disagrees)
+    result = run_codesign(config).result
+    failed = [f for f in result["failed"] if f["device"] == "cpu/onnxruntime-int8"]
+    assert failed and all("0.5" in f["reason"] or "agree" in f["reason"] for f in failed)
+    assert result["best"]["device"] != "cpu/onnxruntime-int8"

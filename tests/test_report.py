@@ -159,7 +159,7 @@ def synthetic_result(task: str = "tweets.csv", devices: tuple[str, ...] = DEVICE
             "rule": "one-std",
             "best_accuracy": 0.79,
             "best_accuracy_std": 0.02,
-            "threshold": 0.02,
+            "threshold": 0.77,
             "candidates": candidates,
             "why": "the fastest measured latency among the candidates within one std",
         },
@@ -460,9 +460,9 @@ def test_parity_falls_back_to_leave_one_out_on_a_small_profile(monkeypatch):
     parity = _parity(items, seed=0)
     assert parity["method"] == "leave-one-out" and parity["n"] == 9
     latencies = sorted(m.latency_s for m in items)
-    for metric in ("latency", "energy", "peak_power"):
+    for metric in ("latency_s", "energy_j", "peak_power_w"):
         assert len(parity[metric]) == 9
-    assert sorted(row[0] for row in parity["latency"]) == pytest.approx(latencies)
+    assert sorted(row[0] for row in parity["latency_s"]) == pytest.approx(latencies)
     assert _parity(items[:8], seed=0) == {"n": 8}
 
 

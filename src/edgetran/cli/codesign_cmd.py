@@ -21,7 +21,7 @@ from edgetran.cli.cluster_cmds import (
 )
 
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
-DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino"
+DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
 
 
 def codesign(
@@ -46,6 +46,23 @@ def codesign(
     compare: Annotated[
         str | None, typer.Option(help="A second sampler on the same evaluations, for the report.")
     ] = None,
+    objective: Annotated[
+        str, typer.Option(help="What the search maximises: paper, pareto or accuracy.")
+    ] = "paper",
+    norms: Annotated[
+        str,
+        typer.Option(
+            help="Paper objective's cost scale: run (the largest reference on the slowest live "
+            "device), reference (1000 s, 2000 J, 300 W) or L_S,E_J,P_W."
+        ),
+    ] = "run",
+    choose: Annotated[
+        str,
+        typer.Option(
+            help="The answer: one-std (the fastest pair within one accuracy std of the most "
+            "accurate) or best (the objective's maximum)."
+        ),
+    ] = "one-std",
     space: Annotated[
         Path | None, typer.Option(help="Design space file (default: a CPU-sized space).")
     ] = None,
@@ -139,6 +156,9 @@ def codesign(
         evaluations=evaluations,
         sampler=sampler,
         compare=compare,
+        objective=objective,
+        norms=norms,
+        choose=choose,
         **({"space": DesignSpace.from_file(space).to_dict()} if space else {}),
         profile_budget=profile_budget,
         seq_len=seq_len,
@@ -174,6 +194,8 @@ def codesign(
         return
     best = result.best
     m = best["metrics"]
+    if result.result.get("headline"):
+        typer.echo(result.result["headline"])
     crowded = (
         " (measured while other processes crowded the cores: contended)"
         if best.get("contended")

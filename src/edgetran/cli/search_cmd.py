@@ -26,7 +26,13 @@ from edgetran.cli.cluster_cmds import (
     cluster_options,
     cluster_session,
 )
-from edgetran.search.settings import ENCODINGS, OBJECTIVES, SURROGATES, BoshcodeSettings
+from edgetran.search.settings import (
+    ENCODINGS,
+    OBJECTIVES,
+    SURROGATES,
+    BoshcodeSettings,
+    parse_norms,
+)
 
 #: BOSHCODE's defaults, shown by --help.
 _BOSHCODE = BoshcodeSettings()
@@ -53,7 +59,15 @@ def search(
         ),
     ] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    objective: Annotated[str, typer.Option(help="paper or pareto.")] = "paper",
+    objective: Annotated[str, typer.Option(help="paper, pareto or accuracy.")] = "paper",
+    norms: Annotated[
+        str | None,
+        typer.Option(
+            help="Paper objective's cost scale: run (the largest stored reference's costs on "
+            "its slowest device), reference (1000 s, 2000 J, 300 W) or L_S,E_J,P_W. Default: "
+            "run for a live search, reference for a replay table."
+        ),
+    ] = None,
     max_latency_ms: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
     max_energy_mj: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
     max_peak_power_w: Annotated[float | None, typer.Option(help="Budget (pareto).")] = None,
@@ -145,6 +159,7 @@ def search(
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if parallel < 1:
         fail(f"--parallel {parallel} is invalid; expected an integer ≥ 1")
+    scale = parse_norms(norms or ("reference" if benchmark else "run"))
     settings = SearchSettings(
         sampler=sampler,
         budget=budget,
@@ -170,6 +185,8 @@ def search(
             if benchmark
             else _live(task, devices, db, accuracy_budget, space, cluster)
         )
+        if settings.objective == "paper" or norms is not None:  # else norms are unused
+            settings = _with_norms(settings, scale, devices, db)
         _search(evaluator, settings, benchmark, task, devices, study, db, resume, verbose,
                 parallel, as_json)  # fmt: skip
 
@@ -231,6 +248,22 @@ def _search(evaluator, settings, benchmark, task, devices, study, db, resume, ve
         f"best: {best['device']} {json.dumps(best['arch'])} objective {best['objective']:.5f} "
         f"(evaluation {out['evaluations_to_best']} of {out['evaluations']})"
     )
+
+
+def _with_norms(settings, scale, devices: str | None, db: str | None):
+    """``settings`` with the paper objective's norms resolved (``run``: from the store)."""
+    from dataclasses import replace
+
+    from edgetran.search import paper_with_norms
+    from edgetran.search.live import stored_reference_costs
+    from edgetran.store import Store
+
+    def costs():
+        names = [d.strip() for d in (devices or "").split(",") if d.strip()]
+        return stored_reference_costs(Store(db), names)
+
+    paper, _ = paper_with_norms(scale, costs, settings.paper)
+    return replace(settings, paper=paper)
 
 
 def _live(task: str, devices: str | None, db: str | None, accuracy_budget: str, space, cluster):

@@ -16,13 +16,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgetran.errors import EdgeTranError
+from edgetran.errors import EdgeTranError, SearchError
+from edgetran.search.settings import OBJECTIVES, parse_norms
 
 if TYPE_CHECKING:
     from edgetran.space import Architecture
 
-#: This CPU under the three runtimes: the runtime is part of the co-design.
-CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino")
+#: This CPU under the three runtimes, and ONNX Runtime's dynamic int8: the runtime and the
+#: precision are part of the co-design. One int8 runtime keeps `make demo` within 10 minutes
+#: (OpenVINO's and LiteRT's int8 are devices to name: ``cpu/openvino-int8``, ``cpu/litert-int8``).
+CPU_DEVICES = ("cpu/torch", "cpu/onnxruntime", "cpu/openvino", "cpu/onnxruntime-int8")
 #: A CPU-sized corner of the reference space, where the quick budget trains in minutes.
 CPU_SPACE: dict[str, list[Any]] = {
     "layers": [2, 4],
@@ -36,6 +39,10 @@ REFERENCES = ("bert-tiny", "bert-mini")
 #: Measurement file suffix → format of :func:`edgetran.profile.read_measurements`.
 FILE_FORMATS = {".json": "protran", ".csv": "csv", ".parquet": "parquet"}
 BUDGET_NAMES = ("quick", "standard", "full")
+#: How the answer is chosen from the evaluated pairs (``edgetran.codesign.decision``): the
+#: cheapest by measured latency among those within one accuracy std of the most accurate, or
+#: the plain maximum of the objective.
+CHOICES = ("one-std", "best")
 #: Measurements a device surrogate needs (``edgetran.surrogate.base.MIN_SAMPLES``, which
 #: imports NumPy and friends; the configuration stays light).
 MIN_SURROGATE_SAMPLES = 8
@@ -147,6 +154,14 @@ class CodesignConfig:
         require_quiet: every live measurement waits (up to a minute) for other processes to
             leave the cores it needs, else fails as a candidate does; without it a crowded
             timing is stored, flagged ``contended``, and left out of surrogate fits.
+        objective: what the search maximises: ``paper`` (the reference's weighted objective),
+            ``pareto`` or ``accuracy`` (the most accurate pair within the budgets).
+        norms: the paper objective's cost normalisers: ``run`` (the largest reference's
+            measured costs on the slowest live device), ``reference`` (1000 s, 2000 J, 300 W)
+            or ``"LATENCY_S,ENERGY_J,PEAK_POWER_W"``.
+        choose: how the answer is chosen: ``one-std`` (among the feasible pairs within one
+            accuracy std of the most accurate, the cheapest by measured latency, then energy)
+            or ``best`` (the objective's maximum).
         references: named BERTs measured beside the winner.
         references_first: the references that lie in ``space`` are the profile's first
             measurements and the search's first evaluations (known anchors for the sampler,
@@ -170,6 +185,9 @@ class CodesignConfig:
     evaluations: int = 6
     sampler: str = "boshcode"
     compare: str | None = None
+    objective: str = "paper"
+    norms: str = "run"
+    choose: str = "one-std"
     space: dict[str, Any] = field(default_factory=lambda: dict(CPU_SPACE))
     profile_budget: int = 10
     batch_size: int = 1
@@ -227,6 +245,12 @@ class CodesignConfig:
         SAMPLERS.validate(self.sampler)
         if self.compare is not None:
             SAMPLERS.validate(self.compare)
+        self._check_choice("objective", OBJECTIVES)
+        self._check_choice("choose", CHOICES)
+        try:
+            parse_norms(self.norms)
+        except SearchError as err:
+            raise CodesignError(str(err)) from None
         if not isinstance(self.require_quiet, bool):
             raise CodesignError(f"require_quiet={self.require_quiet!r}; allowed: true or false")
         if not isinstance(self.references_first, bool):
@@ -247,6 +271,12 @@ class CodesignConfig:
             )
         object.__setattr__(self, "space", DesignSpace.from_dict(self.space).to_dict())
         self.constraints()  # budgets are checked where the search checks them
+
+    def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
+        if getattr(self, name) not in allowed:
+            raise CodesignError(
+                f"{name}={getattr(self, name)!r} is invalid; allowed: {', '.join(allowed)}"
+            )
 
     def constraints(self):
         from edgetran.search import Constraints

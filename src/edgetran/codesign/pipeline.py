@@ -7,18 +7,25 @@ skips the finished ones, and the unfinished one resumes from what the database h
 1. ``profile``: each live device is profiled with active learning up to ``profile_budget``
    measurements (stored ones count); recorded devices' files are imported.
 2. ``surrogates``: one surrogate per device, with held-out (parity) predictions for the report.
-3. ``search``: the co-search (BOSHCODE or another sampler) with the accuracy oracle, under the
+3. ``objective``: the objective's rule, weights and norms; ``run`` norms are the largest
+   reference's measured costs on the slowest live device, so that a cost term moves the
+   objective by the share its weight promises (the reference code's 1000 s, 2000 J, 300 W move
+   it by less than 1e-5 at millisecond scale).
+4. ``search``: the co-search (BOSHCODE or another sampler) with the accuracy oracle, under the
    budgets; ``compare`` runs a second sampler on the same number of evaluations.
-4. ``device_choice``: every evaluated architecture scored on every device (its accuracy is the
-   device's as well; the other devices' hardware costs a prediction, not a training); the best
-   feasible pair is the winner.
-5. ``references``: the named BERTs on every device: accuracy at the search's budget (for the
-   Pareto plot, beside the search's points) and at ``final_budget`` (beside the winner's).
-6. ``growprune``: GPTran's grow-and-prune of the winner on its device (skipped, saying why,
+5. ``references``: the named BERTs on every device: accuracy at the search's budget and at
+   ``final_budget``, costs measured on the live devices.
+6. ``decision``: every evaluated architecture and every reference on every device (accuracy
+   does not depend on the device; another device's cost is a stored measurement or a
+   prediction, not a training), the pairs the rule needs measured measured, and the answer
+   chosen by ``choose`` (:mod:`edgetran.codesign.decision`).
+7. ``growprune``: GPTran's grow-and-prune of the winner on its device (skipped, saying why,
    when the search budget trains no MLM steps: its losses would be untrained models').
-7. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
-8. ``export``: the model exported to the winning device's runtime, verified against PyTorch.
-9. ``final_measurement``: the exported artifact profiled on the live device (measured).
+8. ``final_training``: the winner trained at ``final_budget`` and saved in ``OUT/model``.
+9. ``verdict``: the answer against every reference pair at the final budget; a reference that
+   dominates it is the answer instead (its classifier becomes ``OUT/model``).
+10. ``export``: the model exported to the answer's runtime, verified against PyTorch.
+11. ``final_measurement``: the exported artifact profiled on the live device (measured).
 
 A stage that cannot run (grow-and-prune switched off, export and final measurement of a
 recorded device) is skipped and says why. Every evaluation, measurement and trained model
@@ -68,17 +75,25 @@ from edgetran.store.masking import mask_secrets
 STAGES = (
     "profile",
     "surrogates",
+    "objective",
     "search",
     "compare",
-    "device_choice",
     "references",
+    "decision",
     "growprune",
     "final_training",
+    "verdict",
     "export",
     "final_measurement",
 )
+#: The search's metric names → ``result.json``'s (one name per quantity, with its unit).
+UNIT_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Folds of the held-out predictions behind the parity plots.
 PARITY_FOLDS = 5
+#: Dev examples on which a quantised artifact must predict PyTorch's labels (99% of them)
+#: before its test accuracy counts: a seeded subset, which keeps an int8 pair's scoring to
+#: seconds (the whole dev split of tweet-sentiment is 3,720 examples).
+INT8_DEV_EXAMPLES = 1000
 #: Ensemble settings of the surrogates fitted here (the active-learning loop's lighter ones).
 SURROGATE_OPTIONS = {"n_models": 3, "n_estimators": 200, "learning_rate": 0.06}
 #: Seconds between two records of a running stage's time: a killed attempt loses at most this.
@@ -399,6 +414,7 @@ class _Run:
         self.names = profiled["devices"]
         self.stage("surrogates", self.fit_surrogates)
         self.load_surrogates()
+        self.stage("objective", self.objective)
         search = self.stage("search", lambda: self.search(self.config.sampler, "search"))
         self.stage(
             "compare",
@@ -408,31 +424,20 @@ class _Run:
                 else {"skipped": "no --compare sampler"}
             ),
         )
-        later = ("growprune", "final_training", "export", "final_measurement")
-        if "device_choice" not in self.done and any(name in self.done for name in later):
-            # a run resumed from before this stage: its later stages were made for the
-            # search's best, so that stays the winner
-            choice = self.stage(
-                "device_choice",
-                lambda: {
-                    "best": search["best"],
-                    "pairs_scored": 0,
-                    "skipped": "the run's later stages were made before device choice existed",
-                },
-            )
-        else:
-            choice = self.stage("device_choice", lambda: self.device_choice(search))
         self.stage("references", self.references)
-        if choice["best"] is None:
-            raise CodesignError(search["message"])
-        winner = choice["best"]
+        decision = self.stage("decision", lambda: self.decide(search))
+        if decision.get("winner") is None:
+            raise CodesignError(decision.get("message") or search.get("message", "no pair"))
+        winner = decision["winner"]
         growprune = self.stage("growprune", lambda: self.growprune(winner))
         arch = Architecture.from_dict(growprune.get("final", winner)["arch"])
         self.stage("final_training", lambda: self.final_training(arch))
-        spec = self.spec(winner["device"])
+        verdict = self.stage("verdict", lambda: self.verdict(winner, arch))
+        answer = verdict["answer"]
+        spec = self.spec(answer["device"])
         exported = self.stage("export", lambda: self.export(spec))
         self.stage("final_measurement", lambda: self.final_measurement(spec, exported))
-        return self.summary(winner, arch)
+        return self.summary(answer, Architecture.from_dict(answer["arch"]))
 
     def spec(self, device: str) -> DeviceSpec:
         return next((s for s in self.specs if s.name == device), DeviceSpec(device, path="-"))
@@ -575,7 +580,8 @@ class _Run:
             budget,
             workspace=c.workspace,
             seed=c.seed,
-            keep_models=budget == c.final_budget,
+            # a quantised device scores the classifier itself, in its runtime
+            keep_models=budget == c.final_budget or self.any_quantised(),
             cluster=self.cluster,
         )
 
@@ -593,6 +599,57 @@ class _Run:
 
         return accuracy
 
+    def quantised(self, device: str) -> bool:
+        """Whether ``device`` runs a quantised runtime (``cpu/onnxruntime-int8`` …): its pairs'
+        accuracy is the classifier's as that runtime runs it, not PyTorch's."""
+        spec = self.spec(device)
+        if not spec.live:
+            return False
+        from edgetran.export.runners import get_runtime
+
+        return get_runtime(spec.runtime).quantize != "none"
+
+    def any_quantised(self) -> bool:
+        return any(self.quantised(spec.name) for spec in self.specs if spec.live)
+
+    def runtime_accuracy(
+        self, arch: Architecture, device: str, budget: str, model: Path | None = None
+    ) -> dict[str, Any]:
+        """``arch``'s classifier at ``budget`` scored on the test split as ``device``'s runtime
+        runs it (:func:`~edgetran.codesign.runtime_accuracy.artifact_accuracy`: its labels
+        checked against PyTorch's on the dev split first; cached in the store, so a resumed
+        run repeats none).
+
+        Raises:
+            LabelAgreementError: the artifact predicts PyTorch's labels on too few dev examples.
+        """
+        from edgetran.codesign.runtime_accuracy import artifact_accuracy
+        from edgetran.train.oracle import kept_classifier, train_classifier
+
+        c = self.config
+        if model is None:
+            kept = kept_classifier(arch, c.task, budget, store=self.store, seed=c.seed)
+            model = kept["model"] if kept else None
+        if model is None:  # evaluated before classifiers were kept: trained once more, here
+            model = self.out / "classifiers" / f"{arch.hash}-{budget}"
+            if not (model / "config.json").is_file():
+                train_classifier(
+                    arch, c.task, budget, store=self.store, workspace=c.workspace, seed=c.seed,
+                    out=model,
+                )  # fmt: skip
+        result = artifact_accuracy(
+            model, self.spec(device).runtime, c.task, store=self.store,
+            workspace=c.workspace, seq_len=c.seq_len, dev_examples=INT8_DEV_EXAMPLES,
+            seed=c.seed,
+        )  # fmt: skip
+        if not result.get("cached"):
+            self.emit(
+                f"  {arch.hash[:10]} on {device}: accuracy {result['accuracy']:.4f} (PyTorch "
+                f"{result['torch_accuracy']:.4f} at the same length; dev labels agree "
+                f"{result['verification']['agreement']:.3f})"
+            )
+        return result
+
     def evaluator(self, accuracy: Callable[..., Any] | None = None):
         """The search's evaluator: ``accuracy`` (default: the oracle at the search budget),
         hardware stored or predicted."""
@@ -609,19 +666,64 @@ class _Run:
             accuracy, measured, self.surrogates, self.config.design_space(), contended
         )
 
+    def search_settings(self, **changes):
+        """The search's settings: the objective (its norms from the ``objective`` stage) and the
+        budgets."""
+        from edgetran.search import PaperObjective, SearchSettings
+
+        norms = self.done["objective"]["norms"]
+        paper = PaperObjective().with_norms(
+            norms["latency_s"], norms["energy_j"], norms["peak_power_w"]
+        )
+        return SearchSettings(
+            objective=self.config.objective,
+            paper=paper,
+            constraints=self.config.constraints(),
+            **changes,
+        )
+
+    def objective(self) -> dict[str, Any]:
+        """The objective's rule, weights and norms (``run``: from the references' costs)."""
+        from edgetran.search import paper_with_norms
+        from edgetran.search.settings import parse_norms
+
+        paper, described = paper_with_norms(parse_norms(self.config.norms), self.reference_costs)
+        self.emit(f"  norms: {described['norms']} ({described['norms_basis']})")
+        return {"rule": self.config.objective, "weights": paper.weights, **described}
+
+    def reference_costs(self) -> list:
+        """Every reference's costs per sequence on every live device, measured (stored ones
+        are reused: the profile measured those in the space first); predicted on the
+        recorded devices when no device is live."""
+        from edgetran.search import ReferenceCost
+        from edgetran.space.costs import estimate_costs
+
+        live = [d for d in self.names if self.spec(d).live]
+        costs = []
+        for name in self.config.references:
+            arch = NAMED_ARCHITECTURES[name]
+            for device in live or self.names:
+                hardware = self.hardware(arch, device, measure=True)["metrics"]
+                costs.append(
+                    ReferenceCost(
+                        name, device, estimate_costs(arch).parameters, hardware["latency_s"],
+                        hardware["energy_j"], hardware["peak_power_w"],
+                    )
+                )  # fmt: skip
+        return costs
+
     def failed(self, name: str, n: int, reason: str) -> None:
         self.evaluated = n
         self.emit(f"  {name} {n:3d} failed: {reason}")
 
     def search(self, sampler: str, name: str) -> dict[str, Any]:
-        from edgetran.search import BoshcodeSettings, SearchSettings, run_search
+        from edgetran.search import BoshcodeSettings, run_search
         from edgetran.search.study import Failure
 
-        settings = SearchSettings(
+        settings = self.search_settings(
             sampler=sampler,
             budget=self.config.evaluations,
             seed=self.config.seed,
-            constraints=self.config.constraints(),
             boshcode=BoshcodeSettings(n_initial=initial_design(self.config, len(self.names))),
             start=self.start_pairs(),
         )
@@ -657,14 +759,16 @@ class _Run:
             raise CodesignError(_no_success(name, result.failures))
         out = result.to_dict()
         out["sampler"] = sampler
+        if out.get("best"):
+            out["best"] = _with_unit_names(out["best"])
         out["records"] = [
             {
                 "arch": r.pair.arch.to_model_dict(),
                 "device": r.pair.device,
-                "metrics": r.evaluation.metrics,
-                "predicted": r.evaluation.predicted,
-                "lower": r.evaluation.lower,
-                "upper": r.evaluation.upper,
+                "metrics": unit_names(r.evaluation.metrics),
+                "predicted": [UNIT_NAMES.get(k, k) for k in r.evaluation.predicted],
+                "lower": unit_names(r.evaluation.lower),
+                "upper": unit_names(r.evaluation.upper),
                 "accuracy_std": r.evaluation.accuracy_std,
                 "accuracy_runs": len(r.evaluation.accuracy_runs) or 1,
                 "objective": r.value,
@@ -686,111 +790,301 @@ class _Run:
         names = sorted(self.names, key=lambda d: not self.spec(d).live)
         return tuple(Pair(a, names[i % len(names)]) for i, a in enumerate(archs))
 
-    def device_choice(self, search: dict[str, Any]) -> dict[str, Any]:
-        """The best feasible pair of every evaluated architecture on every device.
+    # -- pairs and their costs -------------------------------------------------------------------
+    def stored_measurement(self, arch: Architecture, device: str):
+        """The store's latest uncontended measurement of ``arch`` on ``device`` at the run's
+        shape, or ``None``."""
+        from edgetran.search import device_measurements
 
-        Accuracy does not depend on the device, and an evaluated architecture's hardware on
-        another device costs a surrogate's prediction (or a stored measurement), not a
-        training. So after the search each evaluated architecture is scored on every device,
-        with the accuracy the search gave it (the mean of its runs), and the best feasible
-        pair wins; the search's own best stays in ``search``.
-        """
-        from edgetran.search import Accuracy, Pair
-        from edgetran.search.study import SearchSettings, score
+        found = [
+            m
+            for m in device_measurements(self.store, device, self.shape(device))
+            if m.hash == arch.hash
+        ]
+        quiet = [m for m in found if not m.contended]
+        return (quiet or found or [None])[-1]
 
-        hashed = [(Architecture.from_dict(r["arch"]).hash, r) for r in search["records"]]
-        evaluated = {(key, r["device"]) for key, r in hashed}
-        by_arch: dict[str, dict[str, Any]] = {}
-        for key, record in hashed:  # the record whose accuracy rests on most runs
-            if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
-                by_arch[key] = record
-        # the search's accuracy, never the oracle's again (that could train: a stale cache)
-        evaluator = self.evaluator(
-            lambda arch: Accuracy(by_arch[arch.hash]["metrics"]["accuracy"])
-        )
-        settings = SearchSettings(constraints=self.config.constraints())
-        best = None if search["best"] is None else {**search["best"], "how": "search"}
-        scored = 0
-        for key, record in by_arch.items():
-            arch = Architecture.from_dict(record["arch"])
-            for device in self.names:
-                if (key, device) in evaluated:
-                    continue
-                evaluation = evaluator.evaluate(Pair(arch, device))
-                value, feasible = score(evaluation, settings)
-                scored += 1
-                if feasible and (best is None or value > best["objective"]):
-                    best = {
-                        **{k: record[k] for k in ("arch", "accuracy_std", "accuracy_runs")},
-                        "device": device,
-                        "metrics": evaluation.metrics,
-                        "predicted": evaluation.predicted,
-                        "objective": value,
-                        "how": f"device choice (evaluated on {record['device']})",
-                        "contended": evaluation.contended,
-                    }
-        if best is not None and best["how"] != "search":
-            was = search["best"]["objective"] if search["best"] else None
-            self.emit(
-                f"  {Architecture.from_dict(best['arch']).hash[:10]} scores best on "
-                f"{best['device']}: {best['objective']:.4f} (the search's best: "
-                f"{'none feasible' if was is None else f'{was:.4f}'})"
+    def measure(self, arch: Architecture, spec: DeviceSpec):
+        """``arch`` measured on the live device ``spec`` (a stored measurement is reused)."""
+        from edgetran.profile import profile_into_store
+
+        measurement, cached = next(
+            profile_into_store(
+                [arch],
+                self.profile_settings(spec),
+                self.store,
+                profiler=self.profiler(spec),
+                device=spec.hardware,
             )
-        return {"best": best, "pairs_scored": scored}
+        )
+        if not cached:
+            self.emit(
+                f"  measured {arch.hash[:10]} on {spec.name}: "
+                f"{measurement.latency_s_per_seq * 1e3:.2f} ms/seq"
+            )
+        return measurement
+
+    def hardware(self, arch: Architecture, device: str, *, measure: bool) -> dict[str, Any]:
+        """``arch``'s costs on ``device`` per sequence, in units' names, and where they come
+        from: a measurement (stored; with ``measure``, taken now on a live device) or the
+        device's surrogate."""
+        spec = self.spec(device)
+        found = (
+            self.measure(arch, spec)
+            if measure and spec.live
+            else self.stored_measurement(arch, device)
+        )
+        if found is not None:
+            return _measured_costs(found)
+        from edgetran.search import Accuracy, Pair
+
+        evaluation = self.evaluator(lambda _arch: Accuracy(0.0)).evaluate(Pair(arch, device))
+        metrics = unit_names(evaluation.metrics)
+        lower, upper = unit_names(evaluation.lower), unit_names(evaluation.upper)
+        return {
+            "metrics": {k: metrics[k] for k in UNIT_NAMES.values()},
+            "lower": lower,
+            "upper": upper,
+            "latency_ci95_s": (lower["latency_s"], upper["latency_s"])
+            if "latency_s" in lower
+            else None,
+            "measured": (),
+            "estimated": (),
+            "predicted": tuple(UNIT_NAMES.get(k, k) for k in evaluation.predicted),
+            "contended": False,
+        }
+
+    def value(self, candidate) -> float:
+        """The scalar objective of a candidate (the paper objective for ``pareto``)."""
+        return self.search_settings().value(search_names(candidate.metrics))
+
+    def candidate(
+        self,
+        arch: Architecture,
+        device: str,
+        accuracy: float,
+        accuracy_std: float | None,
+        *,
+        name: str | None = None,
+        source: str = "search",
+        measure: bool = False,
+        runs: int = 1,
+        accuracy_from: str = "pytorch",
+    ):
+        """A :class:`~edgetran.codesign.decision.Candidate` of ``arch`` on ``device`` with
+        this accuracy, its costs stored, measured now (``measure``) or predicted, and its
+        feasibility under the budgets (a predicted cost on its interval's upper end)."""
+        from dataclasses import replace
+
+        from edgetran.codesign.decision import Candidate
+        from edgetran.space.costs import estimate_costs
+
+        hw = self.hardware(arch, device, measure=measure)
+        metrics = {"accuracy": float(accuracy), **hw["metrics"]}
+        violated = self.config.constraints().violations(
+            search_names(metrics),
+            search_names({**metrics, **hw.get("upper", {})}),
+            search_names({**metrics, **hw.get("lower", {})}),
+        )
+        made = Candidate(
+            device=device, arch=arch.to_model_dict(), arch_hash=arch.hash, metrics=metrics,
+            accuracy_std=accuracy_std, accuracy_runs=runs, latency_ci95_s=hw["latency_ci95_s"],
+            measured=hw["measured"], estimated=hw["estimated"], predicted=hw["predicted"],
+            name=name, source=source, feasible=not violated,
+            parameters=estimate_costs(arch).parameters, contended=hw["contended"],
+            accuracy_from=accuracy_from,
+        )  # fmt: skip
+        return replace(made, objective=self.value(made))
 
     def references(self) -> dict[str, Any]:
-        from edgetran.profile import profile_into_store
-        from edgetran.search import Pair
-        from edgetran.search.live import per_sequence
-        from edgetran.search.study import SearchSettings, score
+        """Every reference on every device: its accuracy at the search's budget (the decision
+        weighs it against the search's pairs) and at the final budget (the verdict weighs it
+        against the answer), its costs measured on the live devices. On a quantised device
+        both accuracies are its classifiers' as that runtime runs them; an artifact whose
+        labels disagree with PyTorch's is a failed pair (``failed``: why), never an answer."""
+        from edgetran.export.verify import LabelAgreementError
 
         c = self.config
-        evaluator = self.evaluator()
-        settings = SearchSettings(constraints=c.constraints())
+        search_accuracy = self.accuracy(c.budget)
         final = self.accuracy(c.final_budget)
         rows = []
         for name in c.references:
             arch = NAMED_ARCHITECTURES[name]
-            accuracy = evaluator.accuracy(arch).value
+            at_search = search_accuracy(arch)
             # the winner is trained at the final budget: so is what it is compared with
-            final_accuracy = accuracy if c.final_budget == c.budget else final(arch).value
+            at_final = at_search if c.final_budget == c.budget else final(arch)
             for device in self.names:
-                spec = self.spec(device)
-                if spec.live:
-                    shape = self.profile_settings(spec)
-                    profiler = self.profiler(spec)
-                    measurement, _ = next(
-                        profile_into_store(
-                            [arch], shape, self.store, profiler=profiler, device=spec.hardware
+                accuracy = _Scored(at_search.value, at_search.std, "pytorch")
+                final_accuracy = _Scored(at_final.value, at_final.std, "pytorch")
+                failed = None
+                if self.quantised(device):
+                    try:
+                        accuracy = self.scored_in_runtime(arch, device, c.budget)
+                        final_accuracy = (
+                            accuracy
+                            if c.final_budget == c.budget
+                            else self.scored_in_runtime(arch, device, c.final_budget)
                         )
-                    )
-                    metrics = {"accuracy": accuracy, **per_sequence(measurement)}
-                    evaluation = _evaluation(metrics)
-                    evaluation.contended = bool(measurement.contended)
-                    ci = [v / measurement.batch_size for v in measurement.latency_ci95_s or []]
-                else:
-                    evaluation = evaluator.evaluate(Pair(arch, device))
-                    ci = []
-                value, feasible = score(evaluation, settings)
-                rows.append(
-                    {
-                        "name": name,
-                        "device": device,
-                        "arch": arch.to_model_dict(),
-                        "metrics": evaluation.metrics,
-                        "final_accuracy": final_accuracy,
-                        "predicted": evaluation.predicted,
-                        "latency_ci95_s": ci,
-                        "objective": value,
-                        "feasible": feasible,
-                        "contended": evaluation.contended,
-                    }
-                )
+                    except LabelAgreementError as err:
+                        failed = str(err)
+                made = self.candidate(
+                    arch, device, accuracy.value, accuracy.std, name=name, source="reference",
+                    measure=True, accuracy_from=accuracy.source,
+                )  # fmt: skip
+                row = made.to_dict() | {
+                    "final_accuracy": final_accuracy.value,
+                    "final_accuracy_std": final_accuracy.std,
+                }
+                if failed:
+                    row |= {"feasible": False, "failed": failed}
+                rows.append(row)
                 self.emit(
-                    f"  {name} on {device}: acc {accuracy:.3f} (final {final_accuracy:.3f}) "
-                    f"lat {evaluation.metrics['latency'] * 1e3:.2f} ms"
+                    f"  {name} on {device}: acc {accuracy.value:.3f} (final "
+                    f"{final_accuracy.value:.3f}) lat {made.metrics['latency_s'] * 1e3:.2f} ms"
+                    + (f" failed: {failed}" if failed else "")
                 )
         return {"rows": rows}
+
+    def scored_in_runtime(self, arch: Architecture, device: str, budget: str, model=None):
+        """:meth:`runtime_accuracy` as an accuracy with its std and its source."""
+        result = self.runtime_accuracy(arch, device, budget, model)
+        return _Scored(result["accuracy"], result["accuracy_std"], self.spec(device).runtime)
+
+    # -- the decision --------------------------------------------------------------------------
+    def candidates(self, search: dict[str, Any]) -> dict[tuple[str, str], Any]:
+        """Every evaluated architecture and every reference on every device, keyed by
+        ``(hash, device)``: the search's accuracy (the mean of its runs; accuracy does not
+        depend on the device), the hardware stored or predicted (a training is never repeated,
+        a prediction costs nothing)."""
+        from edgetran.codesign.decision import Candidate
+
+        names = {NAMED_ARCHITECTURES[n].hash: n for n in self.config.references}
+        by_arch: dict[str, dict[str, Any]] = {}
+        for record in search["records"]:  # the record whose accuracy rests on most runs
+            key = Architecture.from_dict(record["arch"]).hash
+            if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
+                by_arch[key] = record
+        evaluated = {
+            (Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]
+        }
+        found: dict[tuple[str, str], Any] = {}
+        for key, record in by_arch.items():
+            arch = Architecture.from_dict(record["arch"])
+            accuracy = unit_names(record["metrics"])["accuracy"]
+            for device in self.names:
+                source = "search" if (key, device) in evaluated else "device choice"
+                found[(key, device)] = self.candidate(
+                    arch, device, accuracy, record["accuracy_std"], name=names.get(key),
+                    source=source, runs=record["accuracy_runs"],
+                )  # fmt: skip
+        for row in self.done["references"]["rows"]:
+            known = found.get((row["arch_hash"], row["device"]))
+            reference = Candidate(**_candidate_fields(row))
+            if row.get("failed"):  # its artifact's labels disagree with PyTorch's
+                found.pop(reference.key, None)
+            elif (
+                known is None
+                or "latency_s" not in known.measured
+                or (reference.accuracy_from != "pytorch")
+            ):
+                found[reference.key] = reference
+        return found
+
+    def decide(self, search: dict[str, Any]) -> dict[str, Any]:
+        """The answer (:mod:`edgetran.codesign.decision`): the candidates a rule needs
+        measured are measured on their live devices first, so that it is chosen on measured
+        latency, not on a prediction."""
+        from edgetran.codesign.decision import choose
+
+        found = self.candidates(search)
+        rule, measured_now, failed = self.config.choose, 0, []
+        while True:
+            decision = choose(list(found.values()), rule, self.value)
+            if decision is None:
+                return {
+                    "winner": None,
+                    "message": search.get("message")
+                    or f"no pair met the budgets ({self.config.constraints().describe()})",
+                }
+            unscored = self.to_score(decision, found)
+            if unscored is not None:
+                self.score_in_runtime(unscored, found, failed)
+                continue
+            pending = self.to_measure(decision, found)
+            if pending is None:
+                break
+            found[pending.key] = self.candidate(
+                Architecture.from_dict(pending.arch), pending.device,
+                pending.metrics["accuracy"], pending.accuracy_std, name=pending.name,
+                source=pending.source, measure=True, runs=pending.accuracy_runs,
+            )  # fmt: skip
+            measured_now += 1
+        winner = decision.winner
+        self.emit(f"  answer: {winner.label} ({decision.why})")
+        return {
+            "winner": winner.to_dict(),
+            "decision": decision.to_dict(),
+            "pairs_scored": len(found),
+            "measured_now": measured_now,
+            "failed": failed,
+        }
+
+    def to_score(self, decision, found) -> Any:
+        """A pair on a quantised device within one std of the most accurate whose accuracy is
+        still PyTorch's: it must be scored as its runtime runs it before it may be chosen."""
+        within = set(decision.within)
+        return next(
+            (
+                c
+                for c in found.values()
+                if c.key in within and c.accuracy_from == "pytorch" and self.quantised(c.device)
+            ),
+            None,
+        )
+
+    def score_in_runtime(self, candidate, found, failed: list) -> None:
+        """``candidate``'s accuracy as its runtime runs it, in ``found``; a failed label check
+        takes it out and into ``failed``."""
+        from dataclasses import replace
+
+        from edgetran.export.verify import LabelAgreementError
+
+        arch = Architecture.from_dict(candidate.arch)
+        try:
+            scored = self.scored_in_runtime(arch, candidate.device, self.config.budget)
+        except LabelAgreementError as err:
+            self.emit(f"  {candidate.label}: failed ({err})")
+            failed.append({"arch": candidate.arch, "device": candidate.device, "reason": str(err)})
+            del found[candidate.key]
+            return
+        metrics = candidate.metrics | {"accuracy": scored.value}
+        made = replace(
+            candidate, metrics=metrics, accuracy_std=scored.std, accuracy_from=scored.source
+        )
+        found[candidate.key] = replace(made, objective=self.value(made))
+
+    def to_measure(self, decision, found) -> Any:
+        """The next unmeasured pair on a live device that could change the decision: the
+        winner itself, or (one-std) a pair of the candidate set whose predicted latency's lower
+        end is below the winner's latency; ``None`` when there is none."""
+
+        def unmeasured(c) -> bool:
+            return "latency_s" not in c.measured and self.spec(c.device).live
+
+        winner = decision.winner
+        if unmeasured(winner):
+            return winner
+        if decision.rule != "one-std":
+            return None
+        within = set(decision.within)
+        rivals = [
+            c
+            for c in found.values()
+            if c.key in within
+            and unmeasured(c)
+            and _fastest_possible(c) < winner.metrics["latency_s"]
+        ]
+        return min(rivals, key=_fastest_possible) if rivals else None
 
     def growprune(self, winner: dict[str, Any]) -> dict[str, Any]:
         if not self.config.growprune:
@@ -872,13 +1166,80 @@ class _Run:
             out=self.out / "model",
         )
 
+    def verdict(self, winner: dict[str, Any], arch: Architecture) -> dict[str, Any]:
+        """The answer against every reference pair, all at the final budget and on the same
+        measurements: a reference that dominates the answer (no less accurate within one std,
+        measurably faster) is the answer instead, with its classifier as the model."""
+        from edgetran.codesign.decision import (
+            Candidate,
+            best_reference,
+            compare_with_reference,
+            dominating_reference,
+            headline,
+        )
+
+        trained = self.done["final_training"]
+        final = _Scored(trained["accuracy"], trained.get("accuracy_std"), "pytorch")
+        if self.quantised(winner["device"]):  # the final model as its runtime runs it
+            final = self.scored_in_runtime(
+                arch, winner["device"], self.config.final_budget, self.out / "model"
+            )
+        answer = self.candidate(
+            arch, winner["device"], final.value, final.std,
+            name=winner.get("name") if arch.hash == winner["arch_hash"] else None,
+            source=winner["source"], measure=True, accuracy_from=final.source,
+        )  # fmt: skip
+        references = [
+            Candidate(
+                **_candidate_fields(row)
+                | {"metrics": row["metrics"] | {"accuracy": row["final_accuracy"]}}
+                | {"accuracy_std": row["final_accuracy_std"]}
+            )
+            for row in self.done["references"]["rows"]
+            if not row.get("failed")
+        ]
+        switched = dominating_reference(answer, references)
+        final_training = None
+        if switched is not None:
+            self.emit(f"  {switched.label} dominates {answer.label}: it is the answer")
+            final_training = self.reference_model(switched)
+            answer = switched
+        others = [r for r in references if r.key != answer.key]
+        chosen_from = best_reference(others, self.config.choose, self.value)
+        return {
+            "answer": answer.to_dict(),
+            "switched_from": None if switched is None else winner,
+            "final_training": final_training,
+            "versus_references": [compare_with_reference(answer, r) for r in others],
+            "best_reference": None if chosen_from is None else chosen_from.to_dict(),
+            "headline": headline(
+                answer, chosen_from, self.config.choose, is_reference=answer.name is not None
+            ),
+        }
+
+    def reference_model(self, reference) -> dict[str, Any]:
+        """A reference's classifier at the final budget, copied to ``OUT/model`` (it was
+        trained for the references stage; trained now if it was not kept)."""
+        from edgetran.train.oracle import kept_classifier
+
+        c = self.config
+        arch = Architecture.from_dict(reference.arch)
+        kept = kept_classifier(arch, c.task, c.final_budget, store=self.store, seed=c.seed)
+        target = self.out / "model"
+        shutil.rmtree(target, ignore_errors=True)
+        if kept is None:
+            return self.final_training(arch)
+        shutil.copytree(kept["model"], target)
+        return {**kept, "model": str(target), "reused_from": kept["model"]}
+
     def export(self, spec: DeviceSpec) -> dict[str, Any]:
         if not spec.live:
             return {"skipped": f"{spec.name} is a recorded device: no runtime here to export to"}
         from edgetran.export import ExportSpec, export_model
         from edgetran.model import FlexiBertForSequenceClassification
 
-        model = FlexiBertForSequenceClassification.from_pretrained(self.out / "model")
+        model_dir = self.out / "model"
+        model = FlexiBertForSequenceClassification.from_pretrained(model_dir)
         # an int8 device's winner is exported quantised, as its device was profiled
         export_spec = ExportSpec.for_runtime(
             spec.runtime, batch_size=self.config.batch_size, seq_len=self.config.seq_len
@@ -892,11 +1253,17 @@ class _Run:
                 f"the exported {spec.runtime} artifact differs from PyTorch (max |Δ| "
                 f"{verification.get('max_abs_diff')}); see {self.out / 'export/metadata.json'}"
             )
-        return {
+        out = {
             "artifact": str(result.artifact),
             "format": export_spec.format,
             "verification": verification,
         }
+        if self.quantised(spec.name):  # no tensor tolerance fits int8: PyTorch's labels do
+            scored = self.runtime_accuracy(
+                model.config.arch, spec.name, self.config.final_budget, model_dir
+            )
+            out["labels"] = scored["verification"]
+        return out
 
     def final_measurement(self, spec: DeviceSpec, exported: dict[str, Any]) -> dict[str, Any]:
         if exported.get("skipped"):
@@ -924,72 +1291,64 @@ class _Run:
         return measured
 
     # -- the result ----------------------------------------------------------------------------
-    def summary(self, winner: dict[str, Any], arch: Architecture) -> dict[str, Any]:
-        """``result.json``: the winner (``arch`` after grow-and-prune) and every stage's record."""
-        from edgetran.search import PaperObjective
-
-        trained, final = self.done["final_training"], self.done["final_measurement"]
-        search, compare, choice = (
+    def summary(self, answer: dict[str, Any], arch: Architecture) -> dict[str, Any]:
+        """``result.json``: the answer (measured on its exported artifact where the device is
+        live), how it was chosen, how it stands against the references, and every stage's
+        record. One name per quantity, with its unit: ``latency_s``, ``energy_j``,
+        ``peak_power_w`` (per sequence)."""
+        verdict = self.done["verdict"]
+        trained = verdict.get("final_training") or self.done["final_training"]
+        final = self.done["final_measurement"]
+        search, compare, decision = (
             self.done["search"],
             self.done["compare"],
-            self.done["device_choice"],
+            self.done["decision"],
         )
-
-        metrics = {"accuracy": trained["accuracy"]}
-        measured = ["accuracy"]
-        if final.get("skipped"):
-            predicted = self.surrogates[winner["device"]].predict([arch])
-            per = self.surrogates[winner["device"]].batch_size_
-            metrics |= {
-                "latency_s": float(predicted["latency"].mean[0]) / per,
-                "energy_j": float(predicted["energy"].mean[0]) / per,
-                "peak_power_w": float(predicted["peak_power"].mean[0]),
-            }
-        else:
+        metrics = dict(answer["metrics"])  # accuracy: the final model's, where it runs
+        measured, estimated = ["accuracy", *answer["measured"]], list(answer["estimated"])
+        if not final.get("skipped"):
             metrics |= {k: final[k] for k in ("latency_s", "energy_j", "peak_power_w")}
-            measured.append("latency_s")
-            if final["meter_kind"] == "measured":
-                measured += ["energy_j", "peak_power_w"]
-        objective = PaperObjective().value(
-            {
-                "accuracy": metrics["accuracy"],
-                "latency": metrics["latency_s"],
-                "energy": metrics["energy_j"],
-                "peak_power": metrics["peak_power_w"],
-            }
-        )
+            measured = ["accuracy", "latency_s"]
+            costs = ["energy_j", "peak_power_w"]
+            measured += costs if final["meter_kind"] == "measured" else []
+            estimated = [] if final["meter_kind"] == "measured" else costs
         best = {
+            "name": answer.get("name"),
             "arch": arch.to_model_dict(),
-            "device": winner["device"],
+            "device": answer["device"],
             "metrics": metrics,
+            "accuracy_std": answer.get("accuracy_std"),
+            "accuracy_from": answer.get("accuracy_from", "pytorch"),
             "measured": measured,
-            "objective": objective,
-            "latency_ci95_s": final.get("latency_ci95_s"),
+            "estimated": estimated,
+            "predicted": [k for k in answer["predicted"] if k not in measured],
+            "contended": bool(final.get("contended", answer.get("contended", False))),
+            "objective": self.search_settings().value(search_names(metrics)),
+            "source": answer["source"],
+            "latency_ci95_s": final.get("latency_ci95_s") or answer.get("latency_ci95_s"),
             "meter": final.get("meter"),
             "meter_kind": final.get("meter_kind"),
-            # the final measurement shared the cores with other processes: its latency (and
-            # energy) measure them too; a prediction is never contended
-            "contended": bool(final.get("contended")),
-            # the search's view of the winner; accuracy_runs = 1: its accuracy rests on one seed
-            "search": {
-                k: winner.get(k)
-                for k in (
-                    "arch",
-                    "metrics",
-                    "predicted",
-                    "objective",
-                    "accuracy_std",
-                    "accuracy_runs",
-                    "how",
-                    "contended",
-                )
-            },
+            "search": decision["winner"],
         }
+        evaluations = [*search["records"], *_other_pairs(decision)]
         result = {
+            "headline": verdict["headline"],
             "best": best,
+            "objective": self.done["objective"],
+            "decision": decision.get("decision"),
+            "versus_references": verdict["versus_references"],
+            "best_reference": verdict.get("best_reference"),
             "references": self.done["references"]["rows"],
-            "evaluations": search["records"],
-            "failed": search["failed"],
+            "evaluations": evaluations,
+            "failed": [
+                *search["failed"],
+                *decision.get("failed", []),
+                *(
+                    {"arch": r["arch"], "device": r["device"], "reason": r["failed"]}
+                    for r in self.done["references"]["rows"]
+                    if r.get("failed")
+                ),
+            ],
             "search": {
                 k: search.get(k)
                 for k in (
@@ -1004,7 +1363,8 @@ class _Run:
             if compare.get("skipped")
             else {k: compare.get(k) for k in ("sampler", "history", "reevaluations")},
             "device_choice": {
-                "pairs_scored": choice["pairs_scored"],
+                "pairs_scored": decision.get("pairs_scored"),
+                "measured_now": decision.get("measured_now"),
                 "search_best": search["best"]
                 and {k: search["best"][k] for k in ("device", "objective")},
             },
@@ -1025,6 +1385,102 @@ class _Run:
         result = mask_secrets(result)
         (self.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
         return result
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """An accuracy, its std, and where it comes from (``pytorch`` or a runtime's name)."""
+
+    value: float
+    std: float | None
+    source: str
+
+
+def unit_names(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the search's names (``latency`` …) in ``result.json``'s
+    (``latency_s`` …); names already with units pass through."""
+    return {UNIT_NAMES.get(k, k): v for k, v in metrics.items()}
+
+
+def search_names(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`unit_names`: what the search's objective and budgets read."""
+    back = {v: k for k, v in UNIT_NAMES.items()}
+    return {back.get(k, k): v for k, v in metrics.items()}
+
+
+def _with_unit_names(record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    if isinstance(out.get("metrics"), dict):
+        out["metrics"] = unit_names(out["metrics"])
+    return out
+
+
+def _measured_costs(measurement) -> dict[str, Any]:
+    """A measurement's costs per sequence and what they are: latency by the device's timer;
+    energy and peak power measured by a sensor, or the CPU-time estimate."""
+    batch = measurement.batch_size
+    ci = measurement.latency_ci95_s
+    sensed = measurement.meter_kind == "measured"
+    costs = ("energy_j", "peak_power_w")
+    return {
+        "metrics": {
+            "latency_s": measurement.latency_s_per_seq,
+            "energy_j": measurement.energy_j_per_seq,
+            "peak_power_w": measurement.peak_power_w,
+        },
+        "latency_ci95_s": (ci[0] / batch, ci[1] / batch) if ci else None,
+        "measured": ("latency_s", *(costs if sensed else ())),
+        "estimated": () if sensed else costs,
+        "predicted": (),
+        "contended": bool(measurement.contended),
+    }
+
+
+def _fastest_possible(candidate) -> float:
+    """The lower end of a candidate's latency interval (its latency when it has none)."""
+    interval = candidate.latency_ci95_s
+    return interval[0] if interval else candidate.metrics["latency_s"]
+
+
+def _candidate_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~edgetran.codesign.decision.Candidate` fields of a stored row."""
+    from dataclasses import fields
+
+    from edgetran.codesign.decision import Candidate
+
+    names = {f.name for f in fields(Candidate)}
+    out = {k: v for k, v in row.items() if k in names}
+    for name in ("measured", "estimated", "predicted"):
+        out[name] = tuple(out.get(name) or ())
+    if out.get("latency_ci95_s"):
+        out["latency_ci95_s"] = tuple(out["latency_ci95_s"])
+    return out
+
+
+def _other_pairs(decision: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decision's candidates the search did not evaluate (each evaluated architecture on
+    the other devices, the references), as ``evaluations`` entries with ``how`` saying so."""
+    rows = []
+    for c in (decision.get("decision") or {}).get("candidates", []):
+        if c["source"] == "search":
+            continue
+        rows.append(
+            {
+                "arch": c["arch"],
+                "device": c["device"],
+                "name": c["name"],
+                "metrics": c["metrics"],
+                "predicted": c["predicted"],
+                "estimated": c["estimated"],
+                "accuracy_std": c["accuracy_std"],
+                "accuracy_runs": c["accuracy_runs"],
+                "objective": c["objective"],
+                "feasible": c["feasible"],
+                "how": c["source"],
+                "contended": c["contended"],
+            }
+        )
+    return rows
 
 
 def _meter_kind(measurements) -> str:
@@ -1115,12 +1571,6 @@ def initial_design(config: CodesignConfig, devices: int) -> int:
     return max(devices, min(10, config.evaluations // 2))
 
 
-def _evaluation(metrics: dict[str, float]):
-    from edgetran.search import Evaluation
-
-    return Evaluation(dict(metrics))
-
-
 def _file_name(device: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in device) + ".pkl"
 
@@ -1153,7 +1603,7 @@ def _parity(items, seed: int) -> dict[str, Any]:
     for held in held_out:
         for metric, points in _predict_held_out(items, held).items():
             rows[metric] += points
-    return out | {"method": method} | rows
+    return out | {"method": method} | unit_names(rows)  # per measured batch
 
 
 def _predict_held_out(items, held) -> dict[str, list[list[float]]]:

@@ -423,7 +423,7 @@ def _decision(decision: dict[str, Any]) -> str:
     intro = f"Decision: the {decision.get('rule', '–')} rule."
     if best is not None:
         intro += f" Best accuracy {best:.4f}{_plus_minus(decision.get('best_accuracy_std'))}"
-        intro += "" if threshold is None else f"; within one std: ≥ {best - threshold:.4f}"
+        intro += "" if threshold is None else f"; within one std: ≥ {threshold:.4f}"
         intro += "."
     rows = [
         [
@@ -432,7 +432,8 @@ def _decision(decision: dict[str, Any]) -> str:
             "–"
             if c.get("accuracy") is None
             else f"{c['accuracy']:.4f}{_plus_minus(c.get('accuracy_std'))}",
-            _cost("latency_s", c.get("latency_s")) + _interval(c.get("latency_ci95_s")),
+            _cost("latency_s", c.get("latency_s"))
+            + _interval(c.get("latency_ci95_s"), "latency_s" in (c.get("predicted") or [])),
             _cost("energy_j", c.get("energy_j")),
             _cost("peak_power_w", c.get("peak_power_w")),
             _provenance(c),
@@ -447,10 +448,13 @@ def _decision(decision: dict[str, Any]) -> str:
     return _p(intro) + (_table(header, rows, 2) if rows else "") + (_p(str(why)) if why else "")
 
 
-def _interval(ci: Any) -> str:
+def _interval(ci: Any, predicted: bool = False) -> str:
+    """A latency interval in ms: a measurement's 95% confidence interval, or a surrogate's 90%
+    prediction interval for a predicted latency."""
     if not ci or len(ci) != 2 or None in ci:
         return ""
-    return f" (95% CI {ci[0] * 1e3:.4g}–{ci[1] * 1e3:.4g})"
+    kind = "90% PI" if predicted else "95% CI"
+    return f" ({kind} {ci[0] * 1e3:.4g}–{ci[1] * 1e3:.4g})"
 
 
 def _provenance(record: dict[str, Any]) -> str:
@@ -627,10 +631,11 @@ def _ring_winner(ax, result, metric, scale) -> list[float]:
 
 
 def _shade_one_std(ax, decision: dict[str, Any] | None) -> None:
+    """The one-std band: from the decision's threshold (the lowest accuracy within one std of
+    the most accurate) up to the most accurate."""
     if not decision or decision.get("best_accuracy") is None or not decision.get("threshold"):
         return
-    best = decision["best_accuracy"]
-    ax.axhspan(best - decision["threshold"], best, color="gold", alpha=0.25, lw=0)
+    ax.axhspan(decision["threshold"], decision["best_accuracy"], color="gold", alpha=0.25, lw=0)
 
 
 def _legend(ax, styles, result) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgetran.errors import SearchError
 from edgetran.search.evaluators import Accuracy, LiveEvaluator
+from edgetran.search.objectives import ReferenceCost
 from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
 from edgetran.store import Measurement, Store
 
@@ -53,6 +54,46 @@ def device_measurements(
 def per_sequence(measurement: Measurement) -> dict[str, float]:
     """The search's hardware metrics of one measurement (per sequence; peak power in W)."""
     return {metric: getattr(measurement, f) for metric, f in MEASURED_FIELDS.items()}
+
+
+def stored_reference_costs(
+    store: Store, devices: Sequence[str], shape: tuple[int, int] | None = None
+) -> list[ReferenceCost]:
+    """The scale of ``--norms run`` for a live search, per sequence
+    (:func:`~edgetran.search.objectives.run_scale_norms`): the named references' (``bert-tiny``
+    …) stored costs on ``devices``; where the store holds none, the largest cost stored on
+    them, named ``largest stored``.
+
+    Raises:
+        SearchError: the store holds no measurement of the devices.
+    """
+    from edgetran.space import NAMED_ARCHITECTURES
+    from edgetran.space.costs import estimate_costs
+
+    names = {arch.hash: name for name, arch in NAMED_ARCHITECTURES.items()}
+    costs, quiet = [], []
+    for device in devices:
+        for m in device_measurements(store, device, shape):
+            if m.contended:
+                continue
+            quiet.append((device, m))
+            if m.hash in names:
+                arch = NAMED_ARCHITECTURES[names[m.hash]]
+                costs.append(
+                    ReferenceCost(
+                        names[m.hash], device, estimate_costs(arch).parameters,
+                        m.latency_s_per_seq, m.energy_j_per_seq, m.peak_power_w,
+                    )
+                )  # fmt: skip
+    if costs or not quiet:
+        return costs
+    device, slowest = max(quiet, key=lambda item: item[1].latency_s_per_seq)
+    return [
+        ReferenceCost(
+            "the largest stored costs", device, 0, slowest.latency_s_per_seq,
+            max(m.energy_j_per_seq for _, m in quiet), max(m.peak_power_w for _, m in quiet),
+        )
+    ]  # fmt: skip
 
 
 def measured_costs(

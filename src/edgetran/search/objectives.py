@@ -7,8 +7,8 @@ Metrics use the reference units of a (model, device) pair: ``accuracy`` (fractio
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -45,6 +45,74 @@ class PaperObjective:
             + self.energy_weight * (1 - metrics["energy"] / self.energy_norm_j)
             + self.peak_power_weight * (1 - metrics["peak_power"] / self.peak_power_norm_w)
         )
+
+    def with_norms(self, latency_s: float, energy_j: float, peak_power_w: float) -> PaperObjective:
+        """The same weights over other cost normalisers (validated as at construction)."""
+        return replace(
+            self, latency_norm_s=latency_s, energy_norm_j=energy_j, peak_power_norm_w=peak_power_w
+        )
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The weights by metric, in units' names (as ``result.json`` shows them)."""
+        return {
+            "accuracy": self.accuracy_weight,
+            "latency_s": self.latency_weight,
+            "energy_j": self.energy_weight,
+            "peak_power_w": self.peak_power_weight,
+        }
+
+    @property
+    def norms(self) -> dict[str, float]:
+        """The cost normalisers by metric, in units' names."""
+        return {
+            "latency_s": self.latency_norm_s,
+            "energy_j": self.energy_norm_j,
+            "peak_power_w": self.peak_power_norm_w,
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceCost:
+    """A named reference's measured (or predicted) costs on one device, per sequence: what
+    :func:`run_scale_norms` chooses the normalisers from."""
+
+    name: str
+    device: str
+    parameters: int
+    latency_s: float
+    energy_j: float
+    peak_power_w: float
+
+
+def run_scale_norms(costs: Sequence[ReferenceCost]) -> tuple[dict[str, float], ReferenceCost]:
+    """The paper objective's normalisers at this run's scale: the largest reference's (most
+    parameters) costs on its slowest device, and the cost they come from.
+
+    Why: the reference code's 1000 s / 2000 J / 300 W were made for its tables of Raspberry
+    Pis and A100s; at millisecond latencies they move the objective by less than 1e-5, so only
+    accuracy and peak power decide. Divided by the largest reference's own costs, a model
+    twice as fast as that reference gains half the latency weight.
+
+    Raises:
+        SearchError: no costs, or a cost that is not a positive number.
+    """
+    if not costs:
+        raise SearchError("run-scale norms need a reference's measured costs; none were given")
+    largest = max(c.parameters for c in costs)
+    basis = max((c for c in costs if c.parameters == largest), key=lambda c: c.latency_s)
+    norms = {
+        "latency_s": basis.latency_s,
+        "energy_j": basis.energy_j,
+        "peak_power_w": basis.peak_power_w,
+    }
+    for name, value in norms.items():
+        if not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise SearchError(
+                f"{basis.name} on {basis.device} has {name}={value!r}; run-scale norms need "
+                "positive costs (pass --norms reference or three numbers)"
+            )
+    return norms, basis
 
 
 @dataclass(frozen=True)
@@ -124,3 +192,34 @@ def pareto_mask(points: Sequence[Sequence[float]]) -> np.ndarray:
         dominated = (P[i] >= P).all(axis=1) & (P[i] > P).any(axis=1)
         keep[i] = not dominated.any()
     return keep
+
+
+def paper_with_norms(
+    norms: str | tuple[float, float, float],
+    costs: Callable[[], Sequence[ReferenceCost]],
+    paper: PaperObjective | None = None,
+) -> tuple[PaperObjective, dict[str, object]]:
+    """The paper objective under ``norms`` (``run``, ``reference`` or three numbers, as
+    :func:`edgetran.search.settings.parse_norms` gives them), and what ``result.json``'s
+    ``objective`` records of them: ``norms``, ``norms_source`` and ``norms_basis``.
+
+    ``costs`` is called only for ``run``: the references' costs to take the scale from.
+    """
+    paper = paper or PaperObjective()
+    if norms == "reference":
+        return paper, {
+            "norms": paper.norms,
+            "norms_source": "reference",
+            "norms_basis": "the reference code's constants (1000 s, 2000 J, 300 W)",
+        }
+    if isinstance(norms, tuple):
+        paper = paper.with_norms(*norms)
+        return paper, {"norms": paper.norms, "norms_source": "given", "norms_basis": "given"}
+    scale, basis = run_scale_norms(costs())
+    paper = paper.with_norms(scale["latency_s"], scale["energy_j"], scale["peak_power_w"])
+    return paper, {
+        "norms": paper.norms,
+        "norms_source": "run",
+        "norms_basis": f"{basis.name} on {basis.device} (the largest reference on its slowest "
+        "device)",
+    }

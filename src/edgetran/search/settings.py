@@ -25,8 +25,32 @@ SURROGATES = ("forests", "networks")
 #: How the forests score the pool: UCB over all draws, or Thompson sampling (one draw a step).
 ACQUISITIONS = ("ucb", "thompson")
 
-#: What the co-search optimises: the reference's weighted objective, or a Pareto front.
-OBJECTIVES = ("paper", "pareto")
+#: What the co-search optimises: the reference's weighted objective, a Pareto front, or
+#: accuracy alone (the most accurate pair within the budgets).
+OBJECTIVES = ("paper", "pareto", "accuracy")
+
+#: The paper objective's cost normalisers: this run's scale (the largest reference's measured
+#: costs on the slowest device), the reference code's constants (1000 s, 2000 J, 300 W: its
+#: tables of Raspberry Pis and A100s), or three numbers ``LATENCY_S,ENERGY_J,PEAK_POWER_W``.
+NORMS = ("run", "reference")
+
+
+def parse_norms(text: str) -> str | tuple[float, float, float]:
+    """``run``, ``reference`` or three positive numbers ``LATENCY_S,ENERGY_J,PEAK_POWER_W``.
+
+    Raises:
+        SearchError: anything else, naming the allowed forms.
+    """
+    if text in NORMS:
+        return text
+    allowed = "run, reference, or LATENCY_S,ENERGY_J,PEAK_POWER_W (three numbers > 0)"
+    try:
+        numbers = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise SearchError(f"norms={text!r} is invalid; allowed: {allowed}") from None
+    if len(numbers) != 3 or not all(0 < n < float("inf") for n in numbers):
+        raise SearchError(f"norms={text!r} is invalid; allowed: {allowed}")
+    return numbers
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ import inspect
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -157,6 +157,23 @@ class SearchSettings:
             )
         if self.budget < 1:
             raise SearchError(f"budget={self.budget}; expected an integer ≥ 1")
+
+    @property
+    def scalar(self) -> bool:
+        """Whether the search maximises one value (``paper``, ``accuracy``), not a front."""
+        return self.objective != "pareto"
+
+    @property
+    def accuracy_weight(self) -> float:
+        """How much one unit of accuracy moves the scalar value (noisy ties are judged on it)."""
+        return 1.0 if self.objective == "accuracy" else self.paper.accuracy_weight
+
+    def value(self, metrics: Mapping[str, float]) -> float:
+        """The scalar value of ``metrics``: accuracy for ``accuracy``, else the paper objective
+        (``pareto`` records it too, so that runs compare)."""
+        if self.objective == "accuracy":  # arrays too: BOSHCODE's forests pass their draws
+            return metrics["accuracy"]
+        return self.paper.value(metrics)
 
 
 @dataclass
@@ -712,7 +729,7 @@ def _noisy_tie(
     a draw); ``None`` when there is no such tie, or both are settled (at
     :data:`MAX_ACCURACY_RUNS` runs, or a run of theirs failed), or during the initial design
     (random pairs: the best of them is rarely the best of the search)."""
-    if settings.objective != "paper" or len(records) < settings.boshcode.n_initial:
+    if not settings.scalar or len(records) < settings.boshcode.n_initial:
         return None
     ranked = sorted((r for r in records if r.feasible), key=lambda r: r.value, reverse=True)
     if len(ranked) < 2:
@@ -721,7 +738,7 @@ def _noisy_tie(
     stds = (best.evaluation.accuracy_std, second.evaluation.accuracy_std)
     if not all(s is not None and math.isfinite(s) for s in stds):
         return None  # a replayed table, a GLUE score, a study from before accuracy_std
-    noise = settings.paper.accuracy_weight * float(np.hypot(*stds))
+    noise = settings.accuracy_weight * float(np.hypot(*stds))
     if best.value - second.value > noise:
         return None
     open_ = [
@@ -758,14 +775,14 @@ def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: _Co
 
 
 def score(evaluation: Evaluation, settings: SearchSettings) -> tuple[float, bool]:
-    """The scalar value recorded in ``history`` (the paper objective, for ``pareto`` too, so
-    runs compare) and feasibility under the constraints."""
+    """The scalar value recorded in ``history`` (:meth:`SearchSettings.value`) and
+    feasibility under the constraints."""
     violated = settings.constraints.violations(
         evaluation.metrics,
         {**evaluation.metrics, **evaluation.upper},
         {**evaluation.metrics, **evaluation.lower},
     )
-    return settings.paper.value(evaluation.metrics), not violated
+    return settings.value(evaluation.metrics), not violated
 
 
 def _open_study(
@@ -781,7 +798,7 @@ def _open_study(
     import optuna
 
     url, backend = storage, _storage(storage)
-    directions = ["maximize"] if settings.objective == "paper" else list(DIRECTIONS)
+    directions = ["maximize"] if settings.scalar else list(DIRECTIONS)
     exists = url is not None and name in optuna.study.get_all_study_names(backend)
     if exists and not resume:
         raise SearchError(_exists_message(name, url))
@@ -929,7 +946,7 @@ def _trial(record: Record, coordinates: _Coordinates, settings: SearchSettings):
     return optuna.trial.create_trial(
         params=coordinates.params(record.pair),
         distributions=coordinates.distributions,
-        values=[_told_value(record)] if settings.objective == "paper" else feasible_values,
+        values=[_told_value(record)] if settings.scalar else feasible_values,
         user_attrs={
             "model_dict": record.pair.arch.to_model_dict(),
             "device": record.pair.device,
@@ -1271,22 +1288,22 @@ def _initial_pick(
 
 
 def _targets(records: list[Record], settings: SearchSettings, rng) -> np.ndarray:
-    """Values to maximise: the paper objective, or (pareto) a random augmented-Chebyshev
+    """Values to maximise: the scalar objective, or (pareto) a random augmented-Chebyshev
     scalarisation of the normalised metrics (ParEGO), redrawn at every step; less
     ``INFEASIBLE_PENALTY`` where a record broke the constraints."""
     penalty = np.array([0.0 if r.feasible else INFEASIBLE_PENALTY for r in records])
-    if settings.objective == "paper":
+    if settings.scalar:
         return np.array([r.value for r in records]) - penalty
     metrics = {k: np.array([r.evaluation.metrics[k] for r in records]) for k in METRIC_KEYS}
     return _objective_function(records, settings, rng)(metrics) - penalty
 
 
 def _objective_function(records: list[Record], settings: SearchSettings, rng):
-    """``metric → array`` to the values to maximise (any one shape): the paper objective, or
+    """``metric → array`` to the values to maximise (any one shape): the scalar objective, or
     (pareto) ParEGO's scalarisation with weights drawn from ``rng`` and each metric
     normalised over the ``records`` (log costs, min–max)."""
-    if settings.objective == "paper":
-        return settings.paper.value
+    if settings.scalar:
+        return settings.value
     M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
     M = _minimised(M.T)
     low = M.min(axis=1)
