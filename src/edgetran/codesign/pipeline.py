@@ -1240,6 +1240,14 @@ class _Run:
 
         model_dir = self.out / "model"
         model = FlexiBertForSequenceClassification.from_pretrained(model_dir)
+        verdict = getattr(self, "done", {}).get("verdict")
+        answer = verdict["answer"]["arch_hash"] if verdict else None
+        if answer is not None and model.config.arch.hash != answer:
+            raise CodesignError(
+                f"{model_dir} holds {model.config.arch.hash[:10]}, not the answer "
+                f"{answer[:10]}: the folder changed since the verdict; run the same command with "
+                "--restart"
+            )
         # an int8 device's winner is exported quantised, as its device was profiled
         export_spec = ExportSpec.for_runtime(
             spec.runtime, batch_size=self.config.batch_size, seq_len=self.config.seq_len
