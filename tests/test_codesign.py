@@ -845,3 +845,20 @@ def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path,
     failed = [f for f in result["failed"] if f["device"] == "cpu/onnxruntime-int8"]
     assert failed and all("0.5" in f["reason"] or "agree" in f["reason"] for f in failed)
     assert result["best"]["device"] != "cpu/onnxruntime-int8"
+
+
+def test_the_export_refuses_a_model_folder_that_no_longer_holds_the_answer(tmp_path):
+    """A folder changed under a finished verdict (another answer's classifier in it) is never
+    exported as the answer."""
+    from edgetran.codesign.config import parse_device
+    from edgetran.codesign.pipeline import _Run
+    from edgetran.model import FlexiBertConfig, FlexiBertForSequenceClassification
+
+    tiny = NAMED_ARCHITECTURES["bert-tiny"]
+    model = FlexiBertForSequenceClassification(FlexiBertConfig(tiny, vocab_size=100))
+    model.save_pretrained(tmp_path / "model")
+    run = _Run.__new__(_Run)
+    run.config, run.out = CodesignConfig(devices=("cpu/torch",), seq_len=8), tmp_path
+    run.done = {"verdict": {"answer": {"arch_hash": NAMED_ARCHITECTURES["bert-mini"].hash}}}
+    with pytest.raises(CodesignError, match=r"not the answer .*--restart"):
+        run.export(parse_device("cpu/torch"))
