@@ -162,3 +162,42 @@ def test_demo_runs(run_cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_cli("demo", "--n", 2, "--seq-len", 16)
     assert code == 0 and "params (M)" in out and "latency ms" in out
+
+
+def test_codesign_help_reads_well_at_80_columns():
+    """Every option's name whole (no "…"), grouped in panels, its help on one or two lines
+    (a "[default: …]" line aside), nothing wider than the terminal."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgetran.cli.main", "codesign", "--help"],
+        capture_output=True, text=True, env=env, timeout=60, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    panels = [re.sub(r"[─╭╮]", "", line).strip() for line in lines if line.startswith("╭─")]
+    assert {"Task and budgets", "Devices and profiling", "Search and choice", "Outputs",
+            "Lab"} <= set(panels)  # fmt: skip
+    rows = [line.strip("│ ") for line in lines if line.startswith("│")]
+    names = [row.split()[0] for row in rows if row.startswith("--")]
+    assert "…" not in " ".join(names) and len(names) >= 40
+    import typer
+
+    from edgetran.cli.main import app
+
+    command = typer.main.get_command(app).commands["codesign"]
+    declared = {opt for param in command.params for opt in param.opts}
+    assert declared - {"--help"} <= set(names)
+    helps: dict[str, int] = {}
+    current = None
+    for row in rows:
+        if row.startswith("--"):
+            current = row.split()[0]
+            helps[current] = 1
+        elif current and not row.strip().startswith("[default:"):
+            helps[current] += 1
+    assert max(helps.values()) <= 2, {k: v for k, v in helps.items() if v > 2}

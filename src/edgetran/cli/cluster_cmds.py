@@ -25,19 +25,42 @@ SchedulerOption = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        help="Run jobs on a Dask cluster: tcp://HOST:PORT, tls://HOST:PORT or local:N.",
+        metavar="URL",
+        help="Dask cluster: tcp://HOST:PORT, tls://… or local:N.",
+        rich_help_panel="Lab",
     ),
 ]
 TlsCaFileOption = Annotated[
-    str | None, typer.Option("--tls-ca-file", help="tls://: the CA certificate file.")
+    str | None,
+    typer.Option(
+        "--tls-ca-file",
+        metavar="FILE",
+        help="tls://: the CA certificate file.",
+        rich_help_panel="Lab",
+    ),
 ]
 TlsCertOption = Annotated[
-    str | None, typer.Option("--tls-cert", help="tls://: this side's certificate file.")
+    str | None,
+    typer.Option(
+        "--tls-cert",
+        metavar="FILE",
+        help="tls://: this side's certificate.",
+        rich_help_panel="Lab",
+    ),
 ]
-TlsKeyOption = Annotated[str | None, typer.Option("--tls-key", help="tls://: its key file.")]
+TlsKeyOption = Annotated[
+    str | None,
+    typer.Option("--tls-key", metavar="FILE", help="tls://: its key file.", rich_help_panel="Lab"),
+]
 JobTimeoutOption = Annotated[
     float,
-    typer.Option("--job-timeout-s", min=0.001, help="--scheduler: longest wait for one job."),
+    typer.Option(
+        "--job-timeout-s",
+        metavar="S",
+        min=0.001,
+        help="Longest wait for one job.",
+        rich_help_panel="Lab",
+    ),
 ]
 InsecureOption = Annotated[
     bool,

@@ -26,107 +26,266 @@ DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
 
 def codesign(
     task: Annotated[
-        str, typer.Option(help="tweet-sentiment, glue/<task>, or a CSV/JSONL file.")
+        str,
+        typer.Option(
+            metavar="TASK",
+            help="tweet-sentiment, glue/<task>, or a CSV/JSONL file.",
+            rich_help_panel="Task and budgets",
+        ),
     ] = "tweet-sentiment",
     devices: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: live HARDWARE/RUNTIME pairs and measurement files "
-            "(.json ProTran, .csv, .parquet)."
+            metavar="LIST",
+            help="HARDWARE/RUNTIME pairs and measurement files (default: 4 CPU runtimes).",
+            show_default=False,
+            rich_help_panel="Devices and profiling",
         ),
     ] = DEFAULT_DEVICES,
-    max_latency_ms: Annotated[float | None, typer.Option(help="Budget per sequence.")] = None,
-    max_energy_mj: Annotated[float | None, typer.Option(help="Budget per sequence.")] = None,
-    max_peak_power_w: Annotated[float | None, typer.Option(help="Budget.")] = None,
-    min_accuracy: Annotated[float | None, typer.Option(help="Budget (a fraction).")] = None,
-    budget: Annotated[str, typer.Option(help="Accuracy budget of the search.")] = "quick",
-    final_budget: Annotated[str, typer.Option(help="Training budget of the winner.")] = "quick",
-    evaluations: Annotated[int, typer.Option(min=1, help="Co-search evaluations.")] = 6,
-    sampler: Annotated[str, typer.Option(help="boshcode, tpe, … (edgetran env).")] = "boshcode",
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MS", help="Budget per sequence.", rich_help_panel="Task and budgets"
+        ),
+    ] = None,
+    max_energy_mj: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MJ", help="Budget per sequence.", rich_help_panel="Task and budgets"
+        ),
+    ] = None,
+    max_peak_power_w: Annotated[
+        float | None, typer.Option(metavar="W", help="Budget.", rich_help_panel="Task and budgets")
+    ] = None,
+    min_accuracy: Annotated[
+        float | None,
+        typer.Option(metavar="X", help="Budget (a fraction).", rich_help_panel="Task and budgets"),
+    ] = None,
+    budget: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Accuracy budget of the search.",
+            rich_help_panel="Task and budgets",
+        ),
+    ] = "quick",
+    final_budget: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Training budget of the winner.",
+            rich_help_panel="Task and budgets",
+        ),
+    ] = "quick",
+    evaluations: Annotated[
+        int,
+        typer.Option(
+            metavar="N", min=1, help="Co-search evaluations.", rich_help_panel="Task and budgets"
+        ),
+    ] = 6,
+    sampler: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="boshcode, tpe, trees … (edgetran env).",
+            rich_help_panel="Search and choice",
+        ),
+    ] = "boshcode",
     compare: Annotated[
-        str | None, typer.Option(help="A second sampler on the same evaluations, for the report.")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="A second sampler, for the report.",
+            rich_help_panel="Search and choice",
+        ),
     ] = None,
     objective: Annotated[
-        str, typer.Option(help="What the search maximises: paper, pareto or accuracy.")
+        str,
+        typer.Option(
+            metavar="RULE",
+            help="paper, pareto or accuracy.",
+            rich_help_panel="Search and choice",
+        ),
     ] = "paper",
     norms: Annotated[
         str,
         typer.Option(
-            help="Paper objective's cost scale: run (the largest reference on the slowest live "
-            "device), reference (1000 s, 2000 J, 300 W) or L_S,E_J,P_W."
+            metavar="SCALE",
+            help="run (largest reference), reference (1000 s, 2000 J, 300 W) or L,E,P.",
+            rich_help_panel="Search and choice",
         ),
     ] = "run",
     choose: Annotated[
         str,
         typer.Option(
-            help="The answer: one-std (the fastest pair within one accuracy std of the most "
-            "accurate) or best (the objective's maximum)."
+            metavar="RULE",
+            help="one-std (fastest within one accuracy std) or best (the maximum).",
+            rich_help_panel="Search and choice",
         ),
     ] = "one-std",
     space: Annotated[
-        Path | None, typer.Option(help="Design space file (default: a CPU-sized space).")
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Design space (default: CPU-sized).",
+            rich_help_panel="Task and budgets",
+        ),
     ] = None,
     profile_budget: Annotated[
-        int, typer.Option(min=8, help="Measurements per live device before the search.")
+        int,
+        typer.Option(
+            metavar="N",
+            min=8,
+            help="Measurements per live device.",
+            rich_help_panel="Devices and profiling",
+        ),
     ] = 10,
     seq_len: Annotated[
-        int, typer.Option(min=1, help="Sequence length measured and exported for.")
+        int,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="Tokens measured and exported for.",
+            rich_help_panel="Devices and profiling",
+        ),
     ] = 64,
-    meter: Annotated[str, typer.Option(help="Power meter (edgetran profile --help).")] = "auto",
+    meter: Annotated[
+        str,
+        typer.Option(
+            metavar="METER",
+            help="Power meter (see edgetran env).",
+            rich_help_panel="Devices and profiling",
+        ),
+    ] = "auto",
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="CPU threads (default: the cores free at each measurement)."),
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="CPU threads (default: the free cores).",
+            rich_help_panel="Devices and profiling",
+        ),
     ] = None,
     idle_s: Annotated[
-        float, typer.Option(min=0, help="Seconds of idle power before each measurement.")
+        float,
+        typer.Option(
+            metavar="S",
+            min=0,
+            help="Idle power seconds per measurement.",
+            rich_help_panel="Devices and profiling",
+        ),
     ] = 0.5,
     profile_max_time: Annotated[
-        float, typer.Option(min=0, help="Seconds of timed runs per measurement.")
+        float,
+        typer.Option(
+            metavar="S",
+            min=0,
+            help="Timed seconds per measurement.",
+            rich_help_panel="Devices and profiling",
+        ),
     ] = 1.0,
     references: Annotated[
-        str, typer.Option(help="Named BERTs measured beside the winner, comma-separated.")
+        str,
+        typer.Option(
+            metavar="LIST",
+            help="Named BERTs compared with the answer.",
+            rich_help_panel="Search and choice",
+        ),
     ] = "bert-tiny,bert-mini",
-    references_first: Annotated[
+    no_references_first: Annotated[
         bool,
-        typer.Option(help="Start the profile and the search from the references in the space."),
-    ] = True,
+        typer.Option(
+            "--no-references-first",
+            help="Do not start from the references.",
+            rich_help_panel="Search and choice",
+        ),
+    ] = False,
     require_quiet: Annotated[
         bool,
         typer.Option(
-            "--require-quiet", help="Wait for a quiet machine before each live measurement."
+            "--require-quiet",
+            help="Measure only on a quiet machine.",
+            rich_help_panel="Devices and profiling",
         ),
     ] = False,
-    growprune: Annotated[bool, typer.Option(help="Refine the winner with grow-and-prune.")] = True,
-    growprune_iterations: Annotated[int, typer.Option(min=1, help="Grow-and-prune steps.")] = 1,
+    no_growprune: Annotated[
+        bool,
+        typer.Option(
+            "--no-growprune",
+            help="Skip grow-and-prune of the winner.",
+            rich_help_panel="Search and choice",
+        ),
+    ] = False,
+    growprune_iterations: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Grow-and-prune steps.", rich_help_panel="Search and choice"
+        ),
+    ] = 1,
     eval_timeout_s: Annotated[
-        float | None, typer.Option(min=0, help="An accuracy evaluation running longer fails.")
+        float | None,
+        typer.Option(
+            metavar="S",
+            min=0,
+            help="A longer evaluation fails.",
+            rich_help_panel="Search and choice",
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
-    workspace: Annotated[Path, typer.Option(help="Tokenizers and checkpoints.")] = Path(
-        "edgetran-workspace"
-    ),
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("codesign-out"),
+    seed: Annotated[
+        int,
+        typer.Option(metavar="N", help="Seed of every stage.", rich_help_panel="Task and budgets"),
+    ] = 0,
+    workspace: Annotated[
+        Path,
+        typer.Option(metavar="DIR", help="Tokenizers and checkpoints.", rich_help_panel="Outputs"),
+    ] = Path("edgetran-workspace"),
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="DIR", help="Output folder.", rich_help_panel="Outputs"),
+    ] = Path("codesign-out"),
     db: Annotated[
         str | None,
-        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="SQLAlchemy URL or SQLite file (default edgetran.db).",
+            rich_help_panel="Outputs",
+        ),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run in --out.", rich_help_panel="Outputs"),
+    ] = False,
     restart: Annotated[
         bool,
         typer.Option(
             "--restart",
-            help="Discard the run's finished stages and searches in the database and start it "
-            "again (its --out may be overwritten).",
+            help="Discard the run's record and start it again.",
+            rich_help_panel="Outputs",
         ),
     ] = False,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Start afresh in a non-empty --out (clears it first)."),
+        typer.Option(
+            "--force",
+            help="Clear a non-empty --out and start afresh.",
+            rich_help_panel="Outputs",
+        ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print only the result (JSON).")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print only the result (JSON).", rich_help_panel="Outputs"),
+    ] = False,
     scheduler: SchedulerOption = None,
     parallel: Annotated[
-        int, typer.Option("--parallel", min=1, help="Search evaluations kept in flight.")
+        int,
+        typer.Option(
+            "--parallel",
+            metavar="Q",
+            min=1,
+            help="Search evaluations kept in flight.",
+            rich_help_panel="Lab",
+        ),
     ] = 1,
     tls_ca_file: TlsCaFileOption = None,
     tls_cert: TlsCertOption = None,
@@ -135,9 +294,9 @@ def codesign(
 ) -> None:
     """Find, train, export and measure the best model–device pair; write a report.
 
-    With --scheduler, measurements run on the workers of their devices and trainings on
-    training workers (local:N: N workers on this machine, which offer its live devices); this
-    process stores every result. --out and --workspace must then be shared with the workers."""
+    With --scheduler, measurements run on their devices' workers and trainings
+    on training workers (local:N: N workers here); this process stores every
+    result, and --out and --workspace must be shared with the workers."""
     from rich.console import Console
 
     from edgetran.codesign import CodesignConfig, run_codesign
@@ -168,8 +327,8 @@ def codesign(
         profile_max_time_s=profile_max_time,
         require_quiet=require_quiet,
         references=tuple(r.strip() for r in references.split(",") if r.strip()),
-        references_first=references_first,
-        growprune=growprune,
+        references_first=not no_references_first,
+        growprune=not no_growprune,
         growprune_iterations=growprune_iterations,
         eval_timeout_s=eval_timeout_s,
         seed=seed,
