@@ -37,6 +37,11 @@ test-slow: setup
 demo: setup
 	$(BIN)/edgetran codesign --evaluations 4 --profile-budget 9 --out demo --db demo/edgetran.db --workspace demo/workspace --resume
 
+# The documentation site, built strictly (a broken link or reference fails) into site/.
+docs: setup
+	$(BIN)/pip install --quiet -e ".[docs]"
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: setup
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_export.py
@@ -50,4 +55,4 @@ browser:
 		$$sudo apt-get update -qq && $$sudo apt-get install -y chromium; }
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .hypothesis
