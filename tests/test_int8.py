@@ -202,8 +202,11 @@ def test_artifact_accuracy_is_scored_in_the_runtime_and_cached(classifier, tmp_p
         assert first["quantize"] == DYNAMIC_INT8 and first["metric"] == "accuracy"
         assert first["examples"] == len(load_task(str(task)).test)
         assert 0 <= first["accuracy"] <= 1 and first["accuracy_std"] >= 0
-        assert first["agreement"] >= 0.99 and first["verification"]["passed"]
-        assert abs(first["accuracy"] - first["torch_accuracy"]) <= 1 - first["agreement"]
+        # the gate is the dev check; agreement on the scored split is recorded, not gated: on
+        # 20 test examples one flipped label (int8 kernels differ between CPUs) is 0.95
+        assert first["verification"]["passed"] and first["verification"]["agreement"] >= 0.99
+        assert 0.9 <= first["agreement"] <= 1
+        assert abs(first["accuracy"] - first["torch_accuracy"]) <= 1 - first["agreement"] + 1e-9
 
         def no_work(*args, **kwargs):
             raise AssertionError("a cached accuracy repeats no work")

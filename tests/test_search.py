@@ -704,8 +704,10 @@ def test_live_evaluator_predicts_per_sequence_at_batch_size_4():
 def test_live_search_cli(run_cli, tmp_path, monkeypatch):
     from edgetran.store import Store
     from tests.conftest import fake_device
+    from tests.test_codesign import _tiny
     from tests.test_train import write_task
 
+    _tiny(monkeypatch)  # the quick budget shrunk: this test is about the command, not training
     monkeypatch.chdir(tmp_path)
     with Store(tmp_path / "live.db") as store:
         store.add_many(fake_device(12, "board", seed=5))
