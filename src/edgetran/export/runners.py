@@ -133,6 +133,20 @@ class Runner(abc.ABC):
         return described if self.quantize == "none" else described | {"quantize": self.quantize}
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for every kernel queued on ``device``: accelerators (``cuda``, ``mps``, ``xpu`` …)
+    run them asynchronously, so a timer read before this under-measures the run."""
+    if device.type in ("cpu", "meta"):
+        return
+    accelerator = getattr(torch, "accelerator", None)
+    if hasattr(accelerator, "synchronize"):  # torch ≥ 2.6: one call for every accelerator
+        accelerator.synchronize(device)
+    elif device.type == "mps":  # its synchronize takes no device (there is one)
+        torch.mps.synchronize()
+    else:
+        getattr(torch, device.type).synchronize(device)
+
+
 class TorchRunner(Runner):
     """PyTorch eager (an ``nn.Module``) or a ``torch.export`` program (``.pt2`` file)."""
 
@@ -166,8 +180,7 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             output = self.model(*prepared)
         output = output if isinstance(output, torch.Tensor) else output[0]
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
+        synchronize(self._device)
         return output
 
     def to_numpy(self, output) -> np.ndarray:
@@ -210,21 +223,44 @@ class OnnxRuntimeRunner(Runner):
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
             self._cuda_index = index
         self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self._ort = ort
 
     @property
     def device(self) -> str:
-        active = self.session.get_providers()[0]
-        return f"cuda:{self._cuda_index}" if active == "CUDAExecutionProvider" else "cpu"
+        return f"cuda:{self._cuda_index}" if self._on_cuda else "cpu"
+
+    @property
+    def _on_cuda(self) -> bool:
+        return self.session.get_providers()[0] == "CUDAExecutionProvider"
 
     def prepare(self, input_ids, attention_mask):
         arrays = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask))
-        return dict(zip(INPUT_NAMES, arrays, strict=True))
+        feed = dict(zip(INPUT_NAMES, arrays, strict=True))
+        return self._bind_on_cuda(feed) if self._on_cuda else feed
+
+    def _bind_on_cuda(self, feed: dict[str, np.ndarray]) -> Any:
+        """An I/O binding holding the inputs on the GPU, copied once as the torch runner's are,
+        and the outputs left there for :meth:`run` to wait for."""
+        binding = self.session.io_binding()
+        for name, array in feed.items():
+            value = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._cuda_index)
+            binding.bind_ortvalue_input(name, value)
+        for output in self.session.get_outputs():
+            binding.bind_output(output.name, "cuda", self._cuda_index)
+        return binding
 
     def run(self, prepared):
-        return self.session.run(None, prepared)[0]
+        if isinstance(prepared, dict):
+            return self.session.run(None, prepared)[0]
+        # Outputs left on the GPU are not copied to the host, so no copy waits for the CUDA
+        # stream: synchronising them explicitly makes the timer stop once they are computed.
+        self.session.run_with_iobinding(prepared)
+        prepared.synchronize_outputs()
+        return prepared.get_outputs()[0]
 
     def to_numpy(self, output) -> np.ndarray:
-        return np.asarray(output, dtype=np.float32)
+        # On CUDA the output is an OrtValue on the GPU; .numpy() copies it to the host.
+        return np.asarray(output if isinstance(output, np.ndarray) else output.numpy(), np.float32)
 
 
 class OpenVinoRunner(Runner):
