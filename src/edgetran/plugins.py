@@ -279,7 +279,7 @@ for _name, _class, _requires, _summary in (
     ("csv", "CsvMeter", (), "a timestamp,watts CSV logged by an external meter (csv:PATH)"),
     ("gpu", "ZeusGpuMeter", ("zeus",), "NVIDIA (NVML) or AMD GPU energy via zeus (gpu:INDEX)"),
     ("rapl", "ZeusCpuMeter", ("zeus",), "Intel/AMD CPU package energy (RAPL) via zeus"),
-    ("soc", "ZeusSocMeter", ("zeus",), "Apple Silicon or Jetson on-board sensors via zeus"),
+    ("soc", "ZeusSocMeter", ("zeus",), "Apple or Jetson SoC via zeus (soc:apple, soc:jetson)"),
 ):
     METERS.register(
         _name,

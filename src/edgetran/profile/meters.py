@@ -25,6 +25,7 @@ import csv
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,19 +259,63 @@ class ZeusCpuMeter(Meter):
         return Reading(time.time(), energy_j=total_mj / 1e3)
 
 
+#: zeus's SoC readings by platform: the module, its availability check, and the class
+#: ``get_soc()`` returns there. Imported one by one, so a zeus without one falls back.
+SOC_PLATFORMS = {
+    "jetson": ("zeus.device.soc.jetson", "jetson_is_available", "Jetson"),
+    "apple": ("zeus.device.soc.apple", "apple_silicon_is_available", "AppleSilicon"),
+}
+
+
+def _require_soc(platform: str) -> str:
+    """The class name zeus's SoC reading has on ``platform``; :class:`MeterError` says why
+    there is none here (unknown platform, a zeus without that reading, another machine)."""
+    if platform not in SOC_PLATFORMS:
+        raise MeterError(f"SoC {platform!r} is unknown; allowed: {', '.join(SOC_PLATFORMS)}")
+    module_name, check_name, class_name = SOC_PLATFORMS[platform]
+    try:
+        module = _zeus(module_name)
+        is_available = getattr(module, check_name)
+    except (MeterError, AttributeError) as err:
+        raise MeterError(f"this zeus has no {class_name} reading ({err})") from None
+    if is_available():
+        return class_name
+    # On a Mac, zeus finds no Apple silicon when its optional reader is missing: say so.
+    if sys.platform == "darwin" and not getattr(module, "zeus_apple_available", True):
+        raise MeterError("zeus-apple-silicon is not installed: pip install 'zeus[apple]'")
+    raise MeterError(f"no {class_name} here ({module_name}.{check_name}() is False)")
+
+
 class ZeusSocMeter(Meter):
-    """Apple Silicon (``zeus[apple]``) or NVIDIA Jetson on-board sensors, via zeus."""
+    """Apple Silicon (``zeus[apple]``) or NVIDIA Jetson on-board sensors, via zeus.
 
-    #: Fields summed when the SoC reports no total; chosen not to double-count sub-rails.
-    PARTS = ("cpu_total_mj", "gpu_mj", "gpu_sram_mj", "dram_mj", "ane_mj")
+    ``platform`` (``soc:jetson``, ``soc:apple``) takes that SoC's reading or fails saying why;
+    without it, whichever SoC zeus finds.
+    """
 
-    def __init__(self) -> None:
+    #: Fields summed when the SoC reports no total; chosen not to double-count sub-rails
+    #: (Apple: the CPU total, not its cores; Jetson: its CPU and GPU rails).
+    PARTS = (
+        "cpu_total_mj",
+        "gpu_mj",
+        "gpu_sram_mj",
+        "dram_mj",
+        "ane_mj",
+        "cpu_energy_mj",
+        "gpu_energy_mj",
+    )
+
+    def __init__(self, platform: str | None = None) -> None:
+        expected = _require_soc(platform) if platform else None
         try:
             self.soc = _zeus("zeus.device").get_soc()
             self.soc.get_total_energy_consumption()
         except Exception as err:
             raise MeterError(f"no SoC meter ({type(err).__name__}: {err})") from None
-        self.name = f"zeus:soc:{type(self.soc).__name__}"
+        found = type(self.soc).__name__
+        if expected and found != expected:
+            raise MeterError(f"zeus's SoC reading here is {found}, not {expected}")
+        self.name = f"zeus:soc:{found}"
 
     def read(self) -> Reading:
         m = self.soc.get_total_energy_consumption()
@@ -294,10 +339,11 @@ def create_meter(
 ) -> Meter:
     """A meter from a CLI spec: ``auto``, ``zeus``, or a registered meter ``NAME[:ARG]``.
 
-    ``auto`` takes the device's real sensor (``gpu`` for ``cuda:N``, ``rapl`` then ``soc`` for
-    the CPU) and falls back to the CPU-time estimate; ``zeus`` is the same without the
-    fallback. ``NAME:ARG`` calls the meter plug-in ``NAME`` with ``ARG`` (``command:CMD``,
-    ``csv:PATH``, ``gpu:INDEX``); the ``estimate`` meter takes the given watts.
+    ``auto`` takes the device's real sensor (:func:`auto_sensors`: the Jetson SoC then NVML for
+    ``cuda:N``, the Apple SoC for ``mps``, RAPL then any SoC otherwise) and falls back to the
+    CPU-time estimate; ``zeus`` is the same without the fallback. ``NAME:ARG`` calls the meter
+    plug-in ``NAME`` with ``ARG`` (``command:CMD``, ``csv:PATH``, ``gpu:INDEX``,
+    ``soc:jetson``); the ``estimate`` meter takes the given watts.
     """
     name, colon, arg = spec.partition(":")
     if name == "estimate":
@@ -309,16 +355,53 @@ def create_meter(
                 " (NAME:ARG passes ARG)"
             )
         return METERS.create(name, *([arg] if colon else []))
-    if device.startswith("cuda"):
-        sensors = [("gpu", device.partition(":")[2] or "0")]
-    else:
-        sensors = [("rapl",), ("soc",)]
-    reasons = []
-    for sensor in sensors:
-        try:
-            return METERS.create(*sensor)
-        except MeterError as err:
-            reasons.append(str(err))
+    meter, passed_over = _first_sensor(device)
+    if meter is not None:
+        return meter
     if name == "zeus":
-        raise MeterError(f"no zeus meter for {device}: {'; '.join(reasons)}")
+        raise MeterError(f"no zeus meter for {device}: {'; '.join(passed_over)}")
     return CpuTimeEstimateMeter(per_core_w, idle_w)
+
+
+def auto_sensors(device: str) -> list[tuple[str, ...]]:
+    """The meters ``auto`` tries for ``device``, in order, as ``(NAME, *ARGS)``.
+
+    A Jetson's GPU draws from the SoC's rails and has no NVML energy reading, so ``cuda``
+    tries the Jetson reading first (it fails at once elsewhere); ``mps`` is Apple silicon's
+    GPU, read through the SoC. Other devices (the CPU, ``xpu``, OpenVINO's) get the CPU's
+    sensors: RAPL, else whichever SoC zeus finds.
+    """
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        return [("soc", "jetson"), ("gpu", index or "0")]
+    if kind == "mps":
+        return [("soc", "apple")]
+    return [("rapl",), ("soc",)]
+
+
+def _first_sensor(device: str) -> tuple[Meter | None, list[str]]:
+    """The first of :func:`auto_sensors` that works here, and why each before it did not."""
+    passed_over = []
+    for sensor in auto_sensors(device):
+        try:
+            return METERS.create(*sensor), passed_over
+        except MeterError as err:
+            passed_over.append(f"{':'.join(sensor)}: {err}")
+    return None, passed_over
+
+
+def explain_auto_meter(
+    device: str, *, per_core_w: float = DEFAULT_CORE_W, idle_w: float = DEFAULT_IDLE_W
+) -> dict[str, Any]:
+    """Which meter ``auto`` gives ``device`` here and why (for ``edgetran env``): ``meter``,
+    ``kind``, ``tried`` (the order) and ``why`` (each sensor passed over, with its reason)."""
+    meter, passed_over = _first_sensor(device)
+    tried = [":".join(sensor) for sensor in auto_sensors(device)] + ["estimate"]
+    if meter is None:
+        meter = CpuTimeEstimateMeter(per_core_w, idle_w)
+        why = "no sensor: " + "; ".join(passed_over)
+    elif passed_over:
+        why = f"{tried[len(passed_over)]}, after " + "; ".join(passed_over)
+    else:
+        why = f"{tried[0]}, the first choice for {device}"
+    return {"device": device, "meter": meter.name, "kind": meter.kind, "tried": tried, "why": why}
