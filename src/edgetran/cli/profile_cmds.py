@@ -53,7 +53,8 @@ PROFILE_FIELDS = (
 
 
 def env(as_json: JsonOption = False) -> None:
-    """Devices and runtimes found here, and every plug-in: usable here, or why not."""
+    """Devices and runtimes found here, the meter `auto` gives each device kind and why, and
+    every plug-in: usable here, or why not."""
     from edgetran.profile.environment import discover
 
     found = discover()
@@ -62,6 +63,8 @@ def env(as_json: JsonOption = False) -> None:
         return
     for device in found["devices"]:
         print(f"device  {device['name']}: {device.get('model', '')}")
+    for meter in found["meters"]:
+        print(f"meter   {meter['device']}: {meter['meter']} ({meter['kind']}): {meter['why']}")
     for runtime in found["runtimes"]:
         detail = runtime.get("providers") or runtime.get("devices") or runtime.get("error")
         print(f"runtime {runtime['name']} {runtime.get('version', '')}: {detail}")

@@ -15,6 +15,7 @@ import edgetran
 from edgetran._versions import package_version
 from edgetran.cores import usable_cores
 from edgetran.plugins import RUNTIMES, describe_all
+from edgetran.profile.meters import explain_auto_meter
 
 PACKAGES = (
     "torch",
@@ -28,6 +29,9 @@ PACKAGES = (
     "zeus",
     "edgetran",
 )
+#: The device kinds ``edgetran env`` names a meter for, present here or not: where a job on that
+#: kind would be measured from, as ``--meter auto`` chooses.
+METERED_DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu")
 
 
 @cache
@@ -60,8 +64,8 @@ def environment_snapshot(device: str, runtime: str, meter: dict[str, Any]) -> di
 
 
 def discover() -> dict[str, Any]:
-    """Devices, runtime versions, and every registered plug-in with whether it is usable here
-    and why not (for ``edgetran env``)."""
+    """Devices, the meter ``auto`` gives each device kind here and why, runtime versions, and
+    every registered plug-in with whether it is usable here and why not (for ``edgetran env``)."""
     devices: list[dict[str, Any]] = [
         {"name": "cpu", "model": cpu_model(), "cores": usable_cores()}
     ]
@@ -69,6 +73,13 @@ def discover() -> dict[str, Any]:
         devices += [
             {"name": f"cuda:{i}", "model": torch.cuda.get_device_name(i)}
             for i in range(torch.cuda.device_count())
+        ]
+    if torch.backends.mps.is_available():
+        devices.append({"name": "mps", "model": "Apple silicon GPU"})
+    if hasattr(torch, "xpu") and torch.xpu.is_available():
+        devices += [
+            {"name": f"xpu:{i}", "model": torch.xpu.get_device_name(i)}
+            for i in range(torch.xpu.device_count())
         ]
     runtimes: list[dict[str, Any]] = [
         {"name": "torch", "version": torch.__version__, "devices": [d["name"] for d in devices]}
@@ -101,4 +112,5 @@ def discover() -> dict[str, Any]:
             {"name": "litert", "version": package_version("ai-edge-litert"), "devices": ["cpu"]}
         )
     plugins = {family: [row.to_dict() for row in rows] for family, rows in describe_all().items()}
-    return {"devices": devices, "runtimes": runtimes, "plugins": plugins}
+    meters = [explain_auto_meter(kind) for kind in METERED_DEVICE_KINDS]
+    return {"devices": devices, "meters": meters, "runtimes": runtimes, "plugins": plugins}
