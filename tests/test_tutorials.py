@@ -8,7 +8,9 @@ parsed against the current command line, so a renamed option or a changed API fa
 - ``add-your-device``: the meter and the runtime run with their vendor libraries (``serial``,
   ``npu_sdk``) replaced by stand-ins, and pass ``check_meter`` and ``check_runtime``.
 - ``laptop-to-lab``: the ``openssl`` lines make a CA and a certificate that Dask's ``Security``
-  loads; every ``edgetran`` line parses.
+  loads; every ``edgetran`` line parses; in ``make test-slow`` the scheduler, the three workers
+  and the profile on the rpi4 worker run over TLS on 127.0.0.1 (the trainings' lines only
+  parse: each is minutes to hours).
 - ``grow-and-prune``, ``reading-the-report``: every ``edgetran`` line parses.
 """
 
@@ -197,6 +199,50 @@ def test_every_lab_command_parses():
     for args in commands:
         parsed = parse_only(args)
         assert parsed.params.get("tls_ca_file") == "ca.pem", args
+
+
+@pytest.mark.slow  # four processes and three onnxruntime measurements: about a minute
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_the_lab_runs_on_loopback_as_written(tmp_path):
+    """The page's certificates, scheduler, three workers and the profile through the rpi4
+    worker, over TLS on 127.0.0.1 (the lab's host and ports swapped for loopback ones, the
+    profile shrunk by options appended); the trainings' lines only parse (above)."""
+    pytest.importorskip("distributed")
+    from tests.test_cluster import _free_port
+    from tests.test_codesign import TINY_SPACE
+
+    code = _lab_block()
+    ssl = [line for line in code.splitlines() if line.startswith(("EC=", "openssl"))]
+    subprocess.run(["bash", "-euc", "\n".join(ssl)], cwd=tmp_path, check=True,
+                   capture_output=True)  # fmt: skip
+    port = str(_free_port())
+    loopback = code.replace("lab:8786", f"127.0.0.1:{port}").replace("8786", port)
+    loopback = loopback.replace("0.0.0.0", "127.0.0.1")
+    tls = "--tls-ca-file ca.pem --tls-cert node.pem --tls-key node.key"
+    commands = command_lines(loopback, {"TLS": tls})
+    services = [c for c in commands if c[0] in ("scheduler", "worker")]
+    (profile,) = (c for c in commands if c[0] == "profile")
+    (tmp_path / "space.json").write_text(json.dumps(TINY_SPACE))
+    tiny = ["--budget", "3", "--initial", "2", "--pool", "4", "--seq-len", "8", "--max-time",
+            "0.02", "--idle", "0", "--meter", "estimate", "--space", "space.json"]  # fmt: skip
+    cli = [sys.executable, "-m", "edgetran.cli.main"]
+    procs = [subprocess.Popen([*cli, *args, *(["--gpus", "0"] if args[0] == "worker" else [])],
+                              stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+             for args in services]  # fmt: skip
+    try:
+        assert procs[0].stdout.readline() == f"scheduler listening on tls://127.0.0.1:{port}\n"
+        for worker in procs[1:]:
+            assert worker.stdout.readline().startswith("worker "), "a worker did not start"
+        done = subprocess.run([*cli, *profile, *tiny, "--json"], cwd=tmp_path, text=True,
+                              capture_output=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in done.stdout.splitlines()]  # a line a measurement
+        assert len(rows) >= 3, done.stdout
+        assert {(row["device"], row["runtime"]) for row in rows} == {("rpi4", "onnxruntime")}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=60)
 
 
 # -- grow and prune; the demo's command ----------------------------------------------------------
