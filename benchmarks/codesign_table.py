@@ -1,6 +1,8 @@
 """The headline table of a finished ``edgetran codesign`` run (Table VIII for this CPU), from
 its ``result.json`` alone: the answer against each reference on that reference's best runtime
-(its fastest measured pair), with the latency and energy ratios and Δaccuracy ± std.
+(its fastest measured pair), with the latency and energy ratios and Δaccuracy ± std. The
+ratios are those of ``versus_references`` (measured beside the references); the answer's row
+shows its final measurement, taken later.
 
     edgetran codesign --final-budget standard --evaluations 12 --out head --db head/edgetran.db \\
         --workspace head/workspace
@@ -40,15 +42,21 @@ def table(result: dict) -> str:
         f"{_parameters(result)} | {m['accuracy']:.4f} ± {_std(answer.get('accuracy_std'))} | "
         f"{m['latency_s'] * 1e3:.2f} | {m['energy_j'] * 1e3:.2f}{_flag(answer)} | 1 | 1 | – |",
     ]
+    versus = {(v["reference"], v["device"]): v for v in result.get("versus_references", [])}
     for row in best_pairs(result):
         r = row["metrics"]
         std = math.hypot(answer.get("accuracy_std") or 0, row.get("final_accuracy_std") or 0)
+        # The ratios are the verdict's: the answer measured in the same phase as the references
+        # (the decision), not its later final measurement, so that both sides share conditions.
+        v = versus.get((row["name"], row["device"]))
+        latency_x = v["latency_x"] if v else r["latency_s"] / m["latency_s"]
+        energy_x = v["energy_x"] if v else r["energy_j"] / m["energy_j"]
         lines.append(
             f"| {row['name']} on {row['device']} (its best runtime) | "
             f"{(row.get('parameters') or 0) / 1e6:.2f} M | "
             f"{row['final_accuracy']:.4f} ± {_std(row.get('final_accuracy_std'))} | "
             f"{r['latency_s'] * 1e3:.2f} | {r['energy_j'] * 1e3:.2f}{_flag(row)} | "
-            f"{r['latency_s'] / m['latency_s']:.2f}× | {r['energy_j'] / m['energy_j']:.2f}× | "
+            f"{latency_x:.2f}× | {energy_x:.2f}× | "
             f"{m['accuracy'] - row['final_accuracy']:+.4f} ± {std:.4f} |"
         )
     return "\n".join(lines)

@@ -21,6 +21,11 @@ def test_the_readme_is_short_and_its_python_example_runs():
     exec(compile(example, "README.md", "exec"), {})
 
 
+def test_benchmarks_hold_todays_results_in_at_most_400_lines():
+    # the rest is docs/benchmarks/history.md or git history (issue 45)
+    assert len((ROOT / "BENCHMARKS.md").read_text().splitlines()) <= 400
+
+
 def test_every_link_into_docs_resolves():
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for target in re.findall(r"\]\(([^)#\s]+\.(?:md|png))", page.read_text()):

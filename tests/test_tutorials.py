@@ -212,3 +212,34 @@ def test_the_demo_command_is_the_makefiles():
     (args,) = command_lines(blocks("reading-the-report.md")[0][1])
     makefile = (ROOT / "Makefile").read_text()
     assert "$(BIN)/edgetran " + " ".join(args) in makefile
+
+
+@pytest.mark.slow  # bert-mini pretrained 2 steps and grown twice: about a minute on 2 cores
+def test_grow_and_prune_runs(tmp_path, monkeypatch, run_cli):
+    """The page's three commands as written, with training, profiling and iterations shrunk
+    by options appended (later options win) and tiny budgets."""
+    from dataclasses import replace
+
+    from edgetran.growprune import costs
+    from edgetran.train import oracle
+    from tests.test_codesign import _tiny
+
+    _tiny(monkeypatch)
+    monkeypatch.setitem(oracle.BUDGETS, "standard", oracle.BUDGETS["quick"])
+    real = costs.live_profile_settings
+
+    def short(hardware, runtime, **overrides):
+        settings = real(hardware, runtime, **overrides)
+        return replace(settings, max_time_s=0.05, idle_s=0.0, min_repeats=2, warmup=1,
+                       seq_len=16)  # fmt: skip
+
+    monkeypatch.setattr(costs, "live_profile_settings", short)
+    monkeypatch.chdir(tmp_path)
+    pretrain, grow, from_arch = (c for _, code in blocks("grow-and-prune.md")
+                                 for c in command_lines(code))  # fmt: skip
+    tiny = {"pretrain": ["--steps", "2", "--batch-size", "2", "--max-length", "16"],
+            "growprune": ["--iterations", "1", "--children", "1"]}  # fmt: skip
+    for args in (pretrain, grow, from_arch):
+        code, _, err = run_cli(*args, *tiny[args[0] if args[0] == "growprune" else args[1]])
+        assert code == 0, (args, err)
+    assert (tmp_path / "runs/mini-gp/model/config.json").is_file()
