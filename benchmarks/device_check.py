@@ -1,6 +1,6 @@
 """The prepared GPU device check (issue 44): one JSON summary of what only a GPU can show.
 
-Run through ``benchmarks/device_check.sh SUMMARY.json`` (BENCHMARKS.md, "GPU device check").
+Run through ``benchmarks/device_check.sh SUMMARY.json`` (docs/benchmarks/device-check.md).
 It is written for a bare machine lent for minutes, holding PyTorch, transformers and
 onnxruntime and nothing downloadable, so it
 

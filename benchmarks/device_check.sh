@@ -3,7 +3,7 @@
 #
 #   benchmarks/device_check.sh [--dry-run] [--wheels DIR] [--deadline-s S] SUMMARY.json
 #
-# On a lent GPU (BENCHMARKS.md, "GPU device check"): installs from build/device-wheels
+# On a lent GPU (docs/benchmarks/device-check.md): installs from build/device-wheels
 # (`make device-wheels`) only what the interpreter lacks, then runs each part under its own
 # time limit. --dry-run runs the same parts on this CPU at tiny budgets and installs nothing.
 # The interpreter is $PYTHON, else this tree's .venv, else python3 (the device's, with PyTorch).
