@@ -103,7 +103,7 @@ def test_unreadable_surrogate_files(tmp_path):
         DeviceSurrogate.load(other)
     older = tmp_path / "older.pkl"
     older.write_bytes(pickle.dumps({"format": 1, "surrogate": None}))
-    with pytest.raises(SurrogateError, match="format 1; this edgetran reads format 4"):
+    with pytest.raises(SurrogateError, match="format 1; this edgetran reads formats 4 and 5"):
         DeviceSurrogate.load(older)
 
 

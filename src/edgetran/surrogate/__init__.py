@@ -10,9 +10,27 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "base": ["Prediction", "Surrogate", "SurrogateError", "conformal_quantile"],
-        "device": ["METRICS", "DeviceSurrogate", "cross_validate", "make_surrogate", "scores"],
-        "features": ["architecture_features", "feature_matrix", "feature_names"],
+        "base": [
+            "InputShapeError",
+            "Prediction",
+            "Surrogate",
+            "SurrogateError",
+            "conformal_quantile",
+        ],
+        "device": [
+            "METRICS",
+            "DeviceSurrogate",
+            "cross_validate",
+            "make_surrogate",
+            "predict_measured",
+            "scores",
+        ],
+        "features": [
+            "architecture_features",
+            "feature_matrix",
+            "feature_names",
+            "shaped_feature_matrix",
+        ],
         "gbdt": ["GBDTEnsemble"],
     },
 )

@@ -33,6 +33,20 @@ class SurrogateError(EdgeTranError, ValueError):
     """A surrogate cannot be fitted or used with the data given."""
 
 
+class InputShapeError(SurrogateError):
+    """A prediction's input shape is missing where the surrogate learned several, or lies
+    outside what it can predict (a surrogate of one shape predicts at that shape only).
+
+    Attributes:
+        shape: the ``(batch_size, seq_len)`` asked for, or ``None``.
+        allowed: the measured shapes.
+    """
+
+    def __init__(self, message: str, shape, allowed: tuple[tuple[int, int], ...]) -> None:
+        self.shape, self.allowed = shape, allowed
+        super().__init__(message)
+
+
 @dataclass
 class Prediction:
     """Predictions for ``n`` inputs, in target units.

@@ -31,6 +31,14 @@ processes crowd the cores, :mod:`edgetran.profile.contention`), and recordings f
 the own-data model expects out of fold (:func:`inliers`), as a contended run that was not
 caught looks. Feeding the prior predictions to the GBDT as extra features ("stacking") was
 tried first and gained nothing: with few points the trees rarely split on them.
+
+Input shapes (issue 44): measurements of one ``(batch_size, seq_len)`` give a surrogate of
+that shape, exactly as before. Measurements of several shapes give one surrogate of all of
+them: the shape enters as features (the cost features at that shape and the logs of batch and
+sequence, :func:`~edgetran.surrogate.features.shaped_feature_matrix`), each metric's log is
+modelled as a linear trend in the shape's log FLOPs, bytes, batch and sequence plus a learned
+residual (:class:`_ShapeTrend`: trees alone cannot extrapolate to a larger shape than they
+saw), and :meth:`DeviceSurrogate.predict` takes the shape to predict at.
 """
 
 from __future__ import annotations
@@ -51,19 +59,28 @@ from edgetran.space.probes import PROBE_HASHES
 from edgetran.store import Measurement
 from edgetran.surrogate.base import (
     MIN_SAMPLES,
+    InputShapeError,
     Prediction,
     Surrogate,
     SurrogateError,
     calibrated,
     grouped_folds,
 )
-from edgetran.surrogate.features import feature_matrix
+from edgetran.surrogate.features import (
+    feature_matrix,
+    shaped_feature_matrix,
+    shaped_feature_names,
+)
 
 #: Metric name → measurement field (per batch).
 METRICS = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Bumped whenever pickled internals change (2: one BOSHNAS network trio, issue 12; 3: the
-#: blended transfer, issue 19; 4: priors keep their measured values).
-FORMAT_VERSION = 4
+#: blended transfer, issue 19; 4: priors keep their measured values; 5: input shapes, issue 44).
+FORMAT_VERSION = 5
+#: Formats :meth:`DeviceSurrogate.load` reads (a format-4 file is a surrogate of one shape).
+READ_FORMATS = (4, 5)
+#: Inputs of the linear trend of a surrogate of several shapes (:class:`_ShapeTrend`).
+TREND_INPUTS = ("log_flops", "log_bytes", "log_batch_size", "log_seq_len")
 #: Penalties the prior map's ridge regression chooses from (leave-one-out).
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 #: An out-of-fold residual more than OUTLIER_K robust standard deviations above the median
@@ -100,6 +117,11 @@ def uncontended(measurements: Sequence[Measurement]) -> list[Measurement]:
     (``DeviceSurrogate.contended_kept_`` counts them)."""
     quiet = [m for m in measurements if not m.contended]
     return quiet if len(quiet) >= MIN_SAMPLES else list(measurements)
+
+
+def shape_names(shapes: Sequence[tuple[int, int]]) -> str:
+    """``1×128, 8×64``: shapes as a reader writes them."""
+    return ", ".join(f"{batch}×{seq}" for batch, seq in shapes)
 
 
 def _shape(measurements: Sequence[Measurement]) -> tuple[int, int]:
@@ -203,30 +225,53 @@ class DeviceSurrogate:
         if len(devices) != 1:
             raise SurrogateError(f"measurements of one device expected; got {sorted(devices)}")
         self.device_ = devices.pop()
-        self.batch_size_, self.seq_len_ = _shape(measurements)
+        shapes = [(m.batch_size, m.seq_len) for m in measurements]
+        self.shapes_ = tuple(sorted(set(shapes)))
+        # Unique shape: as before issue 44; several: None, and predict needs a shape.
+        self.batch_size_, self.seq_len_ = (
+            self.shapes_[0] if len(self.shapes_) == 1 else (None,) * 2
+        )
+        if self.priors_ and len(self.shapes_) > 1:
+            raise SurrogateError(
+                f"measurements at several input shapes ({shape_names(self.shapes_)}) cannot "
+                "take priors yet; fit on one shape, or without priors"
+            )
         # Every metric of a prior holds the same hashes.
         shared = {h for prior in self.priors_ for h in prior.measured[self.metrics[0]]}
         self.shared_rows_ = sum(m.hash in shared for m in measurements)
         probes = shared & PROBE_HASHES
         self.shared_probes_ = sum(m.hash in probes for m in measurements)
         archs = [Architecture.from_dict(m.model_dict) for m in measurements]
-        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
-        options = self.model_options or {}
-        self.models_: dict[str, Surrogate | _Transfer] = {}
+        X = self._features(archs, shapes)
+        self.models_: dict[str, Surrogate | _Transfer | _ShapeTrend] = {}
         self.outliers_left_out_: dict[str, int] = {}
         for metric in self.metrics:
             y = targets(measurements, metric)
-            own = make_surrogate(self.model, self.random_state, **options).fit(X, y)
+            own = self._fit_own(X, y)
             keep = inliers(np.log(y) - own.oof_mu_) if own.log_target else np.ones(len(y), bool)
             if not keep.all():
-                own = make_surrogate(self.model, self.random_state, **options)
-                own.fit(X[keep], y[keep])
+                own = self._fit_own(X[keep], y[keep])
             self.outliers_left_out_[metric] = int((~keep).sum())
             kept = [arch for arch, k in zip(archs, keep, strict=True) if k]
             self.models_[metric] = (
                 self._transfer(kept, X[keep], y[keep], metric, own) if self.priors_ else own
             )
         return self
+
+    def _features(
+        self, archs: Sequence[Architecture], shapes: Sequence[tuple[int, int]]
+    ) -> np.ndarray:
+        if len(self.shapes_) == 1:
+            return feature_matrix(archs, *self.shapes_[0])
+        return shaped_feature_matrix(archs, shapes)
+
+    def _fit_own(self, X: np.ndarray, y: np.ndarray) -> Surrogate | _ShapeTrend:
+        """The own-data model of one metric; at several shapes, a trend plus residual."""
+        options = self.model_options or {}
+        if len(self.shapes_) == 1:
+            return make_surrogate(self.model, self.random_state, **options).fit(X, y)
+        residual = make_surrogate(self.model, self.random_state, log_target=False, **options)
+        return fit_shape_trend(X, y, residual)
 
     def _transfer(
         self, archs: Sequence[Architecture], X: np.ndarray, y: np.ndarray, metric: str, own
@@ -252,10 +297,23 @@ class DeviceSurrogate:
     ) -> np.ndarray:
         return np.hstack([prior.columns(archs, metric, fitting) for prior in self.priors_])
 
-    def predict(self, archs: Sequence[Architecture], level: float = 0.9) -> dict[str, Prediction]:
+    def predict(
+        self,
+        archs: Sequence[Architecture],
+        level: float = 0.9,
+        shape: tuple[int, int] | None = None,
+    ) -> dict[str, Prediction]:
+        """Each metric's prediction (per batch) for ``archs`` at input shape ``shape``
+        (``(batch_size, seq_len)``; default: the measured shape, where there is one).
+
+        Raises:
+            InputShapeError: no ``shape`` where several were measured, or a shape other than
+                the measured one where one was.
+        """
         if not hasattr(self, "models_"):
             raise SurrogateError("the surrogate is not fitted yet")
-        X = feature_matrix(archs, self.batch_size_, self.seq_len_)
+        at = self.prediction_shape(shape)
+        X = self._features(archs, [at] * len(archs))
         out = {}
         for metric, model in self.models_.items():
             if isinstance(model, _Transfer):
@@ -263,6 +321,45 @@ class DeviceSurrogate:
             else:
                 out[metric] = model.predict(X, level)
         return out
+
+    def prediction_shape(self, shape: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The shape a prediction asked at ``shape`` is made at; see :meth:`predict`."""
+        shapes = self.shapes_
+        if shape is None:
+            if len(shapes) == 1:
+                return shapes[0]
+            raise InputShapeError(
+                f"the surrogate learned input shapes {shape_names(shapes)}; name the shape "
+                "(batch size and sequence length) to predict at",
+                shape,
+                shapes,
+            )
+        if (
+            not isinstance(shape, Sequence)
+            or len(shape) != 2
+            or not all(isinstance(v, int | np.integer) and v > 0 for v in shape)
+        ):
+            raise InputShapeError(
+                f"shape={shape!r} is invalid; allowed: (batch_size, seq_len), positive integers",
+                shape,
+                shapes,
+            )
+        shape = (int(shape[0]), int(shape[1]))
+        if len(shapes) == 1 and shape != shapes[0]:
+            raise InputShapeError(
+                f"shape={shape_names([shape])} is invalid; allowed: {shape_names(shapes)} (the "
+                "surrogate was fitted at one input shape; fit it on measurements of several "
+                "shapes to predict at others)",
+                shape,
+                shapes,
+            )
+        return shape
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A format-4 file (before issue 44) knew its one shape as batch_size_ × seq_len_.
+        if "batch_size_" in state and "shapes_" not in state:
+            state["shapes_"] = ((state["batch_size_"], state["seq_len_"]),)
+        self.__dict__.update(state)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(pickle.dumps({"format": FORMAT_VERSION, "surrogate": self}))
@@ -280,10 +377,10 @@ class DeviceSurrogate:
             ) from None
         if not isinstance(payload, dict) or "surrogate" not in payload:
             raise SurrogateError(f"{path}: not an edgetran surrogate file")
-        if payload.get("format") != FORMAT_VERSION:
+        if payload.get("format") not in READ_FORMATS:
             raise SurrogateError(
                 f"{path}: surrogate file format {payload.get('format')!r}; this edgetran "
-                f"reads format {FORMAT_VERSION}: fit it again"
+                f"reads formats {' and '.join(map(str, READ_FORMATS))}: fit it again"
             )
         return payload["surrogate"]
 
@@ -363,6 +460,45 @@ def blend_weight(z: np.ndarray, own: np.ndarray, transferred: np.ndarray) -> flo
     return float(BLEND_WEIGHTS[within[0]])
 
 
+def fit_shape_trend(X: np.ndarray, y: np.ndarray, residual: Surrogate) -> _ShapeTrend:
+    """One metric's model at several input shapes: the Huber-weighted ridge trend of
+    ``log(y)`` in :data:`TREND_INPUTS` (:func:`robust_map`), and ``residual`` (a surrogate
+    with ``log_target=False``) fitted on what the trend leaves, out of fold as in
+    :meth:`DeviceSurrogate._transfer`, so its calibration includes the trend's own error."""
+    if (y <= 0).any():
+        raise SurrogateError("targets must be positive for a log-space fit")
+    names = shaped_feature_names()
+    columns = [names.index(name) for name in TREND_INPUTS]
+    z = np.log(y)
+    trend, weights = robust_map(X[:, columns], z)
+    trend_oof = _out_of_fold_base(X[:, columns], z, trend.alpha_, weights)
+    residual.fit(X, z - trend_oof)
+    return _ShapeTrend(trend, columns, residual, trend_oof + residual.oof_mu_, residual.oof_sigma_)
+
+
+@dataclass
+class _ShapeTrend:
+    """A linear trend in the shape's log-costs and sizes plus a residual surrogate, in log
+    space. Trees predict within the range they saw: alone, they would give a larger shape
+    than any measured the latency of the largest measured one; the trend extrapolates."""
+
+    trend: RidgeCV
+    columns: list[int]
+    residual: Surrogate
+    oof_mu_: np.ndarray
+    oof_sigma_: np.ndarray
+    log_target: bool = True
+
+    def _predict_cores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, sigma = self.residual._predict_cores(X)
+        return self.trend.predict(X[:, self.columns]) + mu, sigma
+
+    def predict(self, X: np.ndarray, level: float) -> Prediction:
+        mu, sigma = self._predict_cores(X)
+        r = self.residual
+        return calibrated(mu, sigma + r.sigma_floor_, r.scores_, level, log_target=True)
+
+
 @dataclass
 class _Transfer:
     """One metric's own-data model and transferred model (prior map + residual), blended in
@@ -420,7 +556,6 @@ def cross_validate(
         raise SurrogateError(f"folds={folds}; need at least 2")
     measurements = uncontended(measurements)
     held_out = grouped_folds([m.hash for m in measurements], folds, np.random.default_rng(seed))
-    archs = [Architecture.from_dict(m.model_dict) for m in measurements]
     fitted_priors = fit_priors(priors or {}, metrics, model, seed, model_options)
     collected: dict[str, list[tuple[np.ndarray, Prediction]]] = {m: [] for m in metrics}
     for held in held_out:
@@ -428,11 +563,32 @@ def cross_validate(
         surrogate = DeviceSurrogate(model, metrics, seed, model_options)
         surrogate.priors_ = fitted_priors  # priors never see the target device's data
         surrogate._fit_targets(train)
-        predictions = surrogate.predict([archs[i] for i in held], level)
+        predictions = predict_measured(surrogate, [measurements[i] for i in held], level)
         for metric in metrics:
             y = targets([measurements[i] for i in held], metric)
             collected[metric].append((y, predictions[metric]))
     return {metric: scores(*_concatenate(parts)) for metric, parts in collected.items()}
+
+
+def predict_measured(
+    surrogate: DeviceSurrogate, measurements: Sequence[Measurement], level: float = 0.9
+) -> dict[str, Prediction]:
+    """Each metric's prediction for measured architectures, each at its own input shape, in
+    the measurements' order."""
+    archs = [Architecture.from_dict(m.model_dict) for m in measurements]
+    shapes = [(m.batch_size, m.seq_len) for m in measurements]
+    parts = []
+    for shape in sorted(set(shapes)):
+        rows = [i for i, s in enumerate(shapes) if s == shape]
+        parts.append((rows, surrogate.predict([archs[i] for i in rows], level, shape)))
+    out = {}
+    for metric in surrogate.models_:
+        fields = {f: np.empty(len(archs)) for f in ("mean", "std", "lower", "upper")}
+        for rows, predictions in parts:
+            for f, values in fields.items():
+                values[rows] = getattr(predictions[metric], f)
+        out[metric] = Prediction(**fields, level=level)
+    return out
 
 
 def _concatenate(parts: list[tuple[np.ndarray, Prediction]]) -> tuple[np.ndarray, Prediction]:

@@ -7,6 +7,11 @@ Two groups, computed for any architecture, on-grid or not:
   to 21804 to its networks;
 - analytic features from the cost model: log FLOPs, parameters and bytes per operation kind,
   depth, widths, head counts and the batch × sequence size.
+
+A surrogate fitted at several input shapes (issue 44) adds :data:`SHAPE_INPUTS`, the logs of
+the batch size and the sequence length, to these (:func:`shaped_feature_matrix`): batch and
+sequence scale the costs differently (attention grows with the square of the sequence).
+A surrogate fitted at one shape leaves them out, so its features are exactly as before.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ SHAPE_FEATURES = (
     "log_parameters",
     "log_bytes",
 )
+#: Inputs added at several input shapes (see the module docstring).
+SHAPE_INPUTS = ("log_batch_size", "log_seq_len")
 
 
 def feature_names() -> list[str]:
@@ -100,3 +107,20 @@ def feature_matrix(
 def embedding_only(archs: Sequence[Architecture]) -> np.ndarray:
     """The raw (unnormalised) 37-integer embeddings: the reference surrogates' input."""
     return np.array([REFERENCE_SPACE.encode(a) for a in archs], dtype=float)
+
+
+def shaped_feature_names() -> list[str]:
+    """The columns of :func:`shaped_feature_matrix`."""
+    return [*feature_names(), *SHAPE_INPUTS]
+
+
+def shaped_feature_matrix(
+    archs: Sequence[Architecture], shapes: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """``(n, d + 2)`` features of each architecture at its own ``(batch_size, seq_len)``,
+    the cost features computed at that shape, then :data:`SHAPE_INPUTS`."""
+    rows = [
+        np.r_[architecture_features(arch, batch, seq), math.log(batch), math.log(seq)]
+        for arch, (batch, seq) in zip(archs, shapes, strict=True)
+    ]
+    return np.stack(rows)
