@@ -1,6 +1,7 @@
 """Surrogates at several input shapes (issue 44, item 4): one shape behaves exactly as before,
 several shapes enter as features, and predictions name the shape."""
 
+import json
 import pickle
 
 import numpy as np
@@ -157,3 +158,17 @@ def test_shaped_features_add_batch_and_sequence_to_the_costs_at_that_shape():
     assert np.array_equal(X[0, :-2], feature_matrix(archs[:1], 2, 32)[0])
     assert np.array_equal(X[1, :-2], feature_matrix(archs[1:], 8, 256)[0])
     assert np.allclose(X[:, -2:], np.log([[2, 32], [8, 256]]))
+
+
+def test_cli_predicts_at_the_shape_named(three_shapes, run_cli, tmp_path):
+    surrogate, _ = three_shapes
+    surrogate.save(tmp_path / "s.pkl")
+    predict = ("surrogate", "predict", "--surrogate", tmp_path / "s.pkl", "--arch", "bert-mini")
+    code, out, err = run_cli(*predict, "--batch-size", "1", "--seq-len", "128", "--json")
+    record = json.loads(out)
+    assert code == 0, err
+    assert (record["batch_size"], record["seq_len"]) == (1, 128) and record["latency"]["mean"] > 0
+    code, _, err = run_cli(*predict)
+    assert code == 2 and "error: the surrogate learned input shapes 1×32, 1×64, 8×64" in err
+    code, _, err = run_cli(*predict, "--seq-len", "128")
+    assert code == 2 and "--batch-size and --seq-len go together" in err

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, resolve_arch
+from edgetran.cli._common import fail, print_json, resolve_arch
 
 app = typer.Typer(
     help="Fit and evaluate latency/energy/peak-power surrogates.", no_args_is_help=True
@@ -111,21 +111,31 @@ def predict(
     surrogate: Annotated[Path, typer.Option("--surrogate", help="A file from 'surrogate fit'.")],
     arch: Annotated[list[str], typer.Option("--arch", help="Architecture; repeatable.")],
     level: Annotated[float, typer.Option(min=0.01, max=0.99, help="Interval level.")] = 0.9,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Input shape to predict at, with --seq-len.")
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(min=1, help="Default: the measured shape, where the surrogate has one."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Mean, standard deviation and interval of each metric (per batch, as profiled)."""
     from edgetran.surrogate import DeviceSurrogate
 
+    if (batch_size is None) != (seq_len is None):
+        fail("--batch-size and --seq-len go together: name both, or neither")
     fitted = DeviceSurrogate.load(surrogate)
+    shape = fitted.prediction_shape(None if batch_size is None else (batch_size, seq_len))
     archs = [resolve_arch(a) for a in arch]
-    predictions = fitted.predict(archs, level)
+    predictions = fitted.predict(archs, level, shape)
     records = []
     for i, architecture in enumerate(archs):
         record = {
             "hash": architecture.hash,
             "device": fitted.device_,
-            "batch_size": fitted.batch_size_,
-            "seq_len": fitted.seq_len_,
+            "batch_size": shape[0],
+            "seq_len": shape[1],
             "predicted": True,
         }
         for metric, p in predictions.items():
