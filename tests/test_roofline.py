@@ -1,0 +1,97 @@
+"""The roofline benchmark (benchmarks/bench_roofline.py, issue 44): its limit, its table and one
+tiny end-to-end row, in seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgetran.space.costs import estimate_costs
+
+from .conftest import tiny_hetero_architecture
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_roofline.py"
+
+
+@pytest.fixture(scope="module")
+def roofline():
+    spec = importlib.util.spec_from_file_location("bench_roofline", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_roofline"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_limit_is_the_slower_of_compute_and_memory(roofline):
+    compute = roofline.roofline_limit(4e9, 1e6, peak_flops=1e9, bandwidth=1e9)
+    assert compute.limit_s == pytest.approx(4.0) and compute.bound == "compute"
+    memory = roofline.roofline_limit(1e6, 8e9, peak_flops=1e9, bandwidth=2e9)
+    assert memory.limit_s == pytest.approx(4.0) and memory.bound == "memory"
+
+
+def test_the_limit_counts_flops_and_bytes_as_space_costs_does(roofline):
+    arch = tiny_hetero_architecture()
+    limit = roofline.model_limit(arch, 8, 128, peak_flops=1e10, bandwidth=1e9)
+    costs = estimate_costs(
+        arch, batch_size=8, seq_len=128, vocab_size=roofline.VOCAB, relative_positions=False
+    )
+    assert (limit.flops, limit.bytes) == (costs.flops, costs.bytes)
+    assert limit.compute_s == pytest.approx(costs.flops / 1e10)
+    assert limit.memory_s == pytest.approx(costs.bytes / 1e9)
+
+
+def test_the_machine_measurements_are_positive_rates(roofline):
+    assert roofline.gemm_peak_flops(n=64, repeats=2) > 1e6
+    assert roofline.copy_bandwidth_bytes_per_s(n_bytes=2**20, repeats=2) > 1e6
+
+
+def test_the_models_are_three_berts_and_two_seeded_heterogeneous_ones(roofline):
+    models = roofline.models()
+    assert list(models)[:3] == ["BERT-Tiny", "BERT-Mini", "BERT-Small"]
+    hetero = list(models.values())[3:]
+    assert len(hetero) == 2 and all(roofline.CPU_SPACE.contains(a) for a in hetero)
+    assert all(len({op for layer in a.layers for op in layer.ops}) > 1 for a in hetero)
+    assert list(roofline.models()) == list(models)
+
+
+def row(roofline, batch, seq_len, latency_s, costliest=None):
+    limit = roofline.roofline_limit(2e9, 1e6, peak_flops=1e11, bandwidth=1e10)  # 20 ms
+    return roofline.Row("m", batch, seq_len, limit, latency_s, costliest or {})
+
+
+def test_the_table_gives_each_runtimes_ms_and_ratio_and_the_goal_line(roofline):
+    met = row(roofline, 8, 128, {"torch": 0.050, "openvino": 0.030, "onnxruntime-int8": 0.010})
+    missed = row(roofline, 8, 128, {"torch": 0.100}, {"torch": ("aten::addmm", 0.62)})
+    small = row(roofline, 1, 64, {"torch": 0.100})
+    table = roofline.render_table([met, missed, small]).splitlines()
+    assert table[0] == (
+        "| model | B × S | GFLOP | MB | limit (ms) | torch | openvino | onnxruntime-int8 |"
+    )
+    assert len(table) == 5 and table[2] == (
+        "| m | 8 × 128 | 2.00 | 1 | 20.00 (compute) | 50.00 (2.5×) | 30.00 (1.5×) | 10.00 (0.5×) |"
+    )
+    assert table[3].endswith("| 100.00 (5.0×) | – | – |")
+    # int8 is shown but judged against no float32 roofline: the best is openvino's 1.5×
+    assert roofline.render_goal([met, missed, small]).splitlines() == [
+        "- m: best openvino 1.5× the limit, met",
+        "- m: best torch 5.0× the limit, not met; costliest: torch aten::addmm (62%)",
+    ]
+
+
+def test_one_tiny_row_end_to_end_names_the_costliest_operation(roofline, tmp_path):
+    pytest.importorskip("openvino")
+    # an absurd peak puts the limit far below any latency, so the goal is missed
+    result = roofline.measure(
+        "tiny", tiny_hetero_architecture(), 8, 128, peak_flops=1e18, bandwidth=1e18,
+        runtimes=("torch", "openvino"), repeats=2, threads=1, workdir=tmp_path,
+    )  # fmt: skip
+    assert set(result.latency_s) == {"torch", "openvino"}
+    assert all(seconds > 0 for seconds in result.latency_s.values())
+    assert not result.met() and set(result.costliest) == {"torch", "openvino"}
+    for op, share in result.costliest.values():
+        assert op and 0 < share <= 1
+    assert result.costliest["torch"][0].startswith("aten::")
+    assert "| tiny | 8 × 128 |" in roofline.render_table([result])
