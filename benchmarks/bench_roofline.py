@@ -1,12 +1,13 @@
 """The roofline on this CPU (issue 44): each runtime's latency against the limit
 max(FLOPs / peak, bytes / bandwidth).
 
-Measures in one run this machine's float32 GEMM peak (torch, a large square ``mm``, best of
-several) and its memory bandwidth (a large tensor copy: bytes read + written per second, best
-of several); then, for BERT-Tiny, BERT-Mini, BERT-Small and two heterogeneous models sampled
-with seed 0 from a CPU-sized space (``CPU_SPACE``), at batch 1 × 64 and 8 × 128, the median
-latency of each runtime (runners interleaved round by round on the same inputs, as
-``bench_export.py`` does) against the limit of the model's FLOPs and bytes from
+Measures in one run this machine's float32 GEMM peak (a large square product, best of several,
+in torch and in NumPy, the higher: torch's MKL takes a slower path on AMD CPUs than OpenBLAS)
+and its memory bandwidth (a large tensor copy: bytes read + written per second, best of
+several); then, for BERT-Tiny, BERT-Mini, BERT-Small and two heterogeneous models sampled with
+seed 0 from the co-search's CPU-sized space (``codesign.config.CPU_SPACE``), at batch 1 × 64
+and 8 × 128, the median latency of each runtime (runners interleaved round by round on the same
+inputs, as ``bench_export.py`` does) against the limit of the model's FLOPs and bytes from
 ``edgetran.space.costs``. Models are built as ``make demo`` deploys them: absolute positions,
 BERT's vocabulary, seeded random weights; OpenVINO runs at f32.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetran.codesign.config import CPU_SPACE as CODESIGN_CPU_SPACE
 from edgetran.space import Architecture, DesignSpace, named_architecture, sample
 from edgetran.space.costs import estimate_costs
 
@@ -43,14 +46,8 @@ GOAL_RATIO = 2.0
 RUNTIMES = ("torch", "onnxruntime", "openvino", "onnxruntime-int8")
 #: Runtimes judged against the float32 roofline (int8 has another peak; it is shown only).
 FLOAT_RUNTIMES = ("torch", "onnxruntime", "openvino")
-#: Small enough that a model of it runs in tens of milliseconds on two cores.
-CPU_SPACE = DesignSpace(
-    layers=(2, 4),
-    hidden_sizes=(128, 256),
-    head_counts=(2, 4),
-    ff_depths=(1, 2),
-    ff_widths=(256, 512, 1024),
-)
+#: ``edgetran codesign``'s default space (the co-search's CPU-sized corner).
+CPU_SPACE = DesignSpace(**CODESIGN_CPU_SPACE)
 
 
 def models(seed: int = 0) -> dict[str, Architecture]:
@@ -63,17 +60,28 @@ def models(seed: int = 0) -> dict[str, Architecture]:
 
 
 # -- the machine ---------------------------------------------------------------------------------
-def gemm_peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """The best float32 FLOP/s of an ``(n, n) @ (n, n)`` torch product (2n³ FLOPs) on torch's
-    current threads."""
+def gemm_flops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str, float]:
+    """The best float32 FLOP/s of an ``(n, n) @ (n, n)`` product (2n³ FLOPs) on ``threads``
+    threads in torch (its BLAS: MKL, which takes a slow path on AMD CPUs) and in NumPy
+    (OpenBLAS); the machine's peak is the higher."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.rand(n, n, generator=generator) for _ in range(2))
     out = torch.empty(n, n)
-    torch.mm(a, b, out=out)  # warm-up: thread pool and caches
-    best = min(_seconds(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
-    return 2 * n**3 / best
+    a_np, b_np, out_np = a.numpy(), b.numpy(), out.numpy().copy()
+    products = {
+        "torch": lambda: torch.mm(a, b, out=out),
+        "numpy": lambda: np.matmul(a_np, b_np, out=out_np),
+    }
+    best = {}
+    with threadpool_limits(threads):
+        torch.set_num_threads(threads)
+        for library, product in products.items():
+            product()  # warm-up: thread pool and caches
+            best[library] = 2 * n**3 / min(_seconds(product) for _ in range(repeats))
+    return best
 
 
 def copy_bandwidth_bytes_per_s(n_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
@@ -338,12 +346,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     started = time.perf_counter()
-    peak = gemm_peak_flops()
+    gemm = gemm_flops(threads=args.threads)
+    peak = max(gemm.values())
     bandwidth = copy_bandwidth_bytes_per_s()
     print(
         f"Machine: {platform.machine()} {_cpu_name()}, {args.threads} threads, torch "
-        f"{torch.__version__}; fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048² mm, best of 5), "
-        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (256 MiB, read + written, best of 5); "
+        f"{torch.__version__}, load {os.getloadavg()[0]:.2f}; fp32 GEMM peak "
+        f"{peak / 1e9:.1f} GFLOP/s (2048² product, best of 5; "
+        + ", ".join(f"{lib} {flops / 1e9:.1f}" for lib, flops in gemm.items())
+        + f"), copy bandwidth {bandwidth / 1e9:.1f} GB/s (256 MiB, read + written, best of 5); "
         f"median of {args.repeats} interleaved runs.\n",
         flush=True,
     )
@@ -364,7 +375,7 @@ def main() -> None:
             for row in rows:
                 out.write(json.dumps(row.to_dict()) + "\n")
     print(f"\n{render_table(rows)}\n\n{render_goal(rows)}")
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    print(f"\n{time.perf_counter() - started:.0f} s in all; load {os.getloadavg()[0]:.2f}")
 
 
 def _cpu_name() -> str:
