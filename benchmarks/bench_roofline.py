@@ -2,7 +2,7 @@
 max(FLOPs / peak, bytes / bandwidth).
 
 Measures in one run this machine's float32 GEMM peak (a large square product, best of several,
-in torch and in NumPy, the higher: torch's MKL takes a slower path on AMD CPUs than OpenBLAS)
+in torch (MKL) and in NumPy (OpenBLAS), the higher: one library alone may miss the peak)
 and its memory bandwidth (a large tensor copy: bytes read + written per second, best of
 several); then, for BERT-Tiny, BERT-Mini, BERT-Small and two heterogeneous models sampled with
 seed 0 from the co-search's CPU-sized space (``codesign.config.CPU_SPACE``), at batch 1 × 64
@@ -62,8 +62,7 @@ def models(seed: int = 0) -> dict[str, Architecture]:
 # -- the machine ---------------------------------------------------------------------------------
 def gemm_flops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str, float]:
     """The best float32 FLOP/s of an ``(n, n) @ (n, n)`` product (2n³ FLOPs) on ``threads``
-    threads in torch (its BLAS: MKL, which takes a slow path on AMD CPUs) and in NumPy
-    (OpenBLAS); the machine's peak is the higher."""
+    threads in torch (MKL) and in NumPy (OpenBLAS); the machine's peak is the higher."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -299,23 +298,49 @@ def measure(
 
 # -- the report ----------------------------------------------------------------------------------
 def render_table(rows: list[Row]) -> str:
-    """A Markdown table: the limit and, per runtime, the median ms and its ratio to the limit."""
+    """A Markdown table, one line per model and each cell one value per shape (``a / b``): the
+    GFLOPs, the limit (marked where memory-bound) and per runtime the median ms and its ratio to
+    the limit."""
+    shapes = list(dict.fromkeys((row.batch, row.seq_len) for row in rows))
     runtimes = list(dict.fromkeys(r for row in rows for r in row.latency_s))
-    lines = [
-        "| model | B × S | GFLOP | MB | limit (ms) | " + " | ".join(runtimes) + " |",
-        "|---|---|---|---|---|" + "---|" * len(runtimes),
-    ]
+    by_model: dict[str, dict[tuple[int, int], Row]] = defaultdict(dict)
     for row in rows:
+        by_model[row.model][row.batch, row.seq_len] = row
+    header = " / ".join(f"{batch} × {seq_len}" for batch, seq_len in shapes)
+    lines = [
+        f"| model ({header}) | GFLOP | limit (ms) | " + " | ".join(runtimes) + " |",
+        "|---|---|---|" + "---|" * len(runtimes),
+    ]
+    for model, found in by_model.items():
+        per_shape = [found.get(shape) for shape in shapes]
         cells = [
-            f"{row.latency_s[r] * 1e3:.2f} ({row.ratio(r):.1f}×)" if r in row.latency_s else "–"
-            for r in runtimes
+            _joined(per_shape, lambda row: f"{row.limit.flops / 1e9:.2f}"),
+            _joined(per_shape, _limit_cell),
+            *(_joined(per_shape, lambda row, r=r: _latency_cell(row, r)) for r in runtimes),
         ]
-        lines.append(
-            f"| {row.model} | {row.batch} × {row.seq_len} | {row.limit.flops / 1e9:.2f} "
-            f"| {row.limit.bytes / 1e6:.0f} | {row.limit.limit_s * 1e3:.2f} "
-            f"({row.limit.bound}) | " + " | ".join(cells) + " |"
-        )
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _joined(rows: list[Row | None], cell) -> str:
+    return " / ".join("–" if row is None else cell(row) for row in rows)
+
+
+def _limit_cell(row: Row) -> str:
+    memory = " (memory)" if row.limit.bound == "memory" else ""
+    return f"{_ms(row.limit.limit_s)}{memory}"
+
+
+def _latency_cell(row: Row, runtime: str) -> str:
+    if runtime not in row.latency_s:
+        return "–"
+    return f"{_ms(row.latency_s[runtime])} ({row.ratio(runtime):.1f}×)"
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds to three significant digits (two decimals below 10 ms)."""
+    ms = seconds * 1e3
+    return f"{ms:.{2 if ms < 10 else 1 if ms < 100 else 0}f}"
 
 
 def render_goal(rows: list[Row]) -> str:

@@ -58,28 +58,35 @@ def test_the_models_are_three_berts_and_two_seeded_heterogeneous_ones(roofline):
     assert list(roofline.models()) == list(models)
 
 
-def row(roofline, batch, seq_len, latency_s, costliest=None):
+def row(roofline, batch, seq_len, latency_s, costliest=None, model="m"):
     limit = roofline.roofline_limit(2e9, 1e6, peak_flops=1e11, bandwidth=1e10)  # 20 ms
-    return roofline.Row("m", batch, seq_len, limit, latency_s, costliest or {})
+    return roofline.Row(model, batch, seq_len, limit, latency_s, costliest or {})
 
 
-def test_the_table_gives_each_runtimes_ms_and_ratio_and_the_goal_line(roofline):
-    met = row(roofline, 8, 128, {"torch": 0.050, "openvino": 0.030, "onnxruntime-int8": 0.010})
-    missed = row(roofline, 8, 128, {"torch": 0.100}, {"torch": ("aten::addmm", 0.62)})
+def test_the_table_gives_each_runtimes_ms_and_ratio_per_shape_and_the_goal_lines(roofline):
     small = row(roofline, 1, 64, {"torch": 0.100})
-    table = roofline.render_table([met, missed, small]).splitlines()
+    met = row(roofline, 8, 128, {"torch": 0.050, "openvino": 0.030, "onnxruntime-int8": 0.010})
+    missed = row(roofline, 8, 128, {"torch": 0.100}, {"torch": ("aten::addmm", 0.62)}, "n")
+    table = roofline.render_table([small, met, missed]).splitlines()
     assert table[0] == (
-        "| model | B × S | GFLOP | MB | limit (ms) | torch | openvino | onnxruntime-int8 |"
+        "| model (1 × 64 / 8 × 128) | GFLOP | limit (ms) | torch | openvino | onnxruntime-int8 |"
     )
-    assert len(table) == 5 and table[2] == (
-        "| m | 8 × 128 | 2.00 | 1 | 20.00 (compute) | 50.00 (2.5×) | 30.00 (1.5×) | 10.00 (0.5×) |"
-    )
-    assert table[3].endswith("| 100.00 (5.0×) | – | – |")
-    # int8 is shown but judged against no float32 roofline: the best is openvino's 1.5×
-    assert roofline.render_goal([met, missed, small]).splitlines() == [
-        "- m: best openvino 1.5× the limit, met",
-        "- m: best torch 5.0× the limit, not met; costliest: torch aten::addmm (62%)",
+    assert table[2:] == [
+        "| m | 2.00 / 2.00 | 20.0 / 20.0 | 100 (5.0×) / 50.0 (2.5×) | – / 30.0 (1.5×) "
+        "| – / 10.0 (0.5×) |",
+        "| n | – / 2.00 | – / 20.0 | – / 100 (5.0×) | – / – | – / – |",
     ]
+    # int8 is shown but judged against no float32 roofline: the best is openvino's 1.5×
+    assert roofline.render_goal([small, met, missed]).splitlines() == [
+        "- m: best openvino 1.5× the limit, met",
+        "- n: best torch 5.0× the limit, not met; costliest: torch aten::addmm (62%)",
+    ]
+
+
+def test_a_memory_bound_limit_is_marked(roofline):
+    limit = roofline.roofline_limit(1e6, 4e9, peak_flops=1e11, bandwidth=1e10)  # 400 ms
+    table = roofline.render_table([roofline.Row("m", 1, 64, limit, {"torch": 0.8})])
+    assert table.splitlines()[2] == "| m | 0.00 | 400 (memory) | 800 (2.0×) |"
 
 
 def test_one_tiny_row_end_to_end_names_the_costliest_operation(roofline, tmp_path):
@@ -95,4 +102,4 @@ def test_one_tiny_row_end_to_end_names_the_costliest_operation(roofline, tmp_pat
     for op, share in result.costliest.values():
         assert op and 0 < share <= 1
     assert result.costliest["torch"][0].startswith("aten::")
-    assert "| tiny | 8 × 128 |" in roofline.render_table([result])
+    assert roofline.render_table([result]).splitlines()[2].startswith("| tiny | 0.10 | ")
