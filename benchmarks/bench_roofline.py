@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgetran.codesign.config import CPU_SPACE as CODESIGN_CPU_SPACE
+from edgetran.profile.environment import cpu_model
 from edgetran.space import Architecture, DesignSpace, named_architecture, sample
 from edgetran.space.costs import estimate_costs
 
@@ -375,7 +376,7 @@ def main() -> None:
     peak = max(gemm.values())
     bandwidth = copy_bandwidth_bytes_per_s()
     print(
-        f"Machine: {platform.machine()} {_cpu_name()}, {args.threads} threads, torch "
+        f"Machine: {platform.machine()} {cpu_model()}, {args.threads} threads, torch "
         f"{torch.__version__}, load {os.getloadavg()[0]:.2f}; fp32 GEMM peak "
         f"{peak / 1e9:.1f} GFLOP/s (2048² product, best of 5; "
         + ", ".join(f"{lib} {flops / 1e9:.1f}" for lib, flops in gemm.items())
@@ -401,16 +402,6 @@ def main() -> None:
                 out.write(json.dumps(row.to_dict()) + "\n")
     print(f"\n{render_table(rows)}\n\n{render_goal(rows)}")
     print(f"\n{time.perf_counter() - started:.0f} s in all; load {os.getloadavg()[0]:.2f}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
