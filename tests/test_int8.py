@@ -302,3 +302,31 @@ def test_codesign_exports_an_int8_winner_quantised(classifier, tmp_path):
     assert exported["verification"]["passed"] and exported["verification"]["quantize"] == (
         DYNAMIC_INT8
     )
+
+
+def test_onnxruntime_and_its_int8_share_one_float_export(tmp_path, monkeypatch):
+    """One dynamo export per model and shape in a process: the float artifact and the int8
+    one of the same weights reuse it; other weights or shapes export again."""
+    from edgetran.export import exporters
+
+    skip_unless_usable("onnxruntime-int8")
+    monkeypatch.setattr(exporters, "FLOAT32_ONNX", exporters._ExportCache())
+    calls = []
+    real = exporters._dynamo_export
+    monkeypatch.setattr(exporters, "_dynamo_export", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    config = FlexiBertConfig(tiny_arch(), vocab_size=VOCAB, max_position_embeddings=64)
+    model = FlexiBertForSequenceClassification(config).eval()
+    spec = ExportSpec.for_runtime("onnxruntime", batch_size=1, seq_len=8)
+    first = export_model(model, tmp_path / "f32", spec, verify=True)
+    again = export_model(model, tmp_path / "again", spec, verify=True)
+    int8 = export_model(model, tmp_path / "int8", replace(spec, quantize=DYNAMIC_INT8))
+    assert len(calls) == 1 and first.verification["passed"] and again.verification["passed"]
+    assert again.artifact.read_bytes() == first.artifact.read_bytes()
+    assert create_runner("onnxruntime-int8", int8.artifact).describe()["quantize"] == DYNAMIC_INT8
+    assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["metadata.json", "model.onnx"]
+    export_model(model, tmp_path / "longer", replace(spec, seq_len=16))
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)  # other weights: another program
+    export_model(model, tmp_path / "other", spec)
+    assert len(calls) == 3

@@ -15,11 +15,14 @@ end of this module); a runtime plug-in brings its own format and exporter.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
+import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -200,9 +203,29 @@ def _export_onnx(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSp
     _require("onnxscript", "ONNX export")
     if spec.quantize == DYNAMIC_INT8:  # before the slow part
         _require("onnxruntime.quantization", "ONNX Runtime int8 quantisation")
+    key = _onnx_export_key(wrapper, example, spec)
+    kept = FLOAT32_ONNX.get(key)
+    if spec.quantize != DYNAMIC_INT8:
+        if kept is not None:
+            shutil.copyfile(kept, artifact)
+            return
+        _dynamo_export(wrapper, example, spec).save(str(artifact))
+        FLOAT32_ONNX.put(key, artifact)
+        return
+    if kept is not None:
+        _onnx_dynamic_int8(kept, artifact)
+        return
+    with tempfile.TemporaryDirectory(dir=artifact.parent) as tmp:
+        float32 = Path(tmp) / artifact.name
+        _dynamo_export(wrapper, example, spec).save(str(float32))
+        FLOAT32_ONNX.put(key, float32)
+        _onnx_dynamic_int8(float32, artifact)
+
+
+def _dynamo_export(wrapper: ExportWrapper, example, spec: ExportSpec) -> Any:
     # The exporter warns once per missing torchvision operator; nothing here uses them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    program = torch.onnx.export(
+    return torch.onnx.export(
         wrapper,
         example,
         dynamo=True,
@@ -212,13 +235,72 @@ def _export_onnx(wrapper: ExportWrapper, example, artifact: Path, spec: ExportSp
         dynamic_shapes=_dynamic_shapes(spec),
         verbose=False,
     )
-    if spec.quantize != DYNAMIC_INT8:
-        program.save(str(artifact))
-        return
-    with tempfile.TemporaryDirectory(dir=artifact.parent) as tmp:
-        float32 = Path(tmp) / artifact.name
-        program.save(str(float32))
-        _onnx_dynamic_int8(float32, artifact)
+
+
+def _onnx_export_key(wrapper: ExportWrapper, example, spec: ExportSpec) -> str:
+    """What determines the float32 ONNX program: the model's configuration, head and every
+    weight and buffer, the example's shapes and the exporter's settings."""
+    digest = hashlib.sha256()
+    config = wrapper.model.config.to_dict()
+    settings = [
+        config,
+        type(wrapper.model).__name__,
+        wrapper.output_name,
+        [list(t.shape) for t in example],
+        spec.opset,
+        spec.dynamic_batch,
+        torch.__version__,
+    ]
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in wrapper.model.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)}".encode())
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        digest.update(raw.numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _ExportCache:
+    """Recent float32 ONNX programs of this process, by :func:`_onnx_export_key`: the
+    ``onnxruntime`` and ``onnxruntime-int8`` artifacts of one model share one dynamo export
+    (4–7 s a model on 2 cores), as profiling every device of a co-search makes both. Copies
+    live in a private temporary folder, removed at exit; the oldest go past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._folder: tempfile.TemporaryDirectory | None = None
+        self._paths: OrderedDict[str, Path] = OrderedDict()
+
+    def get(self, key: str) -> Path | None:
+        path = self._paths.get(key)
+        if path is None or not path.is_file():
+            self._paths.pop(key, None)
+            return None
+        self._paths.move_to_end(key)
+        return path
+
+    def put(self, key: str, source: Path) -> None:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="edgetran-onnx-")
+        if (
+            source.stat().st_size > self.max_bytes
+            or source.with_name(source.name + ".data").exists()
+        ):
+            return  # a program too large for one file (its weights beside it) is not kept
+        kept = Path(self._folder.name) / f"{key}.onnx"
+        shutil.copyfile(source, kept)
+        self._paths[key] = kept
+        while sum(p.stat().st_size for p in self._paths.values()) > self.max_bytes:
+            _, oldest = self._paths.popitem(last=False)
+            oldest.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        for path in self._paths.values():
+            path.unlink(missing_ok=True)
+        self._paths.clear()
+
+
+#: The float32 ONNX programs this process exported (see :class:`_ExportCache`).
+FLOAT32_ONNX = _ExportCache()
 
 
 #: The ONNX operators whose weights ONNX Runtime's dynamic int8 quantises: matmuls (linear
