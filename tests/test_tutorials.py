@@ -176,15 +176,20 @@ def _lab_block() -> str:
     return code
 
 
+def _make_lab_certificates(folder: Path) -> int:
+    """Run the lab page's ``EC=`` and ``openssl`` lines in ``folder`` → how many there were."""
+    lines = [line for line in _lab_block().splitlines() if line.startswith(("EC=", "openssl"))]
+    subprocess.run(["bash", "-euc", "\n".join(lines)], cwd=folder, check=True,
+                   capture_output=True)  # fmt: skip
+    return len(lines)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_the_lab_certificates_are_made_as_written_and_dask_loads_them(tmp_path):
     pytest.importorskip("distributed")
     from distributed.security import Security
 
-    lines = [line for line in _lab_block().splitlines() if line.startswith(("EC=", "openssl"))]
-    assert len(lines) == 4
-    subprocess.run(["bash", "-euc", "\n".join(lines)], cwd=tmp_path, check=True,
-                   capture_output=True)  # fmt: skip
+    assert _make_lab_certificates(tmp_path) == 4
     files = {name: str(tmp_path / name) for name in ("ca.pem", "node.pem", "node.key")}
     security = Security(tls_ca_file=files["ca.pem"], tls_client_cert=files["node.pem"],
                         tls_client_key=files["node.key"], require_encryption=True)  # fmt: skip
@@ -212,9 +217,7 @@ def test_the_lab_runs_on_loopback_as_written(tmp_path):
     from tests.test_codesign import TINY_SPACE
 
     code = _lab_block()
-    ssl = [line for line in code.splitlines() if line.startswith(("EC=", "openssl"))]
-    subprocess.run(["bash", "-euc", "\n".join(ssl)], cwd=tmp_path, check=True,
-                   capture_output=True)  # fmt: skip
+    _make_lab_certificates(tmp_path)
     port = str(_free_port())
     loopback = code.replace("lab:8786", f"127.0.0.1:{port}").replace("8786", port)
     loopback = loopback.replace("0.0.0.0", "127.0.0.1")
