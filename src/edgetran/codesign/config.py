@@ -66,6 +66,7 @@ class DeviceSpec:
 
     @property
     def live(self) -> bool:
+        """Whether the device is measured here (``HARDWARE/RUNTIME``), not read from a file."""
         return self.path is None
 
     @property
@@ -279,6 +280,7 @@ class CodesignConfig:
             )
 
     def constraints(self):
+        """The budgets as the search applies them (:class:`~edgetran.search.Constraints`)."""
         from edgetran.search import Constraints
 
         return Constraints(
@@ -286,6 +288,7 @@ class CodesignConfig:
         )
 
     def design_space(self):
+        """The design space searched (``space``)."""
         from edgetran.space import DesignSpace
 
         return DesignSpace.from_dict(self.space)
@@ -300,13 +303,16 @@ class CodesignConfig:
         return [a for a in (NAMED_ARCHITECTURES[r] for r in self.references) if space.contains(a)]
 
     def device_specs(self) -> list[DeviceSpec]:
+        """The devices, parsed."""
         return [parse_device(d) for d in self.devices]
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON values."""
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CodesignConfig:
+        """The configuration ``data`` describes (unknown keys refused)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
