@@ -408,6 +408,17 @@ def test_report_is_one_self_contained_file(codesigned):
     assert "held-out" in page.text["td"]  # the recorded board's 12 measurements
 
 
+def test_the_report_is_rebuilt_from_result_json_alone(codesigned, run_cli, tmp_path):
+    """Issue 41, item 2: a folder holding the run's result.json and nothing else rebuilds
+    the run's report, byte for byte (the run writes its report from that file too)."""
+    out = codesigned[0] / "out"
+    shutil.copy(out / "result.json", tmp_path / "result.json")
+    code, printed, err = run_cli("report", tmp_path)
+    assert code == 0, err
+    assert printed.strip() == str(tmp_path / "report.html")
+    assert (tmp_path / "report.html").read_bytes() == (out / "report.html").read_bytes()
+
+
 def test_the_stage_table_keeps_the_stored_names_and_builds_on_earlier_stages():
     """Issue 41, item 2: one ordered table; its names are those earlier versions stored (so
     their workspaces resume), and a stage needs only stages before it."""

@@ -28,7 +28,8 @@ resumes from what the database holds):
 10. ``export``: the model exported to the answer's runtime, verified against PyTorch.
 11. ``final_measurement``: the exported artifact profiled on the live device (measured).
 
-Then ``OUT/result.json`` (:mod:`edgetran.codesign.summary`) and ``OUT/report.html``.
+Then ``OUT/result.json`` (:mod:`edgetran.codesign.summary`) and, from it alone,
+``OUT/report.html`` (:func:`edgetran.codesign.report.report_run`).
 
 A stage that cannot run (grow-and-prune switched off, export and final measurement of a
 recorded device) is skipped and says why. Every evaluation, measurement and trained model
@@ -144,9 +145,9 @@ def run_codesign(
             result = run.execute()
         except KeyboardInterrupt:
             raise Interrupted(run.kept(resume)) from None
-    from edgetran.codesign.report import write_report
+    from edgetran.codesign.report import report_run
 
-    write_report(result, out / "report.html")
+    report_run(out)  # from result.json alone, as `edgetran report` rebuilds it
     return CodesignResult(out, result)
 
 
