@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, quiet_optuna
+from edgetran.cli._common import force_option, print_json, quiet_optuna
 from edgetran.cli.cluster_cmds import (
     JobTimeoutOption,
     SchedulerOption,
@@ -264,14 +264,7 @@ def codesign(
             rich_help_panel="Outputs",
         ),
     ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Clear a non-empty --out and start afresh.",
-            rich_help_panel="Outputs",
-        ),
-    ] = False,
+    force: Annotated[bool, force_option(rich_help_panel="Outputs")] = False,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print only the result (JSON).", rich_help_panel="Outputs"),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgetran.cli._common import (
+    Force,
     database_name,
     fail,
     on_interrupt,
@@ -37,9 +38,6 @@ TaskName = Annotated[
     typer.Option("--task", help="tweet-sentiment, glue/<task>, glue/all, or a CSV/JSONL file."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
-Force = Annotated[
-    bool, typer.Option("--force", help="Write into --out even if it already holds files.")
-]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Db = Annotated[
     str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
