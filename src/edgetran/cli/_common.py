@@ -40,6 +40,14 @@ def force_option(rich_help_panel: str | None = None) -> Any:
 
 #: ``--force`` as a parameter's annotation.
 Force = Annotated[bool, force_option()]
+#: ``--db``: the workspace database.
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
+]
+#: ``--json``: the result as JSON on stdout.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+#: ``--seed``.
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
 def fail(message: str) -> NoReturn:
