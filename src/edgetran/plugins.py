@@ -239,28 +239,13 @@ MODES: Registry[Callable[..., Any]] = Registry(
 FAMILIES = {r.family: r for r in (METERS, RUNTIMES, SAMPLERS, SURROGATES, TASKS, MODES)}
 
 
-def list_meters() -> tuple[str, ...]:
-    return METERS.names()
-
-
-def list_runtimes() -> tuple[str, ...]:
-    return RUNTIMES.names()
-
-
-def list_samplers() -> tuple[str, ...]:
-    return SAMPLERS.names()
-
-
-def list_surrogates() -> tuple[str, ...]:
-    return SURROGATES.names()
-
-
-def list_tasks() -> tuple[str, ...]:
-    return TASKS.names()
-
-
-def list_modes() -> tuple[str, ...]:
-    return MODES.names()
+#: Each family's names (:meth:`Registry.names`), as the modules that use them import them.
+list_meters = METERS.names
+list_runtimes = RUNTIMES.names
+list_samplers = SAMPLERS.names
+list_surrogates = SURROGATES.names
+list_tasks = TASKS.names
+list_modes = MODES.names
 
 
 def describe_all() -> dict[str, list[PluginStatus]]:

@@ -45,6 +45,9 @@ Tokenizer = Annotated[
         help="Local Hugging Face tokenizer name or path (default: WordPiece trained here)."
     ),
 ]
+Transfer = Annotated[
+    bool, typer.Option(help="Start from the nearest trained model in the workspace.")
+]
 TextColumn = Annotated[str, typer.Option(help="File tasks: text column.")]
 PairColumn = Annotated[str | None, typer.Option(help="File tasks: text-pair column.")]
 LabelColumn = Annotated[str, typer.Option(help="File tasks: label column.")]
@@ -81,9 +84,7 @@ def pretrain(
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 64,
     learning_rate: Annotated[float, typer.Option(min=0, help="Peak learning rate.")] = 5e-4,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint period.")] = 50,
-    transfer: Annotated[
-        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
-    ] = True,
+    transfer: Transfer = True,
     tokenizer: Tokenizer = None,
     text_column: TextColumn = "text",
     text_pair_column: PairColumn = None,
@@ -257,9 +258,7 @@ def evaluate(
     arch: Arch,
     task: TaskName,
     budget: Annotated[str, typer.Option(help="quick, standard or full (see README).")] = "quick",
-    transfer: Annotated[
-        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
-    ] = True,
+    transfer: Transfer = True,
     tokenizer: Tokenizer = None,
     text_column: TextColumn = "text",
     text_pair_column: PairColumn = None,

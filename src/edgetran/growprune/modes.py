@@ -71,6 +71,12 @@ class Mode(abc.ABC):
     ) -> list[Proposal]:
         """The children of ``parent`` (``[]`` when the mode cannot apply)."""
 
+    def _keep_counts(self, **counts: int) -> None:
+        """Keep integer parameters, each checked to be ≥ 1 (the error names the bad one)."""
+        for name, value in counts.items():
+            _check_count(name, value)
+            setattr(self, name, value)
+
     def describe(self) -> dict:
         """The mode's name and parameters, JSON-ready (recorded with the search)."""
         return {"mode": self.name, **{k: _plain(v) for k, v in vars(self).items()}}
@@ -292,8 +298,7 @@ class PruneAttnHead(Mode):
     reference_learning_rate = 5e-5
 
     def __init__(self, heads: int = 2) -> None:
-        _check_count("heads", heads)
-        self.heads = heads
+        self._keep_counts(heads=heads)
 
     def propose(self, parent, rng) -> list[Proposal]:
         arch = _arch(parent)
@@ -334,9 +339,7 @@ class PruneFFNN(Mode):
     reference_learning_rate = 1e-5
 
     def __init__(self, layers: int = 2, neurons: int = 128) -> None:
-        _check_count("layers", layers)
-        _check_count("neurons", neurons)
-        self.layers, self.neurons = layers, neurons
+        self._keep_counts(layers=layers, neurons=neurons)
 
     def propose(self, parent, rng) -> list[Proposal]:
         arch = _arch(parent)
@@ -378,8 +381,7 @@ class PruneEncoderLayer(Mode):
     reference_learning_rate = 5e-5
 
     def __init__(self, hidden: int = 48) -> None:
-        _check_count("hidden", hidden)
-        self.hidden = hidden
+        self._keep_counts(hidden=hidden)
 
     def propose(self, parent, rng) -> list[Proposal]:
         arch = _arch(parent)
