@@ -58,6 +58,7 @@ class PluginStatus:
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-ready dict."""
         return asdict(self)
 
 

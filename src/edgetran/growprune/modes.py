@@ -132,6 +132,7 @@ class GrowAttnHead(Mode):
         self.children, self.ops = children, ops
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """One child per (layer, operation) drawn, each with one head added."""
         arch = _arch(parent)
         pairs = [(i, op) for i in range(arch.num_layers) for op in self.ops]
         picks = rng.choice(len(pairs), size=min(self.children, len(pairs)), replace=False)
@@ -172,6 +173,7 @@ class GrowFFNN(Mode):
         self.children, self.widths, self.max_last_width = children, widths, max_last_width
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """One child per (stack, width) drawn, each with an FF layer appended."""
         arch = _arch(parent)
         pairs = [
             (i, width)
@@ -301,6 +303,7 @@ class PruneAttnHead(Mode):
         self._keep_counts(heads=heads)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child without the globally weakest heads (``[]`` when none can go)."""
         arch = _arch(parent)
         remaining = [layer.num_heads for layer in arch.layers]
         chosen: dict[int, set[int]] = {}
@@ -342,6 +345,7 @@ class PruneFFNN(Mode):
         self._keep_counts(layers=layers, neurons=neurons)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child with the weakest neurons removed from the weakest FF layers."""
         arch = _arch(parent)
         chosen = [
             (i, f)
@@ -384,6 +388,7 @@ class PruneEncoderLayer(Mode):
         self._keep_counts(hidden=hidden)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child with the weakest layer narrowed (``[]`` when no layer can be)."""
         arch = _arch(parent)
         heads, ffs = head_importance(parent), ff_importance(parent)
         # Head and FF scores differ in scale (squares vs absolute values): rank each kind

@@ -413,6 +413,7 @@ class Store:
             raise database_error(self.url, "cannot open the database", err) from None
 
     def close(self) -> None:
+        """Release the database's connections."""
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -470,6 +471,7 @@ class Store:
             return None
 
     def add_device(self, name: str, description: dict[str, Any] | None = None) -> None:
+        """Register a device (once; a second call keeps the first row)."""
         with self.engine.begin() as conn:
             self._ensure(
                 conn,
@@ -517,6 +519,7 @@ class Store:
         seed: int,
         result: dict[str, Any],
     ) -> None:
+        """Store an accuracy-oracle result for an architecture (created if new)."""
         self._insert_with_architecture(
             evaluations, model_dict, hash, task=task, budget=budget, seed=seed, result=result
         )
@@ -707,6 +710,7 @@ class Store:
             return [_to_measurement(row._mapping) for row in conn.execute(query)]
 
     def iter_devices(self) -> Iterator[dict[str, Any]]:
+        """Every registered device with its description."""
         with self.engine.connect() as conn:
             for row in conn.execute(select(devices).order_by(devices.c.name)):
                 yield dict(row._mapping)
@@ -737,6 +741,7 @@ class Store:
         ]
 
     def count(self) -> int:
+        """The number of stored measurements."""
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(measurements)).scalar_one()
 

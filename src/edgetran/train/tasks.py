@@ -125,6 +125,7 @@ class Task:
 
     @property
     def num_labels(self) -> int:
+        """The number of classes (1 for regression)."""
         return max(1, len(self.label_names))
 
     def corpus(self) -> list[str]:
