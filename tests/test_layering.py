@@ -5,6 +5,8 @@ heavy ones live there)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,20 @@ def _imported(path: Path) -> set[str]:
                 parts.add(_part(".".join([*base, node.module or ""]).rstrip(".")))
             elif node.module:
                 parts.add(_part(node.module))
+        elif _imports_by_name(node):  # importlib.import_module("edgetran.…")
+            parts.add(_part(node.args[0].value))
     return parts - {None}
+
+
+def _imports_by_name(node: ast.AST) -> bool:
+    """Whether ``node`` is ``import_module("<literal>")`` (a lazy import, counted too)."""
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
 
 
 def _own_part(path: Path) -> str:
@@ -92,3 +107,22 @@ def test_the_check_sees_a_back_arrow():
     assert not _allowed("store", "search")
     assert not _allowed("codesign", "cli")
     assert _allowed("search", "surrogate") and _allowed("train", "model")
+
+
+def test_the_registries_import_no_stage():
+    """Issue 41: built-in plug-ins are registered by ``"module:attr"`` paths, tasks included,
+    so ``plugins`` (which every stage imports) imports no stage, not even lazily."""
+    assert _imported(PACKAGE / "plugins.py") == {"errors"}
+
+
+@pytest.mark.parametrize("family", ["TASKS", "METERS", "RUNTIMES", "MODES"])
+def test_naming_a_plugin_imports_no_stage(family):
+    probe = (
+        "import sys, edgetran.plugins as p; "
+        f"p.{family}.validate(p.{family}.names()[0]); "
+        "print(*sorted(m for m in sys.modules if m.startswith('edgetran.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    light = {"edgetran._versions", "edgetran.errors", "edgetran.plugins"}
+    assert set(done.stdout.split()) <= light

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail
+from edgetran.cli._common import Force, fail
 
 
 def export(
@@ -35,9 +35,7 @@ def export(
             min=0.0, help="Largest allowed max |Δ| from PyTorch (float32; default 1e-4)."
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
-    ] = False,
+    force: Force = False,
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
     from edgetran.errors import ExportError, output_dir

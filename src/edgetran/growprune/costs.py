@@ -48,6 +48,7 @@ class CostEstimate:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The estimate as a JSON-ready dict."""
         return {
             metric: {
                 "value": self.value.get(metric),
@@ -59,6 +60,7 @@ class CostEstimate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostEstimate:
+        """The estimate stored by :meth:`to_dict`."""
         metrics = [m for m in COST_METRICS if isinstance(data.get(m), Mapping)]
         extra = {k: v for k, v in data.items() if k not in COST_METRICS and k != "source"}
         return cls(
@@ -105,6 +107,7 @@ class SurrogateDevice(DeviceCosts):
         self.name, self.surrogate, self.measured = name, surrogate, dict(measured or {})
 
     def estimate(self, archs: Sequence[Architecture]) -> list[CostEstimate]:
+        """The costs of ``archs``: measured where known, else predicted by the surrogate."""
         predictions = self.surrogate.predict(list(archs), level=LEVEL)
         batch = self.surrogate.batch_size_
         out = []
@@ -123,6 +126,7 @@ class SurrogateDevice(DeviceCosts):
 
 
 def per_sequence(m: Measurement) -> dict[str, float | None]:
+    """A measurement's per-sequence latency, energy and peak power, by key with units."""
     return {
         "latency_s": m.latency_s_per_seq,
         "energy_j": m.energy_j_per_seq,
@@ -163,6 +167,7 @@ class LiveDevice(DeviceCosts):
         self.name = f"{device or settings.device}/{settings.runtime}"
 
     def estimate(self, archs: Sequence[Architecture]) -> list[CostEstimate]:
+        """The costs of ``archs``, profiled on the device (or read from the store)."""
         from edgetran.profile import profile_architecture, profile_into_store
 
         if self.store is None:
