@@ -190,18 +190,24 @@ def live_profile_settings(hardware: str, runtime: str, **overrides: Any) -> Prof
     return replace(settings, **overrides) if overrides else settings
 
 
+#: What :func:`resolve_device` takes, for the message on a malformed name.
+_DEVICE_FORMS = "HARDWARE/RUNTIME (e.g. cpu/torch) or a device with measurements in the store"
+
+
 def resolve_device(name: str, store: Store, **profile_overrides: Any) -> DeviceCosts:
     """A device as ``codesign`` names it: ``HARDWARE/RUNTIME`` (a live pair such as
     ``cpu/torch``), or a recorded device with measurements in ``store`` (surrogate fitted on
     them).
 
     Raises:
-        GrowPruneError: neither a live pair nor a device with measurements.
+        GrowPruneError: neither a live pair nor a device with measurements, or a malformed
+            name (an empty part around its ``/``).
     """
+    from edgetran.devices import split_device
     from edgetran.plugins import list_runtimes
 
-    hardware, _, runtime = name.rpartition("/")
-    if hardware and runtime in list_runtimes():
+    hardware, runtime = split_device(name, error=GrowPruneError, forms=_DEVICE_FORMS)
+    if runtime in list_runtimes():
         return LiveDevice(live_profile_settings(hardware, runtime, **profile_overrides), store)
     items = store.measurements(name)
     if not items:
