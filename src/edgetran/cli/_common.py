@@ -47,6 +47,14 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 #: ``--seed``.
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+#: ``--force`` of a command that writes one file (``--out FILE``).
+ForceFile = Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")]
+#: ``ARCH``: an architecture argument, resolved by :func:`resolve_arch`.
+ArchArgument = Annotated[
+    str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")
+]
+#: ``--vocab-size``: the vocabulary of a built model (the reference's by default).
+VocabSize = Annotated[int, typer.Option("--vocab-size", min=1, help="Vocabulary size.")]
 
 
 def fail(message: str) -> NoReturn:
