@@ -21,9 +21,9 @@ from edgetran.cli._common import (
     resolve_space,
 )
 from edgetran.search.settings import (
+    BOSHCODE_SURROGATES,
     ENCODINGS,
     OBJECTIVES,
-    SURROGATES,
     BoshcodeSettings,
     parse_norms,
 )
@@ -147,8 +147,8 @@ def search(
         fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(list_samplers())}")
     if arch_encoding not in ENCODINGS:
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
-    if surrogate not in SURROGATES:
-        fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(SURROGATES)}")
+    if surrogate not in BOSHCODE_SURROGATES:
+        fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(BOSHCODE_SURROGATES)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if parallel < 1:
