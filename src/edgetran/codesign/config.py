@@ -66,6 +66,7 @@ class DeviceSpec:
 
     @property
     def live(self) -> bool:
+        """Whether the device is measured here (not read from a measurement file)."""
         return self.path is None
 
     @property
@@ -279,6 +280,7 @@ class CodesignConfig(JsonConfig):
             )
 
     def constraints(self):
+        """The budgets as the search's :class:`~edgetran.search.Constraints`."""
         from edgetran.search import Constraints
 
         return Constraints(
@@ -286,6 +288,7 @@ class CodesignConfig(JsonConfig):
         )
 
     def design_space(self):
+        """The run's design space (``space``) as a :class:`~edgetran.space.DesignSpace`."""
         from edgetran.space import DesignSpace
 
         return DesignSpace.from_dict(self.space)
@@ -300,6 +303,7 @@ class CodesignConfig(JsonConfig):
         return [a for a in (NAMED_ARCHITECTURES[r] for r in self.references) if space.contains(a)]
 
     def device_specs(self) -> list[DeviceSpec]:
+        """The run's devices, parsed (:func:`parse_device`)."""
         return [parse_device(d) for d in self.devices]
 
 
