@@ -11,6 +11,8 @@ import typer
 
 from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
+    JsonOption,
+    SeedOption,
     database_name,
     fail,
     on_interrupt,
@@ -50,7 +52,7 @@ def search(
             "pair is evaluated.",
         ),
     ] = 50,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOption = 0,
     objective: Annotated[str, typer.Option(help="paper, pareto or accuracy.")] = "paper",
     norms: Annotated[
         str | None,
@@ -118,7 +120,7 @@ def search(
         ),
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     scheduler: cluster_cmds.SchedulerOption = None,
     tls_ca_file: cluster_cmds.TlsCaFileOption = None,
     tls_cert: cluster_cmds.TlsCertOption = None,
