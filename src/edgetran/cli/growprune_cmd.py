@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from edgetran.cli._common import (
+    DbOption,
     Force,
     JsonOption,
     SeedOption,
@@ -82,10 +83,7 @@ def growprune(
         ),
     ] = None,
     seed: SeedOption = 0,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
-    ] = None,
+    db: DbOption = None,
     workspace: Annotated[
         Path | None,
         typer.Option(help="Folder for tokenizers and checkpoints (default edgetran-workspace)."),

@@ -11,6 +11,7 @@ import typer
 
 from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
+    DbOption,
     JsonOption,
     SeedOption,
     database_name,
@@ -99,10 +100,7 @@ def search(
             help="BOSHCODE's (and trees') architecture input: embedding, features or compact."
         ),
     ] = _BOSHCODE.encoding,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
-    ] = None,
+    db: DbOption = None,
     study: Annotated[
         str | None, typer.Option(help="Study name (default from the options).")
     ] = None,
