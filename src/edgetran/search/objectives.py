@@ -39,6 +39,7 @@ class PaperObjective:
                 raise SearchError(f"{name}={getattr(self, name)}; expected a positive number")
 
     def value(self, metrics: Mapping[str, float]) -> float:
+        """The reference's weighted sum of accuracy and the normalised costs."""
         return (
             self.accuracy_weight * metrics["accuracy"]
             + self.latency_weight * (1 - metrics["latency"] / self.latency_norm_s)

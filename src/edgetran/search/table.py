@@ -28,6 +28,7 @@ class Pair:
 
     @property
     def key(self) -> str:
+        """``hash@device``."""
         return f"{self.arch.hash}@{self.device}"
 
 
