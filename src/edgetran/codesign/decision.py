@@ -78,6 +78,7 @@ class Candidate:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The pair's key: ``(arch_hash, device)``."""
         return self.arch_hash, self.device
 
     @property
@@ -123,6 +124,7 @@ class Decision:
     within: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as ``result.json`` holds it: the rule, every candidate and the winner."""
         within = set(self.within)
         return {
             "rule": self.rule,
