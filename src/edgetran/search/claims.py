@@ -59,9 +59,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -496,20 +497,19 @@ class DatabaseClaims:
                 raise database_error(self.url, "cannot create the search's claims", err) from None
         self._ready = True
 
-    @contextlib.contextmanager
-    def _transaction(self, what: str) -> Iterator:
-        self._ensure_tables()
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as err:
-            raise database_error(self.url, what, err) from None
+    def _transaction(self, what: str) -> contextlib.AbstractContextManager:
+        """A connection in a transaction committed on exit; ``what`` names a failure."""
+        return self._connected(what, self.engine.begin)
+
+    def _connection(self, what: str) -> contextlib.AbstractContextManager:
+        """A connection for reading; ``what`` names a failure."""
+        return self._connected(what, self.engine.connect)
 
     @contextlib.contextmanager
-    def _connection(self, what: str) -> Iterator:
+    def _connected(self, what: str, connect: Callable[[], Any]) -> Iterator:
         self._ensure_tables()
         try:
-            with self.engine.connect() as conn:
+            with connect() as conn:
                 yield conn
         except SQLAlchemyError as err:
             raise database_error(self.url, what, err) from None
