@@ -68,6 +68,7 @@ from edgetran.codesign.config import (
     check_local_devices,
 )
 from edgetran.errors import Interrupted
+from edgetran.metrics import COST_KEYS
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 from edgetran.store import Store
 from edgetran.store.masking import mask_secrets
@@ -86,8 +87,6 @@ STAGES = (
     "export",
     "final_measurement",
 )
-#: The search's metric names → ``result.json``'s (one name per quantity, with its unit).
-UNIT_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Folds of the held-out predictions behind the parity plots.
 PARITY_FOLDS = 5
 #: Dev examples on which a quantised artifact must predict PyTorch's labels (99% of them)
@@ -734,7 +733,7 @@ class _Run:
             flag = " (predicted)" if record.evaluation.predicted else ""
             self.emit(
                 f"  {name} {n:3d} {record.pair.device:>16} {record.pair.arch.hash[:10]} "
-                f"acc {m['accuracy']:.3f} lat {m['latency'] * 1e3:.2f} ms{flag} "
+                f"acc {m['accuracy']:.3f} lat {m['latency_s'] * 1e3:.2f} ms{flag} "
                 f"→ {record.value:.4f}{'' if record.feasible else ' infeasible'}{stored}"
             )
 
@@ -759,16 +758,14 @@ class _Run:
             raise CodesignError(_no_success(name, result.failures))
         out = result.to_dict()
         out["sampler"] = sampler
-        if out.get("best"):
-            out["best"] = _with_unit_names(out["best"])
         out["records"] = [
             {
                 "arch": r.pair.arch.to_model_dict(),
                 "device": r.pair.device,
-                "metrics": unit_names(r.evaluation.metrics),
-                "predicted": [UNIT_NAMES.get(k, k) for k in r.evaluation.predicted],
-                "lower": unit_names(r.evaluation.lower),
-                "upper": unit_names(r.evaluation.upper),
+                "metrics": r.evaluation.metrics,
+                "predicted": r.evaluation.predicted,
+                "lower": r.evaluation.lower,
+                "upper": r.evaluation.upper,
                 "accuracy_std": r.evaluation.accuracy_std,
                 "accuracy_runs": len(r.evaluation.accuracy_runs) or 1,
                 "objective": r.value,
@@ -839,10 +836,9 @@ class _Run:
         from edgetran.search import Accuracy, Pair
 
         evaluation = self.evaluator(lambda _arch: Accuracy(0.0)).evaluate(Pair(arch, device))
-        metrics = unit_names(evaluation.metrics)
-        lower, upper = unit_names(evaluation.lower), unit_names(evaluation.upper)
+        lower, upper = evaluation.lower, evaluation.upper
         return {
-            "metrics": {k: metrics[k] for k in UNIT_NAMES.values()},
+            "metrics": {k: evaluation.metrics[k] for k in COST_KEYS},
             "lower": lower,
             "upper": upper,
             "latency_ci95_s": (lower["latency_s"], upper["latency_s"])
@@ -850,13 +846,13 @@ class _Run:
             else None,
             "measured": (),
             "estimated": (),
-            "predicted": tuple(UNIT_NAMES.get(k, k) for k in evaluation.predicted),
+            "predicted": tuple(evaluation.predicted),
             "contended": False,
         }
 
     def value(self, candidate) -> float:
         """The scalar objective of a candidate (the paper objective for ``pareto``)."""
-        return self.search_settings().value(search_names(candidate.metrics))
+        return self.search_settings().value(candidate.metrics)
 
     def candidate(
         self,
@@ -882,9 +878,7 @@ class _Run:
         hw = self.hardware(arch, device, measure=measure)
         metrics = {"accuracy": float(accuracy), **hw["metrics"]}
         violated = self.config.constraints().violations(
-            search_names(metrics),
-            search_names({**metrics, **hw.get("upper", {})}),
-            search_names({**metrics, **hw.get("lower", {})}),
+            metrics, {**metrics, **hw.get("upper", {})}, {**metrics, **hw.get("lower", {})}
         )
         made = Candidate(
             device=device, arch=arch.to_model_dict(), arch_hash=arch.hash, metrics=metrics,
@@ -970,7 +964,7 @@ class _Run:
         found: dict[tuple[str, str], Any] = {}
         for key, record in by_arch.items():
             arch = Architecture.from_dict(record["arch"])
-            accuracy = unit_names(record["metrics"])["accuracy"]
+            accuracy = record["metrics"]["accuracy"]
             for device in self.names:
                 source = "search" if (key, device) in evaluated else "device choice"
                 found[(key, device)] = self.candidate(
@@ -1315,7 +1309,7 @@ class _Run:
         metrics = dict(answer["metrics"])  # accuracy: the final model's, where it runs
         measured, estimated = ["accuracy", *answer["measured"]], list(answer["estimated"])
         if not final.get("skipped"):
-            metrics |= {k: final[k] for k in ("latency_s", "energy_j", "peak_power_w")}
+            metrics |= {k: final[k] for k in COST_KEYS}
             measured = ["accuracy", "latency_s"]
             costs = ["energy_j", "peak_power_w"]
             measured += costs if final["meter_kind"] == "measured" else []
@@ -1331,7 +1325,7 @@ class _Run:
             "estimated": estimated,
             "predicted": [k for k in answer["predicted"] if k not in measured],
             "contended": bool(final.get("contended", answer.get("contended", False))),
-            "objective": self.search_settings().value(search_names(metrics)),
+            "objective": self.search_settings().value(metrics),
             "source": answer["source"],
             "latency_ci95_s": final.get("latency_ci95_s") or answer.get("latency_ci95_s"),
             "meter": final.get("meter"),
@@ -1404,38 +1398,17 @@ class _Scored:
     source: str
 
 
-def unit_names(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` with the search's names (``latency`` …) in ``result.json``'s
-    (``latency_s`` …); names already with units pass through."""
-    return {UNIT_NAMES.get(k, k): v for k, v in metrics.items()}
-
-
-def search_names(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`unit_names`: what the search's objective and budgets read."""
-    back = {v: k for k, v in UNIT_NAMES.items()}
-    return {back.get(k, k): v for k, v in metrics.items()}
-
-
-def _with_unit_names(record: dict[str, Any]) -> dict[str, Any]:
-    out = dict(record)
-    if isinstance(out.get("metrics"), dict):
-        out["metrics"] = unit_names(out["metrics"])
-    return out
-
-
 def _measured_costs(measurement) -> dict[str, Any]:
     """A measurement's costs per sequence and what they are: latency by the device's timer;
     energy and peak power measured by a sensor, or the CPU-time estimate."""
+    from edgetran.search.live import per_sequence
+
     batch = measurement.batch_size
     ci = measurement.latency_ci95_s
     sensed = measurement.meter_kind == "measured"
     costs = ("energy_j", "peak_power_w")
     return {
-        "metrics": {
-            "latency_s": measurement.latency_s_per_seq,
-            "energy_j": measurement.energy_j_per_seq,
-            "peak_power_w": measurement.peak_power_w,
-        },
+        "metrics": per_sequence(measurement),
         "latency_ci95_s": (ci[0] / batch, ci[1] / batch) if ci else None,
         "measured": ("latency_s", *(costs if sensed else ())),
         "estimated": () if sensed else costs,
@@ -1607,25 +1580,26 @@ def _parity(items, seed: int) -> dict[str, Any]:
         method = "leave-one-out"
     if not held_out:
         return out
-    rows: dict[str, list] = {"latency": [], "energy": [], "peak_power": []}
+    rows: dict[str, list] = {}
     for held in held_out:
         for metric, points in _predict_held_out(items, held).items():
-            rows[metric] += points
-    return out | {"method": method} | unit_names(rows)  # per measured batch
+            rows.setdefault(metric, []).extend(points)
+    return out | {"method": method} | rows  # per measured batch
 
 
 def _predict_held_out(items, held) -> dict[str, list[list[float]]]:
-    """``[measured, predicted mean, lower, upper]`` of the ``held`` items, per metric, by a
-    surrogate fitted on the others."""
+    """``[measured, predicted mean, lower, upper]`` of the ``held`` items, per metric (named
+    as the measurement's per-batch field: ``latency_s`` …), by a surrogate fitted on the
+    others."""
     from edgetran.surrogate import DeviceSurrogate
-    from edgetran.surrogate.device import targets
+    from edgetran.surrogate.device import METRICS, targets
 
     train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
     surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS).fit(train)
     test = [items[i] for i in held]
     predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
     return {
-        metric: [
+        METRICS[metric]: [
             [float(y), float(mean), float(low), float(high)]
             for y, mean, low, high in zip(
                 targets(test, metric), p.mean, p.lower, p.upper, strict=True
