@@ -22,6 +22,7 @@ LEGACY = {"accuracy": 0.8, "latency": 0.002, "energy": 0.01, "peak_power": 9.5}
 
 
 def test_metrics_round_trip_and_read_as_a_mapping():
+    """Metrics read back what they were made from, as attributes and as a mapping."""
     metrics = Metrics.from_mapping({**UNITS, "other": 1})
     assert metrics.to_dict() == UNITS and list(metrics) == list(METRIC_KEYS)
     assert dict(metrics) == UNITS and metrics["latency_s"] == metrics.latency_s == 0.002
@@ -41,6 +42,7 @@ def test_metrics_round_trip_and_read_as_a_mapping():
     ids=["old-names-not-asked-for", "text", "bool", "nan", "both-names"],
 )
 def test_metrics_refuse_what_is_not_four_finite_numbers(mapping, legacy, message):
+    """Missing, non-finite, boolean or doubly named metrics are one typed error."""
     with pytest.raises(InvalidInputError, match=message):
         Metrics.from_mapping(mapping, legacy=legacy)
     with pytest.raises(SearchError, match=message):  # the caller's typed error
@@ -58,6 +60,7 @@ def _legacy_table(table: Path, out: Path) -> Path:
 
 
 def test_a_replay_table_with_the_older_names_is_read_and_says_so(tmp_path):
+    """A table with the older names reads as the one with units, with one warning."""
     table = synthetic_table(tmp_path / "units.jsonl")
     old = _legacy_table(table, tmp_path / "old.jsonl")
     with warnings.catch_warnings():
@@ -81,6 +84,7 @@ def test_a_replay_table_with_the_older_names_is_read_and_says_so(tmp_path):
 
 
 def test_a_suite_landscape_table_from_an_older_table_has_the_names_with_units(tmp_path):
+    """The suite rewrites an older table with the names with units."""
     from edgetran.search.suite import landscape_rows
 
     old = _legacy_table(synthetic_table(tmp_path / "units.jsonl"), tmp_path / "old.jsonl")
@@ -159,4 +163,5 @@ def test_every_metric_the_search_hands_on_has_its_unit(tmp_path, objective):
 
 
 def test_with_unit_keys_passes_other_keys_through():
+    """Only the older names are renamed."""
     assert with_unit_keys({"latency": 1.0, "n": 3}) == {"latency_s": 1.0, "n": 3}

@@ -76,6 +76,7 @@ class Candidate:
 
     @property
     def key(self) -> tuple[str, str]:
+        """``(arch hash, device)``: what identifies the pair."""
         return self.arch_hash, self.device
 
     @property
@@ -121,6 +122,7 @@ class Decision:
     within: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as ``result.json`` holds it."""
         within = set(self.within)
         return {
             "rule": self.rule,
