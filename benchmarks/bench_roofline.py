@@ -160,21 +160,25 @@ def build_model(arch: Architecture, seed: int = 0) -> Any:
 def build_runners(
     model: Any, runtimes: tuple[str, ...], batch: int, seq_len: int, threads: int, workdir: Path
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The project's runner of each runtime, and each exported artifact."""
-    from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model
+    """The project's runner of each runtime, made as profiling makes it
+    (:func:`edgetran.profile.protocol.model_runner`), and each exported artifact."""
+    from edgetran.profile.protocol import model_runner
 
     runners: dict[str, Any] = {}
     artifacts: dict[str, Path] = {}
     for runtime in runtimes:
-        if runtime == "torch":
-            runners[runtime] = create_runner("torch", ExportWrapper(model))
-            continue
-        spec = ExportSpec.for_runtime(runtime, batch_size=batch, seq_len=seq_len)
-        artifacts[runtime] = export_model(model, workdir / runtime, spec).artifact
-        options: dict[str, Any] = {"threads": threads}
-        if spec.format == "openvino":
-            options["precision"] = "f32"
-        runners[runtime] = create_runner(runtime, artifacts[runtime], **options)
+        runner, artifact = model_runner(
+            model,
+            runtime,
+            None,
+            workdir / runtime,
+            threads=threads,
+            batch_size=batch,
+            seq_len=seq_len,
+        )
+        runners[runtime] = runner
+        if artifact is not None:
+            artifacts[runtime] = artifact
     return runners, artifacts
 
 
@@ -284,16 +288,20 @@ def measure(
 ) -> Row:
     """One table row: export, time every runtime, and where the goal shape misses the goal,
     profile the costliest operation (torch and OpenVINO, when measured)."""
+    from edgetran.profile.protocol import torch_threads_kept
+
     limit = model_limit(arch, batch, seq_len, peak_flops, bandwidth)
     model = build_model(arch)
-    runners, artifacts = build_runners(model, runtimes, batch, seq_len, threads, workdir)
-    ids, mask = example_inputs(batch, seq_len)
-    row = Row(label, batch, seq_len, limit, median_latencies(runners, ids, mask, repeats))
-    if row.judged() and not row.met():
-        if "torch" in runners:
-            row.costliest["torch"] = top_torch_op(runners["torch"], ids, mask)
-        if "openvino" in artifacts:
-            row.costliest["openvino"] = top_openvino_op(artifacts["openvino"], ids, mask, threads)
+    with torch_threads_kept():  # the torch runner pins torch's (process-wide) threads
+        runners, artifacts = build_runners(model, runtimes, batch, seq_len, threads, workdir)
+        ids, mask = example_inputs(batch, seq_len)
+        row = Row(label, batch, seq_len, limit, median_latencies(runners, ids, mask, repeats))
+        if row.judged() and not row.met():
+            if "torch" in runners:
+                row.costliest["torch"] = top_torch_op(runners["torch"], ids, mask)
+            if "openvino" in artifacts:
+                xml = artifacts["openvino"]
+                row.costliest["openvino"] = top_openvino_op(xml, ids, mask, threads)
     return row
 
 

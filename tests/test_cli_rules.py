@@ -77,6 +77,40 @@ def test_every_writer_refuses_what_exists_without_force(run_cli, tmp_path, comma
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"] if kind == "folder" else True
 
 
+#: The commands that write a folder, by their path under ``edgetran`` (issue 41).
+FOLDER_WRITERS = {
+    "export": ("export",),
+    "codesign": ("codesign",),
+    "growprune": ("growprune",),
+    "pretrain": ("train", "pretrain"),
+    "finetune": ("train", "finetune"),
+}
+
+
+@pytest.mark.parametrize("command", FOLDER_WRITERS)
+def test_every_folder_writer_has_one_force_and_one_refusal(run_cli, tmp_path, command):
+    import click
+    import typer
+
+    from edgetran.cli._common import FORCE_HELP
+    from edgetran.cli.main import app
+
+    group: click.Command = typer.main.get_command(app)
+    for name in FOLDER_WRITERS[command]:
+        group = group.commands[name]  # type: ignore[attr-defined]
+    (force,) = [p for p in group.params if p.name == "force"]
+    assert force.opts == ["--force"] and force.help == FORCE_HELP
+    task = write_task(tmp_path / "task.csv", n=20)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    target = _folder(tmp_path / "target")
+    _, args = WRITERS[command]
+    values = {"out": target, "tmp": tmp_path, "task": task}
+    code, _, err = run_cli(*(arg.format(**values) for arg in args))
+    assert code == 2 and _one_line(err)
+    assert err.startswith(f"error: {target}: directory is not empty (use --force to overwrite")
+
+
 def test_force_overwrites_a_file(run_cli, tmp_path):
     target = _file(tmp_path / "archs.jsonl")
     code, _, err = run_cli("space", "sample", "--n", "2", "--out", target, "--force")

@@ -240,7 +240,7 @@ def test_a_contended_final_measurement_is_measured_again_and_says_which_was_kept
             return None
 
     (tmp_path / "metadata.json").write_text(json.dumps({"config": {"vocab_size": 50}}))
-    monkeypatch.setattr("edgetran.export.create_runner", lambda *args, **options: Runner())
+    monkeypatch.setattr("edgetran.export.create_timed_runner", lambda *args, **options: Runner())
     given = iter(_window(*w) for w in windows)
     monkeypatch.setattr("edgetran.profile.protocol.profile_runner", lambda *args: next(given))
     settings = ProfileSettings(threads=1, seq_len=8, meter="estimate")

@@ -66,6 +66,33 @@ def test_add_and_read_back(tmp_path):
         assert store.summary()[0]["count"] == 2
 
 
+def test_runs_are_registered_once_and_their_records_stored_once(tmp_path):
+    with Store(tmp_path / "w.db") as store:
+        assert store.growprune_run("g") is None and store.codesign_run("c") is None
+        store.add_growprune_run("g", {"mode": 1})
+        store.add_growprune_run("g", {"mode": 2})  # the first row stays
+        store.add_codesign_run("c", {"task": "t"})
+        assert store.growprune_run("g") == {"mode": 1}
+        assert store.codesign_run("c") == {"task": "t"}
+        assert store.add_growprune_node("g", "root", {"a": 1})
+        assert not store.add_growprune_node("g", "root", {"a": 2})
+        assert store.add_growprune_iteration("g", 0, {"i": 0})
+        assert store.add_codesign_stage("c", "profile", {"s": 1})
+        assert not store.add_codesign_stage("c", "profile", {"s": 2})
+        assert store.growprune_nodes("g") == [{"a": 1}]
+        assert store.growprune_iterations("g") == [{"i": 0}]
+        assert store.codesign_stages("c") == {"profile": {"s": 1}}
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        schema = dict(conn.execute("SELECT name, sql FROM sqlite_master").fetchall())
+    for table, key in (
+        ("growprune_nodes", "node"),
+        ("growprune_iterations", "iteration"),
+        ("codesign_stages", "stage"),
+    ):
+        index = schema[f"uq_{table.split('_')[0]}_{key}"]
+        assert index.startswith("CREATE UNIQUE INDEX") and f"ON {table} (run, {key})" in index
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

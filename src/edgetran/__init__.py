@@ -4,7 +4,7 @@ The packages follow the data flow: space → model → export (artifacts and run
 surrogate → search → growprune → codesign, with train (the accuracy oracle) beside model, store
 (the workspace database) underneath and cli on top. A stage imports only earlier stages and
 shared infrastructure (``errors``, ``seeding``, ``plugins``, ``store``); nothing imports the
-CLI. ``growprune`` and ``codesign`` are still to be written.
+CLI (``tests/test_layering.py`` checks both).
 
 The package imports nothing heavy: ``import edgetran`` is instant, and torch or transformers
 load only with the stage that needs them. Importing :mod:`edgetran.model` registers FlexiBERT

@@ -80,6 +80,7 @@ class CpuWindow:
 
     @classmethod
     def open(cls) -> CpuWindow:
+        """Start a window on the CPUs this process may use, now."""
         cpus = cpu_set()
         return cls(cpus, busy_cpu_s(cpus), time.process_time(), time.perf_counter())
 

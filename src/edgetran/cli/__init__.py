@@ -1,0 +1,1 @@
+"""The ``edgetran`` command line: one module per command or command group."""

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -26,6 +26,28 @@ if TYPE_CHECKING:
 #: Where unexpected errors leave their traceback: ``$EDGETRAN_LOG_DIR``, else
 #: ``.edgetran/logs`` in the workspace (the current directory, beside ``edgetran.db``).
 LOG_DIR_ENV = "EDGETRAN_LOG_DIR"
+
+
+#: The help of ``--force`` on every command that writes a folder (export, codesign, growprune,
+#: train); without it a non-empty ``--out`` is refused in one line (``errors.OVERWRITE_ADVICE``).
+FORCE_HELP = "Overwrite a non-empty --out."
+
+
+def force_option(rich_help_panel: str | None = None) -> Any:
+    """The ``--force`` option of a command that writes a folder (one flag, one help text)."""
+    return typer.Option("--force", help=FORCE_HELP, rich_help_panel=rich_help_panel)
+
+
+#: ``--force`` as a parameter's annotation.
+Force = Annotated[bool, force_option()]
+#: ``--db``: the workspace database.
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
+]
+#: ``--json``: the result as JSON on stdout.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+#: ``--seed``.
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
 def fail(message: str) -> NoReturn:

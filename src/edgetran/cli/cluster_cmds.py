@@ -240,12 +240,13 @@ def _warn(line: str) -> None:
 
 def _check_runtime(offered: str | None) -> None:
     """The runtime part of ``HARDWARE/RUNTIME`` must be a registered runtime."""
-    if offered is None or "/" not in offered:
+    if offered is None:
         return
+    from edgetran.devices import split_device
     from edgetran.plugins import list_runtimes
 
-    runtime = offered.rpartition("/")[2]
-    if runtime not in list_runtimes():
+    runtime = split_device(offered)[1]
+    if runtime is not None and runtime not in list_runtimes():
         fail(f"runtime {runtime!r} is unknown; allowed: {', '.join(list_runtimes())}")
 
 
@@ -282,11 +283,12 @@ def _jobs_meter(meter: str | None) -> Iterator[None]:
 
 def _environment(device: str, meter: str | None) -> dict:
     """The snapshot stored beside this device's measurements (as `edgetran profile` does)."""
+    from edgetran.devices import split_device
     from edgetran.export.runners import RunnerError, check_device
     from edgetran.profile.environment import environment_snapshot
     from edgetran.profile.meters import create_meter
 
-    hardware, _, runtime = device.rpartition("/") if "/" in device else (device, "", "")
+    hardware, runtime = split_device(device)
     runner = hardware  # a lab node's name (rpi4) is no runner device: its runs use the CPU
     try:
         if runtime:
@@ -294,4 +296,4 @@ def _environment(device: str, meter: str | None) -> dict:
     except RunnerError:
         runner = "cpu"
     probe = create_meter(meter or "auto", runner)
-    return {**environment_snapshot(runner, runtime, probe.describe()), "node": hardware}
+    return {**environment_snapshot(runner, runtime or "", probe.describe()), "node": hardware}

@@ -9,16 +9,8 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, quiet_optuna
-from edgetran.cli.cluster_cmds import (
-    JobTimeoutOption,
-    SchedulerOption,
-    TlsCaFileOption,
-    TlsCertOption,
-    TlsKeyOption,
-    cluster_options,
-    cluster_session,
-)
+from edgetran.cli import cluster_cmds
+from edgetran.cli._common import force_option, print_json, quiet_optuna
 
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
 DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
@@ -264,19 +256,12 @@ def codesign(
             rich_help_panel="Outputs",
         ),
     ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Clear a non-empty --out and start afresh.",
-            rich_help_panel="Outputs",
-        ),
-    ] = False,
+    force: Annotated[bool, force_option(rich_help_panel="Outputs")] = False,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print only the result (JSON).", rich_help_panel="Outputs"),
     ] = False,
-    scheduler: SchedulerOption = None,
+    scheduler: cluster_cmds.SchedulerOption = None,
     parallel: Annotated[
         int,
         typer.Option(
@@ -287,10 +272,10 @@ def codesign(
             rich_help_panel="Lab",
         ),
     ] = 1,
-    tls_ca_file: TlsCaFileOption = None,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    job_timeout_s: JobTimeoutOption = 3600.0,
+    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
+    tls_cert: cluster_cmds.TlsCertOption = None,
+    tls_key: cluster_cmds.TlsKeyOption = None,
+    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Find, train, export and measure the best model–device pair; write a report.
 
@@ -336,13 +321,13 @@ def codesign(
         out=str(out),
         db=db,
     )
-    lab = cluster_options(
+    lab = cluster_cmds.cluster_options(
         scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
         local_devices=[spec.name for spec in config.device_specs() if spec.live],
     )  # fmt: skip
     console = Console(stderr=True, highlight=False)
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
-    with status, cluster_session(lab) as cluster:
+    with status, cluster_cmds.cluster_session(lab) as cluster:
         result = run_codesign(
             config, resume=resume, restart=restart, force=force, on_event=console.print,
             cluster=cluster,

@@ -31,6 +31,7 @@ def demo(
 
 
 def run_demo(n: int, seed: int, seq_len: int) -> None:
+    """Sample ``n`` architectures, build, cost and time them, and print the table."""
     from rich.console import Console
     from rich.table import Table
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail
+from edgetran.cli._common import Force, fail
 
 
 def export(
@@ -32,16 +32,15 @@ def export(
     tolerance: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="Largest allowed max |Δ| from PyTorch (float32; default 1e-4)."
+            min=0.0,
+            help="Largest allowed max |Δ| from PyTorch (default: the runtime's own, 1e-4).",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
-    ] = False,
+    force: Force = False,
 ) -> None:
     """Export a model; with --verify, exit 1 if outputs differ from PyTorch beyond --tolerance."""
     from edgetran.errors import ExportError, output_dir
-    from edgetran.export import TOLERANCE, ExportSpec, Verification, export_formats, export_model
+    from edgetran.export import ExportSpec, Verification, export_formats, export_model
     from edgetran.model import HEADS, model_from_spec
 
     if format not in export_formats():
@@ -61,7 +60,7 @@ def export(
             spec,
             verify=verify,
             seed=seed,
-            tolerance=TOLERANCE if tolerance is None else tolerance,
+            tolerance=tolerance,  # None: the runtime's own
         )
     typer.echo(f"wrote {result.artifact} and {out / 'metadata.json'}", err=True)
     if result.verification is not None:

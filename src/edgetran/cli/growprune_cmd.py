@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import database_name, fail, on_interrupt, print_json
+from edgetran.cli._common import Force, database_name, fail, on_interrupt, print_json
 
 ACCEPTANCE = ("hardware", "loss")
 BUDGETS = ("quick", "standard", "full")
@@ -89,9 +89,7 @@ def growprune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the stored search of these options.")
     ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Write into --out even if it already holds files.")
-    ] = False,
+    force: Force = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Grow and prune a trained model for a device within budgets (GPTran, hardware-aware).

@@ -9,21 +9,16 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import database_name, fail, on_interrupt, print_json, resolve_space
-from edgetran.cli.cluster_cmds import (
-    JobTimeoutOption,
-    SchedulerOption,
-    TlsCaFileOption,
-    TlsCertOption,
-    TlsKeyOption,
-    cluster_options,
-    cluster_session,
+from edgetran.cli import cluster_cmds
+from edgetran.cli._common import (
+    DbOption,
+    JsonOption,
+    database_name,
+    fail,
+    on_interrupt,
+    print_json,
+    resolve_space,
 )
-
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 #: The fields of ``edgetran profile --json``, in order.
 PROFILE_FIELDS = (
@@ -145,7 +140,7 @@ def profile(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
-    scheduler: SchedulerOption = None,
+    scheduler: cluster_cmds.SchedulerOption = None,
     on: Annotated[
         str | None,
         typer.Option(
@@ -154,10 +149,10 @@ def profile(
             "--device); its measurements are stored under this name.",
         ),
     ] = None,
-    tls_ca_file: TlsCaFileOption = None,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    job_timeout_s: JobTimeoutOption = 3600.0,
+    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
+    tls_cert: cluster_cmds.TlsCertOption = None,
+    tls_key: cluster_cmds.TlsKeyOption = None,
+    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
 
@@ -170,7 +165,7 @@ def profile(
     if on is not None and scheduler is None:
         fail("--on names a lab device: it needs --scheduler")
     node = on or device
-    lab = cluster_options(
+    lab = cluster_cmds.cluster_options(
         scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
         local_devices=(f"{device}/{runtime}",),  # local:N workers offer this machine
     )  # fmt: skip
@@ -219,7 +214,7 @@ def profile(
         f"the measurements made so far are stored in {database_name(db)}; run the same "
         "command again to continue (they are not measured again)"
     )
-    with on_interrupt(kept), cluster_session(lab) as cluster:
+    with on_interrupt(kept), cluster_cmds.cluster_session(lab) as cluster:
         if cluster is not None:
             from edgetran.profile.remote import remote_profiler, worker_for
 

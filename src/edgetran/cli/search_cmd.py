@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
     database_name,
     fail,
@@ -16,15 +17,6 @@ from edgetran.cli._common import (
     print_json,
     quiet_optuna,
     resolve_space,
-)
-from edgetran.cli.cluster_cmds import (
-    JobTimeoutOption,
-    SchedulerOption,
-    TlsCaFileOption,
-    TlsCertOption,
-    TlsKeyOption,
-    cluster_options,
-    cluster_session,
 )
 from edgetran.search.settings import (
     ENCODINGS,
@@ -127,11 +119,11 @@ def search(
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    scheduler: SchedulerOption = None,
-    tls_ca_file: TlsCaFileOption = None,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    job_timeout_s: JobTimeoutOption = 3600.0,
+    scheduler: cluster_cmds.SchedulerOption = None,
+    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
+    tls_cert: cluster_cmds.TlsCertOption = None,
+    tls_key: cluster_cmds.TlsKeyOption = None,
+    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Find the (model, device) pair that maximises accuracy and minimises cost.
 
@@ -178,8 +170,8 @@ def search(
         )
     if benchmark and scheduler:
         fail("--scheduler trains and measures live candidates; a replay table has none")
-    lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
-    with cluster_session(lab) as cluster:
+    lab = cluster_cmds.cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+    with cluster_cmds.cluster_session(lab) as cluster:
         evaluator = (
             ReplayEvaluator(benchmark)
             if benchmark

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import fail, print_json, resolve_arch
+from edgetran.cli._common import SeedOption, fail, print_json, resolve_arch
 
 app = typer.Typer(
     help="Fit and evaluate latency/energy/peak-power surrogates.", no_args_is_help=True
@@ -21,7 +21,6 @@ Priors = Annotated[
     list[str] | None,
     typer.Option("--prior", help="Measurements of other devices (same format); repeatable."),
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 UNITS = {"latency": "s", "energy": "J", "peak_power": "W"}
 
@@ -32,7 +31,7 @@ def cv(
     format: Format,
     device: Device,
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
-    seed: Seed = 0,
+    seed: SeedOption = 0,
     model: Model = "gbdt",
     prior: Priors = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -69,7 +68,7 @@ def fit(
     format: Format,
     device: Device,
     out: Annotated[Path, typer.Option("--out", help="Output surrogate file.")],
-    seed: Seed = 0,
+    seed: SeedOption = 0,
     model: Model = "gbdt",
     prior: Priors = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,

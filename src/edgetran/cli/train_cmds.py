@@ -8,22 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
+    DbOption,
+    Force,
+    JsonOption,
+    SeedOption,
     database_name,
     fail,
     on_interrupt,
     print_json,
     quiet_optuna,
     resolve_arch,
-)
-from edgetran.cli.cluster_cmds import (
-    JobTimeoutOption,
-    SchedulerOption,
-    TlsCaFileOption,
-    TlsCertOption,
-    TlsKeyOption,
-    cluster_options,
-    cluster_session,
 )
 
 if TYPE_CHECKING:
@@ -37,13 +33,6 @@ TaskName = Annotated[
     typer.Option("--task", help="tweet-sentiment, glue/<task>, glue/all, or a CSV/JSONL file."),
 ]
 Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
-Force = Annotated[
-    bool, typer.Option("--force", help="Write into --out even if it already holds files.")
-]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
-Db = Annotated[
-    str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: edgetran.db).")
-]
 Workspace = Annotated[
     Path | None,
     typer.Option(
@@ -56,13 +45,15 @@ Tokenizer = Annotated[
         help="Local Hugging Face tokenizer name or path (default: WordPiece trained here)."
     ),
 ]
+Transfer = Annotated[
+    bool, typer.Option(help="Start from the nearest trained model in the workspace.")
+]
 TextColumn = Annotated[str, typer.Option(help="File tasks: text column.")]
 PairColumn = Annotated[str | None, typer.Option(help="File tasks: text-pair column.")]
 LabelColumn = Annotated[str, typer.Option(help="File tasks: label column.")]
 Labels = Annotated[
     str | None, typer.Option(help="File tasks: allowed labels, comma-separated, in class order.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Device = Annotated[
     str,
     typer.Option(
@@ -93,16 +84,14 @@ def pretrain(
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 64,
     learning_rate: Annotated[float, typer.Option(min=0, help="Peak learning rate.")] = 5e-4,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint period.")] = 50,
-    transfer: Annotated[
-        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
-    ] = True,
+    transfer: Transfer = True,
     tokenizer: Tokenizer = None,
     text_column: TextColumn = "text",
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = "label",
     labels: Labels = None,
-    seed: Seed = 0,
-    db: Db = None,
+    seed: SeedOption = 0,
+    db: DbOption = None,
     workspace: Workspace = None,
     force: Force = False,
     as_json: JsonOption = False,
@@ -171,9 +160,9 @@ def parent(
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = "label",
     labels: Labels = None,
-    seed: Seed = 0,
+    seed: SeedOption = 0,
     device: Device = "cpu",
-    db: Db = None,
+    db: DbOption = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -225,7 +214,7 @@ def finetune(
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = "label",
     labels: Labels = None,
-    seed: Seed = 0,
+    seed: SeedOption = 0,
     force: Force = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -269,15 +258,13 @@ def evaluate(
     arch: Arch,
     task: TaskName,
     budget: Annotated[str, typer.Option(help="quick, standard or full (see README).")] = "quick",
-    transfer: Annotated[
-        bool, typer.Option(help="Start from the nearest trained model in the workspace.")
-    ] = True,
+    transfer: Transfer = True,
     tokenizer: Tokenizer = None,
     text_column: TextColumn = "text",
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = "label",
     labels: Labels = None,
-    seed: Seed = 0,
+    seed: SeedOption = 0,
     device: Annotated[
         str | None,
         typer.Option(
@@ -286,14 +273,14 @@ def evaluate(
             "auto: the worker's GPU when it has one).",
         ),
     ] = None,
-    db: Db = None,
+    db: DbOption = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
-    scheduler: SchedulerOption = None,
-    tls_ca_file: TlsCaFileOption = None,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    job_timeout_s: JobTimeoutOption = 3600.0,
+    scheduler: cluster_cmds.SchedulerOption = None,
+    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
+    tls_cert: cluster_cmds.TlsCertOption = None,
+    tls_key: cluster_cmds.TlsKeyOption = None,
+    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Accuracy of an architecture on a task after a training budget (stored and reused).
 
@@ -309,14 +296,14 @@ def evaluate(
         fail(f"--budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
     architecture = resolve_arch(arch)
     options = _task_options(text_column, text_pair_column, label_column, labels, seed)
-    lab = cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+    lab = cluster_cmds.cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
     device = device or ("auto" if lab else "cpu")
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     kept = (
         f"an evaluation is stored in {database_name(db)} once finished; the tokenizer and "
         f"checkpoints made so far stay in {workspace}; run the same command again to continue"
     )
-    with on_interrupt(kept), Store(db) as store, cluster_session(lab) as cluster:
+    with on_interrupt(kept), Store(db) as store, cluster_cmds.cluster_session(lab) as cluster:
         result = evaluate_accuracy(
             architecture, task, budget, store=store, seed=seed, workspace=workspace,
             tokenizer=tokenizer, transfer=transfer, task_options=options, device=device,

@@ -109,6 +109,7 @@ class Cluster:
 
     @property
     def scheduler_address(self) -> str:
+        """The address of the scheduler this client is connected to."""
         return str(self.client.scheduler.address)
 
     # -- what the workers offer -----------------------------------------------------------------

@@ -112,6 +112,7 @@ class ClusterOptions:
 
     @property
     def is_local(self) -> bool:
+        """Whether the options ask for a local cluster (``local:N``) rather than a scheduler."""
         return self.scheduler.startswith("local:")
 
     @property

@@ -80,6 +80,7 @@ def parse_device(text: str) -> DeviceSpec:
     Raises:
         CodesignError: neither, naming what is allowed.
     """
+    from edgetran.devices import runtime_forms, split_device
     from edgetran.plugins import list_runtimes
 
     suffix = Path(text).suffix.lower()
@@ -87,13 +88,9 @@ def parse_device(text: str) -> DeviceSpec:
         if not Path(text).is_file():
             raise CodesignError(f"device file {text}: no such file")
         return DeviceSpec(Path(text).stem, path=text)
-    hardware, _, runtime = text.rpartition("/")
-    if not hardware or runtime not in list_runtimes():
-        raise CodesignError(
-            f"device {text!r} is invalid; allowed: HARDWARE/RUNTIME (runtimes: "
-            f"{', '.join(list_runtimes())}; e.g. cpu/torch) or a measurement file "
-            f"({', '.join(FILE_FORMATS)})"
-        )
+    runtimes = list_runtimes()
+    forms = f"{runtime_forms(runtimes)} or a measurement file ({', '.join(FILE_FORMATS)})"
+    hardware, runtime = split_device(text, error=CodesignError, runtimes=runtimes, forms=forms)
     from edgetran.export.runners import RunnerError, check_device
 
     try:

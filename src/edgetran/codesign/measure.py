@@ -76,18 +76,11 @@ def _measure(artifact: Path, settings, meter) -> dict[str, Any]:
 def _timed_window(artifact: Path, settings, meter, metadata: dict[str, Any]):
     """``(profile, threads, runner device)``: the artifact's runner, pinned to the threads
     free now (:func:`~edgetran.profile.protocol.measurement_threads`), timed once."""
-    from edgetran.export import create_runner, random_inputs
+    from edgetran.export import create_timed_runner, random_inputs
     from edgetran.profile.protocol import measurement_threads, profile_runner
 
     threads = measurement_threads(settings)[0]
-    options: dict[str, Any] = {"threads": threads}
-    if settings.runtime == "torch":  # threads are torch's global setting, as the profiler pins
-        import torch
-
-        torch.set_num_threads(options.pop("threads"))
-    if settings.runtime == "openvino":
-        options["precision"] = "f32"
-    runner = create_runner(settings.runtime, artifact, settings.device, **options)
+    runner = create_timed_runner(settings.runtime, artifact, settings.device, threads)
     ids, mask = random_inputs(
         settings.batch_size, settings.seq_len, metadata["config"]["vocab_size"], settings.seed
     )

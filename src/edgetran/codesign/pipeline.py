@@ -361,7 +361,7 @@ class _Run:
     def claim_folder(self, force: bool) -> None:
         """A fresh run's folder: empty (its database and workspace may lie in it), or
         cleared with ``force``."""
-        from edgetran.errors import clear_output_dir, prepare_output_dir
+        from edgetran.errors import OVERWRITE_ADVICE, clear_output_dir, prepare_output_dir
 
         keep = [self.config.workspace]
         if self.store.url.startswith("sqlite:///"):
@@ -369,7 +369,7 @@ class _Run:
         if force:
             clear_output_dir(self.out, CodesignError, keep=keep)
         else:
-            advice = "use --force to start afresh there, or --resume to continue its run"
+            advice = f"{OVERWRITE_ADVICE}, or --resume to continue its run"
             prepare_output_dir(self.out, CodesignError, empty=True, keep=keep, advice=advice)
 
     def kept(self, resume: bool) -> str:

@@ -34,6 +34,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "TorchRunner",
             "check_device",
             "create_runner",
+            "create_timed_runner",
             "get_runtime",
             "require_runtime",
         ],

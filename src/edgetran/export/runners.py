@@ -16,8 +16,8 @@ from __future__ import annotations
 import abc
 import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +28,8 @@ from edgetran.errors import EdgeTranError, MissingDependencyError
 from edgetran.plugins import RUNTIMES
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+#: Largest allowed absolute difference from PyTorch in float32 (a runtime's default tolerance).
+TOLERANCE = 1e-4
 #: Dynamic-range int8: int8 weights, activations quantised on the fly (by each runtime's own
 #: quantiser: ONNX Runtime's, NNCF for OpenVINO, ai-edge-quantizer for LiteRT).
 DYNAMIC_INT8 = "dynamic-int8"
@@ -125,6 +127,7 @@ class Runner(abc.ABC):
         """The output of :meth:`run` as a NumPy array."""
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """``to_numpy(run(prepare(input_ids, attention_mask)))``."""
         return self.to_numpy(self.run(self.prepare(input_ids, attention_mask)))
 
     def describe(self) -> dict[str, str]:
@@ -168,15 +171,18 @@ class TorchRunner(Runner):
 
     @property
     def device(self) -> str:
+        """The torch device it runs on, e.g. ``cpu`` or ``cuda:0``."""
         return str(self._device)
 
     def prepare(self, input_ids, attention_mask):
+        """The inputs as int64 tensors on the runner's device."""
         return tuple(
             torch.as_tensor(a, dtype=torch.int64, device=self._device)
             for a in (input_ids, attention_mask)
         )
 
     def run(self, prepared):
+        """One synchronous forward pass; the main output tensor."""
         with torch.inference_mode():
             output = self.model(*prepared)
         output = output if isinstance(output, torch.Tensor) else output[0]
@@ -184,6 +190,7 @@ class TorchRunner(Runner):
         return output
 
     def to_numpy(self, output) -> np.ndarray:
+        """The output as a float32 array on the host."""
         return output.detach().float().cpu().numpy()
 
 
@@ -227,6 +234,7 @@ class OnnxRuntimeRunner(Runner):
 
     @property
     def device(self) -> str:
+        """``cuda:N`` when the CUDA execution provider runs the session, else ``cpu``."""
         return f"cuda:{self._cuda_index}" if self._on_cuda else "cpu"
 
     @property
@@ -234,6 +242,7 @@ class OnnxRuntimeRunner(Runner):
         return self.session.get_providers()[0] == "CUDAExecutionProvider"
 
     def prepare(self, input_ids, attention_mask):
+        """The input feed, or an I/O binding holding the inputs on the GPU."""
         arrays = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask))
         feed = dict(zip(INPUT_NAMES, arrays, strict=True))
         return self._bind_on_cuda(feed) if self._on_cuda else feed
@@ -250,6 +259,7 @@ class OnnxRuntimeRunner(Runner):
         return binding
 
     def run(self, prepared):
+        """One synchronous inference; the first output."""
         if isinstance(prepared, dict):
             return self.session.run(None, prepared)[0]
         # Outputs left on the GPU are not copied to the host, so no copy waits for the CUDA
@@ -259,6 +269,7 @@ class OnnxRuntimeRunner(Runner):
         return prepared.get_outputs()[0]
 
     def to_numpy(self, output) -> np.ndarray:
+        """The output as a float32 array on the host."""
         # On CUDA the output is an OrtValue on the GPU; .numpy() copies it to the host.
         return np.asarray(output if isinstance(output, np.ndarray) else output.numpy(), np.float32)
 
@@ -301,6 +312,7 @@ class OpenVinoRunner(Runner):
 
     @property
     def device(self) -> str:
+        """The devices OpenVINO executes on (``EXECUTION_DEVICES``)."""
         try:
             return ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
         except RuntimeError:
@@ -313,13 +325,16 @@ class OpenVinoRunner(Runner):
         return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
     def prepare(self, input_ids, attention_mask):
+        """The inputs as contiguous int64 arrays."""
         return [np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask)]
 
     def run(self, prepared):
+        """One synchronous inference; the first output tensor's data."""
         self.request.infer(prepared)
         return self.request.get_output_tensor(0).data
 
     def to_numpy(self, output) -> np.ndarray:
+        """The output as a float32 array."""
         return np.array(output, dtype=np.float32)
 
 
@@ -352,12 +367,15 @@ class LiteRtRunner(Runner):
 
     @property
     def device(self) -> str:
+        """Always ``cpu``: the interpreter runs on the CPU."""
         return "cpu"
 
     def describe(self) -> dict[str, str]:
+        """The runtime, the device and the thread count."""
         return super().describe() | {"threads": str(self.threads)}
 
     def prepare(self, input_ids, attention_mask):
+        """The inputs cast to the dtypes the artifact wants."""
         arrays = (input_ids, attention_mask)
         return {
             name: np.ascontiguousarray(a, dtype=self._dtypes[name])
@@ -365,10 +383,12 @@ class LiteRtRunner(Runner):
         }
 
     def run(self, prepared):
+        """One synchronous inference through the model's signature; its output."""
         (output,) = self.signature(**prepared).values()
         return output
 
     def to_numpy(self, output) -> np.ndarray:
+        """The output as a float32 array."""
         return np.asarray(output, dtype=np.float32)
 
 
@@ -418,6 +438,25 @@ class Runtime:
         quantize: the ``ExportSpec.quantize`` mode of the artifacts it runs (an int8 runtime:
             ``dynamic-int8``); profiling and :meth:`ExportSpec.for_runtime
             <edgetran.export.exporters.ExportSpec.for_runtime>` export with it.
+        runs_module: its runner runs the PyTorch module itself (``torch``), so profiling times
+            the model without exporting it first.
+        set_threads: ``set_threads(n)`` pins a thread count that is a process-wide setting
+            (``torch.set_num_threads`` for ``torch``); ``None`` (the default): the runner takes
+            ``threads=n`` as an option. :func:`create_timed_runner` applies it.
+        measure_options: runner options for profiling and the final measurement, e.g.
+            ``{"precision": "f32"}`` for OpenVINO, so the timing is of the float32 model the
+            search scored (default: none).
+        verify_options: runner options when an artifact is verified against PyTorch eager
+            (default: none).
+        tolerance: the largest absolute difference from PyTorch eager a float32 artifact of this
+            runtime may show in verification (default :data:`TOLERANCE`).
+        bf16_options: runner options that run the artifact in bf16, for the verification's
+            informative bf16 difference (``Verification.bf16_max_abs_diff``; ``None``, the
+            default: not measured). A runner made with them may report the precision it
+            applied as ``precision``.
+
+    A plug-in that sets none of the last six behaves as ONNX Runtime does: it is exported
+    before timing, threads go to its runner as ``threads``, no further options.
     """
 
     name: str
@@ -431,6 +470,12 @@ class Runtime:
     dynamic_batch: bool = True
     input_dtype: str = "int64"
     quantize: str = "none"
+    runs_module: bool = False
+    set_threads: Callable[[int], None] | None = None
+    measure_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    verify_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    tolerance: float = TOLERANCE
+    bf16_options: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 def get_runtime(name: str) -> Runtime:
@@ -453,3 +498,24 @@ def create_runner(
     """
     spec = get_runtime(runtime)
     return spec.runner(artifact, device or spec.default_device, **options)
+
+
+def create_timed_runner(
+    runtime: str, artifact: Any, device: str | None = None, threads: int | None = None
+) -> Runner:
+    """A runner of ``artifact`` as profiling and the final measurement time it: pinned to
+    ``threads`` the way the runtime applies them (its ``set_threads``, else the runner's
+    ``threads`` option), with the runtime's ``measure_options``."""
+    spec = get_runtime(runtime)
+    options = dict(spec.measure_options)
+    if threads and spec.set_threads is not None:
+        spec.set_threads(threads)
+    elif threads:
+        options["threads"] = threads
+    return spec.runner(artifact, device or spec.default_device, **options)
+
+
+def set_torch_threads(threads: int) -> None:
+    """Pin torch's intra-op threads (a process-wide setting): the torch runtime's
+    ``set_threads``."""
+    torch.set_num_threads(threads)

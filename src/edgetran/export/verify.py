@@ -1,8 +1,10 @@
 """Verification of an exported artifact against PyTorch eager, in the artifact's own runtime.
 
-A float32 artifact must match PyTorch's output tensor within :data:`TOLERANCE`; a quantised
-one (int8) cannot, and is verified by its predicted labels instead: on a task's examples it
-must predict PyTorch's class for at least :data:`LABEL_AGREEMENT` of them (:func:`verify_labels`).
+A float32 artifact, run with its runtime's ``verify_options``, must match PyTorch's output
+tensor within the runtime's ``tolerance`` (:data:`TOLERANCE` unless it says otherwise); a
+quantised one (int8) cannot, and is verified by its predicted labels instead: on a task's
+examples it must predict PyTorch's class for at least :data:`LABEL_AGREEMENT` of them
+(:func:`verify_labels`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import numpy as np
 import torch
 
 from edgetran.errors import VerificationError
-from edgetran.export.runners import Runner, create_runner
+from edgetran.export.runners import TOLERANCE as TOLERANCE  # the runtimes' default, kept here
+from edgetran.export.runners import Runner, create_runner, get_runtime
 
 if TYPE_CHECKING:
     from edgetran.export.exporters import ExportSpec
 
-#: Largest allowed absolute difference from PyTorch in float32.
-TOLERANCE = 1e-4
 #: Smallest share of examples on which a quantised classifier must predict PyTorch's label.
 LABEL_AGREEMENT = 0.99
 #: Rows per PyTorch batch when the reference labels are computed.
@@ -38,9 +39,9 @@ class Verification:
             task accuracy (``benchmarks/bench_export.py``), not by a tensor tolerance.
         max_abs_diff: largest absolute difference over every checked batch size (float32).
         batch_sizes: the batch sizes checked (two when the batch is dynamic).
-        bf16_max_abs_diff: OpenVINO only, for information: the difference under the plugin's
-            bf16 hint; ``bf16_precision`` is what the plugin applied (f32 where the CPU lacks
-            bf16 support).
+        bf16_max_abs_diff: for information, where the runtime has ``bf16_options`` (OpenVINO):
+            the difference when run in bf16; ``bf16_precision`` is what the runner applied
+            (OpenVINO: f32 where the CPU lacks bf16 support).
     """
 
     passed: bool
@@ -56,6 +57,7 @@ class Verification:
     quantize: str = "none"
 
     def summary(self) -> str:
+        """One line: passed or failed, the difference, the bound and where it ran."""
         verdict = "passed" if self.passed else "FAILED"
         bound = (
             f"tolerance {self.tolerance:g}"
@@ -91,11 +93,13 @@ def verify_artifact(
     spec: ExportSpec,
     *,
     seed: int = 0,
-    tolerance: float = TOLERANCE,
+    tolerance: float | None = None,
 ) -> Verification:
-    """Run ``artifact`` in ``runtime`` (its own) and compare with ``wrapper`` (PyTorch eager)."""
-    options = {"precision": "f32"} if runtime == "openvino" else {}
-    runner = create_runner(runtime, artifact, **options)
+    """Run ``artifact`` in ``runtime`` (its own, with its ``verify_options``) and compare with
+    ``wrapper`` (PyTorch eager) within ``tolerance`` (default: the runtime's)."""
+    plugin = get_runtime(runtime)
+    tolerance = plugin.tolerance if tolerance is None else tolerance
+    runner = create_runner(runtime, artifact, **plugin.verify_options)
     vocab = wrapper.model.config.vocab_size
     batch_sizes = (
         [spec.batch_size, spec.batch_size + 1] if spec.dynamic_batch else [spec.batch_size]
@@ -116,13 +120,13 @@ def verify_artifact(
         seed=seed,
         quantize=spec.quantize,
     )
-    if runtime == "openvino":
-        bf16 = create_runner(runtime, artifact, precision="bf16")
+    if plugin.bf16_options is not None:
+        bf16 = create_runner(runtime, artifact, **plugin.bf16_options)
         ids, mask = random_inputs(spec.batch_size, spec.seq_len, vocab, seed)
         result.bf16_max_abs_diff = float(
             np.abs(bf16(ids, mask) - _reference(wrapper, ids, mask)).max()
         )
-        result.bf16_precision = bf16.precision
+        result.bf16_precision = getattr(bf16, "precision", None)
     return result
 
 
@@ -148,6 +152,7 @@ class LabelAgreement:
     batch_size: int
 
     def summary(self) -> str:
+        """One line: passed or failed, the agreement and the threshold, where it ran."""
         verdict = "passed" if self.passed else "FAILED"
         return (
             f"label agreement {verdict}: {self.agreement:.4f} of {self.examples} examples "

@@ -48,6 +48,7 @@ class CostEstimate:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The estimate as a JSON-ready dict."""
         return {
             metric: {
                 "value": self.value.get(metric),
@@ -59,6 +60,7 @@ class CostEstimate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostEstimate:
+        """The estimate stored by :meth:`to_dict`."""
         metrics = [m for m in COST_METRICS if isinstance(data.get(m), Mapping)]
         extra = {k: v for k, v in data.items() if k not in COST_METRICS and k != "source"}
         return cls(
@@ -105,6 +107,7 @@ class SurrogateDevice(DeviceCosts):
         self.name, self.surrogate, self.measured = name, surrogate, dict(measured or {})
 
     def estimate(self, archs: Sequence[Architecture]) -> list[CostEstimate]:
+        """The costs of ``archs``: measured where known, else predicted by the surrogate."""
         predictions = self.surrogate.predict(list(archs), level=LEVEL)
         batch = self.surrogate.batch_size_
         out = []
@@ -123,6 +126,7 @@ class SurrogateDevice(DeviceCosts):
 
 
 def per_sequence(m: Measurement) -> dict[str, float | None]:
+    """A measurement's per-sequence latency, energy and peak power, by key with units."""
     return {
         "latency_s": m.latency_s_per_seq,
         "energy_j": m.energy_j_per_seq,
@@ -163,6 +167,7 @@ class LiveDevice(DeviceCosts):
         self.name = f"{device or settings.device}/{settings.runtime}"
 
     def estimate(self, archs: Sequence[Architecture]) -> list[CostEstimate]:
+        """The costs of ``archs``, profiled on the device (or read from the store)."""
         from edgetran.profile import profile_architecture, profile_into_store
 
         if self.store is None:
@@ -185,18 +190,24 @@ def live_profile_settings(hardware: str, runtime: str, **overrides: Any) -> Prof
     return replace(settings, **overrides) if overrides else settings
 
 
+#: What :func:`resolve_device` takes, for the message on a malformed name.
+_DEVICE_FORMS = "HARDWARE/RUNTIME (e.g. cpu/torch) or a device with measurements in the store"
+
+
 def resolve_device(name: str, store: Store, **profile_overrides: Any) -> DeviceCosts:
     """A device as ``codesign`` names it: ``HARDWARE/RUNTIME`` (a live pair such as
     ``cpu/torch``), or a recorded device with measurements in ``store`` (surrogate fitted on
     them).
 
     Raises:
-        GrowPruneError: neither a live pair nor a device with measurements.
+        GrowPruneError: neither a live pair nor a device with measurements, or a malformed
+            name (an empty part around its ``/``).
     """
+    from edgetran.devices import split_device
     from edgetran.plugins import list_runtimes
 
-    hardware, _, runtime = name.rpartition("/")
-    if hardware and runtime in list_runtimes():
+    hardware, runtime = split_device(name, error=GrowPruneError, forms=_DEVICE_FORMS)
+    if runtime in list_runtimes():
         return LiveDevice(live_profile_settings(hardware, runtime, **profile_overrides), store)
     items = store.measurements(name)
     if not items:

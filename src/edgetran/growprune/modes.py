@@ -71,6 +71,12 @@ class Mode(abc.ABC):
     ) -> list[Proposal]:
         """The children of ``parent`` (``[]`` when the mode cannot apply)."""
 
+    def _keep_counts(self, **counts: int) -> None:
+        """Keep integer parameters, each checked to be ≥ 1 (the error names the bad one)."""
+        for name, value in counts.items():
+            _check_count(name, value)
+            setattr(self, name, value)
+
     def describe(self) -> dict:
         """The mode's name and parameters, JSON-ready (recorded with the search)."""
         return {"mode": self.name, **{k: _plain(v) for k, v in vars(self).items()}}
@@ -126,6 +132,7 @@ class GrowAttnHead(Mode):
         self.children, self.ops = children, ops
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """One child per (layer, operation) drawn, each with one head added."""
         arch = _arch(parent)
         pairs = [(i, op) for i in range(arch.num_layers) for op in self.ops]
         picks = rng.choice(len(pairs), size=min(self.children, len(pairs)), replace=False)
@@ -166,6 +173,7 @@ class GrowFFNN(Mode):
         self.children, self.widths, self.max_last_width = children, widths, max_last_width
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """One child per (stack, width) drawn, each with an FF layer appended."""
         arch = _arch(parent)
         pairs = [
             (i, width)
@@ -292,10 +300,10 @@ class PruneAttnHead(Mode):
     reference_learning_rate = 5e-5
 
     def __init__(self, heads: int = 2) -> None:
-        _check_count("heads", heads)
-        self.heads = heads
+        self._keep_counts(heads=heads)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child without the globally weakest heads (``[]`` when none can go)."""
         arch = _arch(parent)
         remaining = [layer.num_heads for layer in arch.layers]
         chosen: dict[int, set[int]] = {}
@@ -334,11 +342,10 @@ class PruneFFNN(Mode):
     reference_learning_rate = 1e-5
 
     def __init__(self, layers: int = 2, neurons: int = 128) -> None:
-        _check_count("layers", layers)
-        _check_count("neurons", neurons)
-        self.layers, self.neurons = layers, neurons
+        self._keep_counts(layers=layers, neurons=neurons)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child with the weakest neurons removed from the weakest FF layers."""
         arch = _arch(parent)
         chosen = [
             (i, f)
@@ -378,10 +385,10 @@ class PruneEncoderLayer(Mode):
     reference_learning_rate = 5e-5
 
     def __init__(self, hidden: int = 48) -> None:
-        _check_count("hidden", hidden)
-        self.hidden = hidden
+        self._keep_counts(hidden=hidden)
 
     def propose(self, parent, rng) -> list[Proposal]:
+        """The one child with the weakest layer narrowed (``[]`` when no layer can be)."""
         arch = _arch(parent)
         heads, ffs = head_importance(parent), ff_importance(parent)
         # Head and FF scores differ in scale (squares vs absolute values): rank each kind

@@ -180,6 +180,7 @@ class GrowPruneSettings:
         self.modes()  # unknown modes and parameters fail here, before any work
 
     def modes(self) -> list[Mode]:
+        """The schedule's modes, built (unknown modes or parameters raise)."""
         return build_schedule(self.schedule, children=self.children)
 
     @property
@@ -192,10 +193,12 @@ class GrowPruneSettings:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GrowPruneSettings:
+        """Settings from :meth:`to_dict`'s form; unknown keys are an error naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -264,6 +267,7 @@ class GrowPruneResult:
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
 

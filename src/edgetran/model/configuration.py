@@ -90,6 +90,7 @@ class FlexiBertConfig(PretrainedConfig):
 
     @property
     def num_hidden_layers(self) -> int:
+        """The number of encoder layers (Hugging Face's name for it)."""
         return self._arch.num_layers
 
     def check_seq_len(self, seq_len: int) -> None:
@@ -103,6 +104,7 @@ class FlexiBertConfig(PretrainedConfig):
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as saved, without the cached architecture object."""
         output = super().to_dict()
         output.pop("_arch", None)
         return output

@@ -22,6 +22,7 @@ class HFImportError(EdgeTranError):
 
 
 def flexibert_config_from_bert(bert: BertConfig) -> FlexiBertConfig:
+    """The FlexiBERT configuration that reproduces a Hugging Face BERT configuration."""
     if bert.hidden_act not in ("gelu", "gelu_python"):
         raise HFImportError(f"hidden_act={bert.hidden_act!r} is unsupported; allowed: gelu")
     position_type = getattr(bert, "position_embedding_type", "absolute") or "absolute"

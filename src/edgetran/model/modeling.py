@@ -117,6 +117,7 @@ class FlexiBertEmbeddings(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """Word, position and token-type embeddings, normalised → ``(B, T, h_0)``."""
         x = self.word_embeddings(input_ids)
         if token_type_ids is not None:
             x = x + self.token_type_embeddings(token_type_ids)
@@ -271,6 +272,7 @@ class FlexiBertFeedForward(nn.Module):
         self.LayerNorm = nn.LayerNorm(layer.hidden, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward stack with its residual and normalisation."""
         y = x
         for linear in self.intermediate:
             y = F.gelu(linear(y))
@@ -288,11 +290,14 @@ class FlexiBertLayer(nn.Module):
         self.projection = nn.Linear(layer.hidden, next_hidden) if needs_projection else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention, feed-forward, then the projection to the next layer's width."""
         x = self.feed_forward(self.attention(x, mask))
         return self.projection(x) if self.projection is not None else x
 
 
 class FlexiBertEncoder(nn.Module):
+    """The encoder layers in order, each projecting to the next one's hidden size."""
+
     def __init__(self, config: FlexiBertConfig) -> None:
         super().__init__()
         layers = config.arch.layers
@@ -302,6 +307,7 @@ class FlexiBertEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Every layer in turn → the last layer's hidden states."""
         for layer in self.layer:
             x = layer(x, mask)
         return x
@@ -315,11 +321,14 @@ class FlexiBertPooler(nn.Module):
         self.dense = nn.Linear(hidden, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled first token."""
         return torch.tanh(self.dense(x[:, 0]))
 
 
 # -- pretrained-model classes -----------------------------------------------------------------
 class FlexiBertPreTrainedModel(PreTrainedModel):
+    """The base of every FlexiBERT model: its configuration class and weight initialisation."""
+
     config_class = FlexiBertConfig
     base_model_prefix = "flexibert"
     _no_split_modules: ClassVar[list[str]] = ["FlexiBertEmbeddings", "FlexiBertLayer"]
@@ -378,9 +387,11 @@ class FlexiBertModel(FlexiBertPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
+        """The word embeddings (the Hugging Face accessor)."""
         return self.embeddings.word_embeddings
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """Replace the word embeddings (the Hugging Face accessor)."""
         self.embeddings.word_embeddings = value
 
     def forward(
@@ -390,6 +401,7 @@ class FlexiBertModel(FlexiBertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
+        """The encoder's hidden states and, with a pooler, the pooled first token."""
         x = self.embeddings(input_ids, token_type_ids)
         x = self.encoder(x, _additive_mask(attention_mask, input_ids, x.dtype).to(x.device))
         pooled = self.pooler(x) if self.pooler is not None else None
@@ -408,6 +420,7 @@ class FlexiBertLMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of each token."""
         return self.decoder(self.LayerNorm(F.gelu(self.dense(x)))) + self.bias
 
 
@@ -421,6 +434,7 @@ class FlexiBertForMaskedLM(FlexiBertPreTrainedModel):
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
+        """The vocabulary decoder (the Hugging Face accessor)."""
         return self.lm_head.decoder
 
     def forward(
@@ -431,6 +445,7 @@ class FlexiBertForMaskedLM(FlexiBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
+        """Vocabulary logits, and the MLM loss when ``labels`` are given."""
         hidden = self.flexibert(input_ids, attention_mask, token_type_ids).last_hidden_state
         logits = self.lm_head(hidden)
         loss = None
@@ -459,6 +474,7 @@ class FlexiBertForSequenceClassification(FlexiBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        """Class logits (or a score), and the loss when ``labels`` are given."""
         pooled = self.flexibert(input_ids, attention_mask, token_type_ids).pooler_output
         logits = self.classifier(self.dropout(pooled))
         loss = None

@@ -76,10 +76,12 @@ class ContentionMonitor:
     """Samples other processes' CPU use between :meth:`start` and :meth:`stop`."""
 
     def start(self) -> ContentionMonitor:
+        """Start sampling; returns the monitor."""
         self._window = CpuWindow.open()
         return self
 
     def stop(self) -> Contention:
+        """Stop sampling; the contention seen in the window."""
         other, window = self._window.close()
         return Contention(other, window, cpu_mhz(), temperature_c())
 

@@ -36,6 +36,7 @@ METERED_DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu")
 
 @cache
 def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else what ``platform`` says)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -77,6 +77,7 @@ def _build(where: str, values: dict[str, Any]) -> Measurement:
 
 
 def read_protran(path: str | Path, device: str, seq_len: int = 128) -> list[Measurement]:
+    """The measurements in a ProTran JSON file (keyed by model hash) for ``device``."""
     path = Path(path)
     data = read_json_file(path)
     if not isinstance(data, dict):
@@ -165,6 +166,7 @@ def _rows(measurements: list[Measurement]) -> list[dict[str, Any]]:
 
 
 def write_table(measurements: list[Measurement], path: str | Path, fmt: str) -> None:
+    """Write the measurements as a CSV or Parquet table (one row each)."""
     import pandas as pd
 
     frame = pd.DataFrame(_rows(measurements))
@@ -247,6 +249,7 @@ def read_measurements(path: str | Path, fmt: str, device: str | None) -> list[Me
 
 
 def write_measurements(measurements: list[Measurement], path: str | Path, fmt: str) -> None:
+    """Write the measurements in ``fmt`` (one of :data:`FILE_FORMATS`)."""
     if fmt not in FILE_FORMATS:
         raise InvalidInputError(f"format {fmt!r} is invalid; allowed: {', '.join(FILE_FORMATS)}")
     if fmt == "protran":

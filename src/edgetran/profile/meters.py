@@ -79,9 +79,11 @@ class Meter(abc.ABC):
 
     @property
     def kind(self) -> str:
+        """``estimated`` or ``measured``."""
         return "estimated" if self.estimated else "measured"
 
     def describe(self) -> dict[str, Any]:
+        """The meter's name, kind, liveness and minimum sampling period."""
         return {
             "name": self.name,
             "kind": self.kind,
@@ -100,6 +102,7 @@ class FunctionMeter(Meter):
         self.min_period_s = 0.001
 
     def read(self) -> Reading:
+        """The function's power now."""
         now = time.time()
         return Reading(now, power_w=float(self.power_w(now)))
 
@@ -125,6 +128,7 @@ class CpuTimeEstimateMeter(Meter):
         self._last: tuple[float, float] | None = None
 
     def read(self) -> Reading:
+        """The estimated power since the previous reading."""
         now, cpu = time.time(), time.process_time()
         last, self._last = self._last, (now, cpu)
         if last is None or now <= last[0]:
@@ -147,6 +151,7 @@ class CommandMeter(Meter):
         self.min_period_s = min_period_s
 
     def read(self) -> Reading:
+        """The power the command prints now."""
         try:
             out = subprocess.run(
                 self.command, capture_output=True, text=True, timeout=10, check=True
@@ -171,9 +176,11 @@ class CsvMeter(Meter):
         self.name = f"csv:{self.path.name}"
 
     def read(self) -> Reading:
+        """Refused: a CSV meter is read after the run (:meth:`recorded`)."""
         raise MeterError(f"{self.name} is read after the run, not live")
 
     def recorded(self, start_s: float, end_s: float) -> list[Reading]:
+        """The file's readings between two wall-clock times."""
         readings = [r for r in self._load() if start_s <= r.time_s <= end_s]
         if not readings:
             raise MeterError(f"{self.path}: no samples between {start_s:.3f} and {end_s:.3f}")
@@ -230,6 +237,7 @@ class ZeusGpuMeter(Meter):
         self.name = f"zeus:gpu{index}"
 
     def read(self) -> Reading:
+        """The GPU's power now (and its energy counter where it has one)."""
         now = time.time()
         power = self.gpus.get_instant_power_usage(self.index) / 1e3
         energy = self.gpus.get_total_energy_consumption(self.index) / 1e3 if self.counter else None
@@ -252,6 +260,7 @@ class ZeusCpuMeter(Meter):
         self.name = "zeus:rapl"
 
     def read(self) -> Reading:
+        """The packages' (and DRAM's) energy counter now."""
         total_mj = 0.0
         for i in range(self.count):
             m = self.cpus.get_total_energy_consumption(i)
@@ -318,6 +327,7 @@ class ZeusSocMeter(Meter):
         self.name = f"zeus:soc:{found}"
 
     def read(self) -> Reading:
+        """The SoC's energy counter now."""
         m = self.soc.get_total_energy_consumption()
         total = getattr(m, "total_energy_mj", None)
         if total is None:

@@ -38,8 +38,8 @@ from scipy.stats import binom
 
 from edgetran.cores import choose_threads, requested_threads
 from edgetran.errors import InvalidInputError
-from edgetran.export import ExportSpec, ExportWrapper, create_runner, export_model, random_inputs
-from edgetran.export.runners import Runner, check_device
+from edgetran.export import ExportSpec, ExportWrapper, export_model, random_inputs
+from edgetran.export.runners import Runner, check_device, create_timed_runner, get_runtime
 from edgetran.model import FlexiBertConfig, FlexiBertModel
 from edgetran.plugins import list_runtimes
 from edgetran.profile.contention import (
@@ -142,10 +142,12 @@ class ProfileSettings:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProfileSettings:
+        """Settings from :meth:`to_dict`'s output; unknown keys are refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -189,6 +191,7 @@ def median_ci95(samples: list[float]) -> tuple[float, float]:
 
 
 def converged(samples: list[float], target: float) -> bool:
+    """Whether the median's 95% interval lies within ±``target`` of the median."""
     median = statistics.median(samples)
     low, high = median_ci95(samples)
     return low >= (1 - target) * median and high <= (1 + target) * median
@@ -213,6 +216,7 @@ class RunnerProfile:
 
 
 def measure_idle_power_w(meter: Meter, seconds: float, period_s: float) -> float:
+    """The mean power over ``seconds`` with nothing running."""
     sampler = PowerSampler(meter, period_s)
     sampler.start()
     time.sleep(seconds)
@@ -280,19 +284,42 @@ def build_runner(
     config.check_seq_len(settings.seq_len)
     with torch_seeded(settings.seed):
         model = FlexiBertModel(config).eval()
-    threads = threads or settings.pinned_threads
-    if settings.runtime == "torch":
-        torch.set_num_threads(threads)
-        return create_runner("torch", ExportWrapper(model), settings.device)
-    # an int8 runtime measures its quantised artifact
-    spec = ExportSpec.for_runtime(
-        settings.runtime, batch_size=settings.batch_size, seq_len=settings.seq_len
+    runner, _ = model_runner(
+        model,
+        settings.runtime,
+        settings.device,
+        workdir,
+        threads=threads or settings.pinned_threads,
+        batch_size=settings.batch_size,
+        seq_len=settings.seq_len,
+        seed=settings.seed,
     )
-    artifact = export_model(model, workdir, spec, seed=settings.seed).artifact
-    options: dict[str, Any] = {"threads": threads}
-    if spec.format == "openvino":
-        options["precision"] = "f32"
-    return create_runner(settings.runtime, artifact, settings.device, **options)
+    return runner
+
+
+def model_runner(
+    model: torch.nn.Module,
+    runtime: str,
+    device: str | None,
+    workdir: Path,
+    *,
+    threads: int | None,
+    batch_size: int,
+    seq_len: int,
+    seed: int = 0,
+) -> tuple[Runner, Path | None]:
+    """``(runner, artifact)``: ``model`` in ``runtime`` on ``device``, as profiling times it.
+
+    A runtime that runs the module itself (``runs_module``: torch) gets it as it is (artifact
+    ``None``); any other is exported into ``workdir`` first (an int8 runtime: its quantised
+    artifact). The runner is pinned to ``threads`` and has the runtime's ``measure_options``
+    (:func:`~edgetran.export.runners.create_timed_runner`).
+    """
+    if get_runtime(runtime).runs_module:
+        return create_timed_runner(runtime, ExportWrapper(model), device, threads), None
+    spec = ExportSpec.for_runtime(runtime, batch_size=batch_size, seq_len=seq_len)
+    artifact = export_model(model, workdir, spec, seed=seed).artifact
+    return create_timed_runner(runtime, artifact, device, threads), artifact
 
 
 def _profile_quietly(

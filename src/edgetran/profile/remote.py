@@ -27,9 +27,11 @@ Profiler = Callable[[Architecture, ProfileSettings, Meter | None], Measurement]
 class ProfilingCluster(Protocol):
     """What profiling needs of a cluster (:class:`edgetran.cluster.Cluster` is one)."""
 
-    def run_profile(self, device: str, fn, /, *args: Any, **kwargs: Any) -> Any: ...
+    def run_profile(self, device: str, fn, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on a worker offering ``device``; its result."""
 
-    def offered_devices(self) -> dict[str, list[str]]: ...
+    def offered_devices(self) -> dict[str, list[str]]:
+        """The devices each worker offers, by worker."""
 
 
 def worker_for(cluster: ProfilingCluster, node: str, runtime: str) -> str:

@@ -43,6 +43,7 @@ def window_energy_j(readings: list[Reading]) -> float:
 
 
 def peak_power_w(readings: list[Reading]) -> float:
+    """The largest power sampled in the window."""
     samples = power_samples(readings)
     if not samples:
         raise MeterError("no power samples in the window")
@@ -50,6 +51,7 @@ def peak_power_w(readings: list[Reading]) -> float:
 
 
 def mean_power_w(readings: list[Reading]) -> float:
+    """The window's mean power: its energy over its span."""
     span = readings[-1].time_s - readings[0].time_s
     if span <= 0:
         raise MeterError("a window needs readings at two different times")
@@ -82,6 +84,7 @@ class PowerSampler:
         self.start_s = self.end_s = 0.0
 
     def start(self) -> None:
+        """Take the first reading and start polling (a live meter)."""
         self.readings = []
         self._stop.clear()
         self.start_s = time.time()

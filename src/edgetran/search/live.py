@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from edgetran.devices import split_device
 from edgetran.errors import SearchError
 from edgetran.search.evaluators import Accuracy, LiveEvaluator
 from edgetran.search.objectives import ReferenceCost
@@ -30,7 +31,8 @@ def device_measurements(
     """
     items = store.measurements(device)
     if not items and "/" in device:
-        hardware, runtime = device.rsplit("/", 1)
+        forms = "HARDWARE/RUNTIME (e.g. cpu/torch) or a device name in the store"
+        hardware, runtime = split_device(device, error=SearchError, forms=forms)
         items = store.measurements(hardware, runtime=runtime)
     if shape is not None:
         items = [m for m in items if (m.batch_size, m.seq_len) == shape]

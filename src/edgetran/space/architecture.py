@@ -75,6 +75,7 @@ class Layer:
 
     @property
     def num_heads(self) -> int:
+        """The number of attention heads."""
         return len(self.ops)
 
     @property
@@ -83,6 +84,7 @@ class Layer:
         return len(self.ops) * self.head_dim
 
     def to_dict(self) -> dict[str, Any]:
+        """The layer as a JSON-ready dict."""
         return {
             "hidden": self.hidden,
             "heads": list(self.ops),
@@ -91,6 +93,7 @@ class Layer:
         }
 
     def replace(self, **changes: Any) -> Layer:
+        """A copy with ``changes`` applied (and validated)."""
         values = {"hidden": self.hidden, "ops": self.ops, "head_dim": self.head_dim, "ff": self.ff}
         values.update(changes)
         return Layer(**values)
@@ -117,6 +120,7 @@ class Architecture:
     # -- basic views -------------------------------------------------------------------------
     @property
     def num_layers(self) -> int:
+        """The number of encoder layers."""
         return len(self.layers)
 
     @property
@@ -126,6 +130,7 @@ class Architecture:
 
     @property
     def hidden_sizes(self) -> tuple[int, ...]:
+        """Each layer's hidden size."""
         return tuple(layer.hidden for layer in self.layers)
 
     def __str__(self) -> str:
@@ -135,9 +140,11 @@ class Architecture:
 
     # -- the project's JSON form --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The architecture as a JSON-ready dict."""
         return {"layers": [layer.to_dict() for layer in self.layers]}
 
     def to_json(self, **kwargs: Any) -> str:
+        """The architecture as JSON text (``kwargs`` go to :func:`json.dumps`)."""
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
@@ -157,6 +164,7 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
+        """The architecture that :meth:`to_json` wrote."""
         return cls.from_dict(parse_json(text))
 
     @classmethod

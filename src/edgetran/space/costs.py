@@ -47,6 +47,7 @@ class Cost:
         return self
 
     def to_dict(self) -> dict[str, int]:
+        """The cost as a JSON-ready dict."""
         return {"parameters": self.parameters, "flops": self.flops, "bytes": self.bytes}
 
 
@@ -65,6 +66,7 @@ class CostReport:
     other: dict[str, Cost] = field(default_factory=dict)
 
     def by_kind(self) -> dict[str, Cost]:
+        """Costs summed by kind over the layers and the rest."""
         totals: dict[str, Cost] = defaultdict(Cost)
         for part in [self.other, *self.per_layer]:
             for kind, cost in part.items():
@@ -73,6 +75,7 @@ class CostReport:
 
     @property
     def total(self) -> Cost:
+        """The cost of the whole model."""
         total = Cost()
         for cost in self.by_kind().values():
             total += cost
@@ -80,17 +83,21 @@ class CostReport:
 
     @property
     def parameters(self) -> int:
+        """Parameters of the whole model."""
         return self.total.parameters
 
     @property
     def flops(self) -> int:
+        """FLOPs of one forward pass of the whole model."""
         return self.total.flops
 
     @property
     def bytes(self) -> int:
+        """Bytes moved by one forward pass of the whole model."""
         return self.total.bytes
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready dict."""
         return {
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,

@@ -148,6 +148,7 @@ class DesignSpace:
     # -- construction and serialisation --------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DesignSpace:
+        """A design space from its dict form; unknown keys are an error naming them."""
         if not isinstance(data, Mapping):
             raise DesignSpaceError("design space: expected a mapping of choices")
         known = set(cls.__dataclass_fields__)
@@ -174,11 +175,13 @@ class DesignSpace:
             raise DesignSpaceError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, list[Any]]:
+        """The design space as a JSON-ready dict."""
         return {k: list(v) for k, v in asdict(self).items()}
 
     # -- choice tables (the embedding's lookup lists) --------------------------------------------
     @cached_property
     def ff_choices(self) -> tuple[tuple[int, ...], ...]:
+        """Every feed-forward stack the space allows (the embedding's lookup list)."""
         return tuple(
             widths
             for depth in self.ff_depths
@@ -187,6 +190,7 @@ class DesignSpace:
 
     @cached_property
     def attention_choices(self) -> tuple[tuple[str, ...], ...]:
+        """Every multiset of head operations the space allows (the embedding's lookup list)."""
         return tuple(
             ops
             for n in self.head_counts
@@ -203,11 +207,13 @@ class DesignSpace:
 
     @property
     def num_attention_choices(self) -> int:
+        """How many attention choices a layer has."""
         k = len(self.operations)
         return sum(math.comb(k + n - 1, n) for n in self.head_counts)
 
     @property
     def num_ff_choices(self) -> int:
+        """How many feed-forward choices a layer has."""
         return sum(len(self.ff_widths) ** depth for depth in self.ff_depths)
 
     # -- size ------------------------------------------------------------------------------
@@ -219,14 +225,17 @@ class DesignSpace:
 
     @property
     def log10_size(self) -> float:
+        """The base-10 logarithm of :attr:`size`."""
         return math.log10(self.size)
 
     # -- membership ---------------------------------------------------------------------------
     @property
     def embedding_length(self) -> int:
+        """The length of an architecture's embedding in this space."""
         return 1 + 3 * max(self.layers)
 
     def layer_on_grid(self, layer: Layer) -> bool:
+        """Whether ``layer`` is one of the space's layers."""
         return (
             layer.hidden in self.hidden_sizes
             and layer.num_heads in self.head_counts

@@ -18,6 +18,7 @@ NAMED_ARCHITECTURES: dict[str, Architecture] = {
 
 
 def named_architecture(name: str) -> Architecture:
+    """A named reference architecture (``bert-tiny``, ``bert-mini`` …)."""
     try:
         return NAMED_ARCHITECTURES[name]
     except KeyError:

@@ -146,59 +146,43 @@ evaluations = Table(
 )
 
 
+def _runs_table(family: str, definition: str) -> Table:
+    """``<family>_runs``: one row per run, with the JSON ``definition`` that defines it."""
+    return Table(
+        f"{family}_runs",
+        metadata,
+        Column("run", String(64), primary_key=True),
+        Column(definition, JSON, nullable=False),
+        Column("created_at", Float, nullable=False),
+    )
+
+
+def _run_records_table(family: str, key: Column) -> Table:
+    """``<family>_<key>s``: a run's records, one per value of ``key``, each written once."""
+    return Table(
+        f"{family}_{key.name}s",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run", String(64), ForeignKey(f"{family}_runs.run"), nullable=False, index=True),
+        key,
+        Column("record", JSON, nullable=False),
+        Column("created_at", Float, nullable=False),
+        Index(f"uq_{family}_{key.name}", "run", key.name, unique=True),
+    )
+
+
 #: Grow-and-prune searches: one row per search tree, with the settings that define it.
-growprune_runs = Table(
-    "growprune_runs",
-    metadata,
-    Column("run", String(64), primary_key=True),
-    Column("settings", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-
+growprune_runs = _runs_table("growprune", "settings")
 #: Nodes of a grow-and-prune tree: written once, when a child is trained (or refused untrained).
-growprune_nodes = Table(
-    "growprune_nodes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run", String(64), ForeignKey("growprune_runs.run"), nullable=False, index=True),
-    Column("node", String(64), nullable=False),
-    Column("record", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("uq_growprune_node", "run", "node", unique=True),
-)
-
+growprune_nodes = _run_records_table("growprune", Column("node", String(64), nullable=False))
 #: One row per finished grow-and-prune iteration: its children and what was accepted, and why.
-growprune_iterations = Table(
-    "growprune_iterations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run", String(64), ForeignKey("growprune_runs.run"), nullable=False, index=True),
-    Column("iteration", Integer, nullable=False),
-    Column("record", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("uq_growprune_iteration", "run", "iteration", unique=True),
+growprune_iterations = _run_records_table(
+    "growprune", Column("iteration", Integer, nullable=False)
 )
-
 #: Co-design runs (``edgetran codesign``): the configuration that defines each run.
-codesign_runs = Table(
-    "codesign_runs",
-    metadata,
-    Column("run", String(64), primary_key=True),
-    Column("config", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-
+codesign_runs = _runs_table("codesign", "config")
 #: One row per finished co-design stage: its result and how long it took.
-codesign_stages = Table(
-    "codesign_stages",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run", String(64), ForeignKey("codesign_runs.run"), nullable=False, index=True),
-    Column("stage", String(32), nullable=False),
-    Column("record", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("uq_codesign_stage", "run", "stage", unique=True),
-)
+codesign_stages = _run_records_table("codesign", Column("stage", String(32), nullable=False))
 
 #: Seconds each attempt (one process) has spent on a co-design stage so far, written as the
 #: stage goes: a killed attempt's time counts in the stage's total.
@@ -429,6 +413,7 @@ class Store:
             raise database_error(self.url, "cannot open the database", err) from None
 
     def close(self) -> None:
+        """Release the database's connections."""
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -486,6 +471,7 @@ class Store:
             return None
 
     def add_device(self, name: str, description: dict[str, Any] | None = None) -> None:
+        """Register a device (once; a second call keeps the first row)."""
         with self.engine.begin() as conn:
             self._ensure(
                 conn,
@@ -533,6 +519,7 @@ class Store:
         seed: int,
         result: dict[str, Any],
     ) -> None:
+        """Store an accuracy-oracle result for an architecture (created if new)."""
         self._insert_with_architecture(
             evaluations, model_dict, hash, task=task, budget=budget, seed=seed, result=result
         )
@@ -560,31 +547,16 @@ class Store:
             )
             .order_by(evaluations.c.id.desc())
         )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return self._first(query)
 
     # -- grow-and-prune trees ---------------------------------------------------------------
     def add_growprune_run(self, run: str, settings: dict[str, Any]) -> None:
         """Register a grow-and-prune search (once; a second call keeps the first row)."""
-        with self.engine.begin() as conn:
-            self._ensure(
-                conn,
-                growprune_runs,
-                {"run": run, "settings": settings, "created_at": time.time()},
-            )
+        self._register(growprune_runs, run=run, settings=settings)
 
     def growprune_run(self, run: str) -> dict[str, Any] | None:
         """The settings of a registered grow-and-prune search, or ``None``."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(growprune_runs.c.settings).where(growprune_runs.c.run == run)
-            ).first()
-        if row is None:
-            return None
-        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return self._first(select(growprune_runs.c.settings).where(growprune_runs.c.run == run))
 
     def add_growprune_node(self, run: str, node: str, record: dict[str, Any]) -> bool:
         """Store a tree node once; ``False`` if the run already holds it."""
@@ -605,20 +577,11 @@ class Store:
     # -- co-design runs ------------------------------------------------------------------------
     def add_codesign_run(self, run: str, config: dict[str, Any]) -> None:
         """Register a co-design run (once; a second call keeps the first row)."""
-        with self.engine.begin() as conn:
-            self._ensure(
-                conn, codesign_runs, {"run": run, "config": config, "created_at": time.time()}
-            )
+        self._register(codesign_runs, run=run, config=config)
 
     def codesign_run(self, run: str) -> dict[str, Any] | None:
         """The configuration of a registered co-design run, or ``None``."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(codesign_runs.c.config).where(codesign_runs.c.run == run)
-            ).first()
-        if row is None:
-            return None
-        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return self._first(select(codesign_runs.c.config).where(codesign_runs.c.run == run))
 
     def add_codesign_stage(self, run: str, stage: str, record: dict[str, Any]) -> bool:
         """Store a finished stage once; ``False`` if the run already holds it."""
@@ -633,7 +596,7 @@ class Store:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return {r[0]: json.loads(r[1]) if isinstance(r[1], str) else r[1] for r in rows}
+        return {r[0]: _from_json(r[1]) for r in rows}
 
     def record_codesign_progress(self, run: str, stage: str, attempt: str, seconds: float) -> None:
         """Record that ``attempt`` has spent ``seconds`` on ``stage`` so far."""
@@ -677,12 +640,20 @@ class Store:
 
     def artifact_accuracy(self, key: str) -> dict[str, Any] | None:
         """The stored accuracy under ``key``, or ``None``."""
-        query = select(artifact_accuracies.c.result).where(artifact_accuracies.c.key == key)
+        return self._first(
+            select(artifact_accuracies.c.result).where(artifact_accuracies.c.key == key)
+        )
+
+    def _register(self, table: Table, **values: Any) -> None:
+        """Insert a run's row once (a second call keeps the first row)."""
+        with self.engine.begin() as conn:
+            self._ensure(conn, table, {**values, "created_at": time.time()})
+
+    def _first(self, query: Any) -> Any:
+        """The JSON value of the query's first row, or ``None`` when there is none."""
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-        if row is None:
-            return None
-        return json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return None if row is None else _from_json(row[0])
 
     def _insert_once(self, table: Table, **values: Any) -> bool:
         try:
@@ -696,7 +667,7 @@ class Store:
         query = select(table.c.record).where(table.c.run == run).order_by(table.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        return [_from_json(r[0]) for r in rows]
 
     @staticmethod
     def _ensure(conn: Connection, table: Table, row: dict[str, Any]) -> None:
@@ -739,6 +710,7 @@ class Store:
             return [_to_measurement(row._mapping) for row in conn.execute(query)]
 
     def iter_devices(self) -> Iterator[dict[str, Any]]:
+        """Every registered device with its description."""
         with self.engine.connect() as conn:
             for row in conn.execute(select(devices).order_by(devices.c.name)):
                 yield dict(row._mapping)
@@ -769,8 +741,14 @@ class Store:
         ]
 
     def count(self) -> int:
+        """The number of stored measurements."""
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(measurements)).scalar_one()
+
+
+def _from_json(value: Any) -> Any:
+    """A JSON column's value (a string where the driver returns one undecoded)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _decode(row: Any, *json_columns: str) -> dict[str, Any]:
@@ -782,10 +760,7 @@ def _decode(row: Any, *json_columns: str) -> dict[str, Any]:
 
 
 def _to_measurement(row: Any) -> Measurement:
-    data = dict(row)
-    for key in ("environment", "extra", "model_dict", "latency_ci95_s"):
-        if isinstance(data.get(key), str):
-            data[key] = json.loads(data[key])
+    data = _decode(row, "environment", "extra", "model_dict", "latency_ci95_s")
     data["environment"] = data.get("environment") or {}
     data["extra"] = data.get("extra") or {}
     return Measurement.from_dict(data)

@@ -206,6 +206,7 @@ class Measurement:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod

@@ -43,6 +43,8 @@ FAST_GBDT = {"n_models": 3, "n_estimators": 200, "learning_rate": 0.06}
 
 @dataclass
 class ActiveResult:
+    """What active profiling measured, how each round went and why it stopped."""
+
     measurements: list[Measurement]
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_because: str = "budget"
@@ -225,9 +227,11 @@ class ReplayDevice:
         self.archs = {h: Architecture.from_dict(m.model_dict) for h, m in self.table.items()}
 
     def profile(self, arch: Architecture) -> Measurement:
+        """The recorded measurement of ``arch``."""
         return self.table[arch.hash]
 
     def candidates(self, n: int, rng: np.random.Generator) -> list[Architecture]:
+        """Up to ``n`` recorded architectures not excluded, drawn with ``rng``."""
         keys = [h for h in self.table if h not in self.excluded]
         chosen = rng.choice(len(keys), size=min(n, len(keys)), replace=False)
         return [self.archs[keys[i]] for i in chosen]

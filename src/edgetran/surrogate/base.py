@@ -66,6 +66,7 @@ class Prediction:
     level: float
 
     def to_records(self) -> list[dict[str, float]]:
+        """One ``{mean, std, lower, upper}`` record per prediction."""
         return [
             {
                 "mean": float(m),
@@ -152,6 +153,7 @@ class Surrogate(abc.ABC):
 
     # -- the estimator API ----------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
+        """Fit the model to features ``X`` and positive targets ``y``; returns itself."""
         X, y = self._validate(X, y)
         rng = np.random.default_rng(self.random_state)
         z = np.log(y) if self.log_target else y
@@ -164,6 +166,7 @@ class Surrogate(abc.ABC):
         return self
 
     def predict(self, X: np.ndarray, level: float = 0.9) -> Prediction:
+        """The predicted mean, std and ``level`` interval of each row of ``X``."""
         if not hasattr(self, "cores_"):
             raise SurrogateError("the surrogate is not fitted yet")
         X = np.asarray(X, dtype=float)

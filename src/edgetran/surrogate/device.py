@@ -103,6 +103,7 @@ def make_surrogate(model: str = "gbdt", random_state: int = 0, **kwargs: Any) ->
 
 
 def targets(measurements: Sequence[Measurement], metric: str) -> np.ndarray:
+    """The values of ``metric`` in the measurements (each must have one)."""
     field = METRICS[metric]
     values = [getattr(m, field) for m in measurements]
     if any(v is None for v in values):
@@ -362,10 +363,12 @@ class DeviceSurrogate:
         self.__dict__.update(state)
 
     def save(self, path: str | Path) -> None:
+        """Write the fitted surrogate to ``path``."""
         Path(path).write_bytes(pickle.dumps({"format": FORMAT_VERSION, "surrogate": self}))
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceSurrogate:
+        """A surrogate that :meth:`save` wrote."""
         try:
             payload = pickle.loads(Path(path).read_bytes())
         except OSError as err:

@@ -58,6 +58,7 @@ SHAPE_INPUTS = ("log_batch_size", "log_seq_len")
 
 
 def feature_names() -> list[str]:
+    """The names of the analytic features, in column order."""
     embedding = [f"embedding_{i}" for i in range(REFERENCE_SPACE.embedding_length)]
     costs = [f"log_{q}_{kind}" for kind in COST_KINDS for q in ("flops", "params", "bytes")]
     return [*embedding, *costs, *SHAPE_FEATURES]

@@ -50,6 +50,7 @@ class NPNLinear(nn.Module):
         self.bias_rho = nn.Parameter(torch.full((fan_out,), -10.0))
 
     def forward(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output mean and variance of inputs with mean ``mean`` and variance ``var``."""
         w_var, b_var = F.softplus(self.weight_rho), F.softplus(self.bias_rho)
         out_mean = mean @ self.weight_mean + self.bias_mean
         out_var = var @ w_var + var @ self.weight_mean**2 + mean**2 @ w_var + b_var
@@ -68,6 +69,8 @@ def npn_relu(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 class NPN(nn.Module):
+    """A natural-parameter network: a predicted mean and variance per input."""
+
     def __init__(self, fan_in: int, hidden: int = 32) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
@@ -75,6 +78,7 @@ class NPN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted mean and variance of each input row."""
         mean, var = x, torch.zeros_like(x)
         for i, layer in enumerate(self.layers):
             mean, var = layer(mean, var)
@@ -203,6 +207,7 @@ class NetworkTraining:
 
     @property
     def npn_rate(self) -> float:
+        """The NPN's learning rate (the network's when not set)."""
         return self.learning_rate if self.npn_learning_rate is None else self.npn_learning_rate
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgetran.export.runners import Runner, RunnerError, Runtime, get_runtime
-from edgetran.export.verify import TOLERANCE, random_inputs
-from edgetran.testing._contract import Clauses
+from edgetran.export.runners import (
+    TOLERANCE,
+    Runner,
+    RunnerError,
+    Runtime,
+    create_timed_runner,
+    get_runtime,
+)
+from edgetran.export.verify import random_inputs
+from edgetran.testing._contract import Clauses, is_number
 
 #: The tiny model a runtime is checked with: one layer, hidden 16, two heads, a short vocabulary.
 VOCAB = 61
@@ -97,10 +105,16 @@ def check_runner(
         )
 
 
-def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
+def check_runtime(name: str, *, tolerance: float | None = None) -> None:
     """Assert that the registered runtime ``name`` exports a tiny FlexiBERT model to its format
-    and runs it as PyTorch does (:func:`check_runner` on its runner, eager PyTorch as the
-    reference).
+    and runs it as PyTorch does (:func:`check_runner` on its runner made with its
+    ``verify_options``, eager PyTorch as the reference, within ``tolerance``: default the
+    runtime's own), and that its runtime behaviour is well formed: ``set_threads`` is callable
+    or ``None``, the option mappings have string keys, and the runners made as profiling
+    makes them (:func:`~edgetran.export.runners.create_timed_runner`, one thread where the
+    runner takes a ``threads`` option), with ``bf16_options`` and, for ``runs_module``, of the
+    PyTorch module itself keep the runner contract. ``set_threads`` is not called: it changes
+    the whole process.
 
     A quantised runtime (``quantize`` other than ``none``, e.g. ``onnxruntime-int8``) exports
     with its quantisation, and ``tolerance`` does not apply to it: its output must be finite,
@@ -130,6 +144,7 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
         "quantize is one of the quantize_modes its exporter writes",
         f"{runtime.quantize!r} not in {runtime.quantize_modes}",
     )
+    _check_behaviour(c, runtime)
     if runtime.check_device is not None:
         try:
             runtime.check_device(runtime.default_device)
@@ -143,16 +158,24 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
             return wrapper(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
     ids, mask = random_inputs(BATCH, SEQ, VOCAB, seed=1)
+    device = runtime.default_device
+    # a process-wide thread setting is left alone; a runner option gets one thread
+    threads = None if runtime.set_threads is not None else 1
     with tempfile.TemporaryDirectory(prefix="edgetran-check-") as tmp:
         artifact = Path(tmp) / runtime.artifact_name
         spec = ExportSpec(runtime.format, batch_size=BATCH, seq_len=SEQ, quantize=runtime.quantize)
         runtime.export(wrapper, (torch.from_numpy(ids), torch.from_numpy(mask)), artifact, spec)
         c.require(artifact.exists(), "export writes the artifact at the path it is given")
         check_runner(
-            lambda: runtime.runner(artifact, runtime.default_device),
+            lambda: runtime.runner(artifact, device, **runtime.verify_options),
             reference=None if quantized else reference,
-            tolerance=tolerance,
+            tolerance=runtime.tolerance if tolerance is None else tolerance,
         )
+        check_runner(lambda: create_timed_runner(name, artifact, device, threads))
+        if runtime.runs_module:
+            check_runner(lambda: create_timed_runner(name, wrapper, device, threads))
+        if runtime.bf16_options is not None:
+            check_runner(lambda: runtime.runner(artifact, device, **runtime.bf16_options))
         if quantized:
             runner = runtime.runner(artifact, runtime.default_device)
             c.require(
@@ -161,6 +184,38 @@ def check_runtime(name: str, *, tolerance: float = TOLERANCE) -> None:
                 repr(runner.describe()),
             )
             _check_relative_error(c, runner(ids, mask), reference(ids, mask))
+
+
+def _check_behaviour(c: Clauses, runtime: Runtime) -> None:
+    """The runtime behaviour fields: types and values, without calling ``set_threads``."""
+    c.require(isinstance(runtime.runs_module, bool), "runs_module is a bool")
+    c.require(
+        runtime.set_threads is None or callable(runtime.set_threads),
+        "set_threads is None or set_threads(n) pins n threads",
+        repr(runtime.set_threads),
+    )
+    options: dict[str, Any] = {
+        "measure_options": runtime.measure_options,
+        "verify_options": runtime.verify_options,
+    }
+    if runtime.bf16_options is not None:
+        options["bf16_options"] = runtime.bf16_options
+    for field, value in options.items():
+        c.require(
+            isinstance(value, Mapping) and all(isinstance(k, str) for k in value),
+            f"{field} maps runner option names to values",
+            repr(value),
+        )
+    c.require(
+        "threads" not in runtime.measure_options,
+        "measure_options leave threads to create_timed_runner",
+        repr(runtime.measure_options),
+    )
+    c.require(
+        is_number(runtime.tolerance) and runtime.tolerance > 0,
+        "tolerance is a positive number",
+        repr(runtime.tolerance),
+    )
 
 
 def _check_relative_error(c: Clauses, output: np.ndarray, expected: np.ndarray) -> None:

@@ -138,6 +138,7 @@ class FinetuneResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
 

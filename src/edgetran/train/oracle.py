@@ -128,6 +128,7 @@ BYTES_PER_TRAINED_PARAMETER = 16
 
 
 def check_budget(name: str) -> Budget:
+    """The budget named ``name``; an unknown name is an error naming the allowed ones."""
     if name not in BUDGETS:
         raise TrainingError(f"budget {name!r} is unknown; allowed: {', '.join(BUDGETS)}")
     return BUDGETS[name]
@@ -139,6 +140,7 @@ def budget_positions(name: str) -> int:
 
 
 def budget_settings(name: str, seed: int = 0) -> tuple[PretrainSettings, FinetuneSettings]:
+    """The pretraining and fine-tuning settings of budget ``name``."""
     b = check_budget(name)
     return (
         PretrainSettings(

@@ -101,6 +101,7 @@ class PretrainResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -111,6 +112,7 @@ def max_positions(max_length: int) -> int:
 
 
 def build_mlm_model(arch: Architecture, tokenizer: PreTrainedTokenizerBase, max_length: int):
+    """A randomly initialised MLM model of ``arch`` sized for ``tokenizer`` and ``max_length``."""
     config = FlexiBertConfig(
         architecture=arch.to_dict(),
         vocab_size=len(tokenizer),

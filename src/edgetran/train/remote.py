@@ -25,7 +25,8 @@ from edgetran.train.tasks import TaskOptions
 class TrainingCluster(Protocol):
     """What training needs of a cluster (:class:`edgetran.cluster.Cluster` is one)."""
 
-    def run_training(self, fn, /, *args: Any, **kwargs: Any) -> Any: ...
+    def run_training(self, fn, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on a training worker; its return value."""
 
 
 class SnapshotStore:
@@ -38,9 +39,11 @@ class SnapshotStore:
         self.writes: list[tuple[str, dict[str, Any]]] = []
 
     def trained_models(self, tokenizer: str | None = None) -> list[dict[str, Any]]:
+        """The client's trained models, and those added in this job."""
         return [t for t in self._trained if tokenizer is None or t["tokenizer"] == tokenizer]
 
     def add_trained_model(self, model_dict: dict[str, Any], hash: str, **fields: Any) -> None:
+        """Record a trained model, kept for the client and seen by later reads."""
         entry = {"model_dict": model_dict, "hash": hash, **fields}
         self._trained.append(entry)  # a later read in the same job sees it, as in a Store
         self.writes.append(("add_trained_model", entry))

@@ -24,9 +24,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -124,6 +125,7 @@ class Task:
 
     @property
     def num_labels(self) -> int:
+        """The number of classes (1 for regression)."""
         return max(1, len(self.label_names))
 
     def corpus(self) -> list[str]:
@@ -211,6 +213,7 @@ def tweet_key(split_seed: int = 0) -> str:
 
 
 def tweet_sentiment(split_seed: int = 0) -> Task:
+    """The ``tweet-sentiment`` task, split by ``split_seed``."""
     with tweet_corpus_path().open(encoding="latin-1", newline="") as handle:
         rows = [(row["text"], row["sentiment"]) for row in csv.DictReader(handle)]
     keys, labels = _deduplicate([(t, None) for t, _ in rows], [s for _, s in rows])
@@ -221,8 +224,14 @@ def tweet_sentiment(split_seed: int = 0) -> Task:
     return task
 
 
+def tweet_sentiment_task(options: TaskOptions) -> Task:
+    """``tweet-sentiment``'s registered factory (:data:`edgetran.plugins.TASKS`)."""
+    return tweet_sentiment(options.split_seed)
+
+
 # -- local files --------------------------------------------------------------------------------
 def file_task(path: Path, options: TaskOptions) -> Task:
+    """A local CSV/JSONL task, its columns and labels named by ``options``."""
     rows = _read_rows(path)
     if not rows:
         raise TaskError(f"{path}: no examples")
@@ -274,6 +283,7 @@ def _read_rows(path: Path) -> list[dict]:
 
 # -- GLUE ---------------------------------------------------------------------------------------
 def glue_task(name: str, split_seed: int = 0) -> Task:
+    """The GLUE task ``name`` (cached or downloaded), split by ``split_seed``."""
     if name not in GLUE_TASKS:
         raise TaskError(f"GLUE task {name!r} is unknown; allowed: {', '.join(GLUE_TASKS)}")
     try:
@@ -310,6 +320,17 @@ def glue_task(name: str, split_seed: int = 0) -> Task:
         {"test_split": test_split},
         _seeded_key(f"glue/{name}", split_seed),
     )
+
+
+def _glue_factory(name: str) -> Callable[[TaskOptions], Task]:
+    def factory(options: TaskOptions) -> Task:
+        return glue_task(name, options.split_seed)
+
+    return factory
+
+
+#: The registered factory of each GLUE task (``glue/<name>`` in :data:`edgetran.plugins.TASKS`).
+GLUE_FACTORIES = SimpleNamespace(**{name: _glue_factory(name) for name in GLUE_TASKS})
 
 
 # -- helpers ------------------------------------------------------------------------------------
