@@ -201,3 +201,33 @@ def test_codesign_help_reads_well_at_80_columns():
         elif current and not row.strip().startswith("[default:"):
             helps[current] += 1
     assert max(helps.values()) <= 2, {k: v for k, v in helps.items() if v > 2}
+
+
+def test_an_option_several_commands_take_is_declared_once():
+    """--seed, --json, --force (of a file), ARCH and --vocab-size of these commands are the
+    shared declarations of ``cli/_common.py``: one help text, one place to change it."""
+    import typing
+
+    from edgetran.cli import (
+        _common,
+        growprune_cmd,
+        model_cmds,
+        profile_cmds,
+        search_cmd,
+        space_cmds,
+        surrogate_cmds,
+    )
+
+    shared = {
+        _common.SeedOption: [growprune_cmd.growprune, search_cmd.search, space_cmds.sample],
+        _common.JsonOption: [growprune_cmd.growprune, search_cmd.search, space_cmds.size,
+                             space_cmds.describe, surrogate_cmds.cv, surrogate_cmds.predict],
+        _common.ForceFile: [space_cmds.sample, surrogate_cmds.fit, profile_cmds.export_],
+        _common.ArchArgument: [model_cmds.init, space_cmds.describe],
+        _common.VocabSize: [model_cmds.init, space_cmds.describe],
+    }  # fmt: skip
+    for alias, commands in shared.items():
+        option = typing.get_args(alias)[1]
+        for command in commands:
+            declared = typing.get_type_hints(command, include_extras=True).values()
+            assert any(option in typing.get_args(hint) for hint in declared), command.__name__

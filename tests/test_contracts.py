@@ -32,6 +32,7 @@ from edgetran.plugins import (
 )
 from edgetran.profile.meters import Meter, MeterError, Reading, create_meter
 from edgetran.search import Accuracy, LiveEvaluator, ReplayEvaluator
+from edgetran.search.proposers import Proposal, Proposer
 from edgetran.surrogate import DeviceSurrogate
 from edgetran.surrogate.base import Surrogate
 from edgetran.testing import (
@@ -39,9 +40,9 @@ from edgetran.testing import (
     check_evaluator,
     check_meter,
     check_mode,
+    check_proposer,
     check_runner,
     check_runtime,
-    check_sampler,
     check_surrogate,
     check_task,
     synthetic_table,
@@ -82,9 +83,9 @@ def test_built_in_runtime_keeps_the_contract(name):
 
 
 @pytest.mark.parametrize("name", list_samplers())
-def test_built_in_sampler_keeps_the_contract(name):
+def test_built_in_proposer_keeps_the_contract(name):
     skip_unless_usable(SAMPLERS, name)
-    check_sampler(name)
+    check_proposer(name)
 
 
 @pytest.mark.parametrize("name", list_surrogates())
@@ -137,10 +138,11 @@ def test_built_in_evaluators_keep_the_contract(tmp_path):
 PLUGIN = """
     import time
 
-    import optuna
+    import numpy as np
 
     from edgetran.export.runners import Runtime, TorchRunner
     from edgetran.profile.meters import Meter, Reading
+    from edgetran.search.proposers import Proposal, Proposer
 
 
     class UsbMeter(Meter):
@@ -153,8 +155,11 @@ PLUGIN = """
             return Reading(time.time(), power_w=1.5)
 
 
-    def unseeded_sampler(seed):
-        return optuna.samplers.RandomSampler()
+    class UnseededProposer(Proposer):
+        # draws from NumPy's global generator: the seed does not fix it
+
+        def propose(self, records, pending, pool, step, rng):
+            return Proposal(pool[np.random.randint(len(pool))], "unseeded")
 
 
     def no_export(wrapper, example, path, spec):
@@ -169,7 +174,7 @@ ENTRY_POINTS = """
     estimate = edgetran_fake_plugin:UsbMeter
 
     [edgetran.samplers]
-    unseeded = edgetran_fake_plugin:unseeded_sampler
+    unseeded = edgetran_fake_plugin:UnseededProposer
 
     [edgetran.runtimes]
     lazy = edgetran_fake_plugin:LAZY
@@ -182,7 +187,7 @@ ENTRY_POINTS = """
 @pytest.fixture
 def third_party(tmp_path, monkeypatch):
     """An installed distribution ``fake-plugin`` whose entry points add one plug-in per family
-    (a meter, a seed-ignoring sampler, a runtime that exports nothing, an unimportable task)."""
+    (a meter, a seed-ignoring proposer, a runtime that exports nothing, an unimportable task)."""
     (tmp_path / "edgetran_fake_plugin.py").write_text(textwrap.dedent(PLUGIN))
     info = tmp_path / "fake_plugin-1.0.dist-info"
     info.mkdir()
@@ -310,9 +315,46 @@ def test_check_evaluator_names_the_broken_clause(tmp_path):
         check_evaluator(LeakyEvaluator(synthetic_table(tmp_path / "table.jsonl")))
 
 
-def test_check_sampler_names_the_broken_clause(third_party):
-    with pytest.raises(ContractError, match="same seed gives the same search"):
-        check_sampler("unseeded")
+def test_check_proposer_names_the_broken_clause(third_party):
+    with pytest.raises(ContractError, match=r"\('unseeded'\): the same seed gives the same"):
+        check_proposer("unseeded")
+
+
+class RewritingProposer(Proposer):
+    """Takes the pool's first pair, after marking the last record infeasible."""
+
+    def propose(self, records, pending, pool, step, rng):
+        if records:
+            records[-1].feasible = False
+        return Proposal(pool[0], "first")
+
+
+class RepeatingProposer(Proposer):
+    """Proposes a pair in flight again when there is one."""
+
+    def propose(self, records, pending, pool, step, rng):
+        return Proposal(pending[0] if pending else pool[0], "again")
+
+
+class StaleProposer(Proposer):
+    """Proposes the first evaluated pair again."""
+
+    def propose(self, records, pending, pool, step, rng):
+        return Proposal(records[0].pair if records else pool[0], "stale")
+
+
+@pytest.mark.parametrize(
+    ("factory", "clause"),
+    [
+        (RewritingProposer, r"propose leaves the records \(and their evaluations\) as they"),
+        (RepeatingProposer, r"a proposal is no pair in flight \(pending\); got [0-9a-f]+@"),
+        (StaleProposer, "a proposal is one of the pool's pairs; got [0-9a-f]+@"),
+        (lambda setup: object(), "the factory returns a Proposer for a Setup; got object"),
+    ],
+)
+def test_check_proposer_names_the_clause_a_broken_proposer_breaks(factory, clause):
+    with pytest.raises(ContractError, match=rf"^Proposer contract \(.+\): {clause}"):
+        check_proposer(factory)
 
 
 class CarelessPrune(PruneAttnHead):

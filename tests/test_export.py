@@ -120,6 +120,10 @@ def test_onnx_dynamic_batch(tmp_path):
 def test_runner_errors(tmp_path):
     with pytest.raises(RunnerError, match="no such ONNX file"):
         OnnxRuntimeRunner(tmp_path / "missing.onnx")
+    with pytest.raises(RunnerError, match=r"missing\.xml: no such OpenVINO IR \(\.xml\) file"):
+        OpenVinoRunner(tmp_path / "missing.xml")
+    with pytest.raises(RunnerError, match=r"missing\.pt2: no such \.pt2 file"):
+        TorchRunner(str(tmp_path / "missing.pt2"))
     with pytest.raises(RunnerError, match="runtime 'tvm' is unknown"):
         create_runner("tvm", tmp_path)
     with pytest.raises(RunnerError, match=r"allowed: cpu, cuda\[:N\]"):

@@ -27,8 +27,8 @@ FLOORS = {
     "codesign": 8,
 }
 #: Underneath every floor: each may import only the others of this set.
-SHARED = {"__init__", "_versions", "errors", "cores", "seeding", "devices", "plugins", "store",
-          "metrics", "cluster"}  # fmt: skip
+SHARED = {"__init__", "_versions", "errors", "configs", "cores", "seeding", "devices", "plugins",
+          "store", "metrics", "cluster"}  # fmt: skip
 #: Above the floors: the contract kits may import any floor, the CLI anything; neither is
 #: imported by a floor.
 TOP = {"testing": 9, "cli": 10}

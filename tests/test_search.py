@@ -27,7 +27,7 @@ from edgetran.search import (
 from edgetran.search.encoding import ArchitectureEncoder
 from edgetran.search.forests import MetricForests, feasible_ucb
 from edgetran.search.objectives import METRIC_KEYS
-from edgetran.search.settings import SURROGATES
+from edgetran.search.settings import BOSHCODE_SURROGATES
 from edgetran.space import NAMED_ARCHITECTURES, REFERENCE_SPACE, Architecture
 from edgetran.surrogate.nn import combined_spread
 from edgetran.testing import synthetic_table as write_table
@@ -77,7 +77,7 @@ def test_every_sampler_searches_recorded_pairs_only(table, sampler):
     assert set(best["arch"]) == {"l", "o", "h", "f"}
 
 
-@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=SURROGATES)
+@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=BOSHCODE_SURROGATES)
 def test_a_search_is_deterministic_for_a_seed(table, boshcode):
     evaluator = ReplayEvaluator(table)
     settings = SearchSettings(sampler="boshcode", budget=9, seed=3, boshcode=boshcode)
@@ -87,7 +87,7 @@ def test_a_search_is_deterministic_for_a_seed(table, boshcode):
     assert other != first
 
 
-@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize("surrogate", BOSHCODE_SURROGATES)
 def test_boshcode_finds_the_best_pair_of_a_small_table(tmp_path, surrogate):
     evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
     best = max(PaperObjective().value(m) for _, m in evaluator.table.values())
@@ -229,7 +229,7 @@ def test_constraints_within_agrees_with_violations():
 
 
 def test_pareto_scalarisation_of_draws_matches_the_targets(table):
-    from edgetran.search.study import _objective_function, _targets
+    from edgetran.search.proposers import _objective_function, _targets
 
     settings = SearchSettings(objective="pareto", constraints=Constraints(max_latency_ms=3))
     records = run_search(ReplayEvaluator(table), replace(settings, sampler="random", budget=8))
@@ -242,7 +242,7 @@ def test_pareto_scalarisation_of_draws_matches_the_targets(table):
 
 
 def test_forests_lie_about_pairs_in_flight(table):
-    from edgetran.search.study import _metric_fantasies
+    from edgetran.search.proposers import _metric_fantasies
 
     records = run_search(ReplayEvaluator(table), SearchSettings(sampler="random", budget=5))
     pending = [p for p, _ in ReplayEvaluator(table).table.values()][:2]
@@ -352,7 +352,7 @@ def test_boshcode_searches_on_the_reference_embedding(table):
     assert run_search(ReplayEvaluator(table), settings).to_dict()["evaluations"] == 8
 
 
-@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=SURROGATES)
+@pytest.mark.parametrize("boshcode", [FAST, NETWORKS], ids=BOSHCODE_SURROGATES)
 def test_pareto_objective_returns_a_front(table, boshcode):
     settings = SearchSettings(sampler="boshcode", budget=10, objective="pareto",
                               boshcode=boshcode,

@@ -31,7 +31,8 @@ from edgetran.search import (
 from edgetran.search import claims as claims_module
 from edgetran.search import study as study_module
 from edgetran.search.claims import DatabaseClaims, claims_table, host_id, owners_table
-from edgetran.search.study import Failure, _coordinates, _failed_trial
+from edgetran.search.proposers import Coordinates
+from edgetran.search.study import Failure, _failed_trial
 from edgetran.testing import synthetic_table as write_table
 
 FAST = BoshcodeSettings(epochs=20, warm_epochs=5, starts=3, gobi_steps=5, n_initial=4)
@@ -114,7 +115,7 @@ def test_a_parallel_search_of_a_whole_table_finds_its_best_pair(tmp_path, sample
 
 def test_boshcode_batches_lie_about_pending_pairs(table):
     """The constant liar: pairs in flight enter the fit at the worst target observed."""
-    from edgetran.search.study import _with_fantasies
+    from edgetran.search.proposers import _with_fantasies
 
     records = run_search(ReplayEvaluator(table), SearchSettings(sampler="random", budget=5))
     pending = [p for p, _ in ReplayEvaluator(table).table.values()][:2]
@@ -361,7 +362,7 @@ def _pretend_pending(url: str, evaluator, settings, pair, owner: str) -> None:
     claims = DatabaseClaims(url, "s", owner)
     assert claims.claim(pair.key, 100) == "claimed"
     claims.engine.dispose()
-    coordinates = _coordinates(evaluator, settings)
+    coordinates = Coordinates(evaluator.devices)  # trees asks in the embedding's
     trial = optuna.trial.create_trial(
         params=coordinates.params(pair),
         distributions=coordinates.distributions,
@@ -427,9 +428,7 @@ def test_a_dead_process_s_pair_is_freed_and_a_live_one_s_is_left(tmp_path, monke
 
 def _finish_as_failed(url, evaluator, settings, trial, pair) -> None:
     storage = optuna.storages.RDBStorage(url)
-    failed = _failed_trial(
-        Failure(pair, "MemoryError: simulated"), _coordinates(evaluator, settings)
-    )
+    failed = _failed_trial(Failure(pair, "MemoryError: simulated"), Coordinates(evaluator.devices))
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name("s"), trial.number
     )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from edgetran.search import Constraints, ReplayEvaluator, SearchSettings, run_search
-from edgetran.search.study import INFEASIBLE_PENALTY, _coordinates, _trial
+from edgetran.search.proposers import INFEASIBLE_PENALTY, Coordinates
+from edgetran.search.study import _trial
 from edgetran.search.suite import (
     LANDSCAPES,
     Problem,
@@ -136,17 +137,29 @@ def test_gp_asks_in_compact_coordinates_and_resumes_without_repeats(tmp_path):
     assert [r.pair.key for r in resumed.records] == whole
 
 
-def test_a_gp_study_records_its_coordinates_so_an_embedding_study_is_not_resumed_as_one():
+def test_a_gp_study_records_its_coordinates_so_an_embedding_study_is_not_resumed_as_one(
+    tmp_path,
+):
+    from edgetran.plugins import SAMPLERS
+    from edgetran.search.evaluators import device_matrix
+    from edgetran.search.proposers import Setup
     from edgetran.search.study import _signature
 
-    assert _signature(SearchSettings(sampler="gp"), ("a",))["coordinates"] == "compact"
-    assert "coordinates" not in _signature(SearchSettings(sampler="tpe"), ("a",))
+    evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=4))
+
+    def signature(sampler: str) -> dict:
+        settings = SearchSettings(sampler=sampler)
+        setup = Setup(settings, device_matrix(evaluator.devices), evaluator)
+        return _signature(settings, evaluator.devices, SAMPLERS.create(sampler, setup))
+
+    assert signature("gp")["coordinates"] == "compact"
+    assert "coordinates" not in signature("tpe")
 
 
 def test_optuna_samplers_are_told_that_an_infeasible_pair_is_penalised(tmp_path):
     evaluator = ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=4))
     settings = SearchSettings(sampler="tpe", budget=8, constraints=Constraints(max_latency_ms=50))
-    coordinates = _coordinates(evaluator, settings)
+    coordinates = Coordinates(evaluator.devices)  # tpe asks in the embedding's
     records = run_search(evaluator, settings).records
     told = [_trial(r, coordinates, settings).value for r in records]
     assert told == [r.value - (0 if r.feasible else INFEASIBLE_PENALTY) for r in records]

@@ -112,7 +112,10 @@ def test_snap_of_on_grid_is_identity():
         ({"hidden": 64, "heads": ["sa_xyz"], "ff": [64]}, "heads", "sa_xyz"),
         ({"hidden": 64, "heads": ["c_4"], "ff": [64]}, "heads", "c_4"),
         ({"hidden": 64, "heads": [], "ff": [64]}, "heads", []),
+        ({"hidden": 64, "heads": "sa_sdp", "ff": [64]}, "heads", "sa_sdp"),
         ({"hidden": 64, "heads": ["sa_sdp"], "ff": [0]}, "ff", 0),
+        ({"hidden": 64, "heads": ["sa_sdp"], "ff": []}, "ff", []),
+        ({"hidden": 64, "heads": ["sa_sdp"], "ff": {"width": 64}}, "ff", {"width": 64}),
         ({"hidden": 64, "heads": ["sa_sdp"], "head_dim": 0, "ff": [64]}, "head_dim", 0),
     ],
 )

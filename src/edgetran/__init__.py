@@ -3,8 +3,8 @@
 The packages follow the data flow: space → model → export (artifacts and runtimes) → profile →
 surrogate → search → growprune → codesign, with train (the accuracy oracle) beside model, store
 (the workspace database) underneath and cli on top. A stage imports only earlier stages and
-shared infrastructure (``errors``, ``seeding``, ``plugins``, ``store``); nothing imports the
-CLI (``tests/test_layering.py`` checks both).
+shared infrastructure (``errors``, ``configs``, ``seeding``, ``plugins``, ``store``); nothing
+imports the CLI (``tests/test_layering.py`` checks both).
 
 The package imports nothing heavy: ``import edgetran`` is instant, and torch or transformers
 load only with the stage that needs them. Importing :mod:`edgetran.model` registers FlexiBERT

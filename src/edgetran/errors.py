@@ -8,6 +8,7 @@ writes: a non-empty output folder or an existing output file is refused unless `
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -133,6 +134,18 @@ def read_json_lines(
                 yield number, row
     except UnicodeDecodeError:
         raise error(f"{path}: not UTF-8 text") from None
+
+
+def finite_for_json(value: Any) -> Any:
+    """``value`` (nested dicts, lists and tuples) with every float that is not finite as
+    ``None``: JSON has no NaN or Infinity, and strict parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_for_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_for_json(item) for item in value]
+    return value
 
 
 #: What a command that writes says of an output it will not overwrite on its own.

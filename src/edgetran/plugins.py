@@ -12,7 +12,8 @@ entry point group         what the entry point names, and how it is called
                           ``--meter NAME:ARG``, returning a :class:`~edgetran.profile.meters.Meter`
 ``edgetran.runtimes``     a :class:`~edgetran.export.runners.Runtime`: an export format, its
                           exporter, and a runner factory ``runner(artifact, device, **options)``
-``edgetran.samplers``     an Optuna sampler factory: ``factory(seed=SEED)``
+``edgetran.samplers``     a search strategy: ``factory(setup)`` returning a
+                          :class:`~edgetran.search.proposers.Proposer` (a subclass is one)
 ``edgetran.surrogates``   a :class:`~edgetran.surrogate.base.Surrogate` class:
                           ``cls(random_state=SEED, **options)``
 ``edgetran.tasks``        a task factory: ``factory(options: TaskOptions) -> Task``
@@ -328,30 +329,31 @@ for _name, _runtime, _requires, _extra, _summary in (
         extra=_extra,
     )
 
-for _name, _class, _requires, _summary in (
-    # BOSHCODE proposes from its own surrogate; its Optuna sampler only stores the trials.
-    ("boshcode", "RandomSampler", ("optuna", "torch"), "BOSHCODE: surrogate + GOBI proposals"),
-    ("random", "RandomSampler", ("optuna",), "Optuna random sampling"),
-    ("tpe", "TPESampler", ("optuna",), "Optuna tree-structured Parzen estimator"),
-    ("nsga2", "NSGAIISampler", ("optuna",), "Optuna NSGA-II"),
+_PROPOSERS = "edgetran.search.proposers"
+for _name, _target, _requires, _summary in (
+    (
+        "boshcode",
+        f"{_PROPOSERS}:boshcode",
+        ("optuna", "torch"),
+        "BOSHCODE: forests (or networks + GOBI) propose",
+    ),
+    ("random", f"{_PROPOSERS}:random", ("optuna",), "Optuna random sampling"),
+    ("tpe", f"{_PROPOSERS}:tpe", ("optuna",), "Optuna tree-structured Parzen estimator"),
+    ("nsga2", f"{_PROPOSERS}:nsga2", ("optuna",), "Optuna NSGA-II"),
+    (
+        "gp",
+        f"{_PROPOSERS}:gp",
+        ("optuna", "torch", "scipy"),
+        "Optuna Gaussian-process BO on 15 analytic features",
+    ),
+    (
+        "trees",
+        "edgetran.search.trees:TreesProposer",
+        ("optuna", "sklearn"),
+        "extra-trees ensemble, UCB over the candidate pool",
+    ),
 ):
-    SAMPLERS.register(
-        _name, f"optuna.samplers:{_class}", requires=_requires, summary=_summary, origin=BUILT_IN
-    )
-SAMPLERS.register(
-    "gp",
-    "edgetran.search.gp:FeatureGPSampler",
-    requires=("optuna", "torch", "scipy"),
-    summary="Optuna Gaussian-process BO on 15 analytic features",
-    origin=BUILT_IN,
-)
-SAMPLERS.register(
-    "trees",
-    "edgetran.search.trees:TreesSampler",
-    requires=("optuna", "sklearn"),
-    summary="extra-trees ensemble, UCB over the candidate pool",
-    origin=BUILT_IN,
-)
+    SAMPLERS.register(_name, _target, requires=_requires, summary=_summary, origin=BUILT_IN)
 
 SURROGATES.register(
     "gbdt",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import sys
 import tempfile
@@ -48,6 +47,14 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 #: ``--seed``.
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+#: ``--force`` of a command that writes one file (``--out FILE``).
+ForceFile = Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")]
+#: ``ARCH``: an architecture argument, resolved by :func:`resolve_arch`.
+ArchArgument = Annotated[
+    str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")
+]
+#: ``--vocab-size``: the vocabulary of a built model (the reference's by default).
+VocabSize = Annotated[int, typer.Option("--vocab-size", min=1, help="Vocabulary size.")]
 
 
 def fail(message: str) -> NoReturn:
@@ -105,19 +112,10 @@ def print_json(data: Any) -> None:
     """Write ``data`` as strict JSON: a number that is not finite (an R² of constant targets)
     becomes ``null``, as JSON has no NaN or Infinity and strict parsers refuse them; database
     passwords in it are masked."""
+    from edgetran.errors import finite_for_json
     from edgetran.store.masking import mask_secrets
 
-    sys.stdout.write(json.dumps(_finite(mask_secrets(data)), indent=2) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    sys.stdout.write(json.dumps(finite_for_json(mask_secrets(data)), indent=2) + "\n")
 
 
 def quiet_optuna() -> None:

@@ -240,7 +240,7 @@ def codesign(
         typer.Option(
             "--db",
             metavar="URL",
-            help="SQLAlchemy URL or SQLite file (default edgetran.db).",
+            help="SQLAlchemy URL or SQLite file (default: edgetran.db).",
             rich_help_panel="Outputs",
         ),
     ] = None,

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import Force, database_name, fail, on_interrupt, print_json
+from edgetran.cli._common import (
+    DbOption,
+    Force,
+    JsonOption,
+    SeedOption,
+    database_name,
+    fail,
+    on_interrupt,
+    print_json,
+)
 
 ACCEPTANCE = ("hardware", "loss")
 BUDGETS = ("quick", "standard", "full")
@@ -73,11 +82,8 @@ def growprune(
             "prune_attn_head, prune_ffnn) or grow-only."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
-    ] = None,
+    seed: SeedOption = 0,
+    db: DbOption = None,
     workspace: Annotated[
         Path | None,
         typer.Option(help="Folder for tokenizers and checkpoints (default edgetran-workspace)."),
@@ -90,7 +96,7 @@ def growprune(
         bool, typer.Option("--resume", help="Continue the stored search of these options.")
     ] = False,
     force: Force = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Grow and prune a trained model for a device within budgets (GPTran, hardware-aware).
 

@@ -44,22 +44,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(space_cmds.app, name="space")
-app.add_typer(model_cmds.app, name="model")
-app.command()(demo.demo)
-app.command()(export_cmd.export)
-app.command()(profile_cmds.env)
-app.command()(profile_cmds.profile)
-app.add_typer(profile_cmds.measurements_app, name="measurements")
-app.add_typer(surrogate_cmds.app, name="surrogate")
-app.add_typer(train_cmds.app, name="train")
-app.command()(train_cmds.evaluate)
-app.command()(search_cmd.search)
-app.command()(growprune_cmd.growprune)
-app.command()(codesign_cmd.codesign)
-app.command()(report_cmd.report)
-app.command()(cluster_cmds.worker)
-app.command()(cluster_cmds.scheduler)
+#: The commands, in the order ``edgetran --help`` lists them (in the data flow's order).
+COMMANDS = (
+    demo.demo,
+    export_cmd.export,
+    profile_cmds.env,
+    profile_cmds.profile,
+    train_cmds.evaluate,
+    search_cmd.search,
+    growprune_cmd.growprune,
+    codesign_cmd.codesign,
+    report_cmd.report,
+    cluster_cmds.worker,
+    cluster_cmds.scheduler,
+)
+#: The command groups by name, listed after the commands in this order.
+GROUPS = {
+    "space": space_cmds.app,
+    "model": model_cmds.app,
+    "measurements": profile_cmds.measurements_app,
+    "surrogate": surrogate_cmds.app,
+    "train": train_cmds.app,
+}
+for _command in COMMANDS:
+    app.command()(_command)
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
 
 
 @app.callback()

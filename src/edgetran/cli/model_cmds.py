@@ -7,19 +7,19 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import resolve_arch
+from edgetran.cli._common import ArchArgument, VocabSize, resolve_arch
 
 app = typer.Typer(help="Build and convert FlexiBERT models.", no_args_is_help=True)
 
 
 @app.command()
 def init(
-    arch: Annotated[str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")],
+    arch: ArchArgument,
     out: Annotated[Path, typer.Option("--out", help="Output directory (save_pretrained).")],
     head: Annotated[str, typer.Option(help="Model head: base, mlm or cls.")] = "base",
     num_labels: Annotated[int, typer.Option(min=1, help="Labels of the cls head.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
-    vocab_size: Annotated[int, typer.Option(min=1, help="Vocabulary size.")] = 50265,
+    vocab_size: VocabSize = 50265,
     position_embedding_type: Annotated[
         str, typer.Option(help="relative_key (reference) or absolute.")
     ] = "relative_key",

@@ -12,6 +12,7 @@ import typer
 from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
     DbOption,
+    ForceFile,
     JsonOption,
     database_name,
     fail,
@@ -322,12 +323,14 @@ def _report(measurement, as_json: bool, cached: bool = False) -> None:
 measurements_app = typer.Typer(
     help="Import, export and list stored measurements.", no_args_is_help=True
 )
+#: ``--format`` of a measurement file (``FILE_FORMATS``).
+MeasurementFormat = Annotated[str, typer.Option("--format", help="protran, csv or parquet.")]
 
 
 @measurements_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="Measurement file.")],
-    format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
+    format: MeasurementFormat,
     device: Annotated[
         str | None, typer.Option(help="Device name (default: protran file name, or the file's).")
     ] = None,
@@ -351,10 +354,10 @@ def import_(
 @measurements_app.command("export")
 def export_(
     device: Annotated[str, typer.Option(help="Device whose measurements to export.")],
-    format: Annotated[str, typer.Option("--format", help="protran, csv or parquet.")],
+    format: MeasurementFormat,
     out: Annotated[Path, typer.Option("--out", help="Output file.")],
     db: DbOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """Export one device's measurements."""
     from edgetran.errors import prepare_output_file

@@ -11,6 +11,9 @@ import typer
 
 from edgetran.cli import cluster_cmds
 from edgetran.cli._common import (
+    DbOption,
+    JsonOption,
+    SeedOption,
     database_name,
     fail,
     on_interrupt,
@@ -19,9 +22,9 @@ from edgetran.cli._common import (
     resolve_space,
 )
 from edgetran.search.settings import (
+    BOSHCODE_SURROGATES,
     ENCODINGS,
     OBJECTIVES,
-    SURROGATES,
     BoshcodeSettings,
     parse_norms,
 )
@@ -50,7 +53,7 @@ def search(
             "pair is evaluated.",
         ),
     ] = 50,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOption = 0,
     objective: Annotated[str, typer.Option(help="paper, pareto or accuracy.")] = "paper",
     norms: Annotated[
         str | None,
@@ -97,10 +100,7 @@ def search(
             help="BOSHCODE's (and trees') architecture input: embedding, features or compact."
         ),
     ] = _BOSHCODE.encoding,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy URL or SQLite file (default edgetran.db)."),
-    ] = None,
+    db: DbOption = None,
     study: Annotated[
         str | None, typer.Option(help="Study name (default from the options).")
     ] = None,
@@ -118,7 +118,7 @@ def search(
         ),
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     scheduler: cluster_cmds.SchedulerOption = None,
     tls_ca_file: cluster_cmds.TlsCaFileOption = None,
     tls_cert: cluster_cmds.TlsCertOption = None,
@@ -145,8 +145,8 @@ def search(
         fail(f"--sampler {sampler!r} is invalid; allowed: {', '.join(list_samplers())}")
     if arch_encoding not in ENCODINGS:
         fail(f"--arch-encoding {arch_encoding!r} is invalid; allowed: {', '.join(ENCODINGS)}")
-    if surrogate not in SURROGATES:
-        fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(SURROGATES)}")
+    if surrogate not in BOSHCODE_SURROGATES:
+        fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(BOSHCODE_SURROGATES)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if parallel < 1:

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import print_json, resolve_arch, resolve_space
+from edgetran.cli._common import (
+    ArchArgument,
+    ForceFile,
+    JsonOption,
+    SeedOption,
+    VocabSize,
+    print_json,
+    resolve_arch,
+    resolve_space,
+)
 
 app = typer.Typer(help="Explore the design space: sample, size, describe.", no_args_is_help=True)
 
@@ -22,9 +31,9 @@ def sample(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of architectures.")],
     out: Annotated[Path, typer.Option("--out", help="Output JSON Lines file.")],
     method: Annotated[str, typer.Option(help="Sampling method: lhs or random.")] = "lhs",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOption = 0,
     space: SpaceOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """Sample architectures; one JSON object per line (hash, model_dict, embedding)."""
     from edgetran.errors import prepare_output_file
@@ -47,7 +56,7 @@ def sample(
 @app.command()
 def size(
     space: SpaceOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The exact number of architectures in the space."""
     design_space = resolve_space(space)
@@ -59,12 +68,12 @@ def size(
 
 @app.command()
 def describe(
-    arch: Annotated[str, typer.Argument(help="A JSON file (model_dict or own form) or a name.")],
-    vocab_size: Annotated[int, typer.Option(min=1, help="Vocabulary size.")] = 50265,
+    arch: ArchArgument,
+    vocab_size: VocabSize = 50265,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size for FLOPs.")] = 1,
     seq_len: Annotated[int, typer.Option(min=1, help="Sequence length for FLOPs.")] = 128,
     space: SpaceOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Hash, embedding, grid membership, parameters and FLOPs of one architecture."""
     from edgetran.space.costs import estimate_costs

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from edgetran.cli._common import SeedOption, fail, print_json, resolve_arch
+from edgetran.cli._common import (
+    ForceFile,
+    JsonOption,
+    SeedOption,
+    fail,
+    print_json,
+    resolve_arch,
+)
 
 app = typer.Typer(
     help="Fit and evaluate latency/energy/peak-power surrogates.", no_args_is_help=True
@@ -34,7 +41,7 @@ def cv(
     seed: SeedOption = 0,
     model: Model = "gbdt",
     prior: Priors = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """K-fold cross-validation: MAPE, share within ±10%, R², Spearman, 90% coverage."""
     from edgetran.surrogate import cross_validate
@@ -71,7 +78,7 @@ def fit(
     seed: SeedOption = 0,
     model: Model = "gbdt",
     prior: Priors = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    force: ForceFile = False,
 ) -> None:
     """Fit a device's surrogate on all its measurements and save it."""
     from edgetran.errors import prepare_output_file
@@ -117,7 +124,7 @@ def predict(
         int | None,
         typer.Option(min=1, help="Default: the measured shape, where the surrogate has one."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Mean, standard deviation and interval of each metric (per batch, as profiled)."""
     from edgetran.surrogate import DeviceSurrogate

@@ -9,13 +9,13 @@ fitted on them, flagged ``predicted``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgetran.configs import JsonConfig
 from edgetran.errors import EdgeTranError, SearchError
 from edgetran.search.settings import OBJECTIVES, parse_norms
 
@@ -66,6 +66,7 @@ class DeviceSpec:
 
     @property
     def live(self) -> bool:
+        """Whether the device is measured here (not read from a measurement file)."""
         return self.path is None
 
     @property
@@ -128,7 +129,7 @@ _NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
-class CodesignConfig:
+class CodesignConfig(JsonConfig):
     """A co-design run. Validated on construction; :meth:`to_dict`/:meth:`from_dict` round-trip
     through JSON. Defaults are the embedded demo: this CPU's three runtimes, the bundled
     tweet-sentiment task, a CPU-sized space and the quick budget.
@@ -170,6 +171,9 @@ class CodesignConfig:
         out: the output folder (``result.json``, ``model/``, ``export/``, ``report.html``).
         db: the workspace database (SQLAlchemy URL or SQLite file; default ``edgetran.db``).
     """
+
+    config_error = CodesignError
+    setting_name = "co-design setting"
 
     task: str = "tweet-sentiment"
     devices: tuple[str, ...] = CPU_DEVICES
@@ -276,6 +280,7 @@ class CodesignConfig:
             )
 
     def constraints(self):
+        """The budgets as the search's :class:`~edgetran.search.Constraints`."""
         from edgetran.search import Constraints
 
         return Constraints(
@@ -283,6 +288,7 @@ class CodesignConfig:
         )
 
     def design_space(self):
+        """The run's design space (``space``) as a :class:`~edgetran.space.DesignSpace`."""
         from edgetran.space import DesignSpace
 
         return DesignSpace.from_dict(self.space)
@@ -297,18 +303,8 @@ class CodesignConfig:
         return [a for a in (NAMED_ARCHITECTURES[r] for r in self.references) if space.contains(a)]
 
     def device_specs(self) -> list[DeviceSpec]:
+        """The run's devices, parsed (:func:`parse_device`)."""
         return [parse_device(d) for d in self.devices]
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CodesignConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CodesignError(f"unknown co-design setting {unknown[0]!r}")
-        return cls(**data)
 
 
 def _finite(value: Any) -> bool:

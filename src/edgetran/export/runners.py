@@ -85,6 +85,14 @@ def _require(module: str, feature: str, extra: str = "export") -> Any:
         ) from None
 
 
+def _artifact(path: str | Path, kind: str) -> Path:
+    """``path`` once it names a file; else a :class:`RunnerError`: ``PATH: no such KIND file``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunnerError(f"{path}: no such {kind} file")
+    return path
+
+
 def require_runtime(name: str) -> None:
     """Raise :class:`RunnerError` saying why when the registered runtime ``name`` cannot run
     here (a package it needs is missing: the message names the extra to install)."""
@@ -157,10 +165,7 @@ class TorchRunner(Runner):
 
     def __init__(self, model: torch.nn.Module | str | Path, device: str = "cpu") -> None:
         if isinstance(model, str | Path):
-            path = Path(model)
-            if not path.is_file():
-                raise RunnerError(f"{path}: no such .pt2 file")
-            model = torch.export.load(path).module()
+            model = torch.export.load(_artifact(model, ".pt2")).module()
         _check_torch_device(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RunnerError(f"device {device!r} requested but CUDA is not available")
@@ -210,9 +215,7 @@ class OnnxRuntimeRunner(Runner):
         spinning: bool = False,
     ) -> None:
         ort = _require("onnxruntime", "the onnxruntime runner")
-        path = Path(path)
-        if not path.is_file():
-            raise RunnerError(f"{path}: no such ONNX file")
+        path = _artifact(path, "ONNX")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -291,9 +294,7 @@ class OpenVinoRunner(Runner):
         threads: int | None = None,
     ) -> None:
         ov = _require("openvino", "the openvino runner")
-        path = Path(path)
-        if not path.is_file():
-            raise RunnerError(f"{path}: no such OpenVINO IR (.xml) file")
+        path = _artifact(path, "OpenVINO IR (.xml)")
         core = ov.Core()
         config: dict[str, Any] = {}
         if precision is not None:
@@ -349,9 +350,7 @@ class LiteRtRunner(Runner):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
         interpreter = _require("ai_edge_litert.interpreter", "the litert runner", "litert")
-        path = Path(path)
-        if not path.is_file():
-            raise RunnerError(f"{path}: no such .tflite file")
+        path = _artifact(path, ".tflite")
         _check_litert_device(device)
         self.threads = threads or os.cpu_count() or 1
         self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=self.threads)

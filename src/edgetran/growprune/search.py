@@ -50,13 +50,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from edgetran.configs import JsonConfig
 from edgetran.errors import ModelNotFoundError, read_json_file
 from edgetran.growprune.costs import (
     COST_METRICS,
@@ -103,7 +104,7 @@ _UNITS = {"latency_s": (1e3, "ms"), "energy_j": (1e3, "mJ"), "peak_power_w": (1.
 
 
 @dataclass(frozen=True)
-class GrowPruneSettings:
+class GrowPruneSettings(JsonConfig):
     """How to grow and prune; validated on construction, JSON round-tripping.
 
     Attributes:
@@ -128,6 +129,9 @@ class GrowPruneSettings:
         workspace: folder of tokenizers and checkpoints (as the accuracy oracle's).
         tokenizer: a local tokenizer for an architecture root (default: WordPiece trained here).
     """
+
+    config_error = GrowPruneError
+    setting_name = "grow-and-prune setting"
 
     budget: str = "quick"
     iterations: int = 8
@@ -191,19 +195,6 @@ class GrowPruneSettings:
             for option, (metric, factor) in BUDGET_OPTIONS.items()
             if getattr(self, option) is not None
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict."""
-        return json.loads(json.dumps(asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GrowPruneSettings:
-        """Settings from :meth:`to_dict`'s form; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GrowPruneError(f"unknown grow-and-prune setting {unknown[0]!r}")
-        return cls(**data)
 
 
 def _number(value: Any) -> bool:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy.stats import binom
 
+from edgetran.configs import JsonConfig
 from edgetran.cores import choose_threads, requested_threads
 from edgetran.errors import InvalidInputError
 from edgetran.export import ExportSpec, ExportWrapper, export_model, random_inputs
@@ -63,7 +64,7 @@ from edgetran.store import Measurement
 
 
 @dataclass(frozen=True)
-class ProfileSettings:
+class ProfileSettings(JsonConfig):
     """How to profile. Validated on construction; round-trips through :meth:`to_dict`.
 
     Attributes:
@@ -89,6 +90,9 @@ class ProfileSettings:
             (:class:`~edgetran.profile.contention.ContentionError`) if they do not.
         quiet_wait_s: the longest wait for a quiet machine.
     """
+
+    config_error = InvalidInputError
+    setting_name = "profile setting"
 
     device: str = "cpu"
     runtime: str = "torch"
@@ -140,19 +144,6 @@ class ProfileSettings:
             raise InvalidInputError(
                 f"min_repeats={self.min_repeats} exceeds max_repeats={self.max_repeats}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProfileSettings:
-        """Settings from :meth:`to_dict`'s output; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown profile setting {unknown[0]!r}")
-        return cls(**data)
 
     @property
     def pinned_threads(self) -> int:

@@ -10,7 +10,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "settings": ["ENCODINGS", "OBJECTIVES", "SURROGATES", "BoshcodeSettings"],
+        "settings": ["BOSHCODE_SURROGATES", "ENCODINGS", "OBJECTIVES", "BoshcodeSettings"],
         "boshcode": ["Boshcode"],
         "encoding": ["ArchitectureEncoder"],
         "evaluators": [
@@ -32,9 +32,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "pareto_mask",
             "run_scale_norms",
         ],
+        "proposers": ["OptunaProposer", "Proposal", "Proposer", "Setup", "SurrogateProposer"],
         "study": ["SearchResult", "SearchSettings", "delete_studies", "run_search"],
         "suite": ["LANDSCAPES", "PROBLEMS", "Problem", "suite_run", "summarise"],
         "table": ["Pair", "read_table"],
-        "trees": ["TreesSampler"],
+        "trees": ["TreesProposer"],
     },
 )

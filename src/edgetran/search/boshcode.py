@@ -63,6 +63,7 @@ class Boshcode:
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, xa: np.ndarray, xd: np.ndarray, y: np.ndarray, step: int = 0) -> Boshcode:
+        """Fit (warm-started after the first call) on ``xa``, ``xd`` and ``y`` to maximise."""
         xa_t, xd_t = _tensor(xa), _tensor(xd)
         self.y_mean_, self.y_std_ = float(np.mean(y)), float(np.std(y)) or 1.0
         z = _tensor((y - self.y_mean_) / self.y_std_)

@@ -154,6 +154,7 @@ class Snapshot:
 
     @property
     def count(self) -> int:
+        """How many keys are claimed."""
         return len(self.keys)
 
 
@@ -176,12 +177,14 @@ class LocalClaims:
         self._state: dict[str, str] = {}
 
     def purge(self) -> None:
+        """Forget every claim (a study created afresh)."""
         self._state.clear()
 
     def register(self) -> None:
         """Nothing to announce: no other process sees this study."""
 
     def claim(self, key: str, limit: int) -> str:
+        """Claim ``key`` while fewer than ``limit`` are claimed: CLAIMED, TAKEN or FULL."""
         if key in self._state:
             return TAKEN
         if len(self._state) >= limit:
@@ -190,35 +193,43 @@ class LocalClaims:
         return CLAIMED
 
     def finish(self, key: str) -> None:
+        """Mark ``key``'s evaluation stored."""
         self._state[key] = DONE
 
     def release(self, key: str) -> None:
+        """Give back ``key`` while its evaluation is pending."""
         if self._state.get(key) == PENDING:
             del self._state[key]
 
     def backfill(self, keys: Iterable[str]) -> None:
+        """Mark ``keys`` stored (evaluations read from the study)."""
         for key in keys:
             self._state.setdefault(key, DONE)
 
     def forget(self, keys: Iterable[str]) -> None:
+        """Drop the stored ``keys`` (failures tried again)."""
         for key in keys:
             if self._state.get(key) == DONE:
                 del self._state[key]
 
     def count(self) -> int:
+        """How many keys are claimed."""
         return len(self._state)
 
     def snapshot(self) -> Snapshot:
+        """Every claimed key, and the pending ones' owner (this process)."""
         pending = {k: self.owner for k, s in self._state.items() if s == PENDING}
         return Snapshot(frozenset(self._state), pending)
 
     def owners(self, candidates: Iterable[str]) -> Owners:
+        """No other owner: no other process sees this study."""
         return Owners(frozenset(), frozenset())
 
     def reap(self, owner: str, finished: set[str]) -> None:
         """Nothing to reap: this process is the only owner."""
 
     def close(self) -> None:
+        """Forget every claim."""
         self._state.clear()
 
 
@@ -371,9 +382,11 @@ class DatabaseClaims:
             )
 
     def count(self) -> int:
+        """How many keys this study has claimed."""
         return len(self._rows())
 
     def snapshot(self) -> Snapshot:
+        """Every claimed key of the study, and the pending ones' owners."""
         with self._connection("cannot read the search's claims") as conn:
             rows = conn.execute(
                 select(claims_table.c.key, claims_table.c.owner, claims_table.c.state).where(

@@ -68,6 +68,7 @@ class ArchitectureEncoder:
         self.kind = kind
 
     def fit(self, reference: Sequence[Pair]) -> ArchitectureEncoder:
+        """Set the feature scale from ``reference`` pairs (nothing to set for the embedding)."""
         if self.kind != "embedding":
             raw = self._raw(reference)
             self.low_ = raw.min(axis=0)
@@ -75,6 +76,7 @@ class ArchitectureEncoder:
         return self
 
     def __call__(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """``(n, d)`` inputs in [0, 1]."""
         if self.kind == "embedding":
             return np.stack([_normalised(p.arch) for p in pairs])
         return np.clip((self._raw(pairs) - self.low_) / self.span_, 0.0, 1.0)

@@ -113,18 +113,18 @@ class ReplayEvaluator(Evaluator):
         self.devices = tuple(sorted({pair.device for pair, _ in self.table.values()}))
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
-        """Up to ``n`` recorded pairs not in ``exclude``, drawn without replacement."""
+        """Up to ``n`` recorded pairs not in ``exclude``, drawn with ``rng``."""
         keys = [k for k in self.table if k not in exclude]
         if len(keys) > n:
             keys = [keys[i] for i in np.sort(rng.choice(len(keys), n, replace=False))]
         return [self.table[k][0] for k in keys]
 
     def offers(self, pair: Pair) -> bool:
-        """Whether the table records ``pair``."""
+        """Whether ``pair`` is recorded in the table."""
         return pair.key in self.table
 
     def evaluate(self, pair: Pair) -> Evaluation:
-        """The recorded metrics of ``pair`` (one query, one evaluation)."""
+        """The recorded metrics of ``pair``."""
         if pair.key not in self.table:
             raise SearchError(f"pair {pair.key} is not in the benchmark table")
         return Evaluation(self.table[pair.key][1].to_dict())
@@ -165,18 +165,18 @@ class LiveEvaluator(Evaluator):
         self.takes_run = _takes_run(accuracy)
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
-        """Up to ``n`` pairs: architectures sampled from the space, on devices drawn at random."""
+        """Up to ``n`` distinct pairs of the space on the devices, not in ``exclude``."""
         archs = sample(n, method="random", seed=int(rng.integers(2**31)), space=self.space)
         devices = rng.choice(len(self.devices), size=n)
         pairs = [Pair(a, self.devices[d]) for a, d in zip(archs, devices, strict=True)]
         return list({p.key: p for p in pairs if p.key not in exclude}.values())
 
     def offers(self, pair: Pair) -> bool:
-        """Whether ``pair`` is on one of the devices and its architecture in the space."""
+        """Whether ``pair`` lies in the space and on one of the devices."""
         return pair.device in self.devices and self.space.contains(pair.arch)
 
     def evaluate(self, pair: Pair) -> Evaluation:
-        """Accuracy from the oracle; costs measured in the store, else predicted per sequence."""
+        """Accuracy from the oracle; hardware from the store, else predicted."""
         evaluation = Evaluation({})
         evaluation.add_accuracy_run(_as_accuracy(self.accuracy(pair.arch)))
         stored = self.measured.get((pair.arch.hash, pair.device))
@@ -196,7 +196,7 @@ class LiveEvaluator(Evaluator):
         return evaluation
 
     def reevaluate(self, pair: Pair, run: int) -> Accuracy | None:
-        """Accuracy from training run ``run`` (``None`` for a plain ``arch → accuracy``)."""
+        """Training run ``run``'s accuracy, or ``None`` for an oracle without runs."""
         if not self.takes_run:  # a plain ``arch → accuracy``: one accuracy per pair
             return None
         return _as_accuracy(self.accuracy(pair.arch, run=run))

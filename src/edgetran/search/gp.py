@@ -6,7 +6,7 @@ categorical-heavy space. Here it is asked in the ``compact`` encoding instead
 (:data:`edgetran.search.encoding.COMPACT_FEATURES`: log FLOPs per operation kind, depth,
 widths, heads and size, each scaled to [0, 1]) next to the device, and its proposal is
 projected to the nearest unevaluated candidate in those coordinates, as every Optuna
-sampler's is (:mod:`edgetran.search.study`).
+sampler's is (:class:`edgetran.search.proposers.OptunaProposer`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import optuna
 
 
 class FeatureGPSampler(optuna.samplers.GPSampler):
-    """Optuna's ``GPSampler``; :func:`edgetran.search.study.run_search` gives it the trial
-    parameters named by :attr:`coordinates` (``f0``…``f14`` in [0, 1] and ``device``)."""
+    """Optuna's ``GPSampler``; :class:`~edgetran.search.proposers.OptunaProposer` asks it in
+    the trial parameters named by :attr:`coordinates` (``f0``…``f14`` in [0, 1] and
+    ``device``)."""
 
     coordinates = "compact"

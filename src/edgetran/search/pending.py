@@ -86,9 +86,11 @@ class InlineRunner:
         self._done: list[Outcome] = []
 
     def submit(self, job: Job) -> None:
+        """Run ``job`` now."""
         self._done.append(attempt(self.evaluator, job))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
+        """The outcomes of the jobs run since the last call."""
         done, self._done = self._done, []
         return done
 
@@ -102,6 +104,7 @@ class ThreadRunner:
         self._finished = queue.Queue()
 
     def submit(self, job: Job) -> None:
+        """Start ``job`` in a daemon thread."""
         threading.Thread(
             target=self._work, args=(job,), name=f"edgetran-evaluation-{job.seq}", daemon=True
         ).start()

@@ -20,7 +20,7 @@ ENCODINGS = ("embedding", "features", "compact")
 
 #: BOSHCODE's surrogate: extra-trees per metric composed through the objective (default), or
 #: the reference's teacher / student / NPN networks with GOBI.
-SURROGATES = ("forests", "networks")
+BOSHCODE_SURROGATES = ("forests", "networks")
 
 #: How the forests score the pool: UCB over all draws, or Thompson sampling (one draw a step).
 ACQUISITIONS = ("ucb", "thompson")
@@ -108,8 +108,10 @@ class BoshcodeSettings:
             raise SearchError(
                 f"acquisition={self.acquisition!r}; allowed: {', '.join(ACQUISITIONS)}"
             )
-        if self.surrogate not in SURROGATES:
-            raise SearchError(f"surrogate={self.surrogate!r}; allowed: {', '.join(SURROGATES)}")
+        if self.surrogate not in BOSHCODE_SURROGATES:
+            raise SearchError(
+                f"surrogate={self.surrogate!r}; allowed: {', '.join(BOSHCODE_SURROGATES)}"
+            )
         if self.encoding not in ENCODINGS:
             raise SearchError(f"encoding={self.encoding!r}; allowed: {', '.join(ENCODINGS)}")
         if not (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta <= 1):

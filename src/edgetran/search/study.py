@@ -10,11 +10,13 @@ Optuna sampler ignores failed trials), and the evaluated pair is added as its ow
 each sampler learns from exactly the pairs evaluated, the study in the database is the whole
 state, and ``resume`` continues a killed search without losing or repeating an evaluation.
 
-BOSHCODE proposes from its own surrogate, refitted on the completed trials at each step; a
-pool sampler (one with ``pick_from_pool``, such as ``trees``) scores the unevaluated candidates
-itself after BOSHCODE's initial design. A pair that breaks the constraints is told to Optuna
-with its objective less ``INFEASIBLE_PENALTY``, as BOSHCODE's targets are, so no sampler is led
-towards pairs the user ruled out.
+Which pair comes next is the proposer's choice (:mod:`edgetran.search.proposers`: one
+built from the factory registered as ``settings.sampler``, before the study is opened); this
+module keeps the study, the claims, the budget and resume. BOSHCODE proposes from its own
+surrogate, refitted on the completed trials at each step; ``trees`` scores the unevaluated
+candidates itself after BOSHCODE's initial design. A pair that breaks the constraints is told
+to Optuna with its objective less ``INFEASIBLE_PENALTY``, as BOSHCODE's targets are, so no
+sampler is led towards pairs the user ruled out.
 
 Accuracy is noisy (the oracle reports ``accuracy_std``). After the initial design, when the
 best feasible pair and the runner-up are within each other's noise on the paper objective
@@ -64,7 +66,6 @@ them.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
 import time
@@ -76,7 +77,6 @@ import numpy as np
 
 from edgetran.metrics import unit_key, with_unit_keys
 from edgetran.plugins import SAMPLERS
-from edgetran.search.boshcode import Boshcode, nearest_candidate
 from edgetran.search.claims import (
     CLAIMED,
     FULL,
@@ -87,14 +87,7 @@ from edgetran.search.claims import (
     pair_of,
     run_key,
 )
-from edgetran.search.encoding import (
-    COMPACT_FEATURES,
-    ArchitectureEncoder,
-    arch_vector,
-    size_columns,
-)
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
-from edgetran.search.forests import SMALLEST_COST, MetricForests, feasible_ucb
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -104,15 +97,19 @@ from edgetran.search.objectives import (
     pareto_mask,
 )
 from edgetran.search.pending import InlineRunner, Job, Outcome, ThreadRunner
+from edgetran.search.proposers import (
+    INFEASIBLE_PENALTY,
+    POOL_SIZE,
+    Coordinates,
+    Proposer,
+    Setup,
+)
 from edgetran.search.settings import OBJECTIVES, BoshcodeSettings
 from edgetran.search.table import Pair
-from edgetran.space import REFERENCE_SPACE, Architecture
+from edgetran.space import Architecture
 from edgetran.store.database import check_database_url, database_error, mask_url
 from edgetran.store.masking import mask_secrets
 
-#: Candidates drawn per step for projection and GOBI (all unevaluated pairs of a smaller table).
-POOL_SIZE = 1024
-INFEASIBLE_PENALTY = 1.0
 #: Training runs (seeds) a near-tied pair's accuracy may rest on.
 MAX_ACCURACY_RUNS = 3
 #: At most this share of the budget trains near-tied pairs again: a small budget (the demo's
@@ -130,6 +127,10 @@ RETRIED_BELOW = "failures_retried_below"
 
 @dataclass(frozen=True)
 class SearchSettings:
+    """What a search is: its sampler (a registered proposer's name), budget of evaluations,
+    seed, objective (``paper``, ``pareto`` or ``accuracy``) and constraints, BOSHCODE's
+    settings, the devices' features and the pairs evaluated first."""
+
     sampler: str = "boshcode"
     budget: int = 50
     seed: int = 0
@@ -196,6 +197,7 @@ class Failure:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The failure as JSON: the architecture, the device and the reason."""
         return {
             "arch": self.pair.arch.to_model_dict(),
             "device": self.pair.device,
@@ -205,6 +207,9 @@ class Failure:
 
 @dataclass
 class SearchResult:
+    """A finished search: its records in trial order, failures, re-evaluations and the
+    seconds each proposal took."""
+
     records: list[Record]
     objective: str
     seconds_per_proposal: list[float] = field(default_factory=list)
@@ -213,6 +218,7 @@ class SearchResult:
     reevaluations: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The search's JSON summary: best pair, history, failures (and the front)."""
         history = [r.value for r in self.records]
         best = self._best()
         out: dict[str, Any] = {
@@ -272,6 +278,7 @@ def run_search(
     on_failure: Callable[[int, Failure], None] | None = None,
     parallel: int = 1,
     on_stored: Callable[[int, Record | Failure], None] | None = None,
+    proposer: Callable[[Setup], Proposer] | None = None,
 ) -> SearchResult:
     """Search until ``settings.budget`` evaluations (failed ones included) exist in the
     study; a candidate whose evaluation fails is recorded as failed and not retried, unless
@@ -285,12 +292,16 @@ def run_search(
     (see :mod:`edgetran.search.claims`). ``on_evaluation`` and ``on_failure`` are called in
     the caller's thread with the study's count of finished evaluations; ``on_stored`` with
     each evaluation (record or failure) a resumed study already held, numbered in trial
-    order, before any new one."""
+    order, before any new one. ``proposer``, a factory of
+    :class:`~edgetran.search.proposers.Proposer`, replaces the one registered as
+    ``settings.sampler`` (a contract check's; the study still records the sampler's name)."""
     # Inputs are checked before the study is opened: a refused search leaves no study behind.
     _check_parallel(parallel)
     devices = device_matrix(evaluator.devices, settings.device_features)
     _check_start(settings, evaluator)
-    coordinates = _coordinates(evaluator, settings)
+    setup = Setup(settings, devices, evaluator)
+    made = SAMPLERS.create(settings.sampler, setup) if proposer is None else proposer(setup)
+    coordinates = setup.coordinates(made.coordinates)
     owner = new_owner()
     if storage is not None:
         check_database_url(storage)  # a typed error before any engine is made
@@ -298,10 +309,11 @@ def run_search(
     search: _Search | None = None
     try:
         study, backend = _open_study(
-            settings, storage, study_name, resume, evaluator.devices, claims
+            settings, storage, study_name, resume, evaluator.devices, claims, made
         )
         claims.register()
-        search = _Search(study, backend, claims, evaluator, settings, coordinates, devices)
+        made.attach(_asker(study, coordinates, owner))
+        search = _Search(study, backend, claims, evaluator, settings, coordinates, made)
         if on_stored is not None:
             search.replay(on_stored)
         search.run(parallel, on_evaluation, on_failure)
@@ -329,12 +341,12 @@ class _Search:
 
     def __init__(
         self, study, backend, claims, evaluator: Evaluator, settings: SearchSettings,
-        coordinates: _Coordinates, devices: dict[str, np.ndarray],
+        coordinates: Coordinates, proposer: Proposer,
     ) -> None:  # fmt: skip
         self.study, self.backend, self.claims = study, backend, claims
         self.study_id = backend.get_study_id_from_name(study.study_name)
         self.evaluator, self.settings = evaluator, settings
-        self.coordinates, self.devices = coordinates, devices
+        self.coordinates, self.proposer = coordinates, proposer
         self.on_evaluation: Callable[[int, Record], None] | None = None
         self.on_failure: Callable[[int, Failure], None] | None = None
         self.records: list[Record] = []
@@ -353,7 +365,6 @@ class _Search:
         self.pending_claims: dict[str, str] = {}  # claim key → owner, while in flight
         self.busy: set[str] = set()  # pairs with a re-evaluation in flight anywhere
         self.exhausted = False
-        self.proposer = _own_proposer(study, evaluator, settings, devices)
         self.retried_below = study.user_attrs.get(RETRIED_BELOW, 0)
         self._read(study.get_trials(deepcopy=False))
         if not self.records and self.failures and self._alone():
@@ -469,17 +480,11 @@ class _Search:
                 if not pool:
                     self.exhausted = True
                     return None
-                if self.proposer is not None:
-                    index, how = self.proposer.pick(
-                        self.records, pool, rng, step, list(pending.values())
-                    )
-                else:
-                    index = _optuna_pick(
-                        self.study, self.coordinates, pool, self.devices, self.claims.owner
-                    )
-                    how = settings.sampler
+                proposal = self.proposer.propose(
+                    tuple(self.records), tuple(pending.values()), pool, step, rng
+                )
                 self.timings.append(time.perf_counter() - began)
-                pair = pool[index]
+                pair, how = proposal.pair, proposal.how
             status = self.claims.claim(pair.key, budget)
             if status == CLAIMED:
                 return Job(pair, how, pair.key)
@@ -755,7 +760,7 @@ def _fold_in(record: Record, accuracy: Accuracy, settings: SearchSettings) -> No
     record.value, record.feasible = score(record.evaluation, settings)
 
 
-def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: _Coordinates):
+def _reevaluation_trial(pair: Pair, run: int, accuracy, reason, coordinates: Coordinates):
     import optuna
     from optuna.trial import TrialState
 
@@ -793,12 +798,15 @@ def _open_study(
     resume: bool,
     devices: tuple[str, ...],
     claims: LocalClaims | DatabaseClaims,
+    proposer: Proposer,
 ):
-    """The study and its storage backend: created (its claims reset, then its settings
-    stored), or loaded when ``resume`` (its settings compared)."""
+    """The study (with the proposer's Optuna sampler) and its storage backend: created (its
+    claims reset, then its settings stored), or loaded when ``resume`` (its settings
+    compared)."""
     import optuna
 
     url, backend = storage, _storage(storage)
+    signature = _signature(settings, devices, proposer)
     directions = ["maximize"] if settings.scalar else list(DIRECTIONS)
     exists = url is not None and name in optuna.study.get_all_study_names(backend)
     if exists and not resume:
@@ -806,7 +814,10 @@ def _open_study(
     if not exists:
         try:
             study = optuna.create_study(
-                study_name=name, storage=backend, directions=directions, sampler=_sampler(settings)
+                study_name=name,
+                storage=backend,
+                directions=directions,
+                sampler=proposer.optuna_sampler(),
             )
         except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
             if not resume:
@@ -815,10 +826,10 @@ def _open_study(
             # Claims of an older study of this name go before the settings are stored: no
             # process resumes this one (it waits for the settings) while they are there.
             claims.purge()
-            study.set_user_attr("settings", _signature(settings, devices))
+            study.set_user_attr("settings", signature)
             return study, backend
-    study = optuna.load_study(study_name=name, storage=backend, sampler=_sampler(settings))
-    changed = _changed(_stored_settings(study), _signature(settings, devices))
+    study = optuna.load_study(study_name=name, storage=backend, sampler=proposer.optuna_sampler())
+    changed = _changed(_stored_settings(study), signature)
     if changed:
         raise SearchError(
             f"search {name!r} was started with other settings ({', '.join(changed)} "
@@ -892,8 +903,11 @@ def _storage(url: str | None):
     raise AssertionError("unreachable")
 
 
-def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, Any]:
+def _signature(
+    settings: SearchSettings, devices: tuple[str, ...], proposer: Proposer
+) -> dict[str, Any]:
     """What a resumed search must share with the stored one, in its JSON form: the sampler
+    (and the settings its proposer names: BOSHCODE's, the coordinates of Optuna's trials)
     and also the objective (weights, constraints, devices and their features), since records
     scored under another objective would mislead the sampler. Stored as the study's user
     attribute, so any URL in it is masked (as in every attribute that holds text)."""
@@ -908,11 +922,7 @@ def _signature(settings: SearchSettings, devices: tuple[str, ...]) -> dict[str, 
     }
     if settings.start:  # absent when empty: studies from before start pairs still resume
         signature["start"] = [p.key for p in settings.start]
-    if settings.sampler == "boshcode" or _proposes_from_pool(settings.sampler):
-        signature["boshcode"] = asdict(settings.boshcode)
-    kind = _coordinates_kind(settings.sampler)
-    if kind != "embedding":  # trials in other parameters: a study of the embedding's is foreign
-        signature["coordinates"] = kind
+    signature.update(proposer.signature())
     return mask_secrets(json.loads(json.dumps(signature)))
 
 
@@ -925,21 +935,25 @@ def _changed(stored: Any, signature: dict[str, Any]) -> list[str]:
     )
 
 
-def _sampler(settings: SearchSettings):
-    """The registered Optuna sampler (BOSHCODE's only stores the trials: BOSHCODE proposes),
-    with ``constant_liar=True`` where its factory takes it (TPE: Optuna 5's default, not
-    Optuna 4's), so that it keeps away from the pairs in flight, RUNNING trials; with
-    nothing in flight it samples as without."""
-    factory = SAMPLERS.get(settings.sampler)
-    try:
-        liar = "constant_liar" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # no signature to read
-        liar = False
-    options = {"constant_liar": True} if liar else {}
-    return SAMPLERS.create(settings.sampler, seed=settings.seed, **options)
+def _asker(study, coordinates: Coordinates, owner: str) -> Callable[[], dict[str, Any]]:
+    """An Optuna proposer's ``ask()``: a trial asked of the study's sampler in
+    ``coordinates``, closed at once as FAIL (tagged ``proposal`` and with this process's
+    ``owner``; every Optuna sampler ignores failed trials); its parameters."""
+
+    def ask() -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        trial = study.ask(coordinates.distributions)
+        params = trial.params
+        trial.set_user_attr("role", "proposal")
+        trial.set_user_attr("owner", owner)
+        study.tell(trial, state=TrialState.FAIL)
+        return params
+
+    return ask
 
 
-def _trial(record: Record, coordinates: _Coordinates, settings: SearchSettings):
+def _trial(record: Record, coordinates: Coordinates, settings: SearchSettings):
     import optuna
 
     m = record.evaluation.metrics
@@ -970,7 +984,7 @@ def _told_value(record: Record) -> float:
     return record.value - (0.0 if record.feasible else INFEASIBLE_PENALTY)
 
 
-def _failed_trial(failure: Failure, coordinates: _Coordinates):
+def _failed_trial(failure: Failure, coordinates: Coordinates):
     import optuna
     from optuna.trial import TrialState
 
@@ -1001,339 +1015,3 @@ def _record_from_trial(trial) -> Record:
         evaluation.add_accuracy_run(Accuracy(value, std))
     pair = Pair(Architecture.from_dict(a["model_dict"]), a["device"])
     return Record(pair, evaluation, a["objective"], a["feasible"], a["how"])
-
-
-# -- proposals ----------------------------------------------------------------------------------
-@dataclass
-class _Coordinates:
-    """How a pair becomes an Optuna trial's parameters, and a proposal a point to project.
-
-    Without ``encoder``: ``e0``…``e36``, the reference embedding's integers. With the
-    ``compact`` encoder: ``f0``…``f14`` in [0, 1], the encoder fitted on a sample fixed by the
-    seed, so a resumed study gets the same parameters.
-    """
-
-    devices: tuple[str, ...]
-    encoder: ArchitectureEncoder | None = None
-
-    @property
-    def distributions(self) -> dict[str, Any]:
-        from optuna.distributions import (
-            CategoricalDistribution,
-            FloatDistribution,
-            IntDistribution,
-        )
-
-        if self.encoder is None:
-            dists: dict[str, Any] = {
-                f"e{i}": IntDistribution(low, max(high, low + 1))
-                for i, (low, high) in enumerate(REFERENCE_SPACE.embedding_bounds())
-            }
-        else:
-            dists = {f"f{i}": FloatDistribution(0.0, 1.0) for i in range(len(COMPACT_FEATURES))}
-        dists["device"] = CategoricalDistribution(list(self.devices))
-        return dists
-
-    def params(self, pair: Pair) -> dict[str, Any]:
-        if self.encoder is None:
-            params: dict[str, Any] = {
-                f"e{i}": int(v) for i, v in enumerate(REFERENCE_SPACE.encode(pair.arch))
-            }
-        else:
-            params = {f"f{i}": float(v) for i, v in enumerate(self.encoder([pair])[0])}
-        params["device"] = pair.device
-        return params
-
-    def point(self, params: dict[str, Any]) -> np.ndarray:
-        """A proposal's architecture coordinates, on the scale of :meth:`vectors`."""
-        if self.encoder is None:
-            bounds = REFERENCE_SPACE.embedding_bounds()
-            return np.array([params[f"e{i}"] / max(high, 1) for i, (_, high) in enumerate(bounds)])
-        return np.array([params[f"f{i}"] for i in range(len(COMPACT_FEATURES))])
-
-    def vectors(self, pairs: list[Pair]) -> np.ndarray:
-        if self.encoder is None:
-            return np.stack([arch_vector(p) for p in pairs])
-        return self.encoder(pairs)
-
-
-def _coordinates_kind(sampler: str) -> str:
-    """The trial parameters an Optuna sampler asks in: its class's ``coordinates``
-    (``embedding`` unless it says ``compact``)."""
-    kind = getattr(SAMPLERS.get(sampler), "coordinates", "embedding")
-    if kind not in ("embedding", "compact"):
-        raise SearchError(
-            f"sampler {sampler!r} asks for coordinates {kind!r}; allowed: embedding, compact"
-        )
-    return kind
-
-
-def _coordinates(evaluator: Evaluator, settings: SearchSettings) -> _Coordinates:
-    kind = _coordinates_kind(settings.sampler)
-    if kind == "embedding":
-        return _Coordinates(evaluator.devices)
-    return _Coordinates(evaluator.devices, _fitted_encoder(kind, evaluator, settings.seed))
-
-
-def _optuna_pick(study, coordinates: _Coordinates, pool: list[Pair], devices, owner: str) -> int:
-    """Ask the sampler, close the proposal as FAIL, return the nearest pool candidate (the
-    pool holds no pair in flight; the sampler sees those as RUNNING trials)."""
-    from optuna.trial import TrialState
-
-    trial = study.ask(coordinates.distributions)
-    target = coordinates.point(trial.params)
-    device = devices[trial.params["device"]]
-    trial.set_user_attr("role", "proposal")
-    trial.set_user_attr("owner", owner)
-    study.tell(trial, state=TrialState.FAIL)
-    pool_d = np.stack([devices[p.device] for p in pool])
-    return nearest_candidate(coordinates.vectors(pool), pool_d, target, device)
-
-
-def _encoder(evaluator: Evaluator, settings: SearchSettings) -> ArchitectureEncoder:
-    """BOSHCODE's architecture encoding, scaled on a sample of candidates fixed by the seed
-    (so a resumed search encodes as before)."""
-    if settings.boshcode.encoding == "embedding":
-        return ArchitectureEncoder("embedding")
-    return _fitted_encoder(settings.boshcode.encoding, evaluator, settings.seed)
-
-
-def _fitted_encoder(kind: str, evaluator: Evaluator, seed: int) -> ArchitectureEncoder:
-    """An encoder scaled on a sample of candidates fixed by ``seed`` (a resumed search encodes
-    as before)."""
-    sample = evaluator.candidates(POOL_SIZE, np.random.default_rng(seed), set())
-    return ArchitectureEncoder(kind).fit(sample)
-
-
-def _own_proposer(study, evaluator: Evaluator, settings: SearchSettings, devices):
-    """BOSHCODE's proposer, a pool sampler's (one with ``pick_from_pool``, e.g. ``trees``), or
-    None for the Optuna samplers, which propose through ``ask``."""
-    if settings.sampler == "boshcode" and settings.boshcode.surrogate == "forests":
-        gp_encoder = (
-            _fitted_encoder("compact", evaluator, settings.seed)
-            if settings.boshcode.accuracy_gp
-            else None
-        )
-        encoder = _encoder(evaluator, settings)
-        sizes = encoder if settings.boshcode.encoding == "features" else (
-            _fitted_encoder("features", evaluator, settings.seed))  # fmt: skip
-        return _ForestsProposer(settings, devices, encoder, gp_encoder, sizes)
-    if settings.sampler == "boshcode":
-        return _BoshcodeProposer(settings, devices, _encoder(evaluator, settings))
-    if _proposes_from_pool(settings.sampler):
-        return _PoolProposer(settings, devices, _encoder(evaluator, settings), study.sampler)
-    return None
-
-
-def _proposes_from_pool(sampler: str) -> bool:
-    return hasattr(SAMPLERS.get(sampler), "pick_from_pool")
-
-
-@dataclass
-class _Proposer:
-    """BOSHCODE's initial design (devices in turn, ``n_initial`` pairs), then the subclass's
-    own choice from the pool (:meth:`_propose`)."""
-
-    settings: SearchSettings
-    devices: dict[str, np.ndarray]
-    encoder: ArchitectureEncoder
-
-    def pick(
-        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
-    ) -> tuple[int, str]:
-        """Index into ``pool`` and how it was chosen."""
-        index = _initial_choice(records, pending, pool, rng, step, self.settings, self.devices)
-        if index is not None:
-            return index, "initial"
-        return self._propose(records, pool, rng, step, pending)
-
-    def _propose(self, records, pool, rng, step, pending) -> tuple[int, str]:
-        raise NotImplementedError
-
-    def _device_inputs(self, pairs: list[Pair]) -> np.ndarray:
-        return np.stack([self.devices[p.device] for p in pairs])
-
-
-@dataclass
-class _PoolProposer(_Proposer):
-    """A pool sampler after BOSHCODE's initial design, on BOSHCODE's inputs and targets: the
-    architecture encoding next to the device vector."""
-
-    sampler: Any
-
-    def _propose(
-        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
-    ) -> tuple[int, str]:
-        settings = self.settings
-        pairs, y = _with_fantasies(records, pending, settings, rng)
-        index = self.sampler.pick_from_pool(self._inputs(pairs), y, self._inputs(pool), step)
-        return index, settings.sampler
-
-    def _inputs(self, pairs: list[Pair]) -> np.ndarray:
-        return np.hstack([self.encoder(pairs), self._device_inputs(pairs)])
-
-
-@dataclass
-class _ForestsProposer(_Proposer):
-    """BOSHCODE with :class:`~edgetran.search.forests.MetricForests`: a forest per metric,
-    the objective and the constraints evaluated on each tree's draw, the pool scored whole."""
-
-    gp_encoder: ArchitectureEncoder | None = None
-    size_encoder: ArchitectureEncoder | None = None
-
-    def __post_init__(self) -> None:
-        boshcode = self.settings.boshcode
-        self.model = MetricForests(
-            boshcode.trees, self.settings.seed, cost_trend=boshcode.cost_trend
-        )
-
-    def _propose(
-        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
-    ) -> tuple[int, str]:
-        settings = self.settings
-        objective = _objective_function(records, settings, rng)
-        pairs, metrics = _metric_fantasies(records, pending)
-        self.model.fit(self.encoder(pairs), self._device_inputs(pairs), metrics, step,
-                       self._gp_inputs(pairs), self._size_inputs(pairs))  # fmt: skip
-        draws = self.model.draws(
-            self.encoder(pool), self._device_inputs(pool), self._gp_inputs(pool),
-            self._size_inputs(pool),
-        )  # fmt: skip
-        values, feasible = objective(draws), settings.constraints.within(draws)
-        if settings.boshcode.acquisition == "thompson":
-            t = int(rng.integers(len(values)))
-            scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
-            return int(np.argmax(scores)), "thompson"
-        return int(np.argmax(feasible_ucb(values, feasible, settings.boshcode.ucb_k))), "ucb"
-
-    def _gp_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
-        return None if self.gp_encoder is None else self.gp_encoder(pairs)
-
-    def _size_inputs(self, pairs: list[Pair]) -> np.ndarray | None:
-        """``(n, 3)``: log FLOPs, parameters and bytes in [0, 1], for the cost trend."""
-        return None if self.size_encoder is None else size_columns(self.size_encoder(pairs))
-
-
-def _metric_fantasies(records: list[Record], pending: list[Pair]) -> tuple[list[Pair], np.ndarray]:
-    """The pairs and ``(n, 4)`` metrics the forests learn from: the records', and each pair in
-    flight with the worst of each metric observed (a pessimistic constant liar, as
-    :func:`_with_fantasies` for one target)."""
-    M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
-    pairs = [r.pair for r in records]
-    if not pending:
-        return pairs, M
-    worst = np.concatenate([M[:, :1].min(axis=0), M[:, 1:].max(axis=0)])
-    return pairs + pending, np.vstack([M, np.tile(worst, (len(pending), 1))])
-
-
-@dataclass
-class _BoshcodeProposer(_Proposer):
-    """BOSHCODE with the reference's networks and GOBI."""
-
-    def __post_init__(self) -> None:
-        self.model = Boshcode(self.settings.boshcode, self.settings.seed)
-
-    def _propose(
-        self, records: list[Record], pool: list[Pair], rng, step: int, pending: list[Pair]
-    ) -> tuple[int, str]:
-        settings = self.settings
-        pairs, y = _with_fantasies(records, pending, settings, rng)
-        xd = self._device_inputs(pairs)
-        self.model.fit(self.encoder(pairs), xd, y, step)
-        pool_d = self._device_inputs(pool)
-        stalled = _stalled(records, settings)
-        return self.model.propose(self.encoder(pool), pool_d, rng, aleatoric=stalled)
-
-
-def _initial_choice(
-    records: list[Record], pending: list[Pair], pool: list[Pair], rng, step: int,
-    settings: SearchSettings, devices: dict[str, np.ndarray],
-) -> int | None:  # fmt: skip
-    """The initial design's pick (:func:`_initial_pick`) while it lasts, else None."""
-    if not _initial(records, pending, settings):
-        return None
-    seen = [r.pair for r in records] + pending
-    return _initial_pick(pool, sorted(devices), settings.seed, step, rng, seen)
-
-
-def _initial(records: list[Record], pending: list[Pair], settings: SearchSettings) -> bool:
-    """Whether a proposal is still one of the initial design's ``n_initial`` (pairs in
-    flight count: they will be records)."""
-    return not records or len(records) + len(pending) < settings.boshcode.n_initial
-
-
-def _with_fantasies(
-    records: list[Record], pending: list[Pair], settings: SearchSettings, rng
-) -> tuple[list[Pair], np.ndarray]:
-    """The pairs and targets a surrogate is fitted on: the records', and each pair in flight
-    with a pessimistic constant lie, the worst target observed (as Optuna's TPE treats its
-    RUNNING trials), so that a batch spreads out instead of proposing one region Q times."""
-    y = _targets(records, settings, rng)
-    pairs = [r.pair for r in records]
-    if not pending:
-        return pairs, y
-    return pairs + pending, np.concatenate([y, np.full(len(pending), y.min())])
-
-
-def _initial_pick(
-    pool: list[Pair], devices: list[str], seed: int, step: int, rng, seen: list[Pair]
-) -> int:
-    """A random candidate on the device with the fewest pairs ``seen`` (evaluated or in
-    flight), the devices taken in turn (in a seeded order) among equals, so the initial
-    design sees every device, start pairs included: a one-hot device the surrogate has never
-    seen would otherwise keep an arbitrary, confidently wrong prediction."""
-    order = np.roll(np.random.default_rng(seed).permutation(devices), -step)
-    counts = {device: 0 for device in devices}
-    for pair in seen:
-        counts[pair.device] = counts.get(pair.device, 0) + 1
-    for device in sorted(order, key=lambda d: counts[d]):  # stable: the turn breaks ties
-        on_device = [i for i, p in enumerate(pool) if p.device == device]
-        if on_device:
-            return int(rng.choice(on_device))
-    return int(rng.integers(len(pool)))
-
-
-def _targets(records: list[Record], settings: SearchSettings, rng) -> np.ndarray:
-    """Values to maximise: the scalar objective, or (pareto) a random augmented-Chebyshev
-    scalarisation of the normalised metrics (ParEGO), redrawn at every step; less
-    ``INFEASIBLE_PENALTY`` where a record broke the constraints."""
-    penalty = np.array([0.0 if r.feasible else INFEASIBLE_PENALTY for r in records])
-    if settings.scalar:
-        return np.array([r.value for r in records]) - penalty
-    metrics = {k: np.array([r.evaluation.metrics[k] for r in records]) for k in METRIC_KEYS}
-    return _objective_function(records, settings, rng)(metrics) - penalty
-
-
-def _objective_function(records: list[Record], settings: SearchSettings, rng):
-    """``metric → array`` to the values to maximise (any one shape): the scalar objective, or
-    (pareto) ParEGO's scalarisation with weights drawn from ``rng`` and each metric
-    normalised over the ``records`` (log costs, min–max)."""
-    if settings.scalar:
-        return settings.value
-    M = np.array([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in records], dtype=float)
-    M = _minimised(M.T)
-    low = M.min(axis=1)
-    span = np.where(np.ptp(M, axis=1) > 0, np.ptp(M, axis=1), 1.0)
-    weights = rng.dirichlet(np.ones(len(METRIC_KEYS)))
-
-    def chebyshev(metrics: dict[str, np.ndarray]) -> np.ndarray:
-        values = _minimised(np.stack([np.asarray(metrics[k], dtype=float) for k in METRIC_KEYS]))
-        U = (values - low.reshape((-1,) + (1,) * (values.ndim - 1))) / span.reshape(
-            (-1,) + (1,) * (values.ndim - 1)
-        )
-        weighted = U * weights.reshape((-1,) + (1,) * (values.ndim - 1))
-        return -(weighted.max(axis=0) + 0.05 * weighted.sum(axis=0))
-
-    return chebyshev
-
-
-def _minimised(M: np.ndarray) -> np.ndarray:
-    """Metrics along axis 0 (METRIC_KEYS order), each to minimise: −accuracy, log costs."""
-    return np.concatenate([-M[:1], np.log(np.maximum(M[1:], SMALLEST_COST))])
-
-
-def _stalled(records: list[Record], settings: SearchSettings) -> bool:
-    """Best value unchanged for ``patience`` evaluations: switch the aleatoric term in."""
-    values = np.maximum.accumulate([r.value for r in records])
-    patience = settings.boshcode.patience
-    return len(values) > patience and values[-1] <= values[-1 - patience]

@@ -36,7 +36,7 @@ class Pair:
 
     @property
     def key(self) -> str:
-        """``hash@device``: what identifies the pair in a table and a study."""
+        """``hash@device``."""
         return f"{self.arch.hash}@{self.device}"
 
 

@@ -36,6 +36,17 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _non_empty(name: str, value: Any, allowed: str) -> tuple[Any, ...]:
+    """The items of a list-like ``value``; a string, a mapping, a non-iterable or an empty
+    ``value`` is an :class:`ArchitectureError` on ``name``."""
+    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        raise ArchitectureError(name, value, allowed)
+    items = tuple(value)
+    if not items:
+        raise ArchitectureError(name, [], allowed)
+    return items
+
+
 @dataclass(frozen=True)
 class Layer:
     """One encoder layer.
@@ -55,19 +66,11 @@ class Layer:
     def __post_init__(self) -> None:
         _positive_int("hidden", self.hidden)
         _positive_int("head_dim", self.head_dim)
-        if isinstance(self.ops, str | Mapping) or not isinstance(self.ops, Iterable):
-            raise ArchitectureError("heads", self.ops, "a non-empty list of head operations")
-        ops = tuple(self.ops)
-        if not ops:
-            raise ArchitectureError("heads", [], "a non-empty list of head operations")
+        ops = _non_empty("heads", self.ops, "a non-empty list of head operations")
         for op in ops:
             if not isinstance(op, str) or not is_valid_op(op):
                 raise ArchitectureError("heads", op, ALLOWED_OPS_TEXT)
-        if isinstance(self.ff, str | Mapping) or not isinstance(self.ff, Iterable):
-            raise ArchitectureError("ff", self.ff, "a non-empty list of positive integers")
-        ff = tuple(self.ff)
-        if not ff:
-            raise ArchitectureError("ff", [], "a non-empty list of positive integers")
+        ff = _non_empty("ff", self.ff, "a non-empty list of positive integers")
         for width in ff:
             _positive_int("ff", width)
         object.__setattr__(self, "ops", tuple(sorted(ops, key=op_sort_key)))

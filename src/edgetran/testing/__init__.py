@@ -12,7 +12,7 @@ Each check runs a plug-in on tiny inputs and raises :class:`ContractError` (an
 ``check_runtime``      a registered runtime's name: exporter and runner, against PyTorch
 ``check_surrogate``    a :class:`~edgetran.surrogate.base.Surrogate` class (or factory)
 ``check_evaluator``    a search :class:`~edgetran.search.evaluators.Evaluator` instance
-``check_sampler``      a registered search sampler's name
+``check_proposer``     a search strategy: a registered sampler's name or a proposer factory
 ``check_task``         a :class:`~edgetran.train.tasks.Task`
 ``check_mode``         a grow-and-prune :class:`~edgetran.growprune.modes.Mode` instance
 =====================  ========================================================================
@@ -31,7 +31,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "growprune": ["check_mode", "tiny_parent"],
         "meters": ["check_meter"],
         "runtimes": ["check_runner", "check_runtime"],
-        "search": ["check_evaluator", "check_sampler", "synthetic_table"],
+        "search": ["check_evaluator", "check_proposer", "check_sampler", "synthetic_table"],
         "surrogates": ["check_surrogate", "synthetic_regression"],
         "tasks": ["check_task"],
     },

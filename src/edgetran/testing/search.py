@@ -1,21 +1,28 @@
-"""The contract checks of evaluators and search samplers, and the small table they run on."""
+"""The contract checks of evaluators and search strategies (proposers), and the small table
+they run on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgetran.plugins import SAMPLERS
-from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator
+from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
 from edgetran.search.objectives import METRIC_KEYS
+from edgetran.search.proposers import Proposal, Proposer, Setup
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE, sample
 from edgetran.testing._contract import Clauses, is_number
 
-#: Evaluations of the tiny search a sampler is checked with.
+#: Evaluations of the tiny search a proposer is checked with.
 SAMPLER_BUDGET = 6
 
 
@@ -135,39 +142,127 @@ def _check_evaluation(evaluation: Evaluation, c: Clauses) -> None:
         )
 
 
-def check_sampler(name: str, *, budget: int = SAMPLER_BUDGET, seed: int = 0) -> None:
-    """Assert that the registered sampler ``name`` builds an Optuna sampler from a seed and,
-    in a tiny replay search, evaluates ``budget`` distinct recorded pairs, the same ones for
-    the same seed.
+def check_proposer(
+    proposer: str | Callable[[Setup], Proposer], *, budget: int = SAMPLER_BUDGET, seed: int = 0
+) -> None:
+    """Assert that a search strategy keeps the :class:`~edgetran.search.proposers.Proposer`
+    contract: ``proposer`` (a registered sampler's name, or a factory ``factory(setup)``, such
+    as a Proposer subclass) builds a Proposer, and tiny replay searches with it evaluate
+    ``budget`` distinct pairs of the table, each proposal one of the pool's and none in
+    flight, the records, pool and pairs in flight left as they were, and the same pairs for
+    the same seed whatever the global random state.
 
     Raises:
         ContractError: naming the clause that failed.
     """
-    import optuna
-
-    from edgetran.search.boshcode import BoshcodeSettings
     from edgetran.search.evaluators import ReplayEvaluator
+    from edgetran.search.settings import BoshcodeSettings
     from edgetran.search.study import SearchSettings, run_search
 
-    c = Clauses("Sampler", repr(name))
-    made = SAMPLERS.create(name, seed=seed)
-    c.require(
-        isinstance(made, optuna.samplers.BaseSampler),
-        "the factory returns an optuna.samplers.BaseSampler for seed=SEED",
-        type(made).__name__,
-    )
-    # Few epochs: the check is about the search's plumbing, not about the surrogate's fit.
+    named = isinstance(proposer, str)
+    factory = SAMPLERS.get(proposer) if named else proposer
+    c = Clauses("Proposer", repr(proposer) if named else getattr(proposer, "__name__", proposer))
+    # Few epochs: the check is about the contract, not about the surrogate's fit.
     fast = BoshcodeSettings(
         epochs=5, warm_epochs=2, starts=2, gobi_steps=3, mc_samples=3, n_initial=budget - 2
     )
-    settings = SearchSettings(sampler=name, budget=budget, seed=seed, boshcode=fast)
+    settings = SearchSettings(budget=budget, seed=seed, boshcode=fast)
+    if named:
+        settings = replace(settings, sampler=proposer)
     with tempfile.TemporaryDirectory(prefix="edgetran-check-") as tmp:
         evaluator = ReplayEvaluator(synthetic_table(Path(tmp) / "table.jsonl", n_archs=6))
-    runs = [[r.pair.key for r in run_search(evaluator, settings).records] for _ in range(2)]
+    made = factory(Setup(settings, device_matrix(evaluator.devices), evaluator))
+    c.require(
+        isinstance(made, Proposer),
+        "the factory returns a Proposer for a Setup",
+        type(made).__name__,
+    )
+
+    def checked(setup: Setup) -> Proposer:
+        return _Checked(factory(setup), c)
+
+    runs = []
+    for global_seed in (1, 2):
+        with _global_random_state(global_seed):
+            records = run_search(evaluator, settings, proposer=checked).records
+        runs.append([r.pair.key for r in records])
     keys = runs[0]
     c.require(len(keys) == budget, f"a search evaluates budget={budget} pairs", str(len(keys)))
     c.require(len(set(keys)) == len(keys), "no pair is evaluated twice", repr(keys))
     c.require(
         set(keys) <= set(evaluator.table), "every evaluated pair is a candidate of the space"
     )
-    c.require(runs[1] == keys, "the same seed gives the same search", f"{keys} then {runs[1]}")
+    c.require(
+        runs[1] == keys,
+        "the same seed gives the same proposals (whatever the global random state)",
+        f"{keys} then {runs[1]}",
+    )
+    run_search(evaluator, settings, proposer=checked, parallel=2)  # proposals beside pending
+
+
+def check_sampler(name: str, *, budget: int = SAMPLER_BUDGET, seed: int = 0) -> None:
+    """:func:`check_proposer` of the registered sampler ``name`` (the name it had when the
+    registry held Optuna samplers)."""
+    check_proposer(name, budget=budget, seed=seed)
+
+
+class _Checked(Proposer):
+    """A proposer whose every proposal is checked against the contract's clauses."""
+
+    def __init__(self, inner: Proposer, clauses: Clauses) -> None:
+        super().__init__(inner.setup)
+        self.inner, self.clauses = inner, clauses
+        self.coordinates = inner.coordinates
+
+    def optuna_sampler(self) -> Any:
+        """The checked proposer's."""
+        return self.inner.optuna_sampler()
+
+    def attach(self, ask: Callable[[], dict[str, Any]]) -> None:
+        """Hand ``ask`` to the checked proposer."""
+        self.inner.attach(ask)
+
+    def signature(self) -> dict[str, Any]:
+        """The checked proposer's."""
+        return self.inner.signature()
+
+    def propose(self, records, pending, pool, step, rng) -> Proposal:
+        """The checked proposer's proposal, once the clauses hold."""
+        c = self.clauses
+        seen = (_snapshot(records), [p.key for p in pending], [p.key for p in pool])
+        proposal = self.inner.propose(records, pending, pool, step, rng)
+        c.require(isinstance(proposal, Proposal), "propose returns a Proposal", repr(proposal))
+        key = proposal.pair.key
+        c.require(key not in seen[1], "a proposal is no pair in flight (pending)", key)
+        c.require(key in seen[2], "a proposal is one of the pool's pairs", key)
+        c.require(
+            isinstance(proposal.how, str) and bool(proposal.how),
+            "a proposal says how it was chosen (a non-empty str)",
+            repr(proposal.how),
+        )
+        c.require(
+            _snapshot(records) == seen[0],
+            "propose leaves the records (and their evaluations) as they were",
+        )
+        c.require(
+            ([p.key for p in pending], [p.key for p in pool]) == seen[1:],
+            "propose leaves pending and pool as they were",
+        )
+        return proposal
+
+
+def _snapshot(records) -> list[tuple]:
+    return [(r.pair.key, r.value, r.feasible, r.how, dict(r.evaluation.metrics)) for r in records]
+
+
+@contextlib.contextmanager
+def _global_random_state(seed: int) -> Iterator[None]:
+    """Seed Python's and NumPy's global generators, and put them back afterwards."""
+    python, numpy = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
