@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from edgetran.codesign import CPU_DEVICES, CodesignConfig, CodesignError, run_codesign
-from edgetran.codesign.pipeline import STAGES, EvaluationTimeout, _time_limit
+from edgetran.codesign.context import time_limit
+from edgetran.codesign.pipeline import STAGES, EvaluationTimeout
 from edgetran.errors import EdgeTranError, Interrupted
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
@@ -40,10 +41,11 @@ import os, signal, sys
 from edgetran.train import oracle
 from edgetran.profile.contention import Contention
 import edgetran.codesign.pipeline as pipeline
+from edgetran.codesign import explore, stages
 oracle.BUDGETS["quick"] = oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
 Contention.contended = lambda self, threads, cores=None: False
-pipeline.SURROGATE_OPTIONS = {"n_models": 2, "n_estimators": 40}
-pipeline.PROGRESS_S = 0.2
+explore.SURROGATE_OPTIONS = {"n_models": 2, "n_estimators": 40}
+stages.PROGRESS_S = 0.2
 prefix, _, count = os.environ.get("EDGETRAN_KILL_AT", "").rpartition("|")
 seen = []
 emit = pipeline._Run.__init__
@@ -71,7 +73,7 @@ def _tiny(monkeypatch) -> None:
     )
     read_machine_as_quiet(monkeypatch)
     monkeypatch.setattr(
-        "edgetran.codesign.pipeline.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 40}
+        "edgetran.codesign.explore.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 40}
     )
 
 
@@ -136,10 +138,11 @@ def test_require_quiet_reaches_every_live_measurement(tmp_path):
     from types import SimpleNamespace
 
     from edgetran.codesign.config import parse_device
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.context import RunContext
 
     config = CodesignConfig(require_quiet=True, out=str(tmp_path / "out"))
-    settings = _Run.profile_settings(SimpleNamespace(config=config), parse_device("cpu/torch"))
+    context = SimpleNamespace(config=config)
+    settings = RunContext.profile_settings(context, parse_device("cpu/torch"))
     assert settings.require_quiet is True and settings.runtime == "torch"
 
 
@@ -170,7 +173,8 @@ def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
     """Accuracy is the device's as well (the search's, the oracle not asked again): the
     search's architecture, evaluated on a slow device only, is the answer on the fast one; an
     infeasible device is not taken; a search with nothing feasible is rescued on another."""
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.conclude import decision
+    from edgetran.codesign.context import RunContext
     from edgetran.search import Evaluation
 
     arch = NAMED_ARCHITECTURES["bert-tiny"]
@@ -185,20 +189,21 @@ def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
             metrics |= {"latency_s": latency[pair.device], "energy_j": 0.1}
             return Evaluation(metrics | {"peak_power_w": 100.0 if pair.device == "capped" else 5})
 
-    run = _Run.__new__(_Run)
+    run = RunContext.__new__(RunContext)
     run.config = CodesignConfig(max_peak_power_w=50.0, references=())
     run.names, run.emit, run.specs = ["slow", "fast", "capped"], lambda line: None, []
     run.evaluator, run.store = Devices, None
     run.stored_measurement = lambda arch, device: None
     run.done = {
         "objective": {"norms": {"latency_s": 0.05, "energy_j": 0.1, "peak_power_w": 10}},
-        "references": {"rows": []},
     }
     record = {
         "arch": arch.to_model_dict(), "device": "slow", "accuracy_std": 0.01,
         "accuracy_runs": 1, "metrics": {"accuracy": 0.75}, "objective": 0.5,
     }  # fmt: skip
-    choice = run.decide({"best": record, "records": [record]})
+    no_references = {"rows": []}
+    search = {"best": record, "records": [record]}
+    choice = decision(run, {"search": search, "references": no_references})
     assert choice["pairs_scored"] == 3
     best = choice["winner"]
     assert best["device"] == "fast" and best["source"] == "device choice"
@@ -207,7 +212,8 @@ def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
         "feasible"
     ]
     run.config = CodesignConfig(max_latency_ms=10.0, references=())  # 50 ms is infeasible
-    rescued = run.decide({"best": None, "records": [record]})["winner"]
+    search = {"best": None, "records": [record]}
+    rescued = decision(run, {"search": search, "references": no_references})["winner"]
     assert rescued["device"] in ("fast", "capped") and rescued["source"] == "device choice"
 
 
@@ -270,7 +276,8 @@ def test_the_cli_refuses_a_missing_task_and_resume_with_restart(tmp_path, run_cl
 
 
 def test_every_reason_a_device_is_left_out_is_said():
-    from edgetran.codesign.pipeline import _reasons, _said
+    from edgetran.codesign.explore import _reasons
+    from edgetran.codesign.explore import said as _said
     from edgetran.errors import JobTimeoutError
 
     assert _said(JobTimeoutError()) == "JobTimeoutError (without a message)"
@@ -284,9 +291,9 @@ def test_every_reason_a_device_is_left_out_is_said():
 def test_time_limit_raises_a_typed_timeout():
     import time
 
-    with pytest.raises(EvaluationTimeout, match=r"eval_timeout_s=0\.05"), _time_limit(0.05):
+    with pytest.raises(EvaluationTimeout, match=r"eval_timeout_s=0\.05"), time_limit(0.05):
         time.sleep(1)
-    with _time_limit(None):
+    with time_limit(None):
         pass
 
 
@@ -403,6 +410,64 @@ def test_report_is_one_self_contained_file(codesigned):
     assert "held-out" in page.text["td"]  # the recorded board's 12 measurements
 
 
+def test_the_report_is_rebuilt_from_result_json_alone(codesigned, run_cli, tmp_path):
+    """Issue 41, item 2: a folder holding the run's result.json and nothing else rebuilds
+    the run's report, byte for byte (the run writes its report from that file too)."""
+    out = codesigned[0] / "out"
+    shutil.copy(out / "result.json", tmp_path / "result.json")
+    code, printed, err = run_cli("report", tmp_path)
+    assert code == 0, err
+    assert printed.strip() == str(tmp_path / "report.html")
+    assert (tmp_path / "report.html").read_bytes() == (out / "report.html").read_bytes()
+
+
+def test_the_stage_table_keeps_the_stored_names_and_builds_on_earlier_stages():
+    """Issue 41, item 2: one ordered table; its names are those earlier versions stored (so
+    their workspaces resume), and a stage needs only stages before it."""
+    from edgetran.codesign.stages import TABLE
+
+    assert STAGES == (
+        "profile", "surrogates", "objective", "search", "compare", "references", "decision",
+        "growprune", "final_training", "verdict", "export", "final_measurement",
+    )  # fmt: skip
+    earlier: set[str] = set()
+    for stage in TABLE:
+        assert set(stage.needs) <= earlier, stage.name
+        earlier.add(stage.name)
+
+
+def test_a_stage_stored_earlier_is_skipped_and_gives_the_next_what_it_needs(tmp_path):
+    """The runner: a stored record is not made again (its ``then`` still runs); a new one is
+    made from the records it needs, timed, stored and announced."""
+    from edgetran.codesign.context import RunContext
+    from edgetran.codesign.stages import Stage, run_stages
+
+    config = CodesignConfig(devices=("cpu/torch",), out=str(tmp_path / "out"))
+    seen, events = [], []
+
+    def again(ctx, prior):
+        pytest.fail("a stored stage made again")
+
+    def fit(ctx, prior):
+        return {"parity": prior["profile"]["devices"]}
+
+    table = (
+        Stage("profile", again, then=lambda ctx, record: seen.append(record)),
+        Stage("surrogates", fit, ("profile",)),
+    )
+    with Store(tmp_path / "w.db") as store:
+        ctx = RunContext(config, store, tmp_path / "out", events.append)
+        store.add_codesign_run(ctx.key, config.to_dict())
+        store.add_codesign_stage(ctx.key, "profile", {"devices": ["board"], "seconds": 2.0})
+        ctx.done = store.codesign_stages(ctx.key)
+        run_stages(ctx, table)
+        stored = store.codesign_stages(ctx.key)
+    assert seen == [{"devices": ["board"], "seconds": 2.0}]
+    assert stored["surrogates"]["parity"] == ["board"] and stored["surrogates"]["seconds"] >= 0
+    assert events[0] == "profile: done earlier (2.0 s), skipped"
+    assert events[1] == "surrogates: started" and events[2].startswith("surrogates: finished in")
+
+
 def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monkeypatch):
     folder, (task, board, _), _, _ = codesigned
     _tiny(monkeypatch)
@@ -432,7 +497,7 @@ def _stop_at(prefix: str, events: list[str]) -> Callable[[str], None]:
 def _fast(monkeypatch, fail: Callable[[int], None] = lambda n: None, seconds: float = 0.0):
     """No training and no parity folds: the search's accuracy is a fixed function of the
     architecture, taking ``seconds``; ``fail(n)`` may raise at the n-th evaluation."""
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.context import RunContext
     from edgetran.search import Accuracy
 
     calls: list[str] = []
@@ -446,8 +511,8 @@ def _fast(monkeypatch, fail: Callable[[int], None] = lambda n: None, seconds: fl
 
         return oracle
 
-    monkeypatch.setattr(_Run, "accuracy", accuracy)
-    monkeypatch.setattr("edgetran.codesign.pipeline._parity", lambda items, seed: {"n": 0})
+    monkeypatch.setattr(RunContext, "accuracy", accuracy)
+    monkeypatch.setattr("edgetran.codesign.explore._parity", lambda items, seed: {"n": 0})
 
 
 def _recorded_run(folder: Path, **changes) -> CodesignConfig:
@@ -579,17 +644,17 @@ def test_a_resumed_run_prints_stored_evaluations_and_counts_every_attempts_time(
 
 def test_a_stage_records_its_seconds_as_it_goes(tmp_path, monkeypatch):
     """What a kill -9 leaves: the seconds recorded by the last beat of the stage's clock."""
-    from edgetran.codesign.pipeline import _StageClock
+    from edgetran.codesign.stages import StageClock
 
-    monkeypatch.setattr("edgetran.codesign.pipeline.PROGRESS_S", 0.05)
+    monkeypatch.setattr("edgetran.codesign.stages.PROGRESS_S", 0.05)
     with Store(tmp_path / "w.db") as store:
         store.add_codesign_run("r", {})
-        with _StageClock(store, "r", "profile"):
+        with StageClock(store, "r", "profile"):
             time.sleep(0.4)
             during = store.codesign_stage_seconds("r", "profile")
         after = store.codesign_stage_seconds("r", "profile")
         assert 0.2 <= during <= after
-        with _StageClock(store, "r", "profile") as clock:
+        with StageClock(store, "r", "profile") as clock:
             pass
         assert store.codesign_stage_seconds("r", "profile") == pytest.approx(after + clock.seconds)
 
@@ -833,7 +898,7 @@ def test_an_int8_device_scores_its_pairs_in_its_runtime_and_resumes_without_repe
 def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path, monkeypatch):
     """A failed label check takes the pair out of the answer and into ``failed``; the run
     goes on."""
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.context import RunContext
     from edgetran.export.verify import LabelAgreement, LabelAgreementError
 
     _tiny(monkeypatch)
@@ -848,7 +913,7 @@ def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path,
             LabelAgreement(0.5, 10, False, 0.99, "onnxruntime-int8", "cpu", "dynamic-int8", 1)
         )
 
-    monkeypatch.setattr(_Run, "runtime_accuracy", disagrees)
+    monkeypatch.setattr(RunContext, "runtime_accuracy", disagrees)
     result = run_codesign(config).result
     failed = [f for f in result["failed"] if f["device"] == "cpu/onnxruntime-int8"]
     assert failed and all("0.5" in f["reason"] or "agree" in f["reason"] for f in failed)
@@ -858,15 +923,16 @@ def test_an_int8_artifact_that_disagrees_with_pytorch_is_a_failed_pair(tmp_path,
 def test_the_export_refuses_a_model_folder_that_no_longer_holds_the_answer(tmp_path):
     """A folder changed under a finished verdict (another answer's classifier in it) is never
     exported as the answer."""
+    from edgetran.codesign.conclude import export_answer
     from edgetran.codesign.config import parse_device
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.context import RunContext
     from edgetran.model import FlexiBertConfig, FlexiBertForSequenceClassification
 
     tiny = NAMED_ARCHITECTURES["bert-tiny"]
     model = FlexiBertForSequenceClassification(FlexiBertConfig(tiny, vocab_size=100))
     model.save_pretrained(tmp_path / "model")
-    run = _Run.__new__(_Run)
+    run = RunContext.__new__(RunContext)
     run.config, run.out = CodesignConfig(devices=("cpu/torch",), seq_len=8), tmp_path
-    run.done = {"verdict": {"answer": {"arch_hash": NAMED_ARCHITECTURES["bert-mini"].hash}}}
+    answer = NAMED_ARCHITECTURES["bert-mini"].hash
     with pytest.raises(CodesignError, match=r"not the answer .*--restart"):
-        run.export(parse_device("cpu/torch"))
+        export_answer(run, parse_device("cpu/torch"), answer)

@@ -288,15 +288,16 @@ def test_codesign_exports_an_int8_winner_quantised(classifier, tmp_path):
     """The export stage exports the winner as its device was profiled: quantised."""
     import shutil
 
+    from edgetran.codesign.conclude import export_answer
     from edgetran.codesign.config import CodesignConfig, parse_device
-    from edgetran.codesign.pipeline import _Run
+    from edgetran.codesign.context import RunContext
 
     model_dir, _ = classifier
     config = CodesignConfig(devices=("cpu/onnxruntime-int8",), seq_len=SEQ, out=str(tmp_path))
     shutil.copytree(model_dir, tmp_path / "model")
     with Store(tmp_path / "c.db") as store:
-        run = _Run(config, store, tmp_path, print)
-        exported = run.export(parse_device("cpu/onnxruntime-int8"))
+        run = RunContext(config, store, tmp_path, print)
+        exported = export_answer(run, parse_device("cpu/onnxruntime-int8"), None)
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
     assert (metadata["runtime"], metadata["quantize"]) == ("onnxruntime-int8", DYNAMIC_INT8)
     assert exported["verification"]["passed"] and exported["verification"]["quantize"] == (

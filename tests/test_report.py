@@ -470,11 +470,11 @@ def test_report_help_imports_no_heavy_library():
 def test_parity_falls_back_to_leave_one_out_on_a_small_profile(monkeypatch):
     """Nine measurements make no five folds of eight to fit on: each is predicted by a model
     fitted on the other eight. Eight leave seven: nothing can be predicted."""
-    from edgetran.codesign.pipeline import _parity
+    from edgetran.codesign.explore import _parity
     from tests.conftest import fake_device
 
     monkeypatch.setattr(
-        "edgetran.codesign.pipeline.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 20}
+        "edgetran.codesign.explore.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 20}
     )
     items = fake_device(9, "board", seed=3)
     parity = _parity(items, seed=0)

@@ -76,7 +76,7 @@ class Candidate:
 
     @property
     def key(self) -> tuple[str, str]:
-        """``(arch hash, device)``: what identifies the pair."""
+        """The pair's key: ``(arch_hash, device)``."""
         return self.arch_hash, self.device
 
     @property
@@ -122,7 +122,7 @@ class Decision:
     within: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, as ``result.json`` holds it."""
+        """The decision as ``result.json`` holds it: the rule, every candidate and the winner."""
         within = set(self.within)
         return {
             "rule": self.rule,
