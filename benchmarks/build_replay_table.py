@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from edgetran.profile import read_measurements
+from edgetran.search.live import per_sequence
 from edgetran.search.suite import stand_in_accuracy
 from edgetran.space import Architecture
 
@@ -47,12 +48,7 @@ def main() -> None:
     for path in files:
         for m in read_measurements(path, "protran", None):
             arch = Architecture.from_dict(m.model_dict)
-            metrics = {
-                "accuracy": round(stand_in_accuracy(arch), 6),
-                "latency": m.latency_s_per_seq,
-                "energy": m.energy_j_per_seq,
-                "peak_power": m.peak_power_w,
-            }
+            metrics = {"accuracy": round(stand_in_accuracy(arch), 6), **per_sequence(m)}
             lines.append(
                 json.dumps({"arch": m.model_dict, "device": path.stem, "metrics": metrics})
             )

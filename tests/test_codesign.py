@@ -27,6 +27,7 @@ from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
 from edgetran.train.tasks import task_key
 from tests.conftest import profile_under_torch
+from tests.test_metrics import assert_unit_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = {"layers": [1], "hidden_sizes": [16], "head_counts": [2], "ff_depths": [1],
@@ -185,8 +186,8 @@ def test_the_decision_moves_an_architecture_to_the_device_where_it_is_fastest():
 
         def evaluate(self, pair):
             metrics = {"accuracy": self.accuracy(pair.arch).value}
-            metrics |= {"latency": latency[pair.device], "energy": 0.1}
-            return Evaluation(metrics | {"peak_power": 100.0 if pair.device == "capped" else 5})
+            metrics |= {"latency_s": latency[pair.device], "energy_j": 0.1}
+            return Evaluation(metrics | {"peak_power_w": 100.0 if pair.device == "capped" else 5})
 
     run = RunContext.__new__(RunContext)
     run.config = CodesignConfig(max_peak_power_w=50.0, references=())
@@ -353,6 +354,7 @@ def test_codesign_writes_every_output(codesigned):
     # one name per quantity, with its unit, everywhere
     for row in [*data["evaluations"], *data["references"], data["best"]]:
         assert set(row["metrics"]) == {"accuracy", "latency_s", "energy_j", "peak_power_w"}
+    assert_unit_names(data)  # no key, and no name in a list of names, without its unit
     # the objective at this run's scale, the decision and the references, said
     objective = data["objective"]
     assert objective["rule"] == "paper" and objective["norms_source"] == "run"

@@ -66,8 +66,8 @@ def test_a_2x_latency_difference_moves_the_objective_by_its_weights_share():
     objective moves by w_l · Δlatency / L, far above the accuracy noise's share; under the
     reference's 1000 s it moves by less than 1e-5, which is why this issue exists."""
     run, described = paper_with_norms("run", lambda: DEMO_REFERENCES)
-    fast = {"accuracy": 0.75, "latency": 1.4e-3, "energy": 7e-3, "peak_power": 9.9}
-    slow = fast | {"latency": 2.8e-3}
+    fast = {"accuracy": 0.75, "latency_s": 1.4e-3, "energy_j": 7e-3, "peak_power_w": 9.9}
+    slow = fast | {"latency_s": 2.8e-3}
     promised = run.latency_weight * (2.8e-3 - 1.4e-3) / run.latency_norm_s
     assert run.value(fast) - run.value(slow) == pytest.approx(promised)
     assert promised > run.accuracy_weight * 0.007  # more than one std of accuracy is worth
@@ -124,11 +124,7 @@ def test_best_is_the_plain_maximum_unless_only_an_estimate_made_it():
     paper = PaperObjective().with_norms(5.8e-3, 40e-3, 10.0)
 
     def value(c):
-        m = c.metrics
-        return paper.value(
-            {"accuracy": m["accuracy"], "latency": m["latency_s"], "energy": m["energy_j"],
-             "peak_power": m["peak_power_w"]}
-        )  # fmt: skip
+        return paper.value(c.metrics)
 
     torch = pair("t", "cpu/torch", 0.754, 1.10, energy_mj=7.3, peak_w=9.99)
     # an estimated peak power far lower: the objective's maximum only through the estimate
@@ -217,7 +213,7 @@ def test_search_takes_the_accuracy_objective_and_explicit_norms(run_cli, tmp_pat
     arch = {"l": 2, "o": [["sa_sdp_64"] * 2] * 2, "h": [128, 128], "f": [[512], [512]]}
     rows = [
         {"arch": arch, "device": d,
-         "metrics": {"accuracy": a, "latency": lat, "energy": 0.01, "peak_power": 5.0}}
+         "metrics": {"accuracy": a, "latency_s": lat, "energy_j": 0.01, "peak_power_w": 5.0}}
         for d, a, lat in (("x", 0.70, 0.001), ("y", 0.80, 0.1))
     ]  # fmt: skip
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -486,8 +486,8 @@ def replay_rows() -> list[dict]:
     rows = []
     for i, arch in enumerate(sample(3, method="random", seed=5)):
         for device, latency in (("edge", 2.0), ("gpu", 0.01)):
-            metrics = {"accuracy": 0.6 + 0.01 * i, "latency": latency, "energy": 5 * latency,
-                       "peak_power": 5.0}  # fmt: skip
+            metrics = {"accuracy": 0.6 + 0.01 * i, "latency_s": latency,
+                       "energy_j": 5 * latency, "peak_power_w": 5.0}  # fmt: skip
             rows.append({"arch": arch.to_model_dict(), "device": device, "metrics": metrics})
     return rows
 

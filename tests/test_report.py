@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetran.codesign.report import OLD_NAMES, TIE_RULE, write_report
+from edgetran.codesign.report import TIE_RULE, write_report
+from edgetran.metrics import LEGACY_KEYS
 from edgetran.space import NAMED_ARCHITECTURES, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,7 +250,7 @@ def old_style(result: dict) -> dict:
         del old[key]
     for key in ("name", "accuracy_std", "estimated", "contended", "source"):
         del old["best"][key]
-    new_names = {v: k for k, v in OLD_NAMES.items()}
+    new_names = {v: k for k, v in LEGACY_KEYS.items()}
     for record in (*old["evaluations"], *old["references"]):
         record.pop("contended", None)
         record["metrics"] = {new_names.get(k, k): v for k, v in record["metrics"].items()}
@@ -362,6 +363,25 @@ def test_an_older_result_without_the_new_fields_still_reports(tmp_path):
     # energy and peak power of an estimating meter, though the result does not list them
     estimated = "Estimated from CPU time (no power sensor): the winner's energy_j, peak_power_w"
     assert estimated in html.unescape(text)
+
+
+def test_report_run_rebuilds_an_older_result_json_with_the_older_metric_names(tmp_path):
+    """A ``result.json`` written before the metrics had units reports from the file alone;
+    one that names a metric both ways is a typed error."""
+    from edgetran.codesign.config import CodesignError
+    from edgetran.codesign.report import report_run
+
+    old = old_style(synthetic_result())
+    assert "latency" in old["evaluations"][0]["metrics"]
+    (tmp_path / "result.json").write_text(json.dumps(old))
+    text = report_run(tmp_path).read_text()
+    check_self_contained(text)
+    assert "The winner is " in text
+    both = copy.deepcopy(old)
+    both["best"]["metrics"] = {**both["best"]["metrics"], "latency": 1.0, "latency_s": 1.0}
+    (tmp_path / "result.json").write_text(json.dumps(both))
+    with pytest.raises(CodesignError, match="'latency' and 'latency_s'"):
+        report_run(tmp_path)
 
 
 def test_names_from_the_user_are_escaped(tmp_path):

@@ -44,16 +44,16 @@ def table(tmp_path: Path) -> Path:
 
 
 def test_paper_objective_matches_the_reference_formula():
-    m = {"accuracy": 0.8, "latency": 100.0, "energy": 200.0, "peak_power": 30.0}
+    m = {"accuracy": 0.8, "latency_s": 100.0, "energy_j": 200.0, "peak_power_w": 30.0}
     expected = 0.5 * 0.8 + 0.2 * 0.9 + 0.2 * 0.9 + 0.1 * 0.9
     assert PaperObjective().value(m) == pytest.approx(expected)
 
 
 def test_constraints_use_the_pessimistic_end_of_predictions():
     c = Constraints(max_latency_ms=10, min_accuracy=0.7)
-    m = {"accuracy": 0.75, "latency": 0.008, "energy": 1.0, "peak_power": 5.0}
+    m = {"accuracy": 0.75, "latency_s": 0.008, "energy_j": 1.0, "peak_power_w": 5.0}
     assert c.violations(m) == []
-    upper = {**m, "latency": 0.012}
+    upper = {**m, "latency_s": 0.012}
     lower = {**m, "accuracy": 0.65}
     assert c.violations(m, upper, lower) == ["max_latency_ms", "min_accuracy"]
 
@@ -108,12 +108,12 @@ def test_forests_learn_accuracy_from_the_architecture_alone():
     on_gpu = forests.draws(probe, np.tile([0.0, 1.0], (5, 1)))
     assert all(d.shape == (20, 5) for d in on_edge.values())
     assert np.array_equal(on_edge["accuracy"], on_gpu["accuracy"])  # same on every device
-    assert (on_gpu["latency"].mean(axis=0) > 3 * on_edge["latency"].mean(axis=0)).all()
+    assert (on_gpu["latency_s"].mean(axis=0) > 3 * on_edge["latency_s"].mean(axis=0)).all()
     assert all((d > 0).all() for k, d in on_edge.items() if k != "accuracy")
     again = MetricForests(n_trees=20, seed=1).fit(xa, xd, metrics, step=2)
     on_both = probe[:, :2]
-    assert np.array_equal(again.draws(probe, on_both)["latency"],
-                          forests.draws(probe, on_both)["latency"])  # fmt: skip
+    assert np.array_equal(again.draws(probe, on_both)["latency_s"],
+                          forests.draws(probe, on_both)["latency_s"])  # fmt: skip
 
 
 def _linear_accuracy(n: int, seed: int = 0):
@@ -188,14 +188,14 @@ def test_a_linear_trend_carries_what_one_device_teaches_to_another():
     on_device_1 = np.array([[0.0, 1.0]])
     plain = MetricForests(n_trees=20, seed=0, cost_trend=False).fit(xa, xd, metrics)
     trend = MetricForests(n_trees=20, seed=0).fit(xa, xd, metrics)
-    guess = {name: np.median(model.draws(small, on_device_1)["latency"])
+    guess = {name: np.median(model.draws(small, on_device_1)["latency_s"])
              for name, model in (("plain", plain), ("trend", trend))}  # fmt: skip
     assert abs(np.log(guess["plain"] / truth)) > np.log(5)
     assert abs(np.log(guess["trend"] / truth)) < np.log(2)
-    seen = trend.draws(xa[:5], xd[:5])["latency"]
+    seen = trend.draws(xa[:5], xd[:5])["latency_s"]
     np.testing.assert_allclose(np.median(seen, axis=0), metrics[:5, 1], rtol=1e-6)
     half = MetricForests(n_trees=20, seed=0, cost_trend=0.5).fit(xa, xd, metrics)
-    both = half.draws(small, on_device_1)["latency"][:, 0]  # trend's trees, then plain ones
+    both = half.draws(small, on_device_1)["latency_s"][:, 0]  # trend's trees, then plain ones
     assert abs(np.log(np.median(both[:10]) / truth)) < np.log(2)
     assert abs(np.log(np.median(both[10:]) / truth)) > np.log(5)
     with pytest.raises(SearchError, match="cost_trend"):
@@ -218,9 +218,9 @@ def test_constraints_within_agrees_with_violations():
     rng = np.random.default_rng(3)
     draws = {
         "accuracy": rng.uniform(0.6, 0.8, (4, 6)),
-        "latency": rng.uniform(0, 0.02, (4, 6)),
-        "energy": rng.uniform(0, 1, (4, 6)),
-        "peak_power": rng.uniform(10, 30, (4, 6)),
+        "latency_s": rng.uniform(0, 0.02, (4, 6)),
+        "energy_j": rng.uniform(0, 1, (4, 6)),
+        "peak_power_w": rng.uniform(10, 30, (4, 6)),
     }
     within = c.within(draws)
     for i, j in np.ndindex(4, 6):
@@ -266,7 +266,7 @@ def test_thompson_sampling_takes_one_draw_a_step(table):
 
 def test_forests_keep_to_a_latency_cap(tmp_path):
     evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
-    latencies = sorted(m["latency"] for _, m in evaluator.table.values())
+    latencies = sorted(m["latency_s"] for _, m in evaluator.table.values())
     cap_ms = 1e3 * latencies[len(latencies) // 3]
     constraints = Constraints(max_latency_ms=cap_ms)
     settings = SearchSettings(sampler="boshcode", budget=25, seed=0, constraints=constraints,
@@ -359,7 +359,7 @@ def test_pareto_objective_returns_a_front(table, boshcode):
                               constraints=Constraints(max_peak_power_w=100))  # fmt: skip
     out = run_search(ReplayEvaluator(table), settings).to_dict()
     assert out["pareto_front"] and all(p["device"] == "edge" for p in out["pareto_front"])
-    assert out["best"]["metrics"]["peak_power"] <= 100
+    assert out["best"]["metrics"]["peak_power_w"] <= 100
 
 
 def test_resume_after_an_interruption_neither_loses_nor_repeats(table, tmp_path):
@@ -608,10 +608,10 @@ def test_bad_benchmark_files(table, tmp_path, line, message):
 
 def test_bad_metric_values(table, tmp_path):
     row = json.loads(table.read_text().splitlines()[0])
-    row["metrics"]["energy"] = "lots"
+    row["metrics"]["energy_j"] = "lots"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(row) + "\n")
-    with pytest.raises(SearchError, match=r"line 1: metrics\.energy"):
+    with pytest.raises(SearchError, match=r"line 1: energy_j='lots' is invalid"):
         read_table(bad)
 
 
@@ -669,16 +669,16 @@ def test_live_evaluator_measured_then_predicted():
     items = fake_device(30, "board", seed=4)
     surrogate = DeviceSurrogate(model_options={"n_models": 2, "n_estimators": 50}).fit(items)
     first = items[0]
-    measured = {(first.hash, "board"): {"latency": 1.0, "energy": 2.0, "peak_power": 3.0}}
+    measured = {(first.hash, "board"): {"latency_s": 1.0, "energy_j": 2.0, "peak_power_w": 3.0}}
     evaluator = LiveEvaluator(lambda arch: 0.5, measured, {"board": surrogate})
     arch = Architecture.from_dict(first.model_dict)
     stored = evaluator.evaluate(Pair(arch, "board"))
-    assert stored.metrics == {"accuracy": 0.5, "latency": 1.0, "energy": 2.0, "peak_power": 3.0}
+    assert stored.metrics == {"accuracy": 0.5, **measured[(first.hash, "board")]}
     assert stored.predicted == []
     other = Architecture.from_dict(items[1].model_dict)
     guessed = evaluator.evaluate(Pair(other, "board"))
-    assert guessed.predicted == ["latency", "energy", "peak_power"]
-    assert guessed.lower["latency"] <= guessed.metrics["latency"] <= guessed.upper["latency"]
+    assert guessed.predicted == ["latency_s", "energy_j", "peak_power_w"]
+    assert guessed.lower["latency_s"] <= guessed.metrics["latency_s"] <= guessed.upper["latency_s"]
     pairs = evaluator.candidates(5, np.random.default_rng(0), exclude=set())
     assert 1 <= len(pairs) <= 5 and all(p.device == "board" for p in pairs)
 
@@ -695,10 +695,12 @@ def test_live_evaluator_predicts_per_sequence_at_batch_size_4():
     arch = Architecture.from_dict(items[1].model_dict)
     batch = surrogate.predict([arch], level=0.9)
     got = LiveEvaluator(lambda arch: 0.5, {}, {"board": surrogate}).evaluate(Pair(arch, "board"))
-    for metric, per in (("latency", 4), ("energy", 4), ("peak_power", 1)):
-        assert got.metrics[metric] == pytest.approx(batch[metric].mean[0] / per)
-        assert got.lower[metric] == pytest.approx(batch[metric].lower[0] / per)
-        assert got.upper[metric] == pytest.approx(batch[metric].upper[0] / per)
+    for metric, predicted, per in (
+        ("latency_s", "latency", 4), ("energy_j", "energy", 4), ("peak_power_w", "peak_power", 1)
+    ):  # fmt: skip
+        assert got.metrics[metric] == pytest.approx(batch[predicted].mean[0] / per)
+        assert got.lower[metric] == pytest.approx(batch[predicted].lower[0] / per)
+        assert got.upper[metric] == pytest.approx(batch[predicted].upper[0] / per)
 
 
 def test_live_search_cli(run_cli, tmp_path, monkeypatch):
@@ -721,7 +723,8 @@ def test_live_search_cli(run_cli, tmp_path, monkeypatch):
     )  # fmt: skip
     assert code == 0, err
     best = json.loads(out)["best"]
-    assert best["device"] == "board" and best["predicted"] == ["latency", "energy", "peak_power"]
+    assert best["device"] == "board"
+    assert best["predicted"] == ["latency_s", "energy_j", "peak_power_w"]
     code, _, err = run_cli("search", "--task", task, "--devices", "nowhere", "--db",
                            tmp_path / "live.db")  # fmt: skip
     assert code == 2 and "no measurements of device 'nowhere'" in err

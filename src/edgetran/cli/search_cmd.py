@@ -218,7 +218,7 @@ def _search(evaluator, settings, benchmark, task, devices, study, db, resume, ve
                 console.print(
                     f"{n:4d} {record.how:>11} {record.pair.device:>24} "
                     f"{record.pair.arch.hash[:10]} acc {m['accuracy']:.4f} "
-                    f"lat {m['latency']:.4g}s E {m['energy']:.4g}J P {m['peak_power']:.4g}W "
+                    f"lat {m['latency_s']:.4g}s E {m['energy_j']:.4g}J P {m['peak_power_w']:.4g}W "
                     f"→ {record.value:.5f}"
                 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetran.codesign.config import CodesignError, DeviceSpec
-from edgetran.codesign.context import RunContext, Scored, unit_names
+from edgetran.codesign.context import RunContext, Scored
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 
 Prior = Mapping[str, dict[str, Any]]
@@ -85,7 +85,7 @@ def candidates(
     found: dict[tuple[str, str], Any] = {}
     for key, record in by_arch.items():
         arch = Architecture.from_dict(record["arch"])
-        accuracy = unit_names(record["metrics"])["accuracy"]
+        accuracy = record["metrics"]["accuracy"]
         for device in ctx.names:
             source = "search" if (key, device) in evaluated else "device choice"
             found[(key, device)] = ctx.candidate(

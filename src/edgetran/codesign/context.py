@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from edgetran.codesign.config import CodesignConfig, CodesignError, DeviceSpec
+from edgetran.metrics import COST_KEYS
 from edgetran.space import Architecture
 from edgetran.store import Store
 
-#: The search's metric names → ``result.json``'s (one name per quantity, with its unit).
-UNIT_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Dev examples on which a quantised artifact must predict PyTorch's labels (99% of them)
 #: before its test accuracy counts: a seeded subset, which keeps an int8 pair's scoring to
 #: seconds (the whole dev split of tweet-sentiment is 3,720 examples).
@@ -258,7 +257,7 @@ class RunContext:
 
     def value(self, candidate) -> float:
         """The scalar objective of a candidate (the paper objective for ``pareto``)."""
-        return self.search_settings().value(search_names(candidate.metrics))
+        return self.search_settings().value(candidate.metrics)
 
     # -- pairs and their costs -----------------------------------------------------------------
     def stored_measurement(self, arch: Architecture, device: str):
@@ -313,10 +312,9 @@ class RunContext:
         from edgetran.search import Accuracy, Pair
 
         evaluation = self.evaluator(lambda _arch: Accuracy(0.0)).evaluate(Pair(arch, device))
-        metrics = unit_names(evaluation.metrics)
-        lower, upper = unit_names(evaluation.lower), unit_names(evaluation.upper)
+        lower, upper = evaluation.lower, evaluation.upper
         return {
-            "metrics": {k: metrics[k] for k in UNIT_NAMES.values()},
+            "metrics": {k: evaluation.metrics[k] for k in COST_KEYS},
             "lower": lower,
             "upper": upper,
             "latency_ci95_s": (lower["latency_s"], upper["latency_s"])
@@ -324,7 +322,7 @@ class RunContext:
             else None,
             "measured": (),
             "estimated": (),
-            "predicted": tuple(UNIT_NAMES.get(k, k) for k in evaluation.predicted),
+            "predicted": tuple(evaluation.predicted),
             "contended": False,
         }
 
@@ -352,9 +350,7 @@ class RunContext:
         hw = self.hardware(arch, device, measure=measure)
         metrics = {"accuracy": float(accuracy), **hw["metrics"]}
         violated = self.config.constraints().violations(
-            search_names(metrics),
-            search_names({**metrics, **hw.get("upper", {})}),
-            search_names({**metrics, **hw.get("lower", {})}),
+            metrics, {**metrics, **hw.get("upper", {})}, {**metrics, **hw.get("lower", {})}
         )
         made = Candidate(
             device=device, arch=arch.to_model_dict(), arch_hash=arch.hash, metrics=metrics,
@@ -367,31 +363,17 @@ class RunContext:
         return replace(made, objective=self.value(made))
 
 
-def unit_names(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` with the search's names (``latency`` …) in ``result.json``'s
-    (``latency_s`` …); names already with units pass through."""
-    return {UNIT_NAMES.get(k, k): v for k, v in metrics.items()}
-
-
-def search_names(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`unit_names`: what the search's objective and budgets read."""
-    back = {v: k for k, v in UNIT_NAMES.items()}
-    return {back.get(k, k): v for k, v in metrics.items()}
-
-
 def measured_costs(measurement) -> dict[str, Any]:
     """A measurement's costs per sequence and what they are: latency by the device's timer;
     energy and peak power measured by a sensor, or the CPU-time estimate."""
+    from edgetran.search.live import per_sequence
+
     batch = measurement.batch_size
     ci = measurement.latency_ci95_s
     sensed = measurement.meter_kind == "measured"
     costs = ("energy_j", "peak_power_w")
     return {
-        "metrics": {
-            "latency_s": measurement.latency_s_per_seq,
-            "energy_j": measurement.energy_j_per_seq,
-            "peak_power_w": measurement.peak_power_w,
-        },
+        "metrics": per_sequence(measurement),
         "latency_ci95_s": (ci[0] / batch, ci[1] / batch) if ci else None,
         "measured": ("latency_s", *(costs if sensed else ())),
         "estimated": () if sensed else costs,

@@ -29,9 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: The metrics of a pair, in ``result.json``'s names and units (per sequence).
-METRICS = ("accuracy", "latency_s", "energy_j", "peak_power_w")
-COSTS = METRICS[1:]
 VERDICTS = ("dominates", "trades", "dominated")
 
 
@@ -42,7 +39,8 @@ class Candidate:
     Attributes:
         device: the device's name (``cpu/onnxruntime``, a recorded device's name).
         arch: the architecture's ``model_dict``; ``arch_hash`` its hash.
-        metrics: :data:`METRICS`, per sequence.
+        metrics: :data:`~edgetran.metrics.METRIC_KEYS` (their units in their names), per
+            sequence.
         accuracy_std: the accuracy's standard deviation (``None``: unknown, taken as 0);
             ``accuracy_runs``: the training runs (seeds) the accuracy is the mean of.
         latency_ci95_s: the measured latency's 95% interval (a prediction's interval for a

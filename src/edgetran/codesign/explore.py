@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgetran.codesign.config import FILE_FORMATS, CodesignConfig, CodesignError, DeviceSpec
-from edgetran.codesign.context import UNIT_NAMES, RunContext, Scored, unit_names
+from edgetran.codesign.context import RunContext, Scored
 from edgetran.space import NAMED_ARCHITECTURES, Architecture
 
 #: Folds of the held-out predictions behind the parity plots.
@@ -207,25 +207,26 @@ def _parity(items, seed: int) -> dict[str, Any]:
         method = "leave-one-out"
     if not held_out:
         return out
-    rows: dict[str, list] = {"latency": [], "energy": [], "peak_power": []}
+    rows: dict[str, list] = {}
     for held in held_out:
         for metric, points in _predict_held_out(items, held).items():
-            rows[metric] += points
-    return out | {"method": method} | unit_names(rows)  # per measured batch
+            rows.setdefault(metric, []).extend(points)
+    return out | {"method": method} | rows  # per measured batch
 
 
 def _predict_held_out(items, held) -> dict[str, list[list[float]]]:
-    """``[measured, predicted mean, lower, upper]`` of the ``held`` items, per metric, by a
-    surrogate fitted on the others."""
+    """``[measured, predicted mean, lower, upper]`` of the ``held`` items, per metric (named
+    as the measurement's per-batch field: ``latency_s`` …), by a surrogate fitted on the
+    others."""
     from edgetran.surrogate import DeviceSurrogate
-    from edgetran.surrogate.device import targets
+    from edgetran.surrogate.device import METRICS, targets
 
     train = [items[i] for i in np.setdiff1d(np.arange(len(items)), held)]
     surrogate = DeviceSurrogate(model_options=SURROGATE_OPTIONS).fit(train)
     test = [items[i] for i in held]
     predictions = surrogate.predict([Architecture.from_dict(m.model_dict) for m in test])
     return {
-        metric: [
+        METRICS[metric]: [
             [float(y), float(mean), float(low), float(high)]
             for y, mean, low, high in zip(
                 targets(test, metric), p.mean, p.lower, p.upper, strict=True
@@ -315,8 +316,6 @@ def run_search_stage(ctx: RunContext, sampler: str, name: str) -> dict[str, Any]
         raise CodesignError(_no_success(name, result.failures))
     out = result.to_dict()
     out["sampler"] = sampler
-    if out.get("best"):
-        out["best"] = _with_unit_names(out["best"])
     out["records"] = [_search_record(r) for r in result.records]
     return out
 
@@ -331,7 +330,7 @@ def _progress(ctx: RunContext, name: str):
         flag = " (predicted)" if record.evaluation.predicted else ""
         ctx.emit(
             f"  {name} {n:3d} {record.pair.device:>16} {record.pair.arch.hash[:10]} "
-            f"acc {m['accuracy']:.3f} lat {m['latency'] * 1e3:.2f} ms{flag} "
+            f"acc {m['accuracy']:.3f} lat {m['latency_s'] * 1e3:.2f} ms{flag} "
             f"→ {record.value:.4f}{'' if record.feasible else ' infeasible'}{stored}"
         )
 
@@ -350,10 +349,10 @@ def _search_record(r) -> dict[str, Any]:
     return {
         "arch": r.pair.arch.to_model_dict(),
         "device": r.pair.device,
-        "metrics": unit_names(r.evaluation.metrics),
-        "predicted": [UNIT_NAMES.get(k, k) for k in r.evaluation.predicted],
-        "lower": unit_names(r.evaluation.lower),
-        "upper": unit_names(r.evaluation.upper),
+        "metrics": r.evaluation.metrics,
+        "predicted": r.evaluation.predicted,
+        "lower": r.evaluation.lower,
+        "upper": r.evaluation.upper,
         "accuracy_std": r.evaluation.accuracy_std,
         "accuracy_runs": len(r.evaluation.accuracy_runs) or 1,
         "objective": r.value,
@@ -361,14 +360,6 @@ def _search_record(r) -> dict[str, Any]:
         "how": r.how,
         "contended": r.evaluation.contended,
     }
-
-
-def _with_unit_names(record: dict[str, Any]) -> dict[str, Any]:
-    """A search record with its metrics under their unit names."""
-    out = dict(record)
-    if isinstance(out.get("metrics"), dict):
-        out["metrics"] = unit_names(out["metrics"])
-    return out
 
 
 def start_pairs(ctx: RunContext) -> tuple:

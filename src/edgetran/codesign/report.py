@@ -11,7 +11,8 @@ parity; the winner's model card; grow-and-prune; the stages' times.
 Fields that newer pipelines add (``headline``, ``objective``, ``decision``,
 ``versus_references``, ``best.estimated`` …) are optional: a section whose field is absent
 falls back to what older results hold, or says nothing. Metrics are read under their unit
-names (``latency_s``) or the older ones (``latency``).
+names (``latency_s``) or, in results written before them, the older ones (``latency``:
+:data:`edgetran.metrics.LEGACY_KEYS`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from edgetran.codesign.config import CodesignError
 from edgetran.errors import read_json_file
+from edgetran.metrics import unit_key, with_unit_keys
 
 #: Each cost's words, unit and the factor from SI units to that unit.
 COSTS = {
@@ -33,8 +35,6 @@ COSTS = {
     "energy_j": ("energy", "mJ/seq", 1e3),
     "peak_power_w": ("peak power", "W", 1.0),
 }
-#: The metric names of results written before the unit names.
-OLD_NAMES = {"latency": "latency_s", "energy": "energy_j", "peak_power": "peak_power_w"}
 #: Markers per device, in the order the devices were profiled (colours: matplotlib's tab10).
 MARKERS = ("o", "s", "^", "D", "v", "P", "<", ">", "h", "p")
 #: An axis whose positive values span more than this factor is drawn on a log scale.
@@ -117,19 +117,14 @@ def write_report(result: dict[str, Any], path: str | Path) -> Path:
 
 
 # -- reading result.json ---------------------------------------------------------------------
-def _unit(name: str) -> str:
-    """A metric's unit name (``latency_s``), also for the older name (``latency``)."""
-    return OLD_NAMES.get(name, name)
-
-
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's metrics under their unit names."""
-    return {_unit(k): v for k, v in (record.get("metrics") or {}).items()}
+    """A record's metrics under their unit names (also from an older result)."""
+    return with_unit_keys(record.get("metrics") or {}, error=CodesignError)
 
 
 def _names(names: Any) -> list[str]:
     """Metric names (a record's ``predicted``, ``measured`` …) under their unit names."""
-    return [_unit(n) for n in names or ()]
+    return [unit_key(n) for n in names or ()]
 
 
 def _devices(result: dict[str, Any]) -> list[str]:
@@ -753,9 +748,9 @@ def _parity(result: dict[str, Any]) -> str:
 def _parity_points(parity: dict[str, Any]) -> dict[str, np.ndarray]:
     """A device's ``[measured, mean, lower, upper]`` rows per metric (unit names)."""
     return {
-        _unit(k): np.asarray(v, dtype=float)
+        unit_key(k): np.asarray(v, dtype=float)
         for k, v in parity.items()
-        if _unit(k) in COSTS and isinstance(v, list) and v
+        if unit_key(k) in COSTS and isinstance(v, list) and v
     }
 
 

@@ -13,8 +13,9 @@ import math
 import platform
 from typing import Any
 
-from edgetran.codesign.context import RunContext, search_names
+from edgetran.codesign.context import RunContext
 from edgetran.codesign.stages import STAGES
+from edgetran.metrics import COST_KEYS
 from edgetran.space import Architecture
 from edgetran.store.masking import mask_secrets
 
@@ -76,7 +77,7 @@ def best(ctx: RunContext, done: Records) -> dict[str, Any]:
         "estimated": estimated,
         "predicted": [k for k in answer["predicted"] if k not in measured],
         "contended": bool(final.get("contended", answer.get("contended", False))),
-        "objective": ctx.search_settings().value(search_names(metrics)),
+        "objective": ctx.search_settings().value(metrics),
         "source": answer["source"],
         "latency_ci95_s": final.get("latency_ci95_s") or answer.get("latency_ci95_s"),
         "meter": final.get("meter"),
@@ -93,7 +94,7 @@ def _final_metrics(answer: dict[str, Any], final: dict[str, Any]):
     measured, estimated = ["accuracy", *answer["measured"]], list(answer["estimated"])
     if final.get("skipped"):
         return metrics, measured, estimated
-    metrics |= {k: final[k] for k in ("latency_s", "energy_j", "peak_power_w")}
+    metrics |= {k: final[k] for k in COST_KEYS}
     costs = ["energy_j", "peak_power_w"]
     sensed = final["meter_kind"] == "measured"
     return metrics, ["accuracy", "latency_s", *(costs if sensed else [])], [] if sensed else costs

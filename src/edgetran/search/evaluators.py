@@ -1,7 +1,8 @@
 """Evaluators: what a (model, device) pair scores — replayed from a table, or live.
 
 An evaluator offers candidate pairs and evaluates one at a time. ``evaluate`` returns
-:class:`Evaluation`: the four metrics, which of them are predicted rather than measured, and
+:class:`Evaluation`: the four metrics under their names with units
+(:data:`~edgetran.metrics.METRIC_KEYS`), which of them are predicted rather than measured, and
 the 90% interval ends of predicted values (constraints are checked on them).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetran.errors import read_json_file
-from edgetran.search.objectives import METRIC_KEYS, SearchError
+from edgetran.search.objectives import SearchError
 from edgetran.search.table import Pair, read_table
 from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
 
@@ -33,7 +34,8 @@ class Accuracy:
 
 @dataclass
 class Evaluation:
-    """Metrics of one pair; ``predicted`` names estimated metrics, with interval ends.
+    """Metrics of one pair under :data:`~edgetran.metrics.METRIC_KEYS`; ``predicted`` names
+    estimated metrics, with interval ends (under the same keys).
 
     ``accuracy_runs`` holds the accuracy of each training run (seed) behind
     ``metrics["accuracy"]``, their mean; ``accuracy_std`` is that mean's standard deviation
@@ -68,8 +70,13 @@ class Evaluation:
         self.accuracy_std = float(np.sqrt(within + between / len(runs)))
 
 
-#: Surrogate metrics that are per batch (peak power is a rate: the same for any batch).
-PER_BATCH = ("latency", "energy")
+#: Each cost → the device surrogate's prediction of it, and whether that prediction is per
+#: batch (to divide by the batch size; peak power is a rate, the same for any batch).
+SURROGATE_PREDICTION = {
+    "latency_s": ("latency", True),
+    "energy_j": ("energy", True),
+    "peak_power_w": ("peak_power", False),
+}
 
 
 class Evaluator(abc.ABC):
@@ -120,7 +127,7 @@ class ReplayEvaluator(Evaluator):
         """The recorded metrics of ``pair``."""
         if pair.key not in self.table:
             raise SearchError(f"pair {pair.key} is not in the benchmark table")
-        return Evaluation(dict(self.table[pair.key][1]))
+        return Evaluation(self.table[pair.key][1].to_dict())
 
 
 class LiveEvaluator(Evaluator):
@@ -179,9 +186,9 @@ class LiveEvaluator(Evaluator):
             return evaluation
         surrogate = self.surrogates[pair.device]
         predictions = surrogate.predict([pair.arch], level=0.9)
-        for metric in METRIC_KEYS[1:]:
-            p = predictions[metric]
-            per = surrogate.batch_size_ if metric in PER_BATCH else 1
+        for metric, (predicted, per_batch) in SURROGATE_PREDICTION.items():
+            p = predictions[predicted]
+            per = surrogate.batch_size_ if per_batch else 1
             evaluation.metrics[metric] = float(p.mean[0]) / per
             evaluation.lower[metric] = float(p.lower[0]) / per
             evaluation.upper[metric] = float(p.upper[0]) / per

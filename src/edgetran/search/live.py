@@ -20,13 +20,6 @@ from edgetran.search.objectives import ReferenceCost
 from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
 from edgetran.store import Measurement, Store
 
-#: Per-sequence metric of the search → measurement field.
-MEASURED_FIELDS = {
-    "latency": "latency_s_per_seq",
-    "energy": "energy_j_per_seq",
-    "peak_power": "peak_power_w",
-}
-
 
 def device_measurements(
     store: Store, device: str, shape: tuple[int, int] | None = None
@@ -54,8 +47,13 @@ def device_measurements(
 
 
 def per_sequence(measurement: Measurement) -> dict[str, float]:
-    """The search's hardware metrics of one measurement (per sequence; peak power in W)."""
-    return {metric: getattr(measurement, f) for metric, f in MEASURED_FIELDS.items()}
+    """The costs of one measurement under :data:`~edgetran.metrics.COST_KEYS` (per
+    sequence: the store's ``…_per_seq`` fields; peak power in W)."""
+    return {
+        "latency_s": measurement.latency_s_per_seq,
+        "energy_j": measurement.energy_j_per_seq,
+        "peak_power_w": measurement.peak_power_w,
+    }
 
 
 def stored_reference_costs(

@@ -1,7 +1,7 @@
 """Co-search objectives: the reference scalarisation and Pareto search under budgets.
 
-Metrics use the reference units of a (model, device) pair: ``accuracy`` (fraction),
-``latency`` (s per sequence), ``energy`` (J per sequence), ``peak_power`` (W).
+Metrics are read under their names with units (:mod:`edgetran.metrics`): ``accuracy``
+(fraction), ``latency_s`` (s per sequence), ``energy_j`` (J per sequence), ``peak_power_w`` (W).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from edgetran.errors import SearchError
+from edgetran.metrics import METRIC_KEYS as METRIC_KEYS  # re-exported: search reads it here
 
-METRIC_KEYS = ("accuracy", "latency", "energy", "peak_power")
 #: Pareto directions: accuracy up, the costs down.
 DIRECTIONS = ("maximize", "minimize", "minimize", "minimize")
 
@@ -39,12 +39,12 @@ class PaperObjective:
                 raise SearchError(f"{name}={getattr(self, name)}; expected a positive number")
 
     def value(self, metrics: Mapping[str, float]) -> float:
-        """The reference's weighted sum of accuracy and the normalised costs."""
+        """The objective of ``metrics`` (:data:`METRIC_KEYS`; numbers or arrays of draws)."""
         return (
             self.accuracy_weight * metrics["accuracy"]
-            + self.latency_weight * (1 - metrics["latency"] / self.latency_norm_s)
-            + self.energy_weight * (1 - metrics["energy"] / self.energy_norm_j)
-            + self.peak_power_weight * (1 - metrics["peak_power"] / self.peak_power_norm_w)
+            + self.latency_weight * (1 - metrics["latency_s"] / self.latency_norm_s)
+            + self.energy_weight * (1 - metrics["energy_j"] / self.energy_norm_j)
+            + self.peak_power_weight * (1 - metrics["peak_power_w"] / self.peak_power_norm_w)
         )
 
     def with_norms(self, latency_s: float, energy_j: float, peak_power_w: float) -> PaperObjective:
@@ -174,15 +174,16 @@ class Constraints:
         """``(name, value in the budget's unit, bound, sign)``: violated when
         ``sign·(value − bound) > 0``."""
         return (
-            ("max_latency_ms", upper["latency"] * 1e3, self.max_latency_ms, 1),
-            ("max_energy_mj", upper["energy"] * 1e3, self.max_energy_mj, 1),
-            ("max_peak_power_w", upper["peak_power"], self.max_peak_power_w, 1),
+            # in the budget's unit (ms, mJ: the person's number), so a bound is exact
+            ("max_latency_ms", upper["latency_s"] * 1e3, self.max_latency_ms, 1),
+            ("max_energy_mj", upper["energy_j"] * 1e3, self.max_energy_mj, 1),
+            ("max_peak_power_w", upper["peak_power_w"], self.max_peak_power_w, 1),
             ("min_accuracy", lower["accuracy"], self.min_accuracy, -1),
         )
 
 
 def pareto_mask(points: Sequence[Sequence[float]]) -> np.ndarray:
-    """``(n,)`` True where a point of ``(accuracy, latency, energy, peak_power)`` rows is not
+    """``(n,)`` True where a point of :data:`METRIC_KEYS` rows is not
     dominated (accuracy maximised, the rest minimised)."""
     P = np.asarray(points, dtype=float).copy()
     if len(P) == 0:

@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetran.metrics import unit_key, with_unit_keys
 from edgetran.plugins import SAMPLERS
 from edgetran.search.claims import (
     CLAIMED,
@@ -956,7 +957,7 @@ def _trial(record: Record, coordinates: Coordinates, settings: SearchSettings):
     import optuna
 
     m = record.evaluation.metrics
-    feasible_values = [m["accuracy"], m["latency"], m["energy"], m["peak_power"]]
+    feasible_values = [m["accuracy"], m["latency_s"], m["energy_j"], m["peak_power_w"]]
     return optuna.trial.create_trial(
         params=coordinates.params(record.pair),
         distributions=coordinates.distributions,
@@ -1002,8 +1003,13 @@ def _failure_from_trial(trial) -> Failure:
 
 def _record_from_trial(trial) -> Record:
     a = trial.user_attrs
+    # a study stored before the metrics had units resumes under the names with units
     evaluation = Evaluation(
-        a["metrics"], a["predicted"], a["lower"], a["upper"], contended=a.get("contended", False)
+        with_unit_keys(a["metrics"], error=SearchError),
+        [unit_key(k) for k in a["predicted"]],
+        with_unit_keys(a["lower"], error=SearchError),
+        with_unit_keys(a["upper"], error=SearchError),
+        contended=a.get("contended", False),
     )
     for value, std in zip(a.get("accuracy_runs", []), a.get("accuracy_run_stds", []), strict=True):
         evaluation.add_accuracy_run(Accuracy(value, std))

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetran.metrics import with_unit_keys
 from edgetran.search.evaluators import ReplayEvaluator
 from edgetran.search.objectives import Constraints, PaperObjective
 from edgetran.search.settings import BoshcodeSettings
@@ -197,11 +198,15 @@ def _noise(archs: list[Architecture], landscape: str, seed: int, sigma: float) -
 
 def landscape_rows(rows: Sequence[dict], landscape: str, seed: int = SUITE_SEED) -> list[dict]:
     """Replay-table rows (see :mod:`edgetran.search.table`) with the accuracy of
-    ``landscape``; the hardware metrics are kept."""
+    ``landscape``; the hardware metrics are kept, named with their units (a table with the
+    older names comes out with the new ones)."""
     archs = [Architecture.from_dict(row["arch"]) for row in rows]
     accuracy = landscape_accuracies(archs, landscape, seed)
     return [
-        {**row, "metrics": {**row["metrics"], "accuracy": round(accuracy[a.hash], 6)}}
+        {
+            **row,
+            "metrics": {**with_unit_keys(row["metrics"]), "accuracy": round(accuracy[a.hash], 6)},
+        }
         for row, a in zip(rows, archs, strict=True)
     ]
 

@@ -3,20 +3,28 @@
 A table is JSON Lines, one object per line::
 
     {"arch": <reference model_dict>, "device": "<name>",
-     "metrics": {"accuracy": a, "latency": s, "energy": J, "peak_power": W}}
+     "metrics": {"accuracy": a, "latency_s": s, "energy_j": J, "peak_power_w": W}}
 
-A search over a table may only query recorded pairs, and each query counts as one evaluation.
+(per sequence). Tables written before the names had units (``latency``, ``energy``,
+``peak_power``) are still read: :func:`read_table` warns once per file with
+:class:`LegacyMetricNamesWarning`. A search over a table may only query recorded pairs, and each
+query counts as one evaluation.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgetran.errors import EdgeTranError, read_json_lines
-from edgetran.search.objectives import METRIC_KEYS, SearchError
+from edgetran.metrics import LEGACY_KEYS, Metrics, has_legacy_keys
+from edgetran.search.objectives import SearchError
 from edgetran.space import Architecture
+
+
+class LegacyMetricNamesWarning(UserWarning):
+    """A replay table names its metrics without units (``latency`` …); it was read anyway."""
 
 
 @dataclass(frozen=True)
@@ -32,42 +40,46 @@ class Pair:
         return f"{self.arch.hash}@{self.device}"
 
 
-def read_table(path: str | Path) -> dict[str, tuple[Pair, dict[str, float]]]:
-    """``key → (pair, metrics)``; errors name the line."""
+def read_table(path: str | Path) -> dict[str, tuple[Pair, Metrics]]:
+    """``key → (pair, metrics)``; errors name the line. A table with the older metric names
+    is read too, with one :class:`LegacyMetricNamesWarning` saying so."""
     path = Path(path)
     if not path.is_file():
         raise SearchError(f"{path}: no such file")
-    table: dict[str, tuple[Pair, dict[str, float]]] = {}
+    table: dict[str, tuple[Pair, Metrics]] = {}
+    legacy = False
     for number, row in read_json_lines(path, SearchError):
-        pair, metrics = _parse_row(path, number, row)
+        pair, metrics, old = _parse_row(path, number, row)
         table[pair.key] = (pair, metrics)
+        legacy |= old
     if not table:
         raise SearchError(f"{path}: no pairs")
+    if legacy:
+        old, new = ", ".join(LEGACY_KEYS), ", ".join(LEGACY_KEYS.values())
+        warnings.warn(
+            LegacyMetricNamesWarning(f"{path}: metrics named {old} (no units); read as {new}"),
+            stacklevel=2,
+        )
     return table
 
 
-def _parse_row(path: Path, number: int, row: dict) -> tuple[Pair, dict[str, float]]:
+def _parse_row(path: Path, number: int, row: dict) -> tuple[Pair, Metrics, bool]:
+    """The row's pair, its metrics, and whether they had the older names."""
     where = f"{path}: line {number}"
     for field in ("arch", "device", "metrics"):
         if field not in row:
             raise SearchError(f"{where} has no {field!r} field")
-    metrics = row["metrics"]
-    if not isinstance(metrics, dict):
+    if not isinstance(row["metrics"], dict):
         raise SearchError(f"{where}: 'metrics' is not an object")
-    values = {}
-    for key in METRIC_KEYS:
-        value = metrics.get(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise SearchError(f"{where}: metrics.{key} is missing or not a finite number")
-        values[key] = float(value)
+    legacy = has_legacy_keys(row["metrics"])
+    try:
+        metrics = Metrics.from_mapping(row["metrics"], legacy=True, error=SearchError)
+    except SearchError as err:
+        raise SearchError(f"{where}: {err}") from None
     if not isinstance(row["device"], str) or not row["device"]:
         raise SearchError(f"{where}: 'device' is not a non-empty string")
     try:
         arch = Architecture.from_dict(row["arch"])
     except (EdgeTranError, TypeError, ValueError, KeyError) as err:
         raise SearchError(f"{where}: invalid arch ({err})") from None
-    return Pair(arch, row["device"]), values
+    return Pair(arch, row["device"]), metrics, legacy

@@ -36,9 +36,9 @@ def synthetic_table(path: str | Path, n_archs: int = 12, seed: int = 0) -> Path:
         for device, latency, power in (("edge", 2.0, 5.0), ("gpu", 0.01, 250.0)):
             metrics = {
                 "accuracy": accuracy,
-                "latency": latency * arch.num_layers,
-                "energy": latency * power,
-                "peak_power": power,
+                "latency_s": latency * arch.num_layers,
+                "energy_j": latency * power,
+                "peak_power_w": power,
             }
             row = {"arch": arch.to_model_dict(), "device": device, "metrics": metrics}
             lines.append(json.dumps(row))
@@ -129,7 +129,7 @@ def _check_evaluation(evaluation: Evaluation, c: Clauses) -> None:
     c.require(0 <= metrics["accuracy"] <= 1, "accuracy is a fraction", repr(metrics["accuracy"]))
     c.require(
         all(metrics[k] > 0 for k in METRIC_KEYS[1:]),
-        "latency (s), energy (J) and peak_power (W) are positive",
+        "latency_s, energy_j and peak_power_w are positive",
         repr(metrics),
     )
     for metric in evaluation.predicted:
