@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -98,16 +99,36 @@ def cluster_options(
         return None
     from edgetran.cluster import ClusterOptions
 
-    return ClusterOptions(
+    options = ClusterOptions(
         scheduler,
         tls_ca_file=tls_ca_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
         job_timeout_s=job_timeout_s,
         connect_timeout_s=connect_timeout_s,
-        # what this machine's local:N workers offer; a remote cluster's workers say themselves
-        local_devices=tuple(local_devices) if scheduler.startswith("local:") else (),
     )
+    return offering(options, local_devices)
+
+
+def lab_options(
+    scheduler: SchedulerOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
+) -> ClusterOptions | None:
+    """The lab options (``--scheduler``, TLS, job time-out) of every command that can run on a
+    cluster, declared once (:func:`~edgetran.cli._common.option_groups`): their
+    :func:`cluster_options`."""
+    return cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+
+
+def offering(lab: ClusterOptions | None, devices: Sequence[str]) -> ClusterOptions | None:
+    """``lab`` whose ``local:N`` workers offer ``devices`` (this machine's); a remote cluster's
+    workers say themselves what they offer."""
+    if lab is None or not lab.is_local:
+        return lab
+    return replace(lab, local_devices=tuple(devices))
 
 
 @contextmanager

@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgetran.cli import cluster_cmds
-from edgetran.cli._common import force_option, print_json, quiet_optuna
+from edgetran.cli._common import force_option, option_groups, print_json, quiet_optuna
+
+if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
 
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
 DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
 
 
+@option_groups(lab=cluster_cmds.lab_options)
 def codesign(
     task: Annotated[
         str,
@@ -261,7 +265,8 @@ def codesign(
         bool,
         typer.Option("--json", help="Print only the result (JSON).", rich_help_panel="Outputs"),
     ] = False,
-    scheduler: cluster_cmds.SchedulerOption = None,
+    *,
+    lab: ClusterOptions | None,
     parallel: Annotated[
         int,
         typer.Option(
@@ -272,10 +277,6 @@ def codesign(
             rich_help_panel="Lab",
         ),
     ] = 1,
-    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
-    tls_cert: cluster_cmds.TlsCertOption = None,
-    tls_key: cluster_cmds.TlsKeyOption = None,
-    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Find, train, export and measure the best model–device pair; write a report.
 
@@ -321,10 +322,7 @@ def codesign(
         out=str(out),
         db=db,
     )
-    lab = cluster_cmds.cluster_options(
-        scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
-        local_devices=[spec.name for spec in config.device_specs() if spec.live],
-    )  # fmt: skip
+    lab = cluster_cmds.offering(lab, [spec.name for spec in config.device_specs() if spec.live])
     console = Console(stderr=True, highlight=False)
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
     with status, cluster_cmds.cluster_session(lab) as cluster:
