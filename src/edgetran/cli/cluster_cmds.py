@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,46 +22,25 @@ from edgetran.cli._common import fail
 if TYPE_CHECKING:
     from edgetran.cluster import Cluster, ClusterOptions
 
+
+def lab_option(name: str, metavar: str, help: str, **more: Any) -> Any:
+    """An option of the lab panel of --help (``--scheduler`` and the options that go with it)."""
+    return typer.Option(name, metavar=metavar, help=help, rich_help_panel="Lab", **more)
+
+
 SchedulerOption = Annotated[
     str | None,
-    typer.Option(
-        "--scheduler",
-        metavar="URL",
-        help="Dask cluster: tcp://HOST:PORT, tls://… or local:N.",
-        rich_help_panel="Lab",
-    ),
+    lab_option("--scheduler", "URL", "Dask cluster: tcp://HOST:PORT, tls://… or local:N."),
 ]
 TlsCaFileOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tls-ca-file",
-        metavar="FILE",
-        help="tls://: the CA certificate file.",
-        rich_help_panel="Lab",
-    ),
+    str | None, lab_option("--tls-ca-file", "FILE", "tls://: the CA certificate file.")
 ]
 TlsCertOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tls-cert",
-        metavar="FILE",
-        help="tls://: this side's certificate.",
-        rich_help_panel="Lab",
-    ),
+    str | None, lab_option("--tls-cert", "FILE", "tls://: this side's certificate.")
 ]
-TlsKeyOption = Annotated[
-    str | None,
-    typer.Option("--tls-key", metavar="FILE", help="tls://: its key file.", rich_help_panel="Lab"),
-]
+TlsKeyOption = Annotated[str | None, lab_option("--tls-key", "FILE", "tls://: its key file.")]
 JobTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--job-timeout-s",
-        metavar="S",
-        min=0.001,
-        help="Longest wait for one job.",
-        rich_help_panel="Lab",
-    ),
+    float, lab_option("--job-timeout-s", "S", "Longest wait for one job.", min=0.001)
 ]
 InsecureOption = Annotated[
     bool,
