@@ -9,12 +9,12 @@ its unit: ``latency_s``, ``energy_j``, ``peak_power_w`` (per sequence). The repo
 from __future__ import annotations
 
 import json
-import math
 import platform
 from typing import Any
 
 from edgetran.codesign.context import RunContext
 from edgetran.codesign.stages import STAGES
+from edgetran.errors import finite_for_json
 from edgetran.metrics import COST_KEYS
 from edgetran.space import Architecture
 from edgetran.store.masking import mask_secrets
@@ -43,7 +43,7 @@ def write_result(ctx: RunContext) -> dict[str, Any]:
         "environment": _environment(),
     }
     result = mask_secrets(result)
-    (ctx.out / "result.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
+    (ctx.out / "result.json").write_text(json.dumps(finite_for_json(result), indent=1) + "\n")
     return result
 
 
@@ -167,14 +167,3 @@ def _environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": {p: package_version(p) for p in packages} | {"edgetran": edgetran.__version__},
     }
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such numbers become ``null``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

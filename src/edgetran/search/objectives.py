@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import astuple, dataclass, fields, replace
 
 import numpy as np
 
 from edgetran.errors import SearchError
+from edgetran.metrics import COST_KEYS
 from edgetran.metrics import METRIC_KEYS as METRIC_KEYS  # re-exported: search reads it here
 
 #: Pareto directions: accuracy up, the costs down.
@@ -56,21 +57,13 @@ class PaperObjective:
     @property
     def weights(self) -> dict[str, float]:
         """The weights by metric, in units' names (as ``result.json`` shows them)."""
-        return {
-            "accuracy": self.accuracy_weight,
-            "latency_s": self.latency_weight,
-            "energy_j": self.energy_weight,
-            "peak_power_w": self.peak_power_weight,
-        }
+        # the fields are declared as the weights in METRIC_KEYS' order, then the norms
+        return dict(zip(METRIC_KEYS, astuple(self)[:4], strict=True))
 
     @property
     def norms(self) -> dict[str, float]:
         """The cost normalisers by metric, in units' names."""
-        return {
-            "latency_s": self.latency_norm_s,
-            "energy_j": self.energy_norm_j,
-            "peak_power_w": self.peak_power_norm_w,
-        }
+        return dict(zip(COST_KEYS, astuple(self)[4:], strict=True))
 
 
 @dataclass(frozen=True)
