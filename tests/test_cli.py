@@ -231,3 +231,70 @@ def test_an_option_several_commands_take_is_declared_once():
         for command in commands:
             declared = typing.get_type_hints(command, include_extras=True).values()
             assert any(option in typing.get_args(hint) for hint in declared), command.__name__
+
+
+def test_the_task_and_lab_options_are_declared_once_for_every_command_that_takes_them():
+    """The file-task options (--text-column …) and the lab options (--scheduler, TLS, job
+    time-out) are one declared group each (``option_groups``): every command that takes the
+    group shows the group's own declarations, so one edit changes them all."""
+    import inspect
+
+    from edgetran.cli import cluster_cmds, codesign_cmd, profile_cmds, search_cmd, train_cmds
+
+    t = train_cmds
+    groups = {
+        t.task_options: [t.pretrain, t.parent, t.finetune, t.evaluate],
+        cluster_cmds.lab_options: [t.evaluate, search_cmd.search, profile_cmds.profile,
+                                   codesign_cmd.codesign],
+    }  # fmt: skip
+    for build, commands in groups.items():
+        group = inspect.signature(build).parameters
+        for command in commands:
+            shown = inspect.signature(command).parameters
+            written = inspect.signature(command.__wrapped__).parameters
+            assert set(group) <= set(shown), command.__name__
+            assert set(group) & set(written) <= {"seed"}, command.__name__  # the command's own
+
+
+def test_task_options_build_the_file_tasks_options():
+    from edgetran.cli.train_cmds import task_options
+    from edgetran.train import TaskOptions
+
+    built = task_options(text_column="t", labels="neg, pos", seed=3)
+    assert built == TaskOptions(text_column="t", labels=("neg", "pos"), split_seed=3)
+
+
+def test_option_groups_hand_the_command_one_built_object():
+    """A group's options stand in the command's --help in its place; the command gets what
+    the group builds, and an option both declare (--seed) goes to both."""
+    from typing import Annotated
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edgetran.cli._common import SeedOption, option_groups
+
+    def pair(
+        left: Annotated[int, typer.Option(help="Left.")] = 1,
+        seed: SeedOption = 0,
+    ) -> tuple[int, int]:
+        return left, seed
+
+    app = typer.Typer()
+
+    @app.command()
+    @option_groups(both=pair)
+    def show(
+        first: Annotated[str, typer.Option(help="First.")] = "a",
+        *,
+        both: tuple[int, int],
+        seed: SeedOption = 0,
+        last: Annotated[str, typer.Option(help="Last.")] = "z",
+    ) -> None:
+        typer.echo(f"{first} {both} {seed} {last}")
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["--left", "4", "--seed", "7"])
+    assert result.exit_code == 0 and result.output == "a (4, 7) 7 z\n"
+    names = [p.name for p in show.__signature__.parameters.values()]
+    assert names == ["first", "left", "seed", "last"]

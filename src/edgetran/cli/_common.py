@@ -7,12 +7,14 @@ CLI must start at once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import json
 import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -55,6 +57,60 @@ ArchArgument = Annotated[
 ]
 #: ``--vocab-size``: the vocabulary of a built model (the reference's by default).
 VocabSize = Annotated[int, typer.Option("--vocab-size", min=1, help="Vocabulary size.")]
+
+
+def option_groups(**groups: Callable[..., Any]) -> Callable[[Callable[..., Any]], Any]:
+    """Decorator: each keyword-only parameter ``NAME`` of ``NAME=build`` becomes ``build``'s
+    options, in its place, and the command receives ``build(...)``'s result as ``NAME``.
+
+    Typer builds a command's options from its signature, so several commands that take one
+    group of options declare it once, as the parameters of ``build`` (annotated as any Typer
+    parameter). A parameter of ``build`` that the command declares too (``seed``) stays the
+    command's option and goes to both.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Any:
+        taken = {name: _parameters(build) for name, build in groups.items()}
+        own = _parameters(command, skip=groups)
+        parameters = []
+        for param in inspect.signature(command).parameters.values():
+            if param.name in groups:
+                parameters += [p for p in taken[param.name].values() if p.name not in own]
+            else:
+                parameters.append(own[param.name])
+
+        @functools.wraps(command)
+        def run(**options: Any) -> Any:
+            built = {
+                name: build(**{n: options[n] for n in taken[name]})
+                for name, build in groups.items()
+            }
+            return command(**{n: v for n, v in options.items() if n in own}, **built)
+
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
+
+
+def _parameters(
+    function: Callable[..., Any], skip: Collection[str] = ()
+) -> dict[str, inspect.Parameter]:
+    """``function``'s parameters but ``skip``, keyword-only, with their annotations as objects:
+    Typer reads a signature that is given as it stands, and under ``from __future__ import
+    annotations`` an annotation is a string (evaluated as ``inspect.signature(eval_str=True)``
+    does; ``skip`` may name types imported only for type checkers)."""
+    parameters = {}
+    for param in inspect.signature(function).parameters.values():
+        if param.name in skip:
+            continue
+        annotation = param.annotation
+        if isinstance(annotation, str):
+            annotation = eval(annotation, function.__globals__)
+        kind = inspect.Parameter.KEYWORD_ONLY
+        parameters[param.name] = param.replace(annotation=annotation, kind=kind)
+    return parameters
 
 
 def fail(message: str) -> NoReturn:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,46 +22,25 @@ from edgetran.cli._common import fail
 if TYPE_CHECKING:
     from edgetran.cluster import Cluster, ClusterOptions
 
+
+def lab_option(name: str, metavar: str, help: str, **more: Any) -> Any:
+    """An option of the lab panel of --help (``--scheduler`` and the options that go with it)."""
+    return typer.Option(name, metavar=metavar, help=help, rich_help_panel="Lab", **more)
+
+
 SchedulerOption = Annotated[
     str | None,
-    typer.Option(
-        "--scheduler",
-        metavar="URL",
-        help="Dask cluster: tcp://HOST:PORT, tls://… or local:N.",
-        rich_help_panel="Lab",
-    ),
+    lab_option("--scheduler", "URL", "Dask cluster: tcp://HOST:PORT, tls://… or local:N."),
 ]
 TlsCaFileOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tls-ca-file",
-        metavar="FILE",
-        help="tls://: the CA certificate file.",
-        rich_help_panel="Lab",
-    ),
+    str | None, lab_option("--tls-ca-file", "FILE", "tls://: the CA certificate file.")
 ]
 TlsCertOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tls-cert",
-        metavar="FILE",
-        help="tls://: this side's certificate.",
-        rich_help_panel="Lab",
-    ),
+    str | None, lab_option("--tls-cert", "FILE", "tls://: this side's certificate.")
 ]
-TlsKeyOption = Annotated[
-    str | None,
-    typer.Option("--tls-key", metavar="FILE", help="tls://: its key file.", rich_help_panel="Lab"),
-]
+TlsKeyOption = Annotated[str | None, lab_option("--tls-key", "FILE", "tls://: its key file.")]
 JobTimeoutOption = Annotated[
-    float,
-    typer.Option(
-        "--job-timeout-s",
-        metavar="S",
-        min=0.001,
-        help="Longest wait for one job.",
-        rich_help_panel="Lab",
-    ),
+    float, lab_option("--job-timeout-s", "S", "Longest wait for one job.", min=0.001)
 ]
 InsecureOption = Annotated[
     bool,
@@ -98,16 +78,36 @@ def cluster_options(
         return None
     from edgetran.cluster import ClusterOptions
 
-    return ClusterOptions(
+    options = ClusterOptions(
         scheduler,
         tls_ca_file=tls_ca_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
         job_timeout_s=job_timeout_s,
         connect_timeout_s=connect_timeout_s,
-        # what this machine's local:N workers offer; a remote cluster's workers say themselves
-        local_devices=tuple(local_devices) if scheduler.startswith("local:") else (),
     )
+    return offering(options, local_devices)
+
+
+def lab_options(
+    scheduler: SchedulerOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    job_timeout_s: JobTimeoutOption = 3600.0,
+) -> ClusterOptions | None:
+    """The lab options (``--scheduler``, TLS, job time-out) of every command that can run on a
+    cluster, declared once (:func:`~edgetran.cli._common.option_groups`): their
+    :func:`cluster_options`."""
+    return cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
+
+
+def offering(lab: ClusterOptions | None, devices: Sequence[str]) -> ClusterOptions | None:
+    """``lab`` whose ``local:N`` workers offer ``devices`` (this machine's); a remote cluster's
+    workers say themselves what they offer."""
+    if lab is None or not lab.is_local:
+        return lab
+    return replace(lab, local_devices=tuple(devices))
 
 
 @contextmanager

@@ -3,279 +3,140 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgetran.cli import cluster_cmds
-from edgetran.cli._common import force_option, print_json, quiet_optuna
+from edgetran.cli._common import force_option, option_groups, print_json, quiet_optuna
 
+if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
+
+#: The panels of --help (the lab's is cluster_cmds'), and an option of each.
+PANELS = ("Task and budgets", "Devices and profiling", "Search and choice", "Outputs")
+_TASK, _DEVICES, _SEARCH, _OUTPUTS = (
+    functools.partial(typer.Option, rich_help_panel=panel) for panel in PANELS
+)
 #: The embedded default, shown by --help (kept in step with CodesignConfig's defaults).
 DEFAULT_DEVICES = "cpu/torch,cpu/onnxruntime,cpu/openvino,cpu/onnxruntime-int8"
+#: The default --workspace and --out.
+WORKSPACE, OUT = Path("edgetran-workspace"), Path("codesign-out")
 
 
+@option_groups(lab=cluster_cmds.lab_options)
 def codesign(
     task: Annotated[
-        str,
-        typer.Option(
-            metavar="TASK",
-            help="tweet-sentiment, glue/<task>, or a CSV/JSONL file.",
-            rich_help_panel="Task and budgets",
-        ),
+        str, _TASK(metavar="TASK", help="tweet-sentiment, glue/<task>, or a CSV/JSONL file.")
     ] = "tweet-sentiment",
     devices: Annotated[
         str,
-        typer.Option(
+        _DEVICES(
             metavar="LIST",
             help="HARDWARE/RUNTIME pairs and measurement files (default: 4 CPU runtimes).",
             show_default=False,
-            rich_help_panel="Devices and profiling",
         ),
     ] = DEFAULT_DEVICES,
     max_latency_ms: Annotated[
-        float | None,
-        typer.Option(
-            metavar="MS", help="Budget per sequence.", rich_help_panel="Task and budgets"
-        ),
+        float | None, _TASK(metavar="MS", help="Budget per sequence.")
     ] = None,
     max_energy_mj: Annotated[
-        float | None,
-        typer.Option(
-            metavar="MJ", help="Budget per sequence.", rich_help_panel="Task and budgets"
-        ),
+        float | None, _TASK(metavar="MJ", help="Budget per sequence.")
     ] = None,
-    max_peak_power_w: Annotated[
-        float | None, typer.Option(metavar="W", help="Budget.", rich_help_panel="Task and budgets")
-    ] = None,
-    min_accuracy: Annotated[
-        float | None,
-        typer.Option(metavar="X", help="Budget (a fraction).", rich_help_panel="Task and budgets"),
-    ] = None,
-    budget: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME",
-            help="Accuracy budget of the search.",
-            rich_help_panel="Task and budgets",
-        ),
-    ] = "quick",
+    max_peak_power_w: Annotated[float | None, _TASK(metavar="W", help="Budget.")] = None,
+    min_accuracy: Annotated[float | None, _TASK(metavar="X", help="Budget (a fraction).")] = None,
+    budget: Annotated[str, _TASK(metavar="NAME", help="Accuracy budget of the search.")] = "quick",
     final_budget: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME",
-            help="Training budget of the winner.",
-            rich_help_panel="Task and budgets",
-        ),
+        str, _TASK(metavar="NAME", help="Training budget of the winner.")
     ] = "quick",
-    evaluations: Annotated[
-        int,
-        typer.Option(
-            metavar="N", min=1, help="Co-search evaluations.", rich_help_panel="Task and budgets"
-        ),
-    ] = 6,
+    evaluations: Annotated[int, _TASK(metavar="N", min=1, help="Co-search evaluations.")] = 6,
     sampler: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME",
-            help="boshcode, tpe, trees … (edgetran env).",
-            rich_help_panel="Search and choice",
-        ),
+        str, _SEARCH(metavar="NAME", help="boshcode, tpe, trees … (edgetran env).")
     ] = "boshcode",
     compare: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME",
-            help="A second sampler, for the report.",
-            rich_help_panel="Search and choice",
-        ),
+        str | None, _SEARCH(metavar="NAME", help="A second sampler, for the report.")
     ] = None,
     objective: Annotated[
-        str,
-        typer.Option(
-            metavar="RULE",
-            help="paper, pareto or accuracy.",
-            rich_help_panel="Search and choice",
-        ),
+        str, _SEARCH(metavar="RULE", help="paper, pareto or accuracy.")
     ] = "paper",
     norms: Annotated[
         str,
-        typer.Option(
+        _SEARCH(
             metavar="SCALE",
             help="run (largest reference), reference (1000 s, 2000 J, 300 W) or L,E,P.",
-            rich_help_panel="Search and choice",
         ),
     ] = "run",
     choose: Annotated[
         str,
-        typer.Option(
-            metavar="RULE",
-            help="one-std (fastest within one accuracy std) or best (the maximum).",
-            rich_help_panel="Search and choice",
+        _SEARCH(
+            metavar="RULE", help="one-std (fastest within one accuracy std) or best (the maximum)."
         ),
     ] = "one-std",
     space: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Design space (default: CPU-sized).",
-            rich_help_panel="Task and budgets",
-        ),
+        Path | None, _TASK(metavar="FILE", help="Design space (default: CPU-sized).")
     ] = None,
     profile_budget: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            min=8,
-            help="Measurements per live device.",
-            rich_help_panel="Devices and profiling",
-        ),
+        int, _DEVICES(metavar="N", min=8, help="Measurements per live device.")
     ] = 10,
     seq_len: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            min=1,
-            help="Tokens measured and exported for.",
-            rich_help_panel="Devices and profiling",
-        ),
+        int, _DEVICES(metavar="N", min=1, help="Tokens measured and exported for.")
     ] = 64,
     meter: Annotated[
-        str,
-        typer.Option(
-            metavar="METER",
-            help="Power meter (see edgetran env).",
-            rich_help_panel="Devices and profiling",
-        ),
+        str, _DEVICES(metavar="METER", help="Power meter (see edgetran env).")
     ] = "auto",
     threads: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            min=1,
-            help="CPU threads (default: the free cores).",
-            rich_help_panel="Devices and profiling",
-        ),
+        int | None, _DEVICES(metavar="N", min=1, help="CPU threads (default: the free cores).")
     ] = None,
     idle_s: Annotated[
-        float,
-        typer.Option(
-            metavar="S",
-            min=0,
-            help="Idle power seconds per measurement.",
-            rich_help_panel="Devices and profiling",
-        ),
+        float, _DEVICES(metavar="S", min=0, help="Idle power seconds per measurement.")
     ] = 0.5,
     profile_max_time: Annotated[
-        float,
-        typer.Option(
-            metavar="S",
-            min=0,
-            help="Timed seconds per measurement.",
-            rich_help_panel="Devices and profiling",
-        ),
+        float, _DEVICES(metavar="S", min=0, help="Timed seconds per measurement.")
     ] = 1.0,
     references: Annotated[
-        str,
-        typer.Option(
-            metavar="LIST",
-            help="Named BERTs compared with the answer.",
-            rich_help_panel="Search and choice",
-        ),
+        str, _SEARCH(metavar="LIST", help="Named BERTs compared with the answer.")
     ] = "bert-tiny,bert-mini",
     no_references_first: Annotated[
-        bool,
-        typer.Option(
-            "--no-references-first",
-            help="Do not start from the references.",
-            rich_help_panel="Search and choice",
-        ),
+        bool, _SEARCH("--no-references-first", help="Do not start from the references.")
     ] = False,
     require_quiet: Annotated[
-        bool,
-        typer.Option(
-            "--require-quiet",
-            help="Measure only on a quiet machine.",
-            rich_help_panel="Devices and profiling",
-        ),
+        bool, _DEVICES("--require-quiet", help="Measure only on a quiet machine.")
     ] = False,
     no_growprune: Annotated[
-        bool,
-        typer.Option(
-            "--no-growprune",
-            help="Skip grow-and-prune of the winner.",
-            rich_help_panel="Search and choice",
-        ),
+        bool, _SEARCH("--no-growprune", help="Skip grow-and-prune of the winner.")
     ] = False,
     growprune_iterations: Annotated[
-        int,
-        typer.Option(
-            min=1, metavar="N", help="Grow-and-prune steps.", rich_help_panel="Search and choice"
-        ),
+        int, _SEARCH(min=1, metavar="N", help="Grow-and-prune steps.")
     ] = 1,
     eval_timeout_s: Annotated[
-        float | None,
-        typer.Option(
-            metavar="S",
-            min=0,
-            help="A longer evaluation fails.",
-            rich_help_panel="Search and choice",
-        ),
+        float | None, _SEARCH(metavar="S", min=0, help="A longer evaluation fails.")
     ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(metavar="N", help="Seed of every stage.", rich_help_panel="Task and budgets"),
-    ] = 0,
+    seed: Annotated[int, _TASK(metavar="N", help="Seed of every stage.")] = 0,
     workspace: Annotated[
-        Path,
-        typer.Option(metavar="DIR", help="Tokenizers and checkpoints.", rich_help_panel="Outputs"),
-    ] = Path("edgetran-workspace"),
-    out: Annotated[
-        Path,
-        typer.Option("--out", metavar="DIR", help="Output folder.", rich_help_panel="Outputs"),
-    ] = Path("codesign-out"),
+        Path, _OUTPUTS(metavar="DIR", help="Tokenizers and checkpoints.")
+    ] = WORKSPACE,
+    out: Annotated[Path, _OUTPUTS("--out", metavar="DIR", help="Output folder.")] = OUT,
     db: Annotated[
         str | None,
-        typer.Option(
-            "--db",
-            metavar="URL",
-            help="SQLAlchemy URL or SQLite file (default: edgetran.db).",
-            rich_help_panel="Outputs",
+        _OUTPUTS(
+            "--db", metavar="URL", help="SQLAlchemy URL or SQLite file (default: edgetran.db)."
         ),
     ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Continue the run in --out.", rich_help_panel="Outputs"),
-    ] = False,
+    resume: Annotated[bool, _OUTPUTS("--resume", help="Continue the run in --out.")] = False,
     restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            help="Discard the run's record and start it again.",
-            rich_help_panel="Outputs",
-        ),
+        bool, _OUTPUTS("--restart", help="Discard the run's record and start it again.")
     ] = False,
-    force: Annotated[bool, force_option(rich_help_panel="Outputs")] = False,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print only the result (JSON).", rich_help_panel="Outputs"),
-    ] = False,
-    scheduler: cluster_cmds.SchedulerOption = None,
+    force: Annotated[bool, force_option(rich_help_panel=PANELS[-1])] = False,
+    as_json: Annotated[bool, _OUTPUTS("--json", help="Print only the result (JSON).")] = False,
+    *,
+    lab: ClusterOptions | None,
     parallel: Annotated[
         int,
-        typer.Option(
-            "--parallel",
-            metavar="Q",
-            min=1,
-            help="Search evaluations kept in flight.",
-            rich_help_panel="Lab",
-        ),
+        cluster_cmds.lab_option("--parallel", "Q", "Search evaluations kept in flight.", min=1),
     ] = 1,
-    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
-    tls_cert: cluster_cmds.TlsCertOption = None,
-    tls_key: cluster_cmds.TlsKeyOption = None,
-    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Find, train, export and measure the best model–device pair; write a report.
 
@@ -321,10 +182,7 @@ def codesign(
         out=str(out),
         db=db,
     )
-    lab = cluster_cmds.cluster_options(
-        scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
-        local_devices=[spec.name for spec in config.device_specs() if spec.live],
-    )  # fmt: skip
+    lab = cluster_cmds.offering(lab, [spec.name for spec in config.device_specs() if spec.live])
     console = Console(stderr=True, highlight=False)
     status = console.status("co-design") if sys.stderr.isatty() else contextlib.nullcontext()
     with status, cluster_cmds.cluster_session(lab) as cluster:

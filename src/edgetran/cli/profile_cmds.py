@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,9 +17,13 @@ from edgetran.cli._common import (
     database_name,
     fail,
     on_interrupt,
+    option_groups,
     print_json,
     resolve_space,
 )
+
+if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
 
 #: The fields of ``edgetran profile --json``, in order.
 PROFILE_FIELDS = (
@@ -72,6 +76,7 @@ def env(as_json: JsonOption = False) -> None:
             print(f"{row['family']:<10} {row['name']:<{max(width, 16)}} {state}{origin}")
 
 
+@option_groups(lab=cluster_cmds.lab_options)
 def profile(
     device: Annotated[
         str,
@@ -141,7 +146,8 @@ def profile(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
-    scheduler: cluster_cmds.SchedulerOption = None,
+    *,
+    lab: ClusterOptions | None,
     on: Annotated[
         str | None,
         typer.Option(
@@ -150,10 +156,6 @@ def profile(
             "--device); its measurements are stored under this name.",
         ),
     ] = None,
-    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
-    tls_cert: cluster_cmds.TlsCertOption = None,
-    tls_key: cluster_cmds.TlsKeyOption = None,
-    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
 ) -> None:
     """Measure latency, energy and peak power; one JSON object per architecture (--json)."""
 
@@ -163,13 +165,10 @@ def profile(
 
     device, runtime = split_device(device, runtime)
     runtime = runtime or "torch"
-    if on is not None and scheduler is None:
+    if on is not None and lab is None:
         fail("--on names a lab device: it needs --scheduler")
     node = on or device
-    lab = cluster_cmds.cluster_options(
-        scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s,
-        local_devices=(f"{device}/{runtime}",),  # local:N workers offer this machine
-    )  # fmt: skip
+    lab = cluster_cmds.offering(lab, [f"{device}/{runtime}"])  # local:N: this machine's
 
     design_space = resolve_space(space)
     if probe_set and (active or arch or n_sample is not None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,7 @@ from edgetran.cli._common import (
     database_name,
     fail,
     on_interrupt,
+    option_groups,
     print_json,
     quiet_optuna,
     resolve_space,
@@ -29,10 +30,14 @@ from edgetran.search.settings import (
     parse_norms,
 )
 
+if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
+
 #: BOSHCODE's defaults, shown by --help.
 _BOSHCODE = BoshcodeSettings()
 
 
+@option_groups(lab=cluster_cmds.lab_options)
 def search(
     benchmark: Annotated[
         Path | None, typer.Option("--benchmark", help="Replay table (JSON Lines).")
@@ -119,11 +124,8 @@ def search(
     ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
     as_json: JsonOption = False,
-    scheduler: cluster_cmds.SchedulerOption = None,
-    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
-    tls_cert: cluster_cmds.TlsCertOption = None,
-    tls_key: cluster_cmds.TlsKeyOption = None,
-    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
+    *,
+    lab: ClusterOptions | None,
 ) -> None:
     """Find the (model, device) pair that maximises accuracy and minimises cost.
 
@@ -163,14 +165,13 @@ def search(
             ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding, surrogate=surrogate
         ),
     )
-    if task and parallel > 1 and scheduler is None:
+    if task and parallel > 1 and lab is None:
         fail(
             f"--parallel {parallel} trains several candidates at once: a live search needs "
             "--scheduler (local:N or an address) for that"
         )
-    if benchmark and scheduler:
+    if benchmark and lab:
         fail("--scheduler trains and measures live candidates; a replay table has none")
-    lab = cluster_cmds.cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
     with cluster_cmds.cluster_session(lab) as cluster:
         evaluator = (
             ReplayEvaluator(benchmark)

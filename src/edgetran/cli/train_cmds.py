@@ -17,12 +17,14 @@ from edgetran.cli._common import (
     database_name,
     fail,
     on_interrupt,
+    option_groups,
     print_json,
     quiet_optuna,
     resolve_arch,
 )
 
 if TYPE_CHECKING:
+    from edgetran.cluster import ClusterOptions
     from edgetran.train import TaskOptions
 
 app = typer.Typer(help="Pretrain and fine-tune FlexiBERT models.", no_args_is_help=True)
@@ -62,7 +64,15 @@ Device = Annotated[
 ]
 
 
-def _task_options(text_column, text_pair_column, label_column, labels, seed) -> TaskOptions:
+def task_options(
+    text_column: TextColumn = "text",
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = "label",
+    labels: Labels = None,
+    seed: SeedOption = 0,
+) -> TaskOptions:
+    """The options of a file task (its columns and labels), declared once for every command
+    that trains; ``seed`` is the command's own, and splits the file."""
     from edgetran.train import TaskOptions
 
     return TaskOptions(
@@ -75,6 +85,7 @@ def _task_options(text_column, text_pair_column, label_column, labels, seed) -> 
 
 
 @app.command()
+@option_groups(options=task_options)
 def pretrain(
     arch: Arch,
     task: TaskName,
@@ -86,10 +97,8 @@ def pretrain(
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Checkpoint period.")] = 50,
     transfer: Transfer = True,
     tokenizer: Tokenizer = None,
-    text_column: TextColumn = "text",
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = "label",
-    labels: Labels = None,
+    *,
+    options: TaskOptions,
     seed: SeedOption = 0,
     db: DbOption = None,
     workspace: Workspace = None,
@@ -111,7 +120,6 @@ def pretrain(
     prepare_output_dir(out, TrainingError, empty=not (force or holds_pretraining(out)))
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     architecture = resolve_arch(arch)
-    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     loaded = load_task(task, options)
     settings = PretrainSettings(
         steps=steps,
@@ -144,6 +152,7 @@ def pretrain(
 
 
 @app.command()
+@option_groups(options=task_options)
 def parent(
     task: TaskName,
     budget: Annotated[
@@ -156,10 +165,8 @@ def parent(
         ),
     ] = None,
     tokenizer: Tokenizer = None,
-    text_column: TextColumn = "text",
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = "label",
-    labels: Labels = None,
+    *,
+    options: TaskOptions,
     seed: SeedOption = 0,
     device: Device = "cpu",
     db: DbOption = None,
@@ -176,7 +183,6 @@ def parent(
 
     steps = parent_settings(budget).steps
     architecture = resolve_arch(arch) if arch else None
-    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     kept = f"the checkpoints are in {workspace}; run the same command again to continue"
     with (
@@ -200,6 +206,7 @@ def parent(
 
 
 @app.command()
+@option_groups(options=task_options)
 def finetune(
     model: Annotated[Path, typer.Option("--model", help="A pretrained model directory.")],
     task: TaskName,
@@ -210,10 +217,8 @@ def finetune(
     min_lr: Annotated[float, typer.Option(min=0, help="Lowest learning rate.")] = 2e-5,
     max_lr: Annotated[float, typer.Option(min=0, help="Highest learning rate.")] = 5e-4,
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 64,
-    text_column: TextColumn = "text",
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = "label",
-    labels: Labels = None,
+    *,
+    options: TaskOptions,
     seed: SeedOption = 0,
     force: Force = False,
     as_json: JsonOption = False,
@@ -233,7 +238,6 @@ def finetune(
     except ValueError:
         fail(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers")
     prepare_output_dir(out, TrainingError, empty=not force)
-    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
     loaded = load_task(task, options)
     settings = FinetuneSettings(
         trials=trials,
@@ -254,16 +258,15 @@ def finetune(
         )
 
 
+@option_groups(options=task_options, lab=cluster_cmds.lab_options)
 def evaluate(
     arch: Arch,
     task: TaskName,
     budget: Annotated[str, typer.Option(help="quick, standard or full (see README).")] = "quick",
     transfer: Transfer = True,
     tokenizer: Tokenizer = None,
-    text_column: TextColumn = "text",
-    text_pair_column: PairColumn = None,
-    label_column: LabelColumn = "label",
-    labels: Labels = None,
+    *,
+    options: TaskOptions,
     seed: SeedOption = 0,
     device: Annotated[
         str | None,
@@ -276,11 +279,7 @@ def evaluate(
     db: DbOption = None,
     workspace: Workspace = None,
     as_json: JsonOption = False,
-    scheduler: cluster_cmds.SchedulerOption = None,
-    tls_ca_file: cluster_cmds.TlsCaFileOption = None,
-    tls_cert: cluster_cmds.TlsCertOption = None,
-    tls_key: cluster_cmds.TlsKeyOption = None,
-    job_timeout_s: cluster_cmds.JobTimeoutOption = 3600.0,
+    lab: ClusterOptions | None,
 ) -> None:
     """Accuracy of an architecture on a task after a training budget (stored and reused).
 
@@ -295,8 +294,6 @@ def evaluate(
     if budget not in BUDGETS:
         fail(f"--budget {budget!r} is invalid; allowed: {', '.join(BUDGETS)}")
     architecture = resolve_arch(arch)
-    options = _task_options(text_column, text_pair_column, label_column, labels, seed)
-    lab = cluster_cmds.cluster_options(scheduler, tls_ca_file, tls_cert, tls_key, job_timeout_s)
     device = device or ("auto" if lab else "cpu")
     workspace = workspace or Path(DEFAULT_WORKSPACE)
     kept = (
