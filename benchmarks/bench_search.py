@@ -11,19 +11,26 @@ samplers can run in separate processes; ``--summary`` prints the table for BENCH
     python benchmarks/bench_search.py --summary runs.jsonl --table /tmp/replay.jsonl
 
 ``--suite`` runs the benchmark suite instead (:mod:`edgetran.search.suite`: the table's
-hardware under six accuracy landscapes, and the stand-in under a latency cap), every sampler ×
-problem × seed at budget 150 by default, skipping runs already in ``--out``, and prints one
-table (with ``--summary`` it only prints the table of ``--out``):
+hardware under six accuracy landscapes, the stand-in under a latency cap, and the tables
+shaped like real ones generated from ``--data``), every sampler (default boshcode, tpe, trees
+and random) × problem × seed (default 10) at budget 150 by default, skipping runs already in
+``--out``, and prints one table: the median simple regret after 25, 50, 100 and 150
+evaluations, the median evaluations to within 0.001 of the best and to the best pair, and the
+misses (with ``--summary`` it only prints the table of ``--out``):
 
     python benchmarks/bench_search.py --suite --table /tmp/replay.jsonl \
-        --samplers trees,tpe --out suite.jsonl [--problems rugged,capped]
+        --samplers trees,tpe --out suite.jsonl [--problems rugged,capped,real-shaped]
     python benchmarks/bench_search.py --suite --summary --out suite.jsonl
+
+``--quick`` is the same report in seconds (a small synthetic table, budget 12, 2 seeds,
+regret after 4, 8 and 12 evaluations); a test in ``make test`` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +47,10 @@ from edgetran.search import (
 from edgetran.search import suite as bench_suite
 
 MARKS = (25, 50, 100)
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "protran"
+SUITE_SAMPLERS = "boshcode,tpe,trees,random"
+#: ``--quick``: budget, seeds and regret marks of the small report.
+QUICK_BUDGET, QUICK_SEEDS, QUICK_MARKS = 12, 2, (4, 8, 12)
 #: "Near the best": one standard deviation of the stand-in accuracy's noise in objective units
 #: (0.5 × 0.004); pairs this close to the best differ mostly by the luck of the noise draw.
 NEAR = 0.002
@@ -122,19 +133,19 @@ def run_suite(args: argparse.Namespace) -> None:
     if not args.summary:
         wanted = args.problems.split(",") if args.problems else None
         problems = [p for p in bench_suite.PROBLEMS if wanted is None or p.name in wanted]
-        tables = bench_suite.write_landscape_tables(args.table, args.out.parent / "tables")
-        evaluators = {name: ReplayEvaluator(path) for name, path in tables.items()}
+        tables = suite_tables(args, problems)
         done = {bench_suite.run_key(r) for r in bench_suite.read_runs(args.out)}
         overrides = json.loads(args.boshcode)
         for sampler in args.samplers.split(","):
             label = sampler + (f" {args.boshcode}" if overrides and sampler == "boshcode" else "")
             for problem in problems:
+                evaluator, paper = tables[problem.name]
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     if (problem.name, label, seed) in done:
                         continue
                     run = bench_suite.suite_run(
-                        evaluators[problem.landscape], problem, sampler, seed, args.budget,
-                        BoshcodeSettings(**overrides), label,
+                        evaluator, problem, sampler, seed, args.budget,
+                        BoshcodeSettings(**overrides), label, paper,
                     )  # fmt: skip
                     with args.out.open("a") as handle:
                         handle.write(json.dumps(run) + "\n")
@@ -144,12 +155,57 @@ def run_suite(args: argparse.Namespace) -> None:
     print(bench_suite.markdown_table(rows))
 
 
+def suite_tables(
+    args: argparse.Namespace, problems: list[bench_suite.Problem]
+) -> dict[str, tuple[ReplayEvaluator, PaperObjective | None]]:
+    """``problem name → (evaluator, objective)``: the landscapes rescore ``--table``, the
+    shaped problems are generated from ``--data`` (written beside ``--out``)."""
+    where = args.out.parent / "tables"
+    tables: dict[str, tuple[ReplayEvaluator, PaperObjective | None]] = {}
+    if any(p.shape is None for p in problems):
+        if args.table is None:
+            raise SystemExit("error: the landscape problems need --table")
+        for name, path in bench_suite.write_landscape_tables(args.table, where).items():
+            tables.update({p.name: (ReplayEvaluator(path), None) for p in problems
+                           if p.landscape == name and p.shape is None})  # fmt: skip
+    if any(p.shape is not None for p in problems):
+        shaped = bench_suite.write_shaped_tables(args.data, where)
+        tables.update({name: (ReplayEvaluator(path), paper)
+                       for name, (path, paper) in shaped.items()})  # fmt: skip
+    return tables
+
+
+def quick(out_dir: Path, samplers: str = SUITE_SAMPLERS) -> list[dict]:
+    """The suite's report in seconds: ``samplers`` on a small synthetic table (8 architectures
+    on 2 devices), :data:`QUICK_SEEDS` seeds at budget :data:`QUICK_BUDGET`; the runs are
+    written to ``out_dir/quick.jsonl`` and :func:`~edgetran.search.suite.summarise`'s rows,
+    regret after :data:`QUICK_MARKS`, returned."""
+    from edgetran.testing import synthetic_table
+
+    evaluator = ReplayEvaluator(synthetic_table(out_dir / "table.jsonl", n_archs=8))
+    problem = bench_suite.Problem("synthetic", "stand-in")
+    runs = [
+        bench_suite.suite_run(evaluator, problem, sampler, seed, QUICK_BUDGET)
+        for sampler in samplers.split(",")
+        for seed in range(QUICK_SEEDS)
+    ]
+    (out_dir / "quick.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return bench_suite.summarise(runs, QUICK_MARKS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", type=Path)
     parser.add_argument("--suite", action="store_true", help="run the benchmark suite")
+    parser.add_argument("--quick", action="store_true", help="the suite's report in seconds")
     parser.add_argument("--problems", help="suite problems to run (default: all)")
-    parser.add_argument("--samplers", default="boshcode,random,tpe,nsga2,gp")
+    parser.add_argument(
+        "--data", type=Path, default=DATA, help=f"ProTran JSON files (default {DATA})"
+    )
+    parser.add_argument(
+        "--samplers", help=f"default {SUITE_SAMPLERS} with --suite or --quick, else "
+        "boshcode,random,tpe,nsga2,gp"
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, help="default 100, or 150 with --suite")
@@ -165,10 +221,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.budget is None:
         args.budget = 150 if args.suite else 100
+    if args.samplers is None:
+        args.samplers = (
+            SUITE_SAMPLERS if args.suite or args.quick else "boshcode,random,tpe,nsga2,gp"
+        )
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.table is None and not (args.suite and args.summary):
+    if args.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(bench_suite.markdown_table(quick(Path(tmp), args.samplers)))
+        return
+    if args.table is None and not args.suite:
         parser.error("--table is required")
     if args.suite:
         run_suite(args)

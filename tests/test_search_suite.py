@@ -4,6 +4,7 @@ the compact encoding."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from edgetran.search.suite import (
     Problem,
     best_pair,
     landscape_rows,
+    markdown_table,
     stand_in_accuracy,
     suite_run,
     summarise,
@@ -63,16 +65,20 @@ def test_landscapes_differ_in_kind(rows):
     assert len({tuple(r) for r in rankings.values()}) == len(LANDSCAPES)
 
 
-def test_summary_counts_a_miss_as_budget_plus_one():
+def test_summary_reports_regret_and_counts_a_miss_as_budget_plus_one():
+    histories = ([None, 0.4, 0.3, 0.5], [0.2, 0.4995, 0.45, 0.46], [None, None, 0.1, 0.2])
     runs = [
-        {"problem": "p", "sampler": "s", "seed": seed, "budget": 10, "to_best_pair": found,
-         "history": [0.1, None, 0.3], "seconds_per_proposal": 0.5}
-        for seed, found in enumerate((2, None, None))
+        {"problem": "p", "sampler": "s", "seed": seed, "budget": 4, "to_best_pair": found,
+         "best": 0.5, "history": history, "seconds_per_proposal": 0.5}
+        for seed, (found, history) in enumerate(zip((4, None, None), histories, strict=True))
     ]  # fmt: skip
-    (row,) = summarise(runs)
-    assert row["found"] == 1 and row["runs"] == 3
-    assert row["median_to_best"] == 11  # median of 2, 11, 11
-    assert row["best_after"] == {25: None, 50: None, 100: None}  # histories too short
+    (row,) = summarise(runs, marks=(1, 2, 4, 5))
+    assert row["runs"] == 3 and row["misses"] == 2
+    assert row["to_best"] == 5  # median of 4, 5, 5
+    assert row["to_epsilon"] == 4  # within 0.001: 4, 2 and never (5)
+    # after 1: ∞ (nothing feasible), 0.3, ∞; after 4: 0, 0.0005, 0.3; none past the budget
+    assert row["regret"] == {1: math.inf, 2: pytest.approx(0.1), 4: pytest.approx(0.0005), 5: None}
+    assert "| p | s | 3 | ∞ | 0.10000 | 0.00050 | – | 4 | > 4 | 2 |" in markdown_table([row])
 
 
 def test_suite_run_finds_the_best_feasible_pair_honestly(tmp_path, rows):
@@ -85,7 +91,7 @@ def test_suite_run_finds_the_best_feasible_pair_honestly(tmp_path, rows):
     run = suite_run(evaluator, capped, "random", seed=0, budget=12)
     assert len(run["history"]) == 12 and None in run["history"]  # gpu pairs are infeasible
     assert run["to_best_pair"] is not None
-    assert run["history"][run["to_best_pair"] - 1] == pytest.approx(value)
+    assert run["history"][run["to_best_pair"] - 1] == pytest.approx(value) == run["best"]
 
 
 def test_trees_search_is_deterministic_and_resumes_without_repeats(tmp_path):

@@ -23,23 +23,31 @@ each a deterministic function of the architecture and :data:`SUITE_SEED`:
 
 Each landscape is searched with the paper objective; the ``capped`` problem searches the
 stand-in under a latency cap (:data:`CAP_MS`) that excludes the unconstrained best pair.
-:func:`suite_run` runs one sampler on one problem and :func:`summarise` aggregates runs, counting
-a run that never evaluated the best pair as ``budget + 1`` evaluations.
+
+The shaped problems (issue 43, :data:`SHAPED_PROBLEMS`) are generated from the ProTran
+measurements themselves (:func:`shaped_table`) and shaped like real co-design tables, one
+:class:`RealShape` parameter each: ``sparse-devices``, ``needle``, ``reference-norms`` and
+``noisy-boards``; ``real-shaped``, all four at once, is the suite's hardest problem.
+
+:func:`suite_run` runs one sampler on one problem and :func:`summarise` aggregates runs into
+simple regret after each of :data:`MARKS`, evaluations to within :data:`EPSILON` of the best and
+to the best pair itself (a run that never evaluated it counts as ``budget + 1`` and a miss).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgetran.metrics import with_unit_keys
+from edgetran.metrics import COST_KEYS, with_unit_keys
 from edgetran.search.evaluators import ReplayEvaluator
 from edgetran.search.objectives import Constraints, PaperObjective
 from edgetran.search.settings import BoshcodeSettings
@@ -53,26 +61,68 @@ LANDSCAPES = ("stand-in", "smooth", "rugged", "ops-depth", "noisy", "size-blind"
 #: Latency cap of the ``capped`` problem (ms per sequence): the stand-in's best pair, on the
 #: M1 Pro GPU, takes longer; the A100's pairs and the quicker M1 GPU pairs remain.
 CAP_MS = 10.0
-#: Evaluations after which the suite reports the best value found.
-MARKS = (25, 50, 100)
+#: Evaluations after which the suite reports the simple regret.
+MARKS = (25, 50, 100, 150)
+#: "Within ε of the best" (objective units) of the evaluations-to-ε count; the exact best pair
+#: is counted by key.
+EPSILON = 0.001
 
 _CENTRE, _SCALE, _NOISE = 0.72, 0.04, 0.003
 _FOURIER_FEATURES = 256
 
 
 @dataclass(frozen=True)
+class RealShape:
+    """How a table generated from the ProTran measurements (:func:`shaped_table`) is shaped like
+    a real co-design table; all ``False`` is the clean dense table (every architecture on every
+    board, costs on the boards' trends, the objective normalised by the table's costs).
+
+    Attributes:
+        sparse_devices: each architecture offered only where ProTran measured it (16 of 675
+            on all five boards, the rest on one), as in the reference's 670 of 686.
+        needle: the accuracies above their 75th percentile squeezed into a plateau
+            :data:`PLATEAU_WIDTH` wide, and the best pair's architecture lifted
+            :data:`NEEDLE_GAP` above it: one best model.
+        reference_norms: the paper objective with the reference's normalisers (1000 s,
+            2000 J, 300 W), under which accuracy and peak power carry almost all the variation.
+        noisy_boards: each cost times ``exp(N(0, σ))``, σ the board's spread between
+            near-identical models (:func:`board_noise`).
+    """
+
+    sparse_devices: bool = False
+    needle: bool = False
+    reference_norms: bool = False
+    noisy_boards: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r}; allowed: true, false")
+
+
+@dataclass(frozen=True)
 class Problem:
-    """A landscape searched with the paper objective under ``constraints``."""
+    """A landscape searched with the paper objective under ``constraints``; with ``shape``, on
+    a table generated from the ProTran measurements (:func:`shaped_table`)."""
 
     name: str
     landscape: str
     constraints: Constraints = field(default_factory=Constraints)
+    shape: RealShape | None = None
 
 
-PROBLEMS = (
+LANDSCAPE_PROBLEMS = (
     *(Problem(name, name) for name in LANDSCAPES),
     Problem("capped", "stand-in", Constraints(max_latency_ms=CAP_MS)),
 )
+SHAPED_PROBLEMS = (
+    Problem("sparse-devices", "stand-in", shape=RealShape(sparse_devices=True)),
+    Problem("needle", "stand-in", shape=RealShape(needle=True)),
+    Problem("reference-norms", "stand-in", shape=RealShape(reference_norms=True)),
+    Problem("noisy-boards", "stand-in", shape=RealShape(noisy_boards=True)),
+    Problem("real-shaped", "stand-in", shape=RealShape(True, True, True, True)),
+)
+PROBLEMS = (*LANDSCAPE_PROBLEMS, *SHAPED_PROBLEMS)
 
 
 # -- landscapes ---------------------------------------------------------------------------------
@@ -224,10 +274,178 @@ def write_landscape_tables(table: Path, out_dir: Path, seed: int = SUITE_SEED) -
     return paths
 
 
+# -- tables shaped like real ones ---------------------------------------------------------------
+#: The needle's lead over the next model's accuracy, as in the reference's GLUE table.
+NEEDLE_GAP = 0.01
+#: Accuracies above this quantile are squeezed into the plateau.
+PLATEAU_QUANTILE = 0.75
+#: How wide the plateau under the needle is (accuracy).
+PLATEAU_WIDTH = 0.003
+
+Boards = dict[str, list[tuple[Architecture, dict[str, float]]]]
+
+
+@dataclass(frozen=True)
+class ShapedTable:
+    """A generated table: replay-table ``rows``, the objective it is searched with, and the
+    needle architecture's hash (``None`` without ``needle``)."""
+
+    rows: list[dict]
+    paper: PaperObjective
+    needle: str | None = None
+
+
+def read_boards(data: Path) -> Boards:
+    """``device → [(architecture, per-sequence costs)]`` of the ProTran files in ``data``
+    (``DEVICE_bB_rR.json``; the device is the file's stem).
+
+    Raises:
+        FileNotFoundError: ``data`` holds no ProTran ``*.json`` file.
+    """
+    from edgetran.profile import read_measurements
+    from edgetran.search.live import per_sequence
+
+    files = sorted(Path(data).glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"{data}: no ProTran *.json files")
+    return {
+        path.stem: [
+            (Architecture.from_dict(m.model_dict), per_sequence(m))
+            for m in read_measurements(path, "protran", None)
+        ]
+        for path in files
+    }
+
+
+@functools.cache
+def _size(arch: Architecture) -> np.ndarray:
+    """The trend's regressors: a constant, log FLOPs and log parameters."""
+    costs = estimate_costs(arch, batch_size=1, seq_len=128)
+    return np.array([1.0, math.log(costs.flops), math.log(costs.parameters)])
+
+
+def board_trends(boards: Boards) -> dict[str, np.ndarray]:
+    """Per device, the least-squares coefficients (one column per cost of :data:`COST_KEYS`) of
+    the log costs on a constant, log FLOPs and log parameters."""
+    trends = {}
+    for device, measured in boards.items():
+        X = np.stack([_size(arch) for arch, _ in measured])
+        Y = np.log([[costs[k] for k in COST_KEYS] for _, costs in measured])
+        trends[device] = np.linalg.lstsq(X, Y, rcond=None)[0]
+    return trends
+
+
+def board_noise(boards: Boards) -> dict[str, np.ndarray]:
+    """Per device, the measurement noise σ of each log cost (:data:`COST_KEYS` order), read
+    from near-identical models: every model's nearest neighbour on the board in (log FLOPs,
+    log parameters) stands in for a repeated measurement (ProTran keeps no repeats), and
+    ``σ = median |Δ log cost| / (0.6745·√2)`` (the median absolute difference of two draws)."""
+    noise = {}
+    for device, measured in boards.items():
+        X = np.stack([_size(arch)[1:] for arch, _ in measured])
+        Y = np.log([[costs[k] for k in COST_KEYS] for _, costs in measured])
+        distance = ((X[:, None] - X[None]) ** 2).sum(axis=-1)
+        np.fill_diagonal(distance, np.inf)
+        nearest = distance.argmin(axis=1)
+        noise[device] = np.median(np.abs(Y - Y[nearest]), axis=0) / (0.6745 * math.sqrt(2))
+    return noise
+
+
+def shaped_table(boards: Boards, shape: RealShape, seed: int = SUITE_SEED) -> ShapedTable:
+    """A replay table generated from the ProTran measurements ``boards`` (:func:`read_boards`)
+    and shaped by ``shape``; deterministic for ``boards``, ``shape`` and ``seed``.
+
+    Every architecture ProTran measured is offered on every board (``sparse_devices``: only
+    where it was measured) at the board's trend (:func:`board_trends`), so that each of
+    ``shape``'s departures is the only one; accuracy is the stand-in
+    (:func:`stand_in_accuracy`). Without ``reference_norms`` each cost is normalised by its
+    largest value in the dense table, so each term of the objective spans its weight.
+    """
+    archs = {arch.hash: arch for measured in boards.values() for arch, _ in measured}
+    size = {h: _size(arch) for h, arch in archs.items()}
+    trends = board_trends(boards)
+    clean = {(h, d): np.exp(size[h] @ trends[d]) for h in archs for d in boards}
+    paper = PaperObjective()
+    if not shape.reference_norms:
+        paper = paper.with_norms(*np.max(list(clean.values()), axis=0).tolist())
+    offered = clean
+    if shape.sparse_devices:
+        measured = {(arch.hash, d) for d, pairs in boards.items() for arch, _ in pairs}
+        offered = {pair: costs for pair, costs in clean.items() if pair in measured}
+    if shape.noisy_boards:
+        offered = _with_noise(offered, board_noise(boards), seed)
+    accuracy = {h: round(stand_in_accuracy(arch), 6) for h, arch in archs.items()}
+    needle = None
+    if shape.needle:
+        accuracy, needle = _needle(accuracy, offered, paper)
+    rows = [
+        {"arch": archs[h].to_model_dict(), "device": d, "metrics": _metrics(accuracy[h], costs)}
+        for (h, d), costs in offered.items()
+    ]
+    return ShapedTable(rows, paper, needle)
+
+
+def _with_noise(
+    costs: dict[tuple[str, str], np.ndarray], noise: dict[str, np.ndarray], seed: int
+) -> dict[tuple[str, str], np.ndarray]:
+    """Each pair's costs times ``exp(N(0, σ))``, σ its board's (one draw per pair and seed)."""
+    devices = sorted(noise)
+
+    def draw(h: str, d: str) -> np.ndarray:
+        rng = np.random.default_rng([seed, devices.index(d), int(h[:8], 16)])
+        return np.exp(rng.normal(0, noise[d]))
+
+    return {(h, d): c * draw(h, d) for (h, d), c in costs.items()}
+
+
+def _metrics(accuracy: float, costs: np.ndarray) -> dict[str, float]:
+    """A pair's metrics from its accuracy and its costs in :data:`COST_KEYS` order."""
+    return {"accuracy": accuracy, **dict(zip(COST_KEYS, costs.tolist(), strict=True))}
+
+
+def _needle(
+    accuracy: dict[str, float], offered: dict[tuple[str, str], np.ndarray], paper: PaperObjective
+) -> tuple[dict[str, float], str]:
+    """The accuracies on a plateau with one needle above it, and the needle's hash: the
+    architecture of the best pair once the plateau is flat (so it is the best pair after)."""
+    values = np.array(list(accuracy.values()))
+    floor, top = float(np.quantile(values, PLATEAU_QUANTILE)), float(values.max())
+    squeezed = {
+        h: round(floor + PLATEAU_WIDTH * (a - floor) / (top - floor), 6) if a > floor else a
+        for h, a in accuracy.items()
+    }
+
+    def value(pair: tuple[str, str]) -> float:
+        return paper.value(_metrics(squeezed[pair[0]], offered[pair]))
+
+    needle = max(offered, key=value)[0]
+    squeezed[needle] = round(max(a for h, a in squeezed.items() if h != needle) + NEEDLE_GAP, 6)
+    return squeezed, needle
+
+
+def write_shaped_tables(
+    data: Path, out_dir: Path, seed: int = SUITE_SEED
+) -> dict[str, tuple[Path, PaperObjective]]:
+    """``problem name → (path, objective)`` of every shaped problem's table
+    (:data:`SHAPED_PROBLEMS`) from the ProTran files in ``data``, written to ``out_dir``."""
+    boards = read_boards(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for problem in SHAPED_PROBLEMS:
+        table = shaped_table(boards, problem.shape, seed)
+        path = out_dir / f"shaped-{problem.name}.jsonl"
+        path.write_text("\n".join(json.dumps(row) for row in table.rows) + "\n")
+        tables[problem.name] = (path, table.paper)
+    return tables
+
+
 # -- runs ---------------------------------------------------------------------------------------
-def best_pair(evaluator: ReplayEvaluator, constraints: Constraints) -> tuple[str, float]:
-    """The key and paper objective of the table's best pair within ``constraints``."""
-    objective = PaperObjective()
+def best_pair(
+    evaluator: ReplayEvaluator, constraints: Constraints, paper: PaperObjective | None = None
+) -> tuple[str, float]:
+    """The key and paper objective (``paper``, default the reference's) of the table's best
+    pair within ``constraints``."""
+    objective = paper or PaperObjective()
     feasible = [k for k, (_, m) in evaluator.table.items() if not constraints.violations(m)]
     key = max(feasible, key=lambda k: objective.value(evaluator.table[k][1]))
     return key, objective.value(evaluator.table[key][1])
@@ -241,17 +459,21 @@ def suite_run(
     budget: int,
     boshcode: BoshcodeSettings | None = None,
     label: str | None = None,
+    paper: PaperObjective | None = None,
 ) -> dict[str, Any]:
-    """One search of ``problem``'s table; ``history`` holds each evaluation's objective (None
-    where it broke the constraints) and ``to_best_pair`` the 1-based evaluation at which the
-    best feasible pair was first evaluated (None when never)."""
+    """One search of ``problem``'s table under ``paper`` (default the reference's objective);
+    ``history`` holds each evaluation's objective (None where it broke the constraints),
+    ``best`` the table's best feasible objective and ``to_best_pair`` the 1-based evaluation
+    at which that pair was first evaluated (None when never)."""
     from edgetran.search.study import SearchSettings, run_search
 
-    best_key, _ = best_pair(evaluator, problem.constraints)
+    paper = paper or PaperObjective()
+    best_key, best = best_pair(evaluator, problem.constraints, paper)
     settings = SearchSettings(
         sampler=sampler,
         budget=budget,
         seed=seed,
+        paper=paper,
         constraints=problem.constraints,
         boshcode=boshcode or BoshcodeSettings(),
     )
@@ -265,6 +487,7 @@ def suite_run(
         "seed": seed,
         "budget": budget,
         "to_best_pair": keys.index(best_key) + 1 if best_key in keys else None,
+        "best": best,
         "history": history,
         "seconds": time.perf_counter() - began,
         "seconds_per_proposal": float(np.mean(result.seconds_per_proposal)),
@@ -289,46 +512,80 @@ def best_after(history: Sequence[float | None], evaluations: int) -> float | Non
     return max(feasible) if feasible else None
 
 
-def summarise(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (problem, sampler), in first-seen order: runs, how many found the best
-    pair, the median evaluations to it with misses counted as ``budget + 1``, the median best
-    value after each of :data:`MARKS`, and the mean seconds per proposal."""
+def regret_after(run: dict[str, Any], evaluations: int) -> float | None:
+    """Simple regret after ``evaluations``: the table's best minus the best feasible value
+    found so far (infinite while none is feasible; None when the run is shorter)."""
+    if len(run["history"]) < evaluations:
+        return None
+    found = best_after(run["history"], evaluations)
+    return math.inf if found is None else max(run["best"] - found, 0.0)
+
+
+def to_within(run: dict[str, Any], epsilon: float) -> int | None:
+    """The 1-based evaluation that first came within ``epsilon`` of the best (None: never)."""
+    best = run["best"] - epsilon
+    return next((i + 1 for i, v in enumerate(run["history"]) if v is not None and v >= best), None)
+
+
+def summarise(
+    runs: Iterable[dict[str, Any]], marks: Sequence[int] = MARKS
+) -> list[dict[str, Any]]:
+    """One row per (problem, sampler), in first-seen order: ``runs``; ``regret``, the median
+    simple regret after each of ``marks`` (None where a run is shorter); ``to_epsilon`` and
+    ``to_best``, the median evaluations to within :data:`EPSILON` of the best and to the best
+    pair, a run that never got there counted as ``budget + 1``; ``misses``, the runs that
+    never evaluated the best pair; and the mean seconds per proposal."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
         groups.setdefault((run["problem"], run["sampler"]), []).append(run)
     rows = []
     for (problem, sampler), mine in groups.items():
-        evaluations = [r["to_best_pair"] or r["budget"] + 1 for r in mine]
-        after = {}
-        for mark in MARKS:
-            values = [best_after(r["history"], mark) for r in mine if len(r["history"]) >= mark]
-            known = [v for v in values if v is not None]
-            after[mark] = float(np.median(known)) if values and len(known) == len(mine) else None
+        regret = {}
+        for mark in marks:
+            values = [regret_after(r, mark) for r in mine]
+            regret[mark] = None if None in values else float(np.median(values))
         rows.append({
             "problem": problem,
             "sampler": sampler,
             "runs": len(mine),
-            "found": sum(r["to_best_pair"] is not None for r in mine),
-            "median_to_best": float(np.median(evaluations)),
-            "best_after": after,
+            "budget": max(r["budget"] for r in mine),
+            "regret": regret,
+            "to_epsilon": float(np.median([to_within(r, EPSILON) or r["budget"] + 1
+                                           for r in mine])),
+            "to_best": float(np.median([r["to_best_pair"] or r["budget"] + 1 for r in mine])),
+            "misses": sum(r["to_best_pair"] is None for r in mine),
             "seconds_per_proposal": float(np.mean([r["seconds_per_proposal"] for r in mine])),
         })  # fmt: skip
     return rows
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """:func:`summarise`'s rows as the Markdown table of BENCHMARKS.md."""
-    marks = " | ".join(f"best after {m}" for m in MARKS)
+    """:func:`summarise`'s rows as the Markdown table of BENCHMARKS.md (a median beyond the
+    budget, i.e. over half the runs missed, shows as ``> budget``)."""
+    marks = list(rows[0]["regret"]) if rows else list(MARKS)
     lines = [
-        f"| problem | sampler | found | median evaluations to best pair | {marks} | s/proposal |",
-        "|---|---|---|---|" + "---|" * len(MARKS) + "---|",
+        "| problem | sampler | runs | "
+        + " | ".join(f"median regret after {m}" for m in marks)
+        + f" | median evaluations to within {EPSILON:g} | median evaluations to best pair | "
+        "misses | s/proposal |",
+        "|---|---|---|" + "---|" * len(marks) + "---|---|---|---|",
     ]
     for row in rows:
-        after = " | ".join(
-            "–" if row["best_after"][m] is None else f"{row['best_after'][m]:.5f}" for m in MARKS
-        )
+        regret = " | ".join(_regret_cell(row["regret"][m]) for m in marks)
         lines.append(
-            f"| {row['problem']} | {row['sampler']} | {row['found']}/{row['runs']} | "
-            f"{row['median_to_best']:g} | {after} | {row['seconds_per_proposal']:.3f} |"
+            f"| {row['problem']} | {row['sampler']} | {row['runs']} | {regret} | "
+            f"{_evaluations_cell(row['to_epsilon'], row['budget'])} | "
+            f"{_evaluations_cell(row['to_best'], row['budget'])} | {row['misses']} | "
+            f"{row['seconds_per_proposal']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def _regret_cell(regret: float | None) -> str:
+    if regret is None:
+        return "–"
+    return "∞" if math.isinf(regret) else f"{regret:.5f}"
+
+
+def _evaluations_cell(median: float, budget: int) -> str:
+    return f"{median:g}" if median <= budget else f"> {budget}"
