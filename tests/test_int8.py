@@ -296,8 +296,9 @@ def test_codesign_exports_an_int8_winner_quantised(classifier, tmp_path):
     # its own task: the labels' check scores the split it was trained for (the bundled
     # tweets, the default, take seconds more to tokenise and score)
     config = CodesignConfig(
-        devices=("cpu/onnxruntime-int8",), task=str(task), seq_len=SEQ, out=str(tmp_path)
-    )
+        devices=("cpu/onnxruntime-int8",), task=str(task), seq_len=SEQ, out=str(tmp_path),
+        workspace=str(tmp_path / "ws"),  # not ./edgetran-workspace in the repository
+    )  # fmt: skip
     shutil.copytree(model_dir, tmp_path / "model")
     with Store(tmp_path / "c.db") as store:
         run = RunContext(config, store, tmp_path, print)
