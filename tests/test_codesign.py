@@ -378,6 +378,7 @@ def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, m
 
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
+    _no_parity_folds(monkeypatch)
     no_mlm = oracle.Budget(0, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     standard = oracle.Budget(0, 8, 16, 1, 7, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     monkeypatch.setitem(oracle.BUDGETS, "quick", no_mlm)
@@ -512,6 +513,12 @@ def _fast(monkeypatch, fail: Callable[[int], None] = lambda n: None, seconds: fl
         return oracle
 
     monkeypatch.setattr(RunContext, "accuracy", accuracy)
+    _no_parity_folds(monkeypatch)
+
+
+def _no_parity_folds(monkeypatch) -> None:
+    """The surrogates skip their held-out parity check (2 s a run): for tests about other
+    stages (test_codesign_writes_every_output checks the folds)."""
     monkeypatch.setattr("edgetran.codesign.explore._parity", lambda items, seed: {"n": 0})
 
 
@@ -826,6 +833,7 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     first evaluation, and the references stage neither trains nor measures it again."""
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
+    _no_parity_folds(monkeypatch)
     space = {"layers": [2], "hidden_sizes": [128], "head_counts": [2], "ff_depths": [1],
              "ff_widths": [512]}  # fmt: skip
     config = _config(tmp_path, task, board, space=space, evaluations=2, compare=None,
@@ -857,6 +865,7 @@ def test_an_int8_device_scores_its_pairs_in_its_runtime_and_resumes_without_repe
 
     _tiny(monkeypatch)
     profile_under_torch(monkeypatch)
+    _no_parity_folds(monkeypatch)
     task, board, _ = _inputs(tmp_path)
     config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
                      compare=None, evaluations=2, growprune=False)  # fmt: skip

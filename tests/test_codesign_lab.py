@@ -11,7 +11,7 @@ import pytest
 from edgetran.codesign import run_codesign
 from edgetran.errors import ClusterError, EdgeTranError, JobTimeoutError
 from edgetran.store import Store
-from tests.test_codesign import _config, _inputs, _tiny
+from tests.test_codesign import _config, _inputs, _no_parity_folds, _tiny
 
 
 class InProcessCluster:
@@ -64,6 +64,7 @@ def test_codesign_runs_its_jobs_on_the_cluster(tmp_path, monkeypatch):
 def test_a_device_whose_worker_is_gone_is_left_out(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
+    _no_parity_folds(monkeypatch)
     cluster = InProcessCluster(("cpu/torch", "cpu/onnxruntime"), gone=("cpu/onnxruntime",))
     config = _config(
         tmp_path, task, board, devices=("cpu/torch", "cpu/onnxruntime", str(board)),
@@ -133,6 +134,7 @@ def test_one_architecture_asked_from_two_threads_trains_once(monkeypatch, tmp_pa
 def test_a_lab_node_is_measured_on_its_worker_and_stored_under_its_name(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
+    _no_parity_folds(monkeypatch)
     config = _config(tmp_path, task, board, devices=("rpi4/torch", str(board)), compare=None,
                      growprune=False, evaluations=3)  # fmt: skip
     with pytest.raises(EdgeTranError, match="pass --scheduler"):
