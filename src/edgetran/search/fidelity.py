@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 from edgetran.search.evaluators import Evaluation
 
+#: ``--pruner`` choices: none, or Optuna's ``MedianPruner``, ``SuccessiveHalvingPruner``,
+#: ``HyperbandPruner``.
+PRUNERS: tuple[str, ...] = ("none", "median", "sha", "hyperband")
+
 #: The fractions of a budget's training steps at which a training reports its dev accuracy:
 #: geometric, the last one the full budget.
 RUNG_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)

@@ -88,6 +88,7 @@ from edgetran.search.claims import (
     run_key,
 )
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
+from edgetran.search.fidelity import PRUNERS
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -143,9 +144,14 @@ class SearchSettings:
     #: BERTs a co-design is compared with): they count towards the budget and the initial
     #: design, so the sampler learns from them and they are never trained twice.
     start: tuple[Pair, ...] = ()
+    #: Optuna's pruner that stops weak trainings at a rung (:mod:`edgetran.search.fidelity`):
+    #: one of :data:`~edgetran.search.fidelity.PRUNERS`.
+    pruner: str = "none"
 
     def __post_init__(self) -> None:
         SAMPLERS.validate(self.sampler)
+        if self.pruner not in PRUNERS:
+            raise SearchError(f"pruner {self.pruner!r} is unknown; allowed: {', '.join(PRUNERS)}")
         keys = [p.key for p in self.start]
         if len(set(keys)) < len(keys):
             raise SearchError(f"start={keys}: a pair is given twice")
@@ -922,6 +928,8 @@ def _signature(
     }
     if settings.start:  # absent when empty: studies from before start pairs still resume
         signature["start"] = [p.key for p in settings.start]
+    if settings.pruner != "none":  # likewise absent for studies from before pruners
+        signature["pruner"] = settings.pruner
     signature.update(proposer.signature())
     return mask_secrets(json.loads(json.dumps(signature)))
 
