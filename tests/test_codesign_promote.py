@@ -86,6 +86,8 @@ def test_a_promoted_run_chooses_on_final_budget_accuracies_and_records_them(tmp_
     assert from_search and {c["arch_hash"] for c in from_search} <= set(promoted)
     for c in from_search:  # at the final budget, on every device
         assert c["accuracy"] == promoted[c["arch_hash"]]["accuracy"]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "2 best distinct pairs were trained at the standard budget" in report
     # resumed: the promoted trainings are read back from the store, not repeated
     resumed = run_codesign(config, resume=True).result
     assert resumed["promotion"] == promotion
