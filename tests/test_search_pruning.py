@@ -237,3 +237,22 @@ def test_a_cost_run_spends_its_cost_and_its_summary_compares_with_no_pruner(curv
     assert [r["sampler"] for r in rows] == ["random+none", "random+sha"]
     assert rows[0]["ratio"] in (None, 1.0) and rows[1]["distinct"] >= rows[0]["distinct"]
     assert "random+sha" in cost_table(rows)
+
+
+def test_the_quick_time_to_quality_report_runs_in_seconds(tmp_path):
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
+    spec = importlib.util.spec_from_file_location("bench_search", script)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_search"] = bench
+    spec.loader.exec_module(bench)
+    rows = bench.quick_pruners(tmp_path, "random", "none,sha")
+    assert [r["sampler"] for r in rows] == ["random+none", "random+sha"]
+    for row in rows:
+        assert row["runs"] == bench.QUICK_COST_SEEDS and row["target"] is not None
+        regret = [row["regret"][m] for m in (2.0, 4.0, bench.QUICK_COST)]
+        assert regret == sorted(regret, reverse=True)
+    assert rows[0]["ratio"] == 1.0 and rows[1]["distinct"] >= rows[0]["distinct"]
+    assert bench.cost_marks(100.0) == (10, 25, 50, 100.0) and bench.cost_marks(30) == (10, 25, 30)

@@ -115,7 +115,12 @@ class Proposer(abc.ABC):
     What a proposer may assume:
 
     - ``records`` are the stored evaluations, oldest first (a resumed search's included),
-      each with its pair, metrics, scalar ``value`` and ``feasible`` flag;
+      each with its pair, metrics, scalar ``value``, ``feasible`` flag and ``fidelity``: 1.0
+      for a complete training; below 1 for a pair the pruner stopped (``record.pruned``),
+      whose metrics and value are its last rung's, an accuracy below where its training
+      would have ended. BOSHCODE and ``trees`` learn from such a record as it is, a
+      penalised low-fidelity observation (:func:`learned`); a proposer may drop them;
+      none of them is ever in the pool again;
     - ``pending`` are the pairs in flight (here or in other processes): they will become
       records, and none of them is in the pool;
     - ``pool`` is a non-empty list of distinct candidate pairs, none evaluated, in flight or

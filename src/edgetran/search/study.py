@@ -50,6 +50,16 @@ A re-evaluation is an evaluation in flight too, and a pair is trained again only
 of it is in flight. The budget counts what is in flight: never more than ``budget``
 evaluations are started.
 
+Multi-fidelity (``settings.pruner``, issue 42: :mod:`edgetran.search.fidelity`). With a pruner
+(scalar objectives only), the study is created with Optuna's pruner and the evaluator gets a
+reporter: at each rung of the training it stores the objective so far (the pair's costs, the
+accuracy at that rung) as the trial's intermediate value at step ``rung`` and asks the pruner,
+which may stop the training. A stopped pair is a PRUNED trial with its last rung's metrics and
+``fidelity`` and ``rung`` in its user attributes: it counts as one evaluation of the budget,
+the proposers learn from it (Optuna's samplers natively, BOSHCODE and ``trees`` as a penalised
+observation), it is never the search's best or on its front, and a resumed search neither
+evaluates it again nor changes it. Without a pruner, ``evaluate(pair)`` is called as before.
+
 Shared studies: several processes may run one stored study (``--db URL --study NAME
 --resume``): each claims a pair atomically before evaluating it (:mod:`edgetran.search.claims`),
 so none is evaluated twice, and the RUNNING trials and claims of a process found dead are

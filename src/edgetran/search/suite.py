@@ -662,7 +662,7 @@ def cost_summary(
             "regret": regret,
             "target": target,
             "to_target": to_target,
-            "ratio": None if to_target is None or not own else to_target / own,
+            "ratio": to_target / own if own and math.isfinite(own) else None,
             "distinct": float(np.median([r["distinct"] for r in mine])),
         })  # fmt: skip
     return rows
