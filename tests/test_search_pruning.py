@@ -146,7 +146,7 @@ def test_a_pruner_needs_a_scalar_objective_and_an_evaluator_that_reports(tmp_pat
         run_search(plain, SearchSettings(budget=2, pruner="median"))
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "trees"])
+@pytest.mark.parametrize("sampler", ["tpe", "trees", "boshcode"])
 def test_pruned_pairs_count_as_evaluations_and_are_never_the_best(curves, sampler):
     evaluator = ReplayEvaluator(curves)
     result = run_search(evaluator, SearchSettings(sampler=sampler, budget=20, pruner="sha"))

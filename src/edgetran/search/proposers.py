@@ -119,8 +119,9 @@ class Proposer(abc.ABC):
       for a complete training; below 1 for a pair the pruner stopped (``record.pruned``),
       whose metrics and value are its last rung's, an accuracy below where its training
       would have ended. BOSHCODE and ``trees`` learn from such a record as it is, a
-      penalised low-fidelity observation (:func:`learned`); a proposer may drop them;
-      none of them is ever in the pool again;
+      penalised low-fidelity observation (measured better than ignoring them on the suite's
+      ``sparse-devices`` with curves, issue 42); a proposer may drop them; none of them is
+      ever in the pool again;
     - ``pending`` are the pairs in flight (here or in other processes): they will become
       records, and none of them is in the pool;
     - ``pool`` is a non-empty list of distinct candidate pairs, none evaluated, in flight or
@@ -235,7 +236,6 @@ class ForestsProposer(SurrogateProposer):
     def choose(self, records, pending, pool, step, rng) -> Proposal:
         """UCB over the draws (or one draw: Thompson) of the feasible objective."""
         settings, devices = self.setup.settings, self.setup.device_inputs
-        records = learned(records)
         objective = _objective_function(records, settings, rng)
         pairs, metrics = _metric_fantasies(records, pending)
         self.model.fit(self.encoder(pairs), devices(pairs), metrics, step,
@@ -272,7 +272,7 @@ class NetworksProposer(SurrogateProposer):
     def choose(self, records, pending, pool, step, rng) -> Proposal:
         """GOBI on the networks' UCB (aleatoric spread in once the search stalls)."""
         settings, devices = self.setup.settings, self.setup.device_inputs
-        pairs, y = _with_fantasies(learned(records), pending, settings, rng)
+        pairs, y = _with_fantasies(records, pending, settings, rng)
         self.model.fit(self.encoder(pairs), devices(pairs), y, step)
         stalled = _stalled([r for r in records if not r.pruned], settings)
         index, how = self.model.propose(self.encoder(pool), devices(pool), rng, aleatoric=stalled)
@@ -425,20 +425,6 @@ class Coordinates:
         if self.encoder is None:
             return np.stack([arch_vector(p) for p in pairs])
         return self.encoder(pairs)
-
-
-# -- pruned records ----------------------------------------------------------------------------
-#: How BOSHCODE and ``trees`` learn from pruned records: ``penalised`` or ``ignored``.
-PRUNED_RECORDS = "penalised"
-
-
-def learned(records: Sequence[Record]) -> Sequence[Record]:
-    """The records a surrogate learns from: all of them, a pruned pair with its last rung's
-    metrics and value (below where its training would have ended: accuracy rises along a
-    curve), so a penalised, low-fidelity observation."""
-    if PRUNED_RECORDS == "ignored":
-        return [r for r in records if not r.pruned] or records
-    return records
 
 
 # -- targets and fantasies ------------------------------------------------------------------------

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgetran.search.proposers import (
-    Proposal,
-    Setup,
-    SurrogateProposer,
-    _with_fantasies,
-    learned,
-)
+from edgetran.search.proposers import Proposal, Setup, SurrogateProposer, _with_fantasies
 
 
 class TreesProposer(SurrogateProposer):
@@ -36,7 +30,7 @@ class TreesProposer(SurrogateProposer):
 
     def choose(self, records, pending, pool, step, rng) -> Proposal:
         """The pool candidate of highest UCB over the trees."""
-        pairs, y = _with_fantasies(learned(records), pending, self.setup.settings, rng)
+        pairs, y = _with_fantasies(records, pending, self.setup.settings, rng)
         index = self.pick(self.inputs(pairs), y, self.inputs(pool), step)
         return Proposal(pool[index], "trees")
 
