@@ -204,9 +204,10 @@ def test_pruning_in_evaluation_threads(curves):
     assert len({r.pair.key for r in result.records}) == 14 and not result.best.pruned
 
 
-def test_search_benchmark_replays_curves_with_a_pruner(curves, run_cli):
+def test_search_benchmark_replays_curves_with_a_pruner(curves, run_cli, tmp_path):
     code, out, err = run_cli("search", "--benchmark", curves, "--sampler", "tpe", "--budget",
-                             "14", "--pruner", "hyperband", "--json")  # fmt: skip
+                             "14", "--pruner", "hyperband", "--json",
+                             "--db", tmp_path / "s.db")  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     assert data["evaluations"] == 14 and "fidelity" not in data["best"]
