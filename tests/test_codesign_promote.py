@@ -13,6 +13,7 @@ from edgetran.codesign.conclude import promoted_records
 from edgetran.codesign.config import CodesignError
 from edgetran.codesign.pipeline import check_before_work
 from tests.test_codesign import _args, _config, _inputs, _tiny
+from tests.test_train import tiny_arch, tiny_budgets  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +92,23 @@ def test_a_promoted_run_chooses_on_final_budget_accuracies_and_records_them(tmp_
     # resumed: the promoted trainings are read back from the store, not repeated
     resumed = run_codesign(config, resume=True).result
     assert resumed["promotion"] == promotion
+
+
+@pytest.mark.usefixtures("tiny_budgets")
+def test_the_runs_accuracy_reports_rungs_to_a_pruner_except_on_a_cluster(tmp_path):
+    from edgetran.codesign.context import RunContext
+    from edgetran.search import LiveEvaluator
+    from edgetran.search.fidelity import RUNG_FRACTIONS
+    from edgetran.store import Store
+
+    task, board, _ = _inputs(tmp_path)
+    config = _config(tmp_path, task, board, pruner="median")
+    with Store(tmp_path / "w.db") as store:
+        ctx = RunContext(config, store, tmp_path / "out", lambda line: None)
+        accuracy = ctx.accuracy(config.budget)
+        assert LiveEvaluator(accuracy, {}, {}).reports_rungs
+        seen = []
+        accuracy(tiny_arch(), on_rung=lambda *args: seen.append(args[:2]))
+        assert seen == list(enumerate(RUNG_FRACTIONS))
+        on_cluster = RunContext(config, store, tmp_path / "out", print, cluster=object())
+        assert not LiveEvaluator(on_cluster.accuracy(config.budget), {}, {}).reports_rungs

@@ -207,7 +207,7 @@ class LiveEvaluator(Evaluator):
         """Whether ``pair`` lies in the space and on one of the devices."""
         return pair.device in self.devices and self.space.contains(pair.arch)
 
-    def evaluate(self, pair: Pair, report=None) -> Evaluation:
+    def evaluate(self, pair: Pair, report: Reporter | None = None) -> Evaluation:
         """Accuracy from the oracle; hardware from the store, else predicted.
 
         With ``report`` (a :data:`~edgetran.search.fidelity.Reporter`), the costs come first
