@@ -246,6 +246,7 @@ def test_the_task_and_lab_options_are_declared_once_for_every_command_that_takes
         t.task_options: [t.pretrain, t.parent, t.finetune, t.evaluate],
         cluster_cmds.lab_options: [t.evaluate, search_cmd.search, profile_cmds.profile,
                                    codesign_cmd.codesign],
+        profile_cmds.active_options: [profile_cmds.profile],
     }  # fmt: skip
     for build, commands in groups.items():
         group = inspect.signature(build).parameters
@@ -254,6 +255,19 @@ def test_the_task_and_lab_options_are_declared_once_for_every_command_that_takes
             written = inspect.signature(command.__wrapped__).parameters
             assert set(group) <= set(shown), command.__name__
             assert set(group) & set(written) <= {"seed"}, command.__name__  # the command's own
+
+
+def test_active_options_build_profile_actively_keyword_arguments():
+    """``profile --active``'s options are one group whose result goes to profile_actively as
+    keyword arguments: a parameter renamed there fails here, not in a user's run."""
+    import inspect
+
+    from edgetran.cli.profile_cmds import active_options
+    from edgetran.surrogate.active import profile_actively
+
+    built = active_options(budget=5, target_mape=0.1, initial=2, pool=8, acquisition="random")
+    assert set(built) <= set(inspect.signature(profile_actively).parameters)
+    assert built["budget"] == 5 and built["pool_size"] == 8
 
 
 def test_task_options_build_the_file_tasks_options():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -76,7 +76,32 @@ def env(as_json: JsonOption = False) -> None:
             print(f"{row['family']:<10} {row['name']:<{max(width, 16)}} {state}{origin}")
 
 
-@option_groups(lab=cluster_cmds.lab_options)
+def active_options(
+    budget: Annotated[
+        int | None, typer.Option(min=1, help="--active: measurements in all (stored count).")
+    ] = None,
+    target_mape: Annotated[
+        float | None,
+        typer.Option(min=0, help="--active: stop once held-out latency MAPE ≤ this fraction."),
+    ] = None,
+    initial: Annotated[int, typer.Option(min=1, help="--active: LHS models to start with.")] = 10,
+    pool: Annotated[int, typer.Option(min=1, help="--active: random candidates per step.")] = 64,
+    acquisition: Annotated[
+        str, typer.Option(help="--active: uncertainty, diverse or random.")
+    ] = "uncertainty",
+) -> dict[str, Any]:
+    """The options of ``--active`` (its budget, stop rule, pool and acquisition), declared once
+    as a group: :func:`~edgetran.surrogate.active.profile_actively`'s keyword arguments."""
+    return {
+        "budget": budget,
+        "target_mape": target_mape,
+        "initial": initial,
+        "pool_size": pool,
+        "acquisition": acquisition,
+    }
+
+
+@option_groups(active_learning=active_options, lab=cluster_cmds.lab_options)
 def profile(
     device: Annotated[
         str,
@@ -129,24 +154,13 @@ def profile(
     quiet_wait: Annotated[
         float, typer.Option(min=0, help="--require-quiet: longest wait in seconds.")
     ] = 60.0,
-    budget: Annotated[
-        int | None, typer.Option(min=1, help="--active: measurements in all (stored count).")
-    ] = None,
-    target_mape: Annotated[
-        float | None,
-        typer.Option(min=0, help="--active: stop once held-out latency MAPE ≤ this fraction."),
-    ] = None,
-    initial: Annotated[int, typer.Option(min=1, help="--active: LHS models to start with.")] = 10,
-    pool: Annotated[int, typer.Option(min=1, help="--active: random candidates per step.")] = 64,
-    acquisition: Annotated[
-        str, typer.Option(help="--active: uncertainty, diverse or random.")
-    ] = "uncertainty",
+    *,
+    active_learning: dict[str, Any],
     space: Annotated[
         Path | None, typer.Option(help="Design space file for --sample/--active (YAML/JSON).")
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
-    *,
     lab: ClusterOptions | None,
     on: Annotated[
         str | None,
@@ -176,7 +190,7 @@ def profile(
     if active:
         if arch or n_sample is not None:
             fail("--active chooses the architectures itself; drop --arch/--sample")
-        if budget is None:
+        if active_learning["budget"] is None:
             fail("--active needs --budget N")
     elif not probe_set and bool(arch) == (n_sample is not None):
         fail("give either --arch (one or more), --sample N, or --active --budget N")
@@ -223,10 +237,7 @@ def profile(
             "profiler": remote_profiler(cluster, node), "device": node,
         }  # fmt: skip
         if active:
-            _profile_active(
-                settings, probe, design_space, budget, target_mape, initial, pool, acquisition,
-                db, as_json, remote,
-            )  # fmt: skip
+            _profile_active(settings, probe, design_space, active_learning, db, as_json, remote)
             return
         cached_count = _profile_listed(archs, settings, probe, db, force, as_json, remote)
     if cached_count:
@@ -261,10 +272,7 @@ def _profile_listed(archs, settings, probe, db, force, as_json, remote) -> int:
     return cached_count
 
 
-def _profile_active(
-    settings, probe, design_space, budget, target_mape, initial, pool, acquisition, db, as_json,
-    remote,
-) -> None:  # fmt: skip
+def _profile_active(settings, probe, design_space, active_learning, db, as_json, remote) -> None:
     """Active-learning profiling, resumable (stored measurements count towards the budget)."""
     from rich.console import Console
     from rich.progress import Progress
@@ -279,15 +287,15 @@ def _profile_active(
             typer.echo(f"resuming: {existing} measurements already in the store", err=True)
         console = Console(stderr=True)
         with Progress(console=console, disable=not sys.stderr.isatty()) as progress:
-            task = progress.add_task("active profiling", total=budget, completed=existing)
+            total = active_learning["budget"]
+            task = progress.add_task("active profiling", total=total, completed=existing)
 
             def measured(measurement) -> None:
                 _report(measurement, as_json)
                 progress.advance(task)
 
             result = profile_actively(
-                settings, probe, design_space, store, budget, target_mape=target_mape,
-                initial=initial, pool_size=pool, acquisition=acquisition, on_measured=measured,
+                settings, probe, design_space, store, on_measured=measured, **active_learning,
                 **remote,
             )  # fmt: skip
     last = result.history[-1]["holdout_mape"] if result.history else None
