@@ -151,6 +151,19 @@ def read_machine_as_quiet(monkeypatch) -> None:
     monkeypatch.setattr(cores, "free_cores", lambda probe_s=0.0: cores.usable_cores())
 
 
+@pytest.fixture
+def one_torch_thread(monkeypatch):
+    """Training on one torch thread, as a busy 2-core CI machine leaves free: two threads beside
+    other work spin-wait (a tiny 16-step fine-tuning: 9-29 s on two, under 1 s on one). The
+    oracle's own choice (free cores, ``OMP_NUM_THREADS``) is tested in tests/test_cores.py;
+    one count also keeps a seed's accuracy the same between the calls a test compares."""
+    from edgetran.cores import torch_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with torch_threads(1):
+        yield
+
+
 def fake_device(n: int, device: str = "dev", scale: float = 1.0, seed: int = 0):
     """Measurements whose cost follows the analytic FLOPs, with noise."""
     rng = np.random.default_rng(seed)

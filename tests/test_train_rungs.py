@@ -26,14 +26,21 @@ class Stop(Exception):
     """What a pruner raises: not a TrainingError."""
 
 
-@pytest.fixture
-def pretrained(tmp_path):
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """One tiny pretrained model that the fine-tuning tests only read."""
+    from edgetran.cores import torch_threads
     from edgetran.train.tokenizer import load_tokenizer
 
-    task = load_task(str(write_task(tmp_path / "task.csv")))
-    tok, key = load_tokenizer(None, task.corpus(), tmp_path / "tokenizers", vocab_size=200)
-    pretrain(tiny_arch(), task.corpus(), tok, key, tmp_path / "p", SETTINGS)
-    return tmp_path / "p", task, tok
+    folder = tmp_path_factory.mktemp("rungs")
+    task = load_task(str(write_task(folder / "task.csv")))
+    tok, key = load_tokenizer(None, task.corpus(), folder / "tokenizers", vocab_size=200)
+    with torch_threads(1):
+        pretrain(tiny_arch(), task.corpus(), tok, key, folder / "p", SETTINGS)
+    return folder / "p", task, tok
 
 
 def test_rungs_report_the_best_dev_score_so_far_and_change_nothing(pretrained):
