@@ -11,7 +11,9 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pruning_live.py"
 
 
-def test_the_quick_live_pruning_benchmark_reports_each_arm(tmp_path, monkeypatch, capsys):
+def test_the_quick_live_pruning_benchmark_reports_each_arm(
+    tmp_path, monkeypatch, capsys, one_torch_thread
+):
     from edgetran.train import oracle
 
     spec = importlib.util.spec_from_file_location("bench_pruning_live", SCRIPT)
@@ -19,6 +21,8 @@ def test_the_quick_live_pruning_benchmark_reports_each_arm(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "bench_pruning_live", bench)
     spec.loader.exec_module(bench)
     monkeypatch.setitem(oracle.BUDGETS, "quick", bench.toy_budget())
+    # half the clock per arm: a toy training on one thread takes well under a second
+    monkeypatch.setattr(bench, "QUICK_SECONDS", 3.0)
     rows = bench.quick(tmp_path)
     assert [r["pruner"] for r in rows] == ["none", "median"]
     for row in rows:
