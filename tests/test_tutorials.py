@@ -38,6 +38,9 @@ TINY_CODESIGN = [
     "--threads", "1", "--idle-s", "0", "--profile-max-time", "0.02", "--references",
     "bert-tiny", "--no-growprune", "--sampler", "random",
 ]  # fmt: skip
+#: The tutorial's latency cap (5 ms) fits its pairs on a quiet CPU; a busy 2-core CI machine
+#: measures BERT-Tiny at 6-7 ms, so the test runs the tutorial's command, cap scaled by this.
+BUSY_MACHINE_SLOWDOWN = 10
 
 
 def blocks(page: str) -> list[tuple[str, str]]:
@@ -105,12 +108,17 @@ def test_codesign_for_your_own_task_runs(tmp_path, monkeypatch, run_cli, capsys)
     assert len(Path("reviews.csv").read_text().splitlines()) == 601
 
     (args,) = command_lines(command)
+    cap = args.index("--max-latency-ms") + 1
+    args[cap] = str(float(args[cap]) * BUSY_MACHINE_SLOWDOWN)
     code, _, err = run_cli(*args, "--space", "space.json", *TINY_CODESIGN)
     assert code == 0, err
     exec(compile(answer, "codesign-your-task.md", "exec"), {})
     printed = capsys.readouterr().out
     result = json.loads(Path("reviews-run/result.json").read_text())
     assert result["headline"] in printed and result["best"]["device"] in printed
+    cap_ms = float(args[cap])  # the scaled cap reached the run and bounds its answer
+    assert result["config"]["max_latency_ms"] == cap_ms
+    assert result["best"]["search"]["latency_s"] * 1e3 <= cap_ms
     assert Path("reviews-run/model").is_dir() and Path("reviews-run/report.html").is_file()
 
 
