@@ -95,7 +95,7 @@ def test_parse_only_rejects_what_the_cli_rejects():
 
 
 # -- co-design for your own task ----------------------------------------------------------------
-def test_codesign_for_your_own_task_runs(tmp_path, monkeypatch, run_cli, capsys):
+def test_codesign_for_your_own_task_runs(tmp_path, monkeypatch, run_cli, capsys, one_torch_thread):
     from tests.conftest import profile_under_torch
     from tests.test_codesign import TINY_SPACE, _tiny
 
