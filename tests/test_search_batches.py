@@ -1,0 +1,143 @@
+"""Batches of proposals (issue 43, item 4): the Proposer's ``propose_batch`` hook, BOSHCODE's
+one-fit batch, and the parallel search that asks for its free slots at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetran.search import BoshcodeSettings, ReplayEvaluator, SearchSettings, run_search
+from edgetran.search.evaluators import device_matrix
+from edgetran.search.proposers import (
+    ForestsProposer,
+    Proposal,
+    Proposer,
+    Setup,
+    _believed,
+)
+from edgetran.testing import synthetic_table
+
+SMALL = BoshcodeSettings(n_initial=4, trees=20)
+
+
+class _First(Proposer):
+    """The pool's first pair."""
+
+    def propose(self, records, pending, pool, step, rng):
+        return Proposal(pool[0], f"first at {step}")
+
+
+@pytest.fixture
+def evaluator(tmp_path: Path) -> ReplayEvaluator:
+    return ReplayEvaluator(synthetic_table(tmp_path / "table.jsonl", n_archs=12))
+
+
+def _state(evaluator: ReplayEvaluator, settings: SearchSettings, evaluated: int):
+    """Records of a random search of ``evaluated`` pairs, two further pairs in flight, and
+    the pool of the rest."""
+    random = SearchSettings(sampler="random", budget=evaluated, seed=3)
+    records = tuple(run_search(evaluator, random).records)
+    seen = {r.pair.key for r in records}
+    rest = [pair for pair, _ in evaluator.table.values() if pair.key not in seen]
+    pending, pool = tuple(rest[:2]), rest[2:]
+    return Setup(settings, device_matrix(evaluator.devices), evaluator), records, pending, pool
+
+
+def _check_batch(batch: list[Proposal], q: int, pending, pool) -> None:
+    keys = [p.pair.key for p in batch]
+    assert len(keys) == q == len(set(keys))
+    assert set(keys) <= {p.key for p in pool} and not set(keys) & {p.key for p in pending}
+
+
+def test_the_default_batch_proposes_in_turn_with_the_earlier_ones_pending(evaluator):
+    setup, records, pending, pool = _state(evaluator, SearchSettings(), 6)
+    rng = np.random.default_rng(0)
+    batch = list(_First(setup).propose_batch(records, pending, pool, 6, rng, 3))
+    _check_batch(batch, 3, pending, pool)
+    assert [p.pair for p in batch] == pool[:3]
+    assert [p.how for p in batch] == ["first at 6", "first at 7", "first at 8"]
+    assert len(list(_First(setup).propose_batch(records, pending, pool[:2], 6, rng, 5))) == 2
+
+
+@pytest.mark.parametrize("acquisition", ["ucb", "thompson"])
+def test_boshcode_s_batch_is_q_distinct_pool_pairs_from_one_fit(evaluator, acquisition):
+    settings = SearchSettings(
+        boshcode=BoshcodeSettings(n_initial=4, trees=20, acquisition=acquisition)
+    )
+    setup, records, pending, pool = _state(evaluator, settings, 8)
+    proposer = ForestsProposer(setup)
+    fits = []
+    fit = proposer.model.fit
+    proposer.model.fit = lambda *args: fits.append(1) or fit(*args)
+    batch = proposer.propose_batch(records, pending, pool, 8, np.random.default_rng(8), 4)
+    _check_batch(batch, 4, pending, pool)
+    assert len(fits) == 1 and {p.how for p in batch} == {acquisition}
+    # Q = 1 is the sequential proposal.
+    one = proposer.propose_batch(records, pending, pool, 8, np.random.default_rng(8), 1)
+    assert one == [proposer.propose(records, pending, pool, 8, np.random.default_rng(8))]
+
+
+def test_boshcode_s_batch_finishes_the_initial_design_first(evaluator):
+    setup, records, pending, pool = _state(evaluator, SearchSettings(boshcode=SMALL), 1)
+    batch = ForestsProposer(setup).propose_batch(
+        records, pending, pool, 1, np.random.default_rng(1), 4
+    )
+    _check_batch(batch, 4, pending, pool)
+    # 1 record and 2 in flight: one more initial pair, then the surrogate's.
+    assert [p.how for p in batch] == ["initial", "ucb", "ucb", "ucb"]
+
+
+def test_the_believer_takes_the_spread_of_what_moves_with_a_chosen_pair():
+    rng = np.random.default_rng(0)
+    shared, own = rng.standard_normal(200), rng.standard_normal(200)
+    values = np.stack([shared, 2 * shared + 1, own], axis=1)  # (T, 3)
+    believed = _believed(values, 0)
+    assert np.allclose(believed.mean(axis=0), values.mean(axis=0))
+    assert np.allclose(believed[:, :2].std(axis=0), 0.0)  # the pick, and what moves with it
+    assert believed[:, 2].std() == pytest.approx(values[:, 2].std(), rel=0.1)
+
+
+class _Counted(ReplayEvaluator):
+    """The table, ``seconds`` per evaluation; the pairs evaluated and the most in flight."""
+
+    def __init__(self, path, seconds: float) -> None:
+        super().__init__(path)
+        self.seconds, self.lock = seconds, threading.Lock()
+        self.now = self.most = 0
+        self.calls: list[str] = []
+
+    def evaluate(self, pair):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.calls.append(pair.key)
+        try:
+            time.sleep(self.seconds)
+            return super().evaluate(pair)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_a_parallel_boshcode_search_evaluates_distinct_pairs_in_batches(tmp_path):
+    evaluator = _Counted(synthetic_table(tmp_path / "t.jsonl", n_archs=20), seconds=0.05)
+    fits: list[int] = []
+
+    def counted(setup: Setup) -> ForestsProposer:
+        proposer = ForestsProposer(setup)
+        fit = proposer.model.fit
+        proposer.model.fit = lambda *args: fits.append(1) or fit(*args)
+        return proposer
+
+    settings = SearchSettings(sampler="boshcode", budget=16, seed=2, boshcode=SMALL)
+    result = run_search(evaluator, settings, parallel=4, proposer=counted)
+    keys = [r.pair.key for r in result.records]
+    assert len(keys) == 16 == len(set(keys)) and sorted(evaluator.calls) == sorted(keys)
+    assert evaluator.most == 4
+    chosen = sum(r.how == "ucb" for r in result.records)
+    assert chosen >= 8 and len(fits) < chosen  # batches: fewer fits than proposals
+    assert len(result.seconds_per_proposal) == 16
