@@ -141,3 +141,30 @@ def test_a_parallel_boshcode_search_evaluates_distinct_pairs_in_batches(tmp_path
     chosen = sum(r.how == "ucb" for r in result.records)
     assert chosen >= 8 and len(fits) < chosen  # batches: fewer fits than proposals
     assert len(result.seconds_per_proposal) == 16
+
+
+def _bench_parallel():
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_parallel.py"
+    spec = importlib.util.spec_from_file_location("bench_parallel", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_parallel"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_parallel_reports_regret_next_to_the_speed_up(tmp_path):
+    bench = _bench_parallel()
+    timed = bench.TimedReplay(synthetic_table(tmp_path / "t.jsonl", n_archs=6), 0.0)
+    run = bench.one_run(timed, "random", 0, 2, 12, {})
+    assert run["table_best"] == max(run["history"]) and len(run["history"]) == 12
+    history = [0.5] * 40 + [0.9] * 110
+    runs = [
+        {**run, "parallel": q, "seconds": s, "history": history, "table_best": 1.0, "budget": 150}
+        for q, s in ((1, 100.0), (4, 25.0))
+    ]
+    table = bench.summary(runs)
+    assert "median regret after 50 | median regret after 150 |" in table
+    assert "| 4.00× |" in table and table.count("| 0.10000 | 0.10000 |") == 2
