@@ -108,9 +108,10 @@ class Proposer(abc.ABC):
     """A search strategy: given what has been evaluated, the next pair to evaluate.
 
     The search builds one proposer per process (``factory(setup)``), before the study is
-    opened, and then calls :meth:`propose` once per proposal, in its own thread, until the
-    budget is spent. With evaluations in flight (``parallel > 1``, or other processes on a
-    shared study) it asks again while earlier proposals are still ``pending``.
+    opened, and then asks for proposals (:meth:`propose_batch`, whose default calls
+    :meth:`propose` once per proposal), in its own thread, until the budget is spent. With
+    evaluations in flight (``parallel > 1``, or other processes on a shared study) it asks
+    again while earlier proposals are still ``pending``.
 
     What a proposer may assume:
 
