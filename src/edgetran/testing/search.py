@@ -251,7 +251,6 @@ class _Checked(Proposer):
         )
         return proposal
 
-
     def propose_batch(self, records, pending, pool, step, rng, q) -> Iterator[Proposal]:
         """The checked proposer's batch, each proposal checked as it is taken (the default
         batch's through the checked :meth:`propose`)."""
