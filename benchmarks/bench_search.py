@@ -24,6 +24,17 @@ misses (with ``--summary`` it only prints the table of ``--out``):
 
 ``--quick`` is the same report in seconds (a small synthetic table, budget 12, 2 seeds,
 regret after 4, 8 and 12 evaluations); a test in ``make test`` runs it.
+
+``--pruners`` runs the time-to-quality benchmark (issue 42) instead: the suite's problems with
+learning curves (:func:`~edgetran.search.suite.with_curves`, ``--crossings`` the share of slow
+starters), every sampler × pruner × seed until its training cost reaches ``--cost`` full
+trainings (a pruned evaluation costs the fraction of the training it reached), and one table:
+the median regret at costs 10, 25, 50 and 100, the cost to reach the no-pruner runs' median
+final regret (and its ratio to theirs: the goal is ≤ 0.5) and the distinct candidates:
+
+    python benchmarks/bench_search.py --pruners none,median,sha,hyperband \
+        --samplers boshcode,tpe,trees --problems sparse-devices,real-shaped --out ttq.jsonl
+    python benchmarks/bench_search.py --pruners none,sha --quick   # seconds (make test)
 """
 
 from __future__ import annotations
@@ -175,6 +186,88 @@ def suite_tables(
     return tables
 
 
+def run_pruners(args: argparse.Namespace) -> None:
+    """Every sampler × pruner × problem × seed not yet in ``args.out``, each until its
+    training cost reaches ``args.cost``; then the time-to-quality table."""
+    if not args.summary:
+        wanted = args.problems.split(",") if args.problems else None
+        problems = [p for p in bench_suite.PROBLEMS if wanted is None or p.name in wanted]
+        paths = suite_paths(args, problems)
+        done = {bench_suite.run_key(r) for r in bench_suite.read_runs(args.out)}
+        overrides = BoshcodeSettings(**json.loads(args.boshcode))
+        for problem in problems:
+            path, paper = paths[problem.name]
+            evaluator = ReplayEvaluator(curve_table(path, args.crossings))
+            for sampler in args.samplers.split(","):
+                for pruner in args.pruners.split(","):
+                    for seed in range(args.first_seed, args.first_seed + args.seeds):
+                        if (problem.name, f"{sampler}+{pruner}", seed) in done:
+                            continue
+                        run = bench_suite.cost_run(evaluator, problem, sampler, pruner, seed,
+                                                   args.cost, overrides, paper)  # fmt: skip
+                        with args.out.open("a") as handle:
+                            handle.write(json.dumps(run) + "\n")
+                        print(problem.name, run["sampler"], seed, run["distinct"],
+                              f"{run['seconds']:.0f}s", flush=True)  # fmt: skip
+    rows = bench_suite.cost_summary(bench_suite.read_runs(args.out), cost_marks(args.cost))
+    print(bench_suite.cost_table(rows))
+
+
+def cost_marks(cost: float) -> tuple[float, ...]:
+    """The cost marks up to ``cost`` (and ``cost`` itself)."""
+    return tuple(sorted({*(m for m in bench_suite.COST_MARKS if m < cost), cost}))
+
+
+def curve_table(path: Path, crossings: float) -> Path:
+    """``path``'s table with learning curves, written beside it."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = path.with_name(f"{path.stem}-curves{crossings:g}.jsonl")
+    curved = bench_suite.with_curves(rows, crossings)
+    out.write_text("".join(json.dumps(row) + "\n" for row in curved))
+    return out
+
+
+def suite_paths(
+    args: argparse.Namespace, problems: list[bench_suite.Problem]
+) -> dict[str, tuple[Path, PaperObjective | None]]:
+    """``problem name → (table path, objective)``, as :func:`suite_tables`' evaluators."""
+    where = args.out.parent / "tables"
+    paths: dict[str, tuple[Path, PaperObjective | None]] = {}
+    if any(p.shape is None for p in problems):
+        if args.table is None:
+            raise SystemExit("error: the landscape problems need --table")
+        for name, path in bench_suite.write_landscape_tables(args.table, where).items():
+            paths.update({p.name: (path, None) for p in problems
+                          if p.landscape == name and p.shape is None})  # fmt: skip
+    if any(p.shape is not None for p in problems):
+        paths.update(bench_suite.write_shaped_tables(args.data, where))
+    return paths
+
+
+#: ``--pruners --quick``: the cost each run spends and the seeds.
+QUICK_COST, QUICK_COST_SEEDS = 8.0, 2
+
+
+def quick_pruners(out_dir: Path, samplers: str, pruners: str) -> list[dict]:
+    """The time-to-quality report in seconds: ``samplers`` × ``pruners`` on a small synthetic
+    table with curves (16 architectures on 2 devices), :data:`QUICK_COST_SEEDS` seeds, each
+    until :data:`QUICK_COST` full trainings are spent; runs in ``out_dir/quick.jsonl``,
+    :func:`~edgetran.search.suite.cost_summary`'s rows returned."""
+    from edgetran.testing import synthetic_table
+
+    table = curve_table(synthetic_table(out_dir / "table.jsonl", n_archs=16), 0.2)
+    evaluator = ReplayEvaluator(table)
+    problem = bench_suite.Problem("synthetic", "stand-in")
+    runs = [
+        bench_suite.cost_run(evaluator, problem, sampler, pruner, seed, QUICK_COST)
+        for sampler in samplers.split(",")
+        for pruner in pruners.split(",")
+        for seed in range(QUICK_COST_SEEDS)
+    ]
+    (out_dir / "quick.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return bench_suite.cost_summary(runs, (2.0, 4.0, QUICK_COST))
+
+
 def quick(out_dir: Path, samplers: str = SUITE_SAMPLERS) -> list[dict]:
     """The suite's report in seconds: ``samplers`` on a small synthetic table (8 architectures
     on 2 devices), :data:`QUICK_SEEDS` seeds at budget :data:`QUICK_BUDGET`; the runs are
@@ -215,6 +308,15 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--pruners", help="time-to-quality: pruners to compare, e.g. none,median,sha,hyperband"
+    )
+    parser.add_argument(
+        "--cost", type=float, default=100.0, help="time-to-quality: full trainings per run"
+    )
+    parser.add_argument(
+        "--crossings", type=float, default=0.1, help="time-to-quality: share of slow starters"
+    )
+    parser.add_argument(
         "--boshcode", default="{}", help='BoshcodeSettings overrides as JSON, e.g. {"alpha": 0}'
     )
     args = parser.parse_args()
@@ -223,11 +325,22 @@ def main() -> None:
         args.budget = 150 if args.suite else 100
     if args.samplers is None:
         args.samplers = (
-            SUITE_SAMPLERS if args.suite or args.quick else "boshcode,random,tpe,nsga2,gp"
+            SUITE_SAMPLERS
+            if args.suite or args.quick or args.pruners
+            else "boshcode,random,tpe,nsga2,gp"
         )
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.pruners and args.quick:
+        samplers = args.samplers if args.samplers != SUITE_SAMPLERS else "tpe,trees"
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = quick_pruners(Path(tmp), samplers, args.pruners)
+            print(bench_suite.cost_table(rows))
+        return
+    if args.pruners:
+        run_pruners(args)
+        return
     if args.quick:
         with tempfile.TemporaryDirectory() as tmp:
             print(bench_suite.markdown_table(quick(Path(tmp), args.samplers)))

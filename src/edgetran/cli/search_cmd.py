@@ -122,6 +122,13 @@ def search(
             "--parallel", help="Evaluations in flight at once (threads of this process)."
         ),
     ] = 1,
+    pruner: Annotated[
+        str,
+        typer.Option(
+            help="Stop weak trainings at a rung: none, median, sha or hyperband (Optuna's "
+            "pruners; a replay table needs learning curves)."
+        ),
+    ] = "none",
     verbose: Annotated[bool, typer.Option("--verbose", help="One line per evaluation.")] = False,
     as_json: JsonOption = False,
     *,
@@ -137,6 +144,7 @@ def search(
         SearchSettings,
         read_device_features,
     )
+    from edgetran.search.fidelity import PRUNERS
 
     quiet_optuna()
     if (benchmark is None) == (task is None):
@@ -153,6 +161,8 @@ def search(
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if parallel < 1:
         fail(f"--parallel {parallel} is invalid; expected an integer ≥ 1")
+    if pruner not in PRUNERS:
+        fail(f"--pruner {pruner!r} is invalid; allowed: {', '.join(PRUNERS)}")
     scale = parse_norms(norms or ("reference" if benchmark else "run"))
     settings = SearchSettings(
         sampler=sampler,
@@ -164,6 +174,7 @@ def search(
         boshcode=BoshcodeSettings(
             ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding, surrogate=surrogate
         ),
+        pruner=pruner,
     )
     if task and parallel > 1 and lab is None:
         fail(
@@ -221,6 +232,7 @@ def _search(evaluator, settings, benchmark, task, devices, study, db, resume, ve
                     f"{record.pair.arch.hash[:10]} acc {m['accuracy']:.4f} "
                     f"lat {m['latency_s']:.4g}s E {m['energy_j']:.4g}J P {m['peak_power_w']:.4g}W "
                     f"→ {record.value:.5f}"
+                    + (f" (pruned at {record.fidelity:g})" if record.pruned else "")
                 )
 
         result = run_search(

@@ -14,13 +14,17 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgetran.errors import read_json_file
 from edgetran.search.objectives import SearchError
-from edgetran.search.table import Pair, read_table
+from edgetran.search.table import Pair, read_table_curves
 from edgetran.space import REFERENCE_SPACE, DesignSpace, sample
+
+if TYPE_CHECKING:
+    from edgetran.search.fidelity import Reporter
 
 
 @dataclass(frozen=True)
@@ -81,17 +85,29 @@ SURROGATE_PREDICTION = {
 
 class Evaluator(abc.ABC):
     """Contract: ``devices`` is fixed; ``candidates`` returns pairs not in ``exclude`` (keys);
-    ``evaluate`` is deterministic for a pair and may be slow (it trains or profiles)."""
+    ``evaluate`` is deterministic for a pair and may be slow (it trains or profiles).
+
+    An evaluator whose training reports at rungs (:mod:`edgetran.search.fidelity`) sets
+    :attr:`reports_rungs`; a search with a pruner refuses one that does not."""
 
     devices: tuple[str, ...]
+    #: Whether :meth:`evaluate` calls its ``report`` at each rung of the training.
+    reports_rungs: bool = False
 
     @abc.abstractmethod
     def candidates(self, n: int, rng: np.random.Generator, exclude: set[str]) -> list[Pair]:
         """Up to ``n`` distinct pairs whose keys are not in ``exclude``."""
 
     @abc.abstractmethod
-    def evaluate(self, pair: Pair) -> Evaluation:
-        """The pair's metrics."""
+    def evaluate(self, pair: Pair, report: Reporter | None = None) -> Evaluation:
+        """The pair's metrics.
+
+        With ``report`` (a search with a pruner passes one, only to an evaluator that
+        :attr:`reports_rungs`), the evaluator calls ``report(rung, fidelity, evaluation)`` at
+        each rung of its training, :data:`~edgetran.search.fidelity.RUNG_FRACTIONS` of its
+        steps, with the evaluation so far (the pair's costs, the accuracy at that rung), the
+        last rung included, and lets the :class:`~edgetran.search.fidelity.PrunedEvaluation`
+        it may raise propagate (after freeing what the training holds)."""
 
     def reevaluate(self, pair: Pair, run: int) -> Accuracy | None:
         """The pair's accuracy from training run ``run`` (1, 2, …: another seed than
@@ -106,11 +122,17 @@ class Evaluator(abc.ABC):
 
 
 class ReplayEvaluator(Evaluator):
-    """Recorded pairs only: the pool is the table, each query one evaluation."""
+    """Recorded pairs only: the pool is the table, each query one evaluation. A table with
+    learning curves (``curves``: key → accuracy per rung) replays them to a ``report``."""
 
     def __init__(self, path: str | Path) -> None:
-        self.table = read_table(path)
+        self.table, self.curves = read_table_curves(path)
         self.devices = tuple(sorted({pair.device for pair, _ in self.table.values()}))
+
+    @property
+    def reports_rungs(self) -> bool:  # type: ignore[override]
+        """Whether the table has learning curves to report."""
+        return bool(self.curves)
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
         """Up to ``n`` recorded pairs not in ``exclude``, drawn with ``rng``."""
@@ -123,11 +145,20 @@ class ReplayEvaluator(Evaluator):
         """Whether ``pair`` is recorded in the table."""
         return pair.key in self.table
 
-    def evaluate(self, pair: Pair) -> Evaluation:
-        """The recorded metrics of ``pair``."""
+    def evaluate(self, pair: Pair, report: Reporter | None = None) -> Evaluation:
+        """The recorded metrics of ``pair``; with ``report`` and a curve, each rung's
+        evaluation (the recorded costs, the curve's accuracy) is reported first."""
         if pair.key not in self.table:
             raise SearchError(f"pair {pair.key} is not in the benchmark table")
-        return Evaluation(self.table[pair.key][1].to_dict())
+        metrics = self.table[pair.key][1].to_dict()
+        if report is not None and pair.key in self.curves:
+            from edgetran.search.fidelity import RUNG_FRACTIONS
+
+            for rung, (fraction, accuracy) in enumerate(
+                zip(RUNG_FRACTIONS, self.curves[pair.key], strict=True)
+            ):
+                report(rung, fraction, Evaluation({**metrics, "accuracy": accuracy}))
+        return Evaluation(metrics)
 
 
 class LiveEvaluator(Evaluator):

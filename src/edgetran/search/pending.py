@@ -20,6 +20,7 @@ from typing import Any
 
 from edgetran.errors import EdgeTranError
 from edgetran.search.evaluators import Evaluator
+from edgetran.search.fidelity import PrunedEvaluation, Reporter
 from edgetran.search.table import Pair
 from edgetran.store.database import StoreError
 from edgetran.store.masking import mask_credentials
@@ -36,7 +37,8 @@ class Job:
 
     ``key`` is its claim; ``trial_id``/``number`` its pending trial in the study (a pair's
     evaluation only); ``record`` the record a re-evaluation trains again; ``seq`` its place
-    in this process's order of submission."""
+    in this process's order of submission; ``report`` the reporter handed to the evaluator
+    (a search with a pruner; ``None``: ``evaluate(pair)`` as without one)."""
 
     pair: Pair
     how: str
@@ -46,16 +48,19 @@ class Job:
     trial_id: int | None = None
     number: int | None = None
     seq: int = 0
+    report: Reporter | None = None
 
 
 @dataclass
 class Outcome:
     """A finished job: ``value`` (an ``Evaluation``, or a re-evaluation's ``Accuracy`` or
-    ``None``), or ``reason``, the one line of a candidate's failure."""
+    ``None``), ``reason``, the one line of a candidate's failure, or ``pruned``, the pruner's
+    stop (its last rung's evaluation and fidelity)."""
 
     job: Job
     value: Any = None
     reason: str | None = None
+    pruned: PrunedEvaluation | None = None
 
 
 def reason(err: BaseException) -> str:
@@ -66,12 +71,17 @@ def reason(err: BaseException) -> str:
 
 
 def attempt(evaluator: Evaluator, job: Job) -> Outcome:
-    """Run ``job``; a candidate's failure becomes the outcome's ``reason``, anything else
-    (a database error, an interrupt, a bug) is raised."""
+    """Run ``job``; a candidate's failure becomes the outcome's ``reason``, a pruned
+    evaluation its ``pruned``, anything else (a database error, an interrupt, a bug) is
+    raised."""
     try:
-        if job.run is None:
+        if job.run is not None:
+            return Outcome(job, evaluator.reevaluate(job.pair, job.run))
+        if job.report is None:
             return Outcome(job, evaluator.evaluate(job.pair))
-        return Outcome(job, evaluator.reevaluate(job.pair, job.run))
+        return Outcome(job, evaluator.evaluate(job.pair, report=job.report))
+    except PrunedEvaluation as pruned:
+        return Outcome(job, pruned=pruned)
     except StoreError:
         raise
     except CANDIDATE_FAILURES as err:

@@ -116,7 +116,13 @@ class Proposer(abc.ABC):
     What a proposer may assume:
 
     - ``records`` are the stored evaluations, oldest first (a resumed search's included),
-      each with its pair, metrics, scalar ``value`` and ``feasible`` flag;
+      each with its pair, metrics, scalar ``value``, ``feasible`` flag and ``fidelity``: 1.0
+      for a complete training; below 1 for a pair the pruner stopped (``record.pruned``),
+      whose metrics and value are its last rung's, an accuracy below where its training
+      would have ended. BOSHCODE and ``trees`` learn from such a record as it is, a
+      penalised low-fidelity observation (measured better than ignoring them on the suite's
+      ``sparse-devices`` with curves, issue 42); a proposer may drop them; none of them is
+      ever in the pool again;
     - ``pending`` are the pairs in flight (here or in other processes): they will become
       records, and none of them is in the pool;
     - ``pool`` is a non-empty list of distinct candidate pairs, none evaluated, in flight or
@@ -328,7 +334,7 @@ class NetworksProposer(SurrogateProposer):
         settings, devices = self.setup.settings, self.setup.device_inputs
         pairs, y = _with_fantasies(records, pending, settings, rng)
         self.model.fit(self.encoder(pairs), devices(pairs), y, step)
-        stalled = _stalled(records, settings)
+        stalled = _stalled([r for r in records if not r.pruned], settings)
         index, how = self.model.propose(self.encoder(pool), devices(pool), rng, aleatoric=stalled)
         return Proposal(pool[index], how)
 

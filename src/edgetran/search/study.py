@@ -50,6 +50,16 @@ A re-evaluation is an evaluation in flight too, and a pair is trained again only
 of it is in flight. The budget counts what is in flight: never more than ``budget``
 evaluations are started.
 
+Multi-fidelity (``settings.pruner``, issue 42: :mod:`edgetran.search.fidelity`). With a pruner
+(scalar objectives only), the study is created with Optuna's pruner and the evaluator gets a
+reporter: at each rung of the training it stores the objective so far (the pair's costs, the
+accuracy at that rung) as the trial's intermediate value at step ``rung`` and asks the pruner,
+which may stop the training. A stopped pair is a PRUNED trial with its last rung's metrics and
+``fidelity`` and ``rung`` in its user attributes: it counts as one evaluation of the budget,
+the proposers learn from it (Optuna's samplers natively, BOSHCODE and ``trees`` as a penalised
+observation), it is never the search's best or on its front, and a resumed search neither
+evaluates it again nor changes it. Without a pruner, ``evaluate(pair)`` is called as before.
+
 Shared studies: several processes may run one stored study (``--db URL --study NAME
 --resume``): each claims a pair atomically before evaluating it (:mod:`edgetran.search.claims`),
 so none is evaluated twice, and the RUNNING trials and claims of a process found dead are
@@ -68,6 +78,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -88,7 +99,7 @@ from edgetran.search.claims import (
     run_key,
 )
 from edgetran.search.evaluators import Accuracy, Evaluation, Evaluator, device_matrix
-from edgetran.search.fidelity import PRUNERS
+from edgetran.search.fidelity import PRUNERS, PrunedEvaluation, Reporter, optuna_pruner
 from edgetran.search.objectives import (
     DIRECTIONS,
     METRIC_KEYS,
@@ -166,6 +177,11 @@ class SearchSettings:
             )
         if self.budget < 1:
             raise SearchError(f"budget={self.budget}; expected an integer ≥ 1")
+        if self.pruner != "none" and not self.scalar:
+            raise SearchError(
+                f"pruner={self.pruner!r} with objective={self.objective!r}: a pruner compares "
+                "one value per rung; allowed: pruner=none, or objective paper or accuracy"
+            )
 
     @property
     def scalar(self) -> bool:
@@ -187,13 +203,22 @@ class SearchSettings:
 
 @dataclass
 class Record:
-    """One evaluation, in order."""
+    """One evaluation, in order. ``fidelity`` is the share of the training it reached: 1.0
+    for a complete one; below 1 for one the pruner stopped at rung ``rung`` (its metrics,
+    ``value`` and ``feasible`` are that rung's), never a search's best pair."""
 
     pair: Pair
     evaluation: Evaluation
     value: float
     feasible: bool
     how: str
+    fidelity: float = 1.0
+    rung: int | None = None
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the pruner stopped this pair's training before the end."""
+        return self.fidelity < 1.0
 
 
 @dataclass
@@ -225,7 +250,8 @@ class SearchResult:
     reevaluations: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The search's JSON summary: best pair, history, failures (and the front)."""
+        """The search's JSON summary: best pair, history (every evaluation's value, a pruned
+        one's at its last rung), the pruned pairs, failures (and the front)."""
         history = [r.value for r in self.records]
         best = self._best()
         out: dict[str, Any] = {
@@ -234,8 +260,12 @@ class SearchResult:
             "reevaluations": self.reevaluations,
             "evaluations_to_best": None
             if best is None
-            else 1 + next(i for i, v in enumerate(history) if v >= best.value),
+            else 1
+            + next(
+                i for i, r in enumerate(self.records) if not r.pruned and r.value >= best.value
+            ),
             "history": history,
+            "pruned": [_describe(r) for r in self.records if r.pruned],
             "failed": [f.to_dict() for f in self.failures],
         }
         if best is None:
@@ -246,15 +276,20 @@ class SearchResult:
             )
         if self.objective == "pareto":
             out["history_metrics"] = [r.evaluation.metrics for r in self.records]
-            feasible = [r for r in self.records if r.feasible]
+            feasible = [r for r in self.records if r.feasible and not r.pruned]
             mask = pareto_mask([[r.evaluation.metrics[k] for k in METRIC_KEYS] for r in feasible])
             out["pareto_front"] = [
                 _describe(r) for r, keep in zip(feasible, mask, strict=True) if keep
             ]
         return out
 
+    @property
+    def best(self) -> Record | None:
+        """The feasible, completely trained record of highest value (``None``: none)."""
+        return self._best()
+
     def _best(self) -> Record | None:
-        feasible = [r for r in self.records if r.feasible]
+        feasible = [r for r in self.records if r.feasible and not r.pruned]
         return max(feasible, key=lambda r: r.value) if feasible else None
 
 
@@ -270,6 +305,7 @@ def _describe(record: Record) -> dict[str, Any]:
         # how many training runs (seeds) the accuracy rests on; 1: a single seed
         "accuracy_runs": len(e.accuracy_runs) or 1,
         "contended": e.contended,
+        **({"fidelity": record.fidelity, "rung": record.rung} if record.pruned else {}),
     }
 
 
@@ -306,6 +342,7 @@ def run_search(
     _check_parallel(parallel)
     devices = device_matrix(evaluator.devices, settings.device_features)
     _check_start(settings, evaluator)
+    _check_pruner(settings, evaluator)
     setup = Setup(settings, devices, evaluator)
     made = SAMPLERS.create(settings.sampler, setup) if proposer is None else proposer(setup)
     coordinates = setup.coordinates(made.coordinates)
@@ -332,6 +369,16 @@ def run_search(
         raise
     claims.close()
     return search.result()
+
+
+def _check_pruner(settings: SearchSettings, evaluator: Evaluator) -> None:
+    """Refuse, before the study is opened, a pruner with an evaluator that reports no rungs."""
+    if settings.pruner != "none" and not evaluator.reports_rungs:
+        raise SearchError(
+            f"pruner={settings.pruner!r}: this evaluator ({type(evaluator).__name__}) reports "
+            "no accuracy during training (a replay table without learning curves?); allowed: "
+            "pruner=none, or an evaluator that reports rungs"
+        )
 
 
 def _check_parallel(parallel: int) -> None:
@@ -367,6 +414,7 @@ class _Search:
         self.in_flight: dict[int, Job] = {}
         self.batch: Iterator[Proposal] | None = None  # the free slots' proposals, not yet taken
         self.submitted = 0
+        self.pruning = threading.Lock()  # reporters run in evaluation threads (parallel > 1)
         # What other processes do, as of the last read of a shared study:
         self.others: dict[str, Pair] = {}  # their pairs in flight
         self.claimed: frozenset[str] = frozenset()  # every claimed pair key
@@ -551,8 +599,31 @@ class _Search:
             )
             job.number = self.backend.get_trial_number_from_id(job.trial_id)
             self.known.add(job.number)
+            if self.settings.pruner != "none":
+                job.report = self._reporter(job.trial_id)
         self.in_flight[job.seq] = job
         runner.submit(job)
+
+    def _reporter(self, trial_id: int) -> Reporter:
+        """The reporter of the pending trial ``trial_id``: each rung's evaluation scored as
+        the trial would be told (less :data:`INFEASIBLE_PENALTY` where it breaks the
+        constraints), stored as the intermediate value at step ``rung``, and, before the last
+        rung, the study's pruner asked; it raises :class:`PrunedEvaluation` to stop. Called in
+        the evaluation's thread: the storage is, the pruners' bookkeeping is made, safe."""
+        study, backend = self.study, self.backend
+
+        def report(rung: int, fidelity: float, evaluation: Evaluation) -> None:
+            value, feasible = score(evaluation, self.settings)
+            told = value - (0.0 if feasible else INFEASIBLE_PENALTY)
+            with self.pruning:
+                backend.set_trial_intermediate_value(trial_id, rung, told)
+                if fidelity >= 1.0:
+                    return
+                prune = study.pruner.prune(study, backend.get_trial(trial_id))
+            if prune:
+                raise PrunedEvaluation(evaluation, fidelity, rung)
+
+        return report
 
     def _pending_trial(self, job: Job):
         import optuna
@@ -584,8 +655,12 @@ class _Search:
             if self.on_failure is not None:
                 self.on_failure(self.done, failure)
         else:
-            value, feasible = score(outcome.value, self.settings)
-            record = Record(job.pair, outcome.value, value, feasible, job.how)
+            pruned = outcome.pruned
+            evaluation = outcome.value if pruned is None else pruned.evaluation
+            value, feasible = score(evaluation, self.settings)
+            record = Record(job.pair, evaluation, value, feasible, job.how)
+            if pruned is not None:
+                record.fidelity, record.rung = pruned.fidelity, pruned.rung
             self._finish_trial(job, _trial(record, self.coordinates, self.settings))
             self.records.append(record)
             self.numbers[job.pair.key] = job.number
@@ -644,7 +719,9 @@ class _Search:
         fresh = [t for t in trials if t.number not in self.known and t.state.is_finished()]
         for t in fresh:
             role = t.user_attrs.get("role")
-            if t.state == TrialState.COMPLETE:
+            if t.state == TrialState.COMPLETE or (
+                t.state == TrialState.PRUNED and role == "evaluation"
+            ):
                 record = _record_from_trial(t)
                 self.records.append(record)
                 self.numbers[record.pair.key] = t.number
@@ -763,7 +840,9 @@ def _noisy_tie(
     (random pairs: the best of them is rarely the best of the search)."""
     if not settings.scalar or len(records) < settings.boshcode.n_initial:
         return None
-    ranked = sorted((r for r in records if r.feasible), key=lambda r: r.value, reverse=True)
+    ranked = sorted(
+        (r for r in records if r.feasible and not r.pruned), key=lambda r: r.value, reverse=True
+    )
     if len(ranked) < 2:
         return None
     best, second = ranked[:2]
@@ -837,6 +916,7 @@ def _open_study(
     exists = url is not None and name in optuna.study.get_all_study_names(backend)
     if exists and not resume:
         raise SearchError(_exists_message(name, url))
+    pruner = optuna_pruner(settings.pruner)
     if not exists:
         try:
             study = optuna.create_study(
@@ -844,6 +924,7 @@ def _open_study(
                 storage=backend,
                 directions=directions,
                 sampler=proposer.optuna_sampler(),
+                pruner=pruner,
             )
         except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
             if not resume:
@@ -854,7 +935,9 @@ def _open_study(
             claims.purge()
             study.set_user_attr("settings", signature)
             return study, backend
-    study = optuna.load_study(study_name=name, storage=backend, sampler=proposer.optuna_sampler())
+    study = optuna.load_study(
+        study_name=name, storage=backend, sampler=proposer.optuna_sampler(), pruner=pruner
+    )
     changed = _changed(_stored_settings(study), signature)
     if changed:
         raise SearchError(
@@ -983,13 +1066,16 @@ def _asker(study, coordinates: Coordinates, owner: str) -> Callable[[], dict[str
 
 def _trial(record: Record, coordinates: Coordinates, settings: SearchSettings):
     import optuna
+    from optuna.trial import TrialState
 
     m = record.evaluation.metrics
     feasible_values = [m["accuracy"], m["latency_s"], m["energy_j"], m["peak_power_w"]]
+    # A pruned trial's value is its last rung's, as Optuna's own tell(state=PRUNED) keeps it.
     return optuna.trial.create_trial(
         params=coordinates.params(record.pair),
         distributions=coordinates.distributions,
         values=[_told_value(record)] if settings.scalar else feasible_values,
+        state=TrialState.PRUNED if record.pruned else TrialState.COMPLETE,
         user_attrs={
             "model_dict": record.pair.arch.to_model_dict(),
             "device": record.pair.device,
@@ -1003,6 +1089,7 @@ def _trial(record: Record, coordinates: Coordinates, settings: SearchSettings):
             "accuracy_runs": record.evaluation.accuracy_runs,
             "accuracy_run_stds": record.evaluation.accuracy_run_stds,
             "contended": record.evaluation.contended,
+            **({"fidelity": record.fidelity, "rung": record.rung} if record.pruned else {}),
         },
         system_attrs={"constraints": [0.0 if record.feasible else 1.0]},
     )
@@ -1042,4 +1129,7 @@ def _record_from_trial(trial) -> Record:
     for value, std in zip(a.get("accuracy_runs", []), a.get("accuracy_run_stds", []), strict=True):
         evaluation.add_accuracy_run(Accuracy(value, std))
     pair = Pair(Architecture.from_dict(a["model_dict"]), a["device"])
-    return Record(pair, evaluation, a["objective"], a["feasible"], a["how"])
+    record = Record(pair, evaluation, a["objective"], a["feasible"], a["how"])
+    if "fidelity" in a:  # a PRUNED trial
+        record.fidelity, record.rung = a["fidelity"], a.get("rung")
+    return record

@@ -29,6 +29,9 @@ measurements themselves (:func:`shaped_table`) and shaped like real co-design ta
 :class:`RealShape` parameter each: ``sparse-devices``, ``needle``, ``reference-norms`` and
 ``noisy-boards``; ``real-shaped``, all four at once, is the suite's hardest problem.
 
+Learning curves (issue 42, :func:`with_curves`) give a table's rows the accuracy at each rung of
+the training, so a search with a pruner replays in seconds.
+
 :func:`suite_run` runs one sampler on one problem and :func:`summarise` aggregates runs into
 simple regret after each of :data:`MARKS`, evaluations to within :data:`EPSILON` of the best and
 to the best pair itself (a run that never evaluated it counts as ``budget + 1`` and a miss).
@@ -36,6 +39,7 @@ to the best pair itself (a run that never evaluated it counts as ``budget + 1`` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -63,6 +67,8 @@ LANDSCAPES = ("stand-in", "smooth", "rugged", "ops-depth", "noisy", "size-blind"
 CAP_MS = 10.0
 #: Evaluations after which the suite reports the simple regret.
 MARKS = (25, 50, 100, 150)
+#: Training costs (full trainings) at which the time-to-quality benchmark reports the regret.
+COST_MARKS = (10, 25, 50, 100)
 #: "Within ε of the best" (objective units) of the evaluations-to-ε count; the exact best pair
 #: is counted by key.
 EPSILON = 0.001
@@ -272,6 +278,58 @@ def write_landscape_tables(table: Path, out_dir: Path, seed: int = SUITE_SEED) -
         path.write_text("\n".join(lines) + "\n")
         paths[landscape] = path
     return paths
+
+
+# -- learning curves -----------------------------------------------------------------------------
+#: How far below its end a typical curve starts (accuracy at the first rung), and the spread of
+#: that gap between architectures (log-normal σ).
+CURVE_GAP, CURVE_GAP_SPREAD = 0.08, 0.25
+#: The noise of each rung's accuracy (σ), shrinking along the curve to none at its end (the
+#: table's accuracy).
+CURVE_NOISE = (0.012, 0.008, 0.004, 0.0)
+#: A slow starter's gap, times a typical one's; its curve rises late (progress squared).
+SLOW_GAP = 3.0
+
+
+def with_curves(
+    rows: Sequence[dict], crossings: float = 0.1, seed: int = SUITE_SEED
+) -> list[dict]:
+    """``rows`` (a replay table's) with a learning curve each (``curve``: the accuracy at each
+    of :data:`~edgetran.search.fidelity.RUNG_FRACTIONS`, the last the row's accuracy), one
+    per architecture, deterministic in ``seed``: it rises by a gap of about
+    :data:`CURVE_GAP` (log-normal across architectures) over the rungs (geometric, so evenly
+    in log steps), with noise :data:`CURVE_NOISE` shrinking along it. A ``crossings`` share of
+    the architectures are slow starters, drawn among the most accurate twice as many: their
+    gap is :data:`SLOW_GAP` times larger and they rise late, so their curves cross others'
+    (they end among the best but start below)."""
+    from edgetran.search.fidelity import RUNG_FRACTIONS
+
+    if not 0.0 <= crossings <= 1.0:
+        raise ValueError(f"crossings={crossings!r}; expected a share in [0, 1]")
+    final = {}
+    for row in rows:
+        final.setdefault(Architecture.from_dict(row["arch"]).hash, []).append(
+            float(with_unit_keys(row["metrics"])["accuracy"])
+        )
+    ranked = sorted(final, key=lambda h: -max(final[h]))
+    n_slow = round(crossings * len(ranked))
+    top = ranked[: min(len(ranked), 2 * n_slow)]
+    chosen = np.random.default_rng([seed, 42]).permutation(len(top))[:n_slow]
+    slow = {top[i] for i in chosen}
+    progress = 1.0 + np.log2(RUNG_FRACTIONS) / np.log2(1 / RUNG_FRACTIONS[0])
+    out = []
+    for row in rows:
+        h = Architecture.from_dict(row["arch"]).hash
+        rng = np.random.default_rng([seed, 42, int(h[:8], 16)])
+        gap = CURVE_GAP * float(np.exp(rng.normal(0.0, CURVE_GAP_SPREAD)))
+        rise = progress**2 if h in slow else progress
+        gap *= SLOW_GAP if h in slow else 1.0
+        noise = rng.normal(0.0, 1.0, len(progress)) * np.array(CURVE_NOISE)
+        end = float(with_unit_keys(row["metrics"])["accuracy"])
+        curve = np.clip(end - gap * (1.0 - rise) + noise, 0.0, 1.0)
+        curve[-1] = end
+        out.append({**row, "curve": [round(float(a), 6) for a in curve]})
+    return out
 
 
 # -- tables shaped like real ones ---------------------------------------------------------------
@@ -492,6 +550,144 @@ def suite_run(
         "seconds": time.perf_counter() - began,
         "seconds_per_proposal": float(np.mean(result.seconds_per_proposal)),
     }
+
+
+class _Spent(Exception):
+    """The cost budget of a :func:`cost_run` is spent (stops the search from its callback)."""
+
+
+def cost_run(
+    evaluator: ReplayEvaluator,
+    problem: Problem,
+    sampler: str,
+    pruner: str,
+    seed: int,
+    cost: float,
+    boshcode: BoshcodeSettings | None = None,
+    paper: PaperObjective | None = None,
+) -> dict[str, Any]:
+    """One search of ``problem``'s table (with learning curves) under ``pruner`` until its
+    training cost reaches ``cost`` full trainings: each evaluation costs the fidelity it
+    reached (1.0 complete, a pruned one its rung's fraction). ``history`` holds each
+    evaluation's objective (None where it broke the constraints or was pruned: a pruned pair
+    is never an answer), ``costs`` each evaluation's cost, ``best`` the table's best feasible
+    objective; ``sampler`` is labelled ``sampler+pruner``."""
+    from edgetran.search.fidelity import RUNG_FRACTIONS
+    from edgetran.search.study import SearchSettings, run_search
+
+    paper = paper or PaperObjective()
+    _, best = best_pair(evaluator, problem.constraints, paper)
+    budget = min(len(evaluator.table), math.ceil(cost / RUNG_FRACTIONS[0]))
+    settings = SearchSettings(
+        sampler=sampler, budget=budget, seed=seed, paper=paper,
+        constraints=problem.constraints, boshcode=boshcode or BoshcodeSettings(), pruner=pruner,
+    )  # fmt: skip
+    records: list = []
+
+    def spend(_: int, record) -> None:
+        records.append(record)
+        if sum(r.fidelity for r in records) >= cost - 1e-9:
+            raise _Spent
+
+    began = time.perf_counter()
+    with contextlib.suppress(_Spent):
+        run_search(evaluator, settings, on_evaluation=spend)
+    return {
+        "problem": problem.name,
+        "sampler": f"{sampler}+{pruner}",
+        "seed": seed,
+        "cost": cost,
+        "best": best,
+        "history": [None if r.pruned or not r.feasible else r.value for r in records],
+        "costs": [r.fidelity for r in records],
+        "distinct": len({r.pair.key for r in records}),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def regret_at_cost(run: dict[str, Any], cost: float) -> float | None:
+    """Simple regret once ``cost`` full trainings are spent: the table's best minus the best
+    complete, feasible value among the evaluations finished within it (infinite while none;
+    None when the run spent less)."""
+    spent = np.cumsum(run["costs"])
+    if not len(spent) or spent[-1] < cost - 1e-9:
+        return None
+    within = int(np.searchsorted(spent, cost + 1e-9))
+    found = best_after(run["history"], within)
+    return math.inf if found is None else max(run["best"] - found, 0.0)
+
+
+def cost_to_regret(run: dict[str, Any], regret: float) -> float:
+    """The training cost after which the run's regret is at most ``regret`` (inf: never)."""
+    spent = np.cumsum(run["costs"])
+    for i, value in enumerate(run["history"]):
+        if value is not None and run["best"] - value <= regret + 1e-12:
+            return float(spent[i])
+    return math.inf
+
+
+def cost_summary(
+    runs: Iterable[dict[str, Any]], marks: Sequence[float] = COST_MARKS
+) -> list[dict[str, Any]]:
+    """One row per (problem, sampler+pruner) of :func:`cost_run`'s runs: the median regret at
+    each cost mark; ``target``, the median final regret of the same sampler's runs without a
+    pruner (``sampler+none``); ``to_target``, the median cost to reach it (inf when over half
+    never did) and ``ratio``, that cost over the no-pruner runs' own; and the median number of
+    distinct candidates evaluated."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["problem"], run["sampler"]), []).append(run)
+    rows = []
+    for (problem, label), mine in groups.items():
+        sampler = label.rsplit("+", 1)[0]
+        base = groups.get((problem, f"{sampler}+none"), [])
+        finals = [regret_at_cost(r, r["cost"]) for r in base]
+        target = float(np.median(finals)) if base and None not in finals else None
+        to_target = (
+            None if target is None
+            else float(np.median([cost_to_regret(r, target) for r in mine]))
+        )  # fmt: skip
+        own = (
+            None if target is None
+            else float(np.median([cost_to_regret(r, target) for r in base]))
+        )  # fmt: skip
+        regret = {}
+        for mark in marks:
+            values = [regret_at_cost(r, mark) for r in mine]
+            regret[mark] = None if None in values else float(np.median(values))
+        rows.append({
+            "problem": problem,
+            "sampler": label,
+            "runs": len(mine),
+            "regret": regret,
+            "target": target,
+            "to_target": to_target,
+            "ratio": to_target / own if own and math.isfinite(own) else None,
+            "distinct": float(np.median([r["distinct"] for r in mine])),
+        })  # fmt: skip
+    return rows
+
+
+def cost_table(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`cost_summary`'s rows as a Markdown table."""
+    marks = list(rows[0]["regret"]) if rows else list(COST_MARKS)
+    lines = [
+        "| problem | sampler+pruner | runs | "
+        + " | ".join(f"median regret at cost {m:g}" for m in marks)
+        + " | no-pruner median final regret | median cost to reach it | × no-pruner's | "
+        "median distinct candidates |",
+        "|---|---|---|" + "---|" * len(marks) + "---|---|---|---|",
+    ]
+    for row in rows:
+        regret = " | ".join(_regret_cell(row["regret"][m]) for m in marks)
+        target = _regret_cell(row["target"])
+        to = "–" if row["to_target"] is None else f"{row['to_target']:.3g}"
+        ratio = "–" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(
+            f"| {row['problem']} | {row['sampler']} | {row['runs']} | {regret} | {target} | "
+            f"{to} | {ratio} | {row['distinct']:g} |"
+        )
+    return "\n".join(lines)
 
 
 def run_key(run: dict[str, Any]) -> tuple[str, str, int]:
