@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -168,3 +169,30 @@ def test_bench_parallel_reports_regret_next_to_the_speed_up(tmp_path):
     table = bench.summary(runs)
     assert "median regret after 50 | median regret after 150 |" in table
     assert "| 4.00× |" in table and table.count("| 0.10000 | 0.10000 |") == 2
+
+
+def test_a_trial_stored_while_it_was_being_abandoned_is_left_to_be_read(tmp_path, evaluator):
+    """Two processes' batches finish together: a process reads a RUNNING trial, its owner
+    stores it and dies, and the reader finds the owner dead; the stored trial must stay
+    unknown to the reader, so its next read takes the evaluation."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from edgetran.search.study import _Search
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_search(evaluator, SearchSettings(sampler="random", budget=1), storage=url, study_name="s")
+    study = optuna.load_study(study_name="s", storage=url)
+    running = study.ask()
+    backend = study._storage
+    search = SimpleNamespace(
+        backend=backend, study_id=backend.get_study_id_from_name("s"), known=set()
+    )
+    (stored,) = study.get_trials(states=[TrialState.COMPLETE])
+    _Search._abandon(search, stored.number)  # stored meanwhile: left alone, and not known
+    _Search._abandon(search, running.number)  # still running: closed, and known
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert (
+        states[stored.number] == TrialState.COMPLETE and states[running.number] == TrialState.FAIL
+    )
+    assert search.known == {running.number}

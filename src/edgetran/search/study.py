@@ -788,7 +788,8 @@ class _Search:
 
     def _abandon(self, number: int) -> None:
         """Close a RUNNING trial whose process is gone (FAIL, role ``abandoned``: no
-        evaluation and no failure); a trial closed meanwhile by another process is left."""
+        evaluation and no failure); a trial closed meanwhile by another process is left, to be
+        read (its owner stored it between our read of the trials and our look at the owners)."""
         import optuna
         from optuna.trial import TrialState
 
@@ -796,7 +797,7 @@ class _Search:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             self.backend.set_trial_user_attr(trial_id, "role", "abandoned")
             self.backend.set_trial_state_values(trial_id, TrialState.FAIL)
-        self.known.add(number)
+            self.known.add(number)
 
     def abandon(self) -> None:
         """On an error: close this process's pending trials and release their claims, so that
