@@ -428,8 +428,8 @@ def test_the_stage_table_keeps_the_stored_names_and_builds_on_earlier_stages():
     from edgetran.codesign.stages import TABLE
 
     assert STAGES == (
-        "profile", "surrogates", "objective", "search", "compare", "references", "decision",
-        "growprune", "final_training", "verdict", "export", "final_measurement",
+        "profile", "surrogates", "objective", "search", "compare", "references", "promotion",
+        "decision", "growprune", "final_training", "verdict", "export", "final_measurement",
     )  # fmt: skip
     earlier: set[str] = set()
     for stage in TABLE:
@@ -787,8 +787,8 @@ def test_kill_at_three_stages_then_resume_loses_and_repeats_nothing(tmp_path, mo
     config = _config(tmp_path, task, board, compare=None)
     result = run_codesign(config, resume=True, on_event=events.append).result
     assert [line.split(":")[0] for line in events if "done earlier" in line] == [
-        "profile", "surrogates", "objective", "search", "compare", "references", "decision",
-        "growprune", "final_training", "verdict",
+        "profile", "surrogates", "objective", "search", "compare", "references", "promotion",
+        "decision", "growprune", "final_training", "verdict",
     ]  # fmt: skip
     with Store(tmp_path / "w.db") as store:
         profiles = store.measurements("cpu", runtime="torch")

@@ -114,6 +114,13 @@ def codesign(
     eval_timeout_s: Annotated[
         float | None, _SEARCH(metavar="S", min=0, help="A longer evaluation fails.")
     ] = None,
+    pruner: Annotated[
+        str, _SEARCH(metavar="NAME", help="Stop weak trainings: none, median, sha, hyperband.")
+    ] = "none",
+    promote: Annotated[
+        int | None,
+        _SEARCH(metavar="K", help="Train the K best pairs at --final-budget before choosing."),
+    ] = None,
     seed: Annotated[int, _TASK(metavar="N", help="Seed of every stage.")] = 0,
     workspace: Annotated[
         Path, _OUTPUTS(metavar="DIR", help="Tokenizers and checkpoints.")
@@ -177,6 +184,8 @@ def codesign(
         growprune=not no_growprune,
         growprune_iterations=growprune_iterations,
         eval_timeout_s=eval_timeout_s,
+        pruner=pruner,
+        promote=promote,
         seed=seed,
         workspace=str(workspace),
         out=str(out),

@@ -1,5 +1,5 @@
-"""The co-design stages that conclude: ``decision``, ``growprune``, ``final_training``,
-``verdict``, ``export`` and ``final_measurement``.
+"""The co-design stages that conclude: ``promotion``, ``decision``, ``growprune``,
+``final_training``, ``verdict``, ``export`` and ``final_measurement``.
 
 Each stage is a function of the run (:class:`~edgetran.codesign.context.RunContext`) and the
 records of the stages it needs (``prior``, by name) to its own record, which the stage table
@@ -20,15 +20,67 @@ from edgetran.space import NAMED_ARCHITECTURES, Architecture
 Prior = Mapping[str, dict[str, Any]]
 
 
+# -- promotion ----------------------------------------------------------------------------------
+def promotion(ctx: RunContext, prior: Prior) -> dict[str, Any]:
+    """The search's ``promote`` best distinct pairs, trained at the final budget (each
+    training stored by the oracle, so a killed stage repeats none), or why none is."""
+    c = ctx.config
+    if not c.promote:
+        return {"skipped": "no --promote"}
+    chosen = promoted_records(prior["search"]["records"], c.promote)
+    accuracy = ctx.accuracy(c.final_budget)
+    pairs = []
+    for record in chosen:
+        arch = Architecture.from_dict(record["arch"])
+        final = accuracy(arch)
+        pairs.append({
+            "arch": record["arch"], "arch_hash": arch.hash, "device": record["device"],
+            "objective": record["objective"],
+            "search_accuracy": record["metrics"]["accuracy"],
+            "search_accuracy_std": record["accuracy_std"],
+            "accuracy": final.value, "accuracy_std": final.std,
+        })  # fmt: skip
+        ctx.emit(
+            f"  promoted {arch.hash[:10]} on {record['device']}: acc "
+            f"{record['metrics']['accuracy']:.3f} ({c.budget}) → {final.value:.3f} "
+            f"± {final.std or 0:.3f} ({c.final_budget})"
+        )
+    return {"budget": c.final_budget, "asked": c.promote, "pairs": pairs}
+
+
+def promoted_records(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The ``k`` best distinct pairs of a search's records by objective, feasible ones first,
+    of those trained to the full budget (a pruned record never; fewer when fewer remain)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        if record.get("fidelity", 1.0) < 1.0:
+            continue
+        key = (Architecture.from_dict(record["arch"]).hash, record["device"])
+        if key not in best or _rank(record) > _rank(best[key]):
+            best[key] = record
+    return sorted(best.values(), key=_rank, reverse=True)[:k]
+
+
+def _rank(record: dict[str, Any]) -> tuple[bool, float]:
+    return bool(record["feasible"]), float(record["objective"])
+
+
 # -- decision -----------------------------------------------------------------------------------
 def decision(ctx: RunContext, prior: Prior) -> dict[str, Any]:
     """The answer (:mod:`edgetran.codesign.decision`): the candidates a rule needs
     measured are measured on their live devices first, so that it is chosen on measured
-    latency, not on a prediction."""
+    latency, not on a prediction. After a promotion, the candidates are the promoted
+    architectures and the references, all at the final budget."""
     from edgetran.codesign.decision import choose
 
     search = prior["search"]
-    found = candidates(ctx, search, prior["references"])
+    promoted = (prior.get("promotion") or {}).get("pairs")
+    if promoted:
+        found = promoted_candidates(ctx, search, promoted, prior["references"])
+        budget = ctx.config.final_budget
+    else:
+        found = candidates(ctx, search, prior["references"])
+        budget = ctx.config.budget
     rule, measured_now, failed = ctx.config.choose, 0, []
     while True:
         chosen = choose(list(found.values()), rule, ctx.value)
@@ -40,7 +92,7 @@ def decision(ctx: RunContext, prior: Prior) -> dict[str, Any]:
             }
         unscored = _to_score(ctx, chosen, found)
         if unscored is not None:
-            _score_in_runtime(ctx, unscored, found, failed)
+            _score_in_runtime(ctx, unscored, found, failed, budget)
             continue
         pending = _to_measure(ctx, chosen, found)
         if pending is None:
@@ -78,6 +130,8 @@ def candidates(
     names = {NAMED_ARCHITECTURES[n].hash: n for n in ctx.config.references}
     by_arch: dict[str, dict[str, Any]] = {}
     for record in search["records"]:  # the record whose accuracy rests on most runs
+        if record.get("fidelity", 1.0) < 1.0:  # pruned: its accuracy is a rung's
+            continue
         key = Architecture.from_dict(record["arch"]).hash
         if record["accuracy_runs"] > by_arch.get(key, {}).get("accuracy_runs", 0):
             by_arch[key] = record
@@ -93,6 +147,33 @@ def candidates(
                 source=source, runs=record["accuracy_runs"],
             )  # fmt: skip
     _add_references(found, refs["rows"])
+    return found
+
+
+def promoted_candidates(
+    ctx: RunContext, search: dict[str, Any], promoted: list[dict[str, Any]], refs: dict[str, Any]
+) -> dict[tuple[str, str], Any]:
+    """The promoted architectures on every device at their final-budget accuracy, and the
+    references at theirs: one budget for every accuracy the rule compares."""
+    names = {NAMED_ARCHITECTURES[n].hash: n for n in ctx.config.references}
+    evaluated = {(Architecture.from_dict(r["arch"]).hash, r["device"]) for r in search["records"]}
+    found: dict[tuple[str, str], Any] = {}
+    for row in promoted:
+        arch = Architecture.from_dict(row["arch"])
+        for device in ctx.names:
+            if (arch.hash, device) in found:  # two promoted pairs of one architecture
+                continue
+            source = "search" if (arch.hash, device) in evaluated else "device choice"
+            found[(arch.hash, device)] = ctx.candidate(
+                arch, device, row["accuracy"], row["accuracy_std"], name=names.get(arch.hash),
+                source=source,
+            )  # fmt: skip
+    final_rows = [
+        row | {"metrics": row["metrics"] | {"accuracy": row["final_accuracy"]},
+               "accuracy_std": row["final_accuracy_std"]}
+        for row in refs["rows"]
+    ]  # fmt: skip
+    _add_references(found, final_rows)
     return found
 
 
@@ -137,16 +218,16 @@ def _to_score(ctx: RunContext, chosen, found) -> Any:
     )
 
 
-def _score_in_runtime(ctx: RunContext, candidate, found, failed: list) -> None:
-    """``candidate``'s accuracy as its runtime runs it, in ``found``; a failed label check
-    takes it out and into ``failed``."""
+def _score_in_runtime(ctx: RunContext, candidate, found, failed: list, budget: str) -> None:
+    """``candidate``'s accuracy as its runtime runs it (its classifier at ``budget``), in
+    ``found``; a failed label check takes it out and into ``failed``."""
     from dataclasses import replace
 
     from edgetran.export.verify import LabelAgreementError
 
     arch = Architecture.from_dict(candidate.arch)
     try:
-        scored = ctx.scored_in_runtime(arch, candidate.device, ctx.config.budget)
+        scored = ctx.scored_in_runtime(arch, candidate.device, budget)
     except LabelAgreementError as err:
         ctx.emit(f"  {candidate.label}: failed ({err})")
         failed.append({"arch": candidate.arch, "device": candidate.device, "reason": str(err)})

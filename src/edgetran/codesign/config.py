@@ -166,6 +166,12 @@ class CodesignConfig(JsonConfig):
             and compared with the winner without training or measuring them twice).
         growprune: refine the winner with GPTran's grow-and-prune; ``growprune_iterations``.
         eval_timeout_s: an accuracy evaluation running longer fails (``None``: no limit).
+        pruner: Optuna's pruner that stops a search's weak trainings at a rung (``none``,
+            ``median``, ``sha``, ``hyperband``; :mod:`edgetran.search.fidelity`).
+        promote: after the search, its ``promote`` best distinct pairs trained to the full
+            search budget (never pruned ones) are trained at ``final_budget``, and the answer
+            is chosen among them and the references on final-budget accuracies (``None``: the
+            search's accuracies decide).
         seed: seed of every stage.
         workspace: tokenizers and checkpoints.
         out: the output folder (``result.json``, ``model/``, ``export/``, ``report.html``).
@@ -203,6 +209,8 @@ class CodesignConfig(JsonConfig):
     growprune: bool = True
     growprune_iterations: int = 1
     eval_timeout_s: float | None = None
+    pruner: str = "none"
+    promote: int | None = None
     seed: int = 0
     workspace: str = "edgetran-workspace"
     out: str = "codesign-out"
@@ -265,6 +273,7 @@ class CodesignConfig(JsonConfig):
             not _finite(self.eval_timeout_s) or self.eval_timeout_s <= 0
         ):
             raise CodesignError(f"eval_timeout_s={self.eval_timeout_s!r}; allowed: a number > 0")
+        self._check_pruning()
         unknown = [r for r in self.references if r not in NAMED_ARCHITECTURES]
         if unknown:
             raise CodesignError(
@@ -272,6 +281,33 @@ class CodesignConfig(JsonConfig):
             )
         object.__setattr__(self, "space", DesignSpace.from_dict(self.space).to_dict())
         self.constraints()  # budgets are checked where the search checks them
+
+    def _check_pruning(self) -> None:
+        """``pruner`` one of the search's; ``promote`` at least 1, at most ``evaluations``, and
+        to a ``final_budget`` other than ``budget``."""
+        from edgetran.search.fidelity import PRUNERS
+
+        self._check_choice("pruner", PRUNERS)
+        if self.pruner != "none" and self.objective == "pareto":
+            raise CodesignError(
+                f"pruner={self.pruner!r} compares one value per rung; allowed with it: "
+                "objective paper or accuracy"
+            )
+        k = self.promote
+        if k is None:
+            return
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise CodesignError(f"promote={k!r} is invalid; allowed: an integer ≥ 1")
+        if k > self.evaluations:
+            raise CodesignError(
+                f"promote={k} is invalid; allowed: at most evaluations ({self.evaluations}), "
+                "the distinct pairs a search can hold"
+            )
+        if self.final_budget == self.budget:
+            raise CodesignError(
+                f"promote={k} trains at final_budget, which is budget ({self.budget}); "
+                "allowed: a final_budget other than budget (e.g. --final-budget standard)"
+            )
 
     def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
         if getattr(self, name) not in allowed:

@@ -141,8 +141,9 @@ class RunContext:
 
     # -- accuracy ------------------------------------------------------------------------------
     def accuracy(self, budget: str) -> Callable[..., Any]:
-        """``(arch, run=0) → Accuracy`` at ``budget``: the oracle under ``eval_timeout_s``,
-        a NaN refused. At the final budget the classifiers are kept, so the final training of
+        """``(arch, run=0, on_rung=None) → Accuracy`` at ``budget``: the oracle under
+        ``eval_timeout_s``, a NaN refused (``on_rung``: its rungs, for a pruner; not on a
+        cluster). At the final budget the classifiers are kept, so the final training of
         an architecture already trained there is that model (same budget and seed)."""
         from edgetran.search import oracle_accuracy
 
@@ -158,19 +159,23 @@ class RunContext:
             cluster=self.cluster,
         )
 
-        def accuracy(arch: Architecture, run: int = 0):
+        def accuracy(arch: Architecture, run: int = 0, on_rung=None):
             # on a cluster the job's time limit bounds a training (an alarm here would leave
             # the job running on its worker)
             limit = c.eval_timeout_s if self.cluster is None else None
+            rungs = {} if on_rung is None else {"on_rung": on_rung}
             with time_limit(limit):
-                result = oracle(arch, run=run)
+                result = oracle(arch, run=run, **rungs)
             if not math.isfinite(result.value):
                 raise CodesignError(
                     f"accuracy of {arch.hash[:10]} is {result.value} (a NaN loss?)"
                 )
             return result
 
-        return accuracy
+        def on_cluster(arch: Architecture, run: int = 0):  # no rungs: see oracle_accuracy
+            return accuracy(arch, run)
+
+        return accuracy if self.cluster is None else on_cluster
 
     def runtime_accuracy(
         self, arch: Architecture, device: str, budget: str, model: Path | None = None

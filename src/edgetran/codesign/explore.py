@@ -299,6 +299,7 @@ def run_search_stage(ctx: RunContext, sampler: str, name: str) -> dict[str, Any]
         seed=c.seed,
         boshcode=BoshcodeSettings(n_initial=initial_design(c, len(ctx.names))),
         start=start_pairs(ctx),
+        pruner=c.pruner,
     )
     report, failed, replay = _progress(ctx, name)
     result = run_search(
@@ -359,6 +360,8 @@ def _search_record(r) -> dict[str, Any]:
         "feasible": r.feasible,
         "how": r.how,
         "contended": r.evaluation.contended,
+        # below 1: the pruner stopped its training (its metrics are its last rung's)
+        "fidelity": getattr(r, "fidelity", 1.0),
     }
 
 

@@ -168,6 +168,11 @@ def check_before_work(config: CodesignConfig, *, cluster: Any = None, parallel: 
             "eval_timeout_s applies to one evaluation at a time; with parallel > 1 the "
             "cluster's job time limit (--job-timeout-s) bounds each training"
         )
+    if cluster is not None and config.pruner != "none":
+        raise CodesignError(
+            f"pruner={config.pruner!r} needs the trainings in this process (a rung's callback "
+            "cannot reach a cluster's worker); allowed with a cluster: pruner none"
+        )
     specs = config.device_specs()
     if cluster is None:
         check_local_devices(specs)

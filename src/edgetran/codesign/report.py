@@ -385,9 +385,29 @@ def _choice(result: dict[str, Any]) -> str:
     parts = ["<h2>How the winner was chosen</h2>"]
     if objective:
         parts.append(_objective(objective))
+    if (result.get("promotion") or {}).get("pairs"):
+        parts.append(_promotion(result["promotion"]))
     if decision:
         parts.append(_decision(decision))
     return "".join(parts)
+
+
+def _promotion(promotion: dict[str, Any]) -> str:
+    """The search's best pairs trained at the final budget, on whose accuracies the decision
+    chose (``--promote``)."""
+    rows = [
+        [
+            _pair_name(p), p.get("device"),
+            f"{p['search_accuracy']:.4f}{_plus_minus(p.get('search_accuracy_std'))}",
+            f"{p['accuracy']:.4f}{_plus_minus(p.get('accuracy_std'))}",
+        ]
+        for p in promotion["pairs"]
+    ]  # fmt: skip
+    budget = promotion.get("budget", "final")
+    return _p(
+        f"Promotion: the search's {len(rows)} best distinct pairs were trained at the {budget} "
+        f"budget; the decision compares them and the references at that budget."
+    ) + _table(["pair", "device", "search accuracy", f"{budget} accuracy"], rows, 2)
 
 
 def _objective(objective: dict[str, Any]) -> str:

@@ -56,7 +56,13 @@ TABLE = (
     Stage("search", explore.search, ("objective", "surrogates")),
     Stage("compare", explore.compare, ("objective", "surrogates")),
     Stage("references", explore.references, ("objective", "surrogates")),
-    Stage("decision", conclude.decision, ("search", "references"), then=conclude.need_a_winner),
+    Stage("promotion", conclude.promotion, ("search",)),
+    Stage(
+        "decision",
+        conclude.decision,
+        ("search", "promotion", "references"),
+        then=conclude.need_a_winner,
+    ),
     Stage("growprune", conclude.growprune, ("decision",)),
     Stage("final_training", conclude.final_training, ("decision", "growprune")),
     Stage(

@@ -33,6 +33,8 @@ def write_result(ctx: RunContext) -> dict[str, Any]:
         "failed": _failed(done),
         **_searches(done),
         "surrogates": done["surrogates"]["parity"],
+        # the search's best pairs trained at the final budget (absent in runs before it)
+        "promotion": done.get("promotion", {"skipped": "no --promote"}),
         "growprune": done["growprune"],
         "final_training": done["verdict"].get("final_training") or done["final_training"],
         "export": done["export"],

@@ -193,7 +193,8 @@ class LiveEvaluator(Evaluator):
         self.surrogates = surrogates
         self.devices = tuple(sorted(surrogates))
         self.space = space
-        self.takes_run = _takes_run(accuracy)
+        self.takes_run = _takes(accuracy, "run")
+        self.reports_rungs = _takes(accuracy, "on_rung")
 
     def candidates(self, n, rng, exclude) -> list[Pair]:
         """Up to ``n`` distinct pairs of the space on the devices, not in ``exclude``."""
@@ -206,10 +207,31 @@ class LiveEvaluator(Evaluator):
         """Whether ``pair`` lies in the space and on one of the devices."""
         return pair.device in self.devices and self.space.contains(pair.arch)
 
-    def evaluate(self, pair: Pair) -> Evaluation:
-        """Accuracy from the oracle; hardware from the store, else predicted."""
+    def evaluate(self, pair: Pair, report: Reporter | None = None) -> Evaluation:
+        """Accuracy from the oracle; hardware from the store, else predicted.
+
+        With ``report`` (a :data:`~edgetran.search.fidelity.Reporter`), the costs come first
+        and the training calls ``report(rung, fidelity, evaluation so far)`` at each rung: the
+        costs and the rung's accuracy (its standard deviation unknown). What ``report`` raises
+        (:class:`~edgetran.search.fidelity.PrunedEvaluation`) stops the training and
+        propagates."""
+        costs = self._costs(pair)
+        if report is None:
+            return _with_accuracy(costs, _as_accuracy(self.accuracy(pair.arch)))
+        if not self.reports_rungs:
+            raise SearchError(
+                "this evaluator's accuracy does not report rungs (a training on a cluster "
+                "cannot): use --pruner none"
+            )
+
+        def on_rung(rung: int, fidelity: float, accuracy: float) -> None:
+            report(rung, fidelity, _with_accuracy(costs, Accuracy(accuracy)))
+
+        return _with_accuracy(costs, _as_accuracy(self.accuracy(pair.arch, on_rung=on_rung)))
+
+    def _costs(self, pair: Pair) -> Evaluation:
+        """The pair's costs (no accuracy): from the store, else predicted."""
         evaluation = Evaluation({})
-        evaluation.add_accuracy_run(_as_accuracy(self.accuracy(pair.arch)))
         stored = self.measured.get((pair.arch.hash, pair.device))
         if stored is not None:
             evaluation.metrics.update(stored)
@@ -233,16 +255,28 @@ class LiveEvaluator(Evaluator):
         return _as_accuracy(self.accuracy(pair.arch, run=run))
 
 
-def _takes_run(accuracy) -> bool:
-    """Whether ``accuracy`` accepts ``run=`` (decided once, so that a resumed search knows
-    before its first evaluation)."""
+def _takes(accuracy, name: str) -> bool:
+    """Whether ``accuracy`` accepts the keyword ``name`` (``run``, ``on_rung``; decided once,
+    so that a resumed search knows before its first evaluation)."""
     try:
         parameters = inspect.signature(accuracy).parameters
     except (TypeError, ValueError):  # a callable without a signature: assume the plain form
         return False
-    return "run" in parameters or any(
+    return name in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
+
+
+def _with_accuracy(costs: Evaluation, accuracy: Accuracy) -> Evaluation:
+    """A new evaluation: ``accuracy`` (one run) and the metrics, intervals and flags of
+    ``costs`` (accuracy first among the metrics, as they were always listed)."""
+    evaluation = Evaluation(
+        {}, predicted=list(costs.predicted), lower=dict(costs.lower), upper=dict(costs.upper),
+        contended=costs.contended,
+    )  # fmt: skip
+    evaluation.add_accuracy_run(accuracy)
+    evaluation.metrics.update(costs.metrics)
+    return evaluation
 
 
 def _as_accuracy(value: float | Accuracy) -> Accuracy:

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgetran.devices import split_device
 from edgetran.errors import SearchError
 from edgetran.search.evaluators import Accuracy, LiveEvaluator
+from edgetran.search.fidelity import RUNG_FRACTIONS
 from edgetran.search.objectives import ReferenceCost
 from edgetran.space import REFERENCE_SPACE, Architecture, DesignSpace
 from edgetran.store import Measurement, Store
@@ -142,14 +143,19 @@ def oracle_accuracy(
     seed: int = 0,
     keep_models: bool = False,
     cluster=None,
+    rungs: Sequence[float] = RUNG_FRACTIONS,
 ) -> Callable[..., Accuracy]:
-    """``(arch, run=0) → Accuracy`` from the accuracy oracle (trained once per run, then read
-    from the store): run ``k`` trains at seed ``seed + k``; the standard deviation is the
-    oracle's ``accuracy_std`` (a bootstrap of the test examples). ``keep_models`` keeps each
-    fine-tuned classifier in the workspace (:func:`edgetran.train.oracle.kept_classifier`).
-    With ``cluster`` (:class:`edgetran.cluster.Cluster`), training runs on its workers and
-    the results are stored here, by this process (the store takes concurrent writers, so a
-    parallel search may ask from several threads)."""
+    """``(arch, run=0, on_rung=None) → Accuracy`` from the accuracy oracle (trained once per
+    run, then read from the store): run ``k`` trains at seed ``seed + k``; the standard
+    deviation is the oracle's ``accuracy_std`` (a bootstrap of the test examples).
+    ``keep_models`` keeps each fine-tuned classifier in the workspace
+    (:func:`edgetran.train.oracle.kept_classifier`). ``on_rung(rung, fidelity, accuracy)`` is
+    called at each of ``rungs`` (fractions of the fine-tuning, for a pruner; what it raises
+    stops the training, and nothing is stored). With ``cluster``
+    (:class:`edgetran.cluster.Cluster`), training runs on its workers and the results are
+    stored here, by this process (the store takes concurrent writers, so a parallel search may
+    ask from several threads); the function then takes no ``on_rung``, as a callback cannot
+    reach a worker."""
     from edgetran.train import BUDGETS, DEFAULT_WORKSPACE, evaluate
 
     if budget not in BUDGETS:
@@ -161,21 +167,25 @@ def oracle_accuracy(
     locks: dict[tuple[str, int], threading.Lock] = {}
     guard = threading.Lock()
 
-    def accuracy(arch: Architecture, run: int = 0) -> Accuracy:
+    def accuracy(arch: Architecture, run: int = 0, on_rung=None) -> Accuracy:
         with guard:
             lock = locks.setdefault((arch.hash, run), threading.Lock())
         with lock:
-            return _evaluate(arch, run)
+            return _evaluate(arch, run, on_rung)
 
-    def _evaluate(arch: Architecture, run: int) -> Accuracy:
+    def _evaluate(arch: Architecture, run: int, on_rung) -> Accuracy:
         result = evaluate(
             arch, task, budget, store=store, workspace=workspace or DEFAULT_WORKSPACE,
             seed=seed + run, keep_model=keep_models and run == 0, cluster=cluster,
             device="auto" if cluster is not None else "cpu",
+            rungs=rungs if on_rung is not None else (), on_rung=on_rung,
         )  # fmt: skip
         return Accuracy(result["accuracy"], result.get("accuracy_std"))
 
-    return accuracy
+    def on_cluster(arch: Architecture, run: int = 0) -> Accuracy:
+        return accuracy(arch, run)
+
+    return accuracy if cluster is None else on_cluster
 
 
 def live_evaluator(

@@ -27,9 +27,11 @@ every encoder tensor except the pooler must come from the checkpoint, or
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,9 @@ RESULT = "finetune.json"
 PRECISIONS = ("float32", "bfloat16", "auto")
 #: ``finetune``'s ``on_step(step, steps, loss, model)``.
 OnStep = Callable[[int, int, float, torch.nn.Module], None]
+#: ``finetune``'s ``on_rung(rung, fidelity, accuracy)``: rung index, the fraction of the
+#: fine-tuning's step schedule done, the best dev score so far.
+OnRung = Callable[[int, float, float], None]
 
 
 def check_precision(precision: str) -> str:
@@ -165,6 +170,46 @@ def classifier_from_pretrained(
     return model
 
 
+def check_rungs(rungs: Sequence[float]) -> tuple[float, ...]:
+    """``rungs`` as a tuple if they are increasing fractions in (0, 1], else a
+    :class:`TrainingError` saying so."""
+    rungs = tuple(float(r) for r in rungs)
+    if any(not 0 < r <= 1 for r in rungs) or any(a >= b for a, b in itertools.pairwise(rungs)):
+        raise TrainingError(f"rungs={list(rungs)}; expected increasing fractions in (0, 1]")
+    return rungs
+
+
+class _Rungs:
+    """The rungs of a fine-tuning of ``trials`` trials: its schedule is the trials one after
+    the other, so that rung ``f`` falls in trial ``floor(f × trials)``, at that trial's step
+    ``(f × trials − trial) × steps``. ``on_rung`` gets the best dev score so far."""
+
+    def __init__(self, fractions: tuple[float, ...], on_rung: OnRung, trials: int) -> None:
+        self.fractions, self.on_rung, self.trials = fractions, on_rung, trials
+        self.next, self.best = 0, -np.inf
+
+    def steps_in(self, trial: int, steps: int) -> frozenset[int]:
+        """The steps of trial ``trial`` (``steps`` long) at which a rung falls."""
+        ends = (
+            (f * self.trials - trial) * steps
+            for f in self.fractions[self.next :]
+            if trial < f * self.trials <= trial + 1 + 1e-9
+        )
+        return frozenset(min(steps, max(1, math.ceil(end - 1e-9))) for end in ends)
+
+    def reached(self, position: float, dev_score: float = -np.inf) -> None:
+        """The fine-tuning reached ``position`` (a fraction of its schedule) with
+        ``dev_score``: report every rung passed (none before a first score)."""
+        self.best = max(self.best, dev_score)
+        while (
+            self.next < len(self.fractions)
+            and self.fractions[self.next] <= position + 1e-9
+            and self.best > -np.inf
+        ):
+            self.on_rung(self.next, self.fractions[self.next], float(self.best))
+            self.next += 1
+
+
 def finetune(
     pretrained: str | Path | FlexiBertForMaskedLM,
     task: Task,
@@ -173,6 +218,8 @@ def finetune(
     out: str | Path | None = None,
     device: str = "cpu",
     on_step: OnStep | None = None,
+    rungs: Sequence[float] = (),
+    on_rung: OnRung | None = None,
 ) -> FinetuneResult:
     """Tune learning rate and batch size with TPE; keep, score and (optionally) save the best.
 
@@ -185,11 +232,19 @@ def finetune(
             model)`` (``steps``: the trial's length): progress, or a benchmark's own look at
             the model in training (it must leave the model's weights and mode as it found
             them).
+        rungs: increasing fractions of the step schedule (its trials one after the other) at
+            which ``on_rung(rung, fidelity, accuracy)`` is told the best dev score so far
+            (dev is scored there too; those scores neither choose the state kept nor count
+            towards patience, so the result is the one without rungs). A trial that stops
+            early reports the rungs left in it with its best score. An exception raised by
+            ``on_rung`` (e.g. a pruner's) stops the fine-tuning and propagates as it is.
 
     Raises:
-        TrainingError: every trial diverged.
+        TrainingError: every trial diverged, or the rungs are not increasing fractions.
     """
     import optuna
+
+    tracker = _Rungs(check_rungs(rungs), on_rung, settings.trials) if on_rung else None
 
     began = time.perf_counter()
     mlm = (
@@ -215,16 +270,25 @@ def finetune(
         seq_len = train.mean_batch_width(batch_size, settings.seed, settings.group_by_length)
         steps = trial_steps(mlm.config.arch, settings, batch_size, seq_len)
         seed = settings.seed + trial.number
+        rung_steps, scored = frozenset(), None
+        if tracker is not None:
+            rung_steps = tracker.steps_in(trial.number, steps)
+
+            def scored(done: int, dev_score: float) -> None:
+                tracker.reached((trial.number + done / steps) / settings.trials, dev_score)
+
         with torch_seeded(seed):  # the new pooler and classifier, and dropout
             model = classifier_from_pretrained(mlm, task.num_labels).to(device)
             try:
                 dev_score, best_step, trained = _train(
                     model, train, dev, task, lr, batch_size, steps, settings, seed, device,
-                    dtype, on_step,
+                    dtype, on_step, rung_steps, scored,
                 )  # fmt: skip
             except TrainingError as err:
                 trial.set_user_attr("error", str(err))
+                _trial_done(tracker, trial.number, settings.trials)
                 raise
+        _trial_done(tracker, trial.number, settings.trials)
         trial.set_user_attr("steps", steps)
         trial.set_user_attr("best_step", best_step)
         trial.set_user_attr("trained_steps", trained)
@@ -287,6 +351,12 @@ def finetune(
         tokenizer.save_pretrained(out)
         (out / RESULT).write_text(json.dumps({**result.to_dict(), "task": task.name}, indent=1))
     return result
+
+
+def _trial_done(tracker: _Rungs | None, trial: int, trials: int) -> None:
+    """A trial ended (at its last step, early or diverged): its rungs are passed."""
+    if tracker is not None:
+        tracker.reached((trial + 1) / trials)
 
 
 def training_dtype(precision: str, device: str = "cpu") -> torch.dtype:
@@ -372,9 +442,13 @@ def evaluate_split(
 def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: float,
            batch_size: int, steps: int, settings: FinetuneSettings, seed: int,
            device: str, dtype: torch.dtype = torch.float32,
-           on_step: OnStep | None = None) -> tuple[float, int, int]:  # fmt: skip
+           on_step: OnStep | None = None, rung_steps: frozenset[int] = frozenset(),
+           scored: Callable[[int, float], None] | None = None
+           ) -> tuple[float, int, int]:  # fmt: skip
     """Train ``steps`` steps, scoring dev every ``settings.eval_every``; leave ``model`` in its
-    best-scoring state and return ``(dev score, step it was reached at, steps trained)``."""
+    best-scoring state and return ``(dev score, step it was reached at, steps trained)``.
+    Dev is also scored at ``rung_steps``, for ``scored(step, dev score)`` only (told every
+    score)."""
     # fused AdamW and foreach clipping: one kernel over every tensor instead of a Python loop
     # per tensor, 9-12% of a step on this CPU (BENCHMARKS.md)
     optimizer = torch.optim.AdamW(
@@ -406,9 +480,14 @@ def _train(model, train: TokenisedTexts, dev: TokenisedTexts, task: Task, lr: fl
         done = step + 1
         if on_step is not None:
             on_step(done, steps, loss.item(), model)
-        if done % every and done < steps:
+        scheduled = not done % every or done == steps
+        if not scheduled and done not in rung_steps:
             continue
         dev_score = evaluate_split(model, dev, task.metric, task.num_labels, device)
+        if scored is not None:
+            scored(done, dev_score)
+        if not scheduled:  # a rung's score: the training goes on as it would without it
+            continue
         if dev_score > best_score:
             best_score, best_step, stale = dev_score, done, 0
             best_state = copy.deepcopy(model.state_dict())

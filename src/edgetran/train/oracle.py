@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from edgetran.cores import choose_threads, torch_threads
 from edgetran.space import REFERENCE_SPACE, Architecture, Layer
 from edgetran.space.costs import check_parameter_memory
 from edgetran.store import Store
-from edgetran.train.finetune import RESULT, FinetuneSettings, OnStep, finetune
+from edgetran.train.finetune import RESULT, FinetuneSettings, OnRung, OnStep, check_rungs, finetune
 from edgetran.train.pretrain import (
     CHECKPOINT,
     PretrainResult,
@@ -369,6 +370,8 @@ def evaluate(
     device: str = "cpu",
     keep_model: bool = False,
     cluster: TrainingCluster | None = None,
+    rungs: Sequence[float] = (),
+    on_rung: OnRung | None = None,
 ) -> dict[str, Any]:
     """Accuracy of ``arch`` on ``task`` after ``budget`` training (cached in ``store`` under the
     task's content, :func:`evaluation_key`: an edited file or other columns train again).
@@ -381,16 +384,25 @@ def evaluate(
     worker (:func:`edgetran.train.remote.train_on_cluster`; ``device`` is the worker's, and
     ``"auto"`` picks its GPU when it has one) and the result is stored here.
 
+    ``rungs`` and ``on_rung`` go to :func:`~edgetran.train.finetune.finetune` (dev accuracy at
+    fractions of the fine-tuning's schedule, for a pruner). An exception ``on_rung`` raises
+    stops the training and propagates as it is: nothing is stored, and the next call trains
+    that evaluation again from its start. A cached result is returned without rungs.
+
     Returns a JSON-ready dict: ``accuracy`` (the task metric on ``test_examples`` test
     examples, a fraction), ``accuracy_std`` (its bootstrap standard deviation over those
     examples: ``accuracy_std_source`` says so), ``metric``, ``pretrain_loss``,
     ``train_seconds``, ``transferred_from``, ``transferred_share`` and more.
 
     Raises:
-        TrainingError: unknown budget or device, or training diverged in every trial.
+        TrainingError: unknown budget or device, training diverged in every trial, or rungs
+            asked of a training on a cluster or of ``glue/all``.
         ModelTooLargeError: the architecture's training state exceeds the budget's memory.
     """
     name = task if isinstance(task, str) else task.name
+    if on_rung is not None:
+        check_rungs(rungs)
+        check_rungs_local(name, cluster)
     if name == "glue/all":
         return _evaluate_glue(
             arch, budget, store, workspace, seed, tokenizer, transfer, device, cluster
@@ -421,7 +433,7 @@ def evaluate(
         result = train_classifier(
             arch, task, budget, store=store, workspace=workspace, seed=seed,
             tokenizer=tokenizer, transfer=transfer, task_options=task_options, device=device,
-            out=out,
+            out=out, rungs=rungs, on_rung=on_rung,
         )  # fmt: skip
     # stored under the key of the data the training read: the file may have changed since,
     # and a cluster's worker reads the file at that path on its own machine
@@ -430,6 +442,21 @@ def evaluate(
         arch.to_dict(), arch.hash, task=stored_as, budget=budget, seed=seed, result=result
     )
     return {**result, "cached": False}
+
+
+def check_rungs_local(task: str, cluster: TrainingCluster | None) -> None:
+    """Refuse rungs where :func:`evaluate` cannot report them: a cluster's worker (the
+    callback cannot cross processes) or ``glue/all`` (eight trainings, not one schedule)."""
+    if cluster is not None:
+        raise TrainingError(
+            "pruning needs the training in this process: its rung callbacks cannot reach a "
+            "cluster's workers (use --pruner none with a cluster)"
+        )
+    if task == "glue/all":
+        raise TrainingError(
+            "pruning is not supported for glue/all (eight trainings); "
+            "use --pruner none or one GLUE task"
+        )
 
 
 def train_classifier(
@@ -447,10 +474,13 @@ def train_classifier(
     out: str | Path | None = None,
     on_step: OnStep | None = None,
     threads: int | None = None,
+    rungs: Sequence[float] = (),
+    on_rung: OnRung | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` at ``budget`` as :func:`evaluate` does, without its cache, saving the
     best classifier and the tokenizer in ``out`` when given (e.g. a final model to export);
-    ``on_step`` goes to :func:`~edgetran.train.finetune.finetune`. Returns :func:`evaluate`'s
+    ``on_step``, ``rungs`` and ``on_rung`` go to :func:`~edgetran.train.finetune.finetune`.
+    Returns :func:`evaluate`'s
     result (without ``cached``).
 
     torch's intra-op ``threads`` default to ``OMP_NUM_THREADS`` when set, else to the cores
@@ -463,7 +493,7 @@ def train_classifier(
         result = _train_classifier(
             arch, task, budget, store=store, workspace=workspace, seed=seed,
             tokenizer=tokenizer, transfer=transfer, task_options=task_options, device=device,
-            out=out, on_step=on_step,
+            out=out, on_step=on_step, rungs=rungs, on_rung=on_rung,
         )  # fmt: skip
     return {**result, "threads": count, "threads_from": chosen_from}
 
@@ -482,6 +512,8 @@ def _train_classifier(
     device: str,
     out: str | Path | None,
     on_step: OnStep | None,
+    rungs: Sequence[float] = (),
+    on_rung: OnRung | None = None,
 ) -> dict[str, Any]:
     pre_settings, fine_settings = budget_settings(budget, seed)
     check_training_memory(arch, budget)
@@ -514,7 +546,10 @@ def _train_classifier(
         from_vectors = source is None and BUDGETS[budget].word_vectors
         if from_vectors:
             start_from_word_vectors(start, tok, task, workspace, pre_settings.max_length)
-    fine = finetune(start, task, tok, fine_settings, out=out, device=device, on_step=on_step)
+    fine = finetune(
+        start, task, tok, fine_settings, out=out, device=device, on_step=on_step, rungs=rungs,
+        on_rung=on_rung,
+    )  # fmt: skip
     result = {
         "hash": arch.hash,
         "task": name,
