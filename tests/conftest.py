@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,41 @@ def profile_under_torch(monkeypatch) -> None:
         return real(arch, replace(settings, runtime="torch", device="cpu"), workdir, threads)
 
     monkeypatch.setattr(protocol, "build_runner", torch_runner)
+
+
+def onnx_by_torchscript(monkeypatch) -> None:
+    """ONNX artifacts come from torch's TorchScript exporter (about 1 s a tiny model) instead
+    of the dynamo one (5-20 s on 2 cores): for tests whose claim is what happens to an ONNX
+    artifact (quantised, scored, cached, resumed), not how it is exported. The quantiser,
+    ONNX Runtime and the label check stay real; tests/test_export.py and tests/test_int8.py
+    keep the dynamo exporter."""
+    import tempfile
+
+    import onnx
+    import torch
+
+    from edgetran.export import exporters
+
+    class Program:  # what the dynamo exporter returns, as far as edgetran reads it
+        def __init__(self, model) -> None:
+            self.model = model
+
+        def save(self, path: str) -> None:
+            onnx.save(self.model, path)
+
+    def export(wrapper, example, spec):
+        names = [*exporters.INPUT_NAMES, wrapper.output_name]
+        batch = {name: {0: "batch"} for name in names} if spec.dynamic_batch else None
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = Path(tmp) / "model.onnx"
+            torch.onnx.export(
+                wrapper, example, str(path), dynamo=False, opset_version=spec.opset,
+                input_names=names[:2], output_names=names[2:], dynamic_axes=batch,
+            )  # fmt: skip
+            return Program(onnx.load(str(path)))
+
+    monkeypatch.setattr(exporters, "_dynamo_export", export)
 
 
 def read_machine_as_quiet(monkeypatch) -> None:

@@ -26,7 +26,7 @@ from edgetran.errors import EdgeTranError, Interrupted
 from edgetran.space import NAMED_ARCHITECTURES
 from edgetran.store import Store
 from edgetran.train.tasks import task_key
-from tests.conftest import profile_under_torch
+from tests.conftest import onnx_by_torchscript, profile_under_torch
 from tests.test_metrics import assert_unit_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,6 +379,7 @@ def test_references_at_the_final_budget_and_no_growprune_without_mlm(tmp_path, m
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
     _no_parity_folds(monkeypatch)
+    _no_report(monkeypatch)
     no_mlm = oracle.Budget(0, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     standard = oracle.Budget(0, 8, 16, 1, 7, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     monkeypatch.setitem(oracle.BUDGETS, "quick", no_mlm)
@@ -472,6 +473,7 @@ def test_a_stage_stored_earlier_is_skipped_and_gives_the_next_what_it_needs(tmp_
 def test_resume_skips_finished_stages_and_refuses_a_changed_run(codesigned, monkeypatch):
     folder, (task, board, _), _, _ = codesigned
     _tiny(monkeypatch)
+    _no_report(monkeypatch)
     with pytest.raises(CodesignError, match=r"exists in the workspace \(.*\); pass --resume"):
         run_codesign(_config(folder, task, board))
     with pytest.raises(CodesignError, match=r"other settings \(evaluations differ\)"):
@@ -520,6 +522,13 @@ def _no_parity_folds(monkeypatch) -> None:
     """The surrogates skip their held-out parity check (2 s a run): for tests about other
     stages (test_codesign_writes_every_output checks the folds)."""
     monkeypatch.setattr("edgetran.codesign.explore._parity", lambda items, seed: {"n": 0})
+
+
+def _no_report(monkeypatch) -> None:
+    """The finished run writes no report.html (figures: 2-3 s a run): for tests that read
+    result.json only (the codesigned runs, the masked-password run and test_report.py check
+    reports)."""
+    monkeypatch.setattr("edgetran.codesign.report.report_run", lambda out: None)
 
 
 def _recorded_run(folder: Path, **changes) -> CodesignConfig:
@@ -684,6 +693,7 @@ def test_a_run_from_before_a_new_setting_resumes_at_its_default(tmp_path):
 def test_codesign_cli_resumes_and_prints_json(codesigned, run_cli, monkeypatch):
     folder, inputs, _, _ = codesigned
     _tiny(monkeypatch)
+    _no_report(monkeypatch)
     code, out, err = run_cli(*_args(folder, *inputs), "--resume", "--json")
     assert code == 0, err
     assert json.loads(out)["best"] == codesigned[2].best
@@ -734,6 +744,7 @@ def test_result_json_report_and_json_output_mask_the_database_password(
     with Store(tmp_path / "w.db") as store:
         assert store.codesign_run(run_key(config))["db"] == url
     folder, inputs, _, _ = codesigned
+    _no_report(monkeypatch)  # the page is checked above; the CLI's JSON is checked below
     args = [*_args(folder, *inputs)[:-4], "--out", tmp_path / "out", "--db", url]
     code, out, err = run_cli(*args, "--resume", "--json")
     assert code == 0, err
@@ -834,6 +845,7 @@ def test_references_in_the_space_start_the_profile_and_the_search(tmp_path, monk
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
     _no_parity_folds(monkeypatch)
+    _no_report(monkeypatch)
     space = {"layers": [2], "hidden_sizes": [128], "head_counts": [2], "ff_depths": [1],
              "ff_widths": [512]}  # fmt: skip
     config = _config(tmp_path, task, board, space=space, evaluations=2, compare=None,
@@ -865,7 +877,9 @@ def test_an_int8_device_scores_its_pairs_in_its_runtime_and_resumes_without_repe
 
     _tiny(monkeypatch)
     profile_under_torch(monkeypatch)
+    onnx_by_torchscript(monkeypatch)
     _no_parity_folds(monkeypatch)
+    _no_report(monkeypatch)
     task, board, _ = _inputs(tmp_path)
     config = _config(tmp_path, task, board, devices=("cpu/onnxruntime-int8", str(board)),
                      compare=None, evaluations=2, growprune=False)  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from edgetran.codesign import run_codesign
 from edgetran.errors import ClusterError, EdgeTranError, JobTimeoutError
 from edgetran.store import Store
-from tests.test_codesign import _config, _inputs, _no_parity_folds, _tiny
+from tests.test_codesign import _config, _inputs, _no_parity_folds, _no_report, _tiny
 
 
 class InProcessCluster:
@@ -65,6 +65,7 @@ def test_a_device_whose_worker_is_gone_is_left_out(tmp_path, monkeypatch):
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
     _no_parity_folds(monkeypatch)
+    _no_report(monkeypatch)
     cluster = InProcessCluster(("cpu/torch", "cpu/onnxruntime"), gone=("cpu/onnxruntime",))
     config = _config(
         tmp_path, task, board, devices=("cpu/torch", "cpu/onnxruntime", str(board)),
@@ -135,6 +136,7 @@ def test_a_lab_node_is_measured_on_its_worker_and_stored_under_its_name(tmp_path
     task, board, _ = _inputs(tmp_path)
     _tiny(monkeypatch)
     _no_parity_folds(monkeypatch)
+    _no_report(monkeypatch)
     config = _config(tmp_path, task, board, devices=("rpi4/torch", str(board)), compare=None,
                      growprune=False, evaluations=3)  # fmt: skip
     with pytest.raises(EdgeTranError, match="pass --scheduler"):
