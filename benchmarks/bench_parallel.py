@@ -3,11 +3,14 @@
 Each evaluation of the replay table sleeps ``--eval-seconds`` (default 1 s), standing in for
 training or measuring a model, so that a search's wall-clock time is what a slow evaluator
 makes of it; the search keeps Q evaluations in flight (``run_search(…, parallel=Q)``, threads).
-For each sampler, seed and Q we record the search's wall-clock seconds and the evaluations to
-the table's best pair (paper objective), counted in the order the evaluations were started;
-a run that never evaluates it counts as budget + 1. The summary compares each Q with Q = 1 on
-the same seeds: the median of the per-seed speed-ups (wall at Q = 1 / wall at Q) and of the
-per-seed changes in evaluations to the best pair. Q = 1 is the sequential search, proposal for
+For each sampler, seed and Q we record the search's wall-clock seconds, its history and the
+evaluations to the table's best pair (paper objective), counted in the order the evaluations
+were started; a run that never evaluates it counts as budget + 1. The summary compares each Q
+with Q = 1 on the same seeds: the median of the per-seed speed-ups (wall at Q = 1 / wall at
+Q) and of the per-seed changes in evaluations to the best pair, next to the median simple
+regret (the table's best minus the best found, :func:`edgetran.search.suite.regret_after`)
+after 50 and 150 evaluations. Issue 43's goal: BOSHCODE at Q = 4 at least 3.5× faster, with
+its median regret at 150 no worse than at Q = 1. Q = 1 is the sequential search, proposal for
 proposal; at Q > 1 which result comes first depends on timing, so a run is not reproducible
 to the pair.
 
@@ -18,8 +21,8 @@ benchmark resumes where it stopped:
     python benchmarks/bench_parallel.py --table /tmp/replay.jsonl --out parallel.jsonl
     python benchmarks/bench_parallel.py --summary --out parallel.jsonl --table /tmp/replay.jsonl
 
-Defaults: samplers boshcode, trees and tpe; Q in {1, 4}; seeds 0–4; budget 100; 1 s per
-evaluation (about 3 × 5 × (100 + 25) s ≈ 31 min of sleeping, plus the proposals).
+Defaults (issue 43): samplers boshcode, trees and tpe; Q in {1, 4}; seeds 0–9; budget 150;
+1 s per evaluation (about 3 × 10 × (150 + 38) s ≈ 94 min of sleeping, plus the proposals).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ from edgetran.search import (
     SearchSettings,
     run_search,
 )
+from edgetran.search.suite import regret_after
+
+#: Evaluations after which the summary shows the median simple regret.
+MARKS = (50, 150)
 
 
 class TimedReplay(ReplayEvaluator):
@@ -79,6 +86,7 @@ def one_run(
         "evaluations": len(keys),
         "to_best_pair": keys.index(target) + 1 if target in keys else None,
         "best": max((r.value for r in result.records), default=None),
+        "table_best": PaperObjective().value(evaluator.table[target][1]),
         "history": [r.value for r in result.records],
         "seconds_per_proposal": float(np.mean(result.seconds_per_proposal or [0.0])),
     }
@@ -98,8 +106,10 @@ def summary(runs: list[dict]) -> str:
     """One row per sampler and Q: medians over seeds, against Q = 1 on the same seeds."""
     lines = [
         "| sampler | Q | seeds | median wall s | median speed-up vs Q=1 | evaluation time "
-        "busy | found best pair | median evaluations to best pair | median change vs Q=1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "busy | found best pair | median evaluations to best pair | median change vs Q=1 | "
+        + " | ".join(f"median regret after {m}" for m in MARKS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(MARKS),
     ]
     for sampler in dict.fromkeys(r["sampler"] for r in runs):
         mine = [r for r in runs if r["sampler"] == sampler]
@@ -122,9 +132,20 @@ def summary(runs: list[dict]) -> str:
             lines.append(
                 f"| {sampler} | {q} | {len(at_q)} | {wall:.1f}"
                 f" | {_median(speedups, '{:.2f}×')} | {np.median(busy):.0%} | {hits}/{len(at_q)}"
-                f" | {_shown(float(np.median(to_best)), budget)} | {_median(changes, '{:+g}')} |"
+                f" | {_shown(float(np.median(to_best)), budget)} | {_median(changes, '{:+g}')} | "
+                + " | ".join(_regret(at_q, mark) for mark in MARKS)
+                + " |"
             )
     return "\n".join(lines)
+
+
+def _regret(runs: list[dict], evaluations: int) -> str:
+    """The median simple regret after ``evaluations`` ('–' where a run is shorter or was
+    recorded before runs kept the table's best)."""
+    if any("table_best" not in r for r in runs):
+        return "–"
+    values = [regret_after({**r, "best": r["table_best"]}, evaluations) for r in runs]
+    return "–" if None in values else f"{float(np.median(values)):.5f}"
 
 
 def _median(values: list[float], form: str) -> str:
@@ -140,9 +161,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="replay table (build_replay_table.py)")
     parser.add_argument("--samplers", default="boshcode,trees,tpe")
     parser.add_argument("--parallel", default="1,4", help="values of Q, comma-separated")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--budget", type=int, default=150)
     parser.add_argument("--eval-seconds", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=Path("parallel-runs.jsonl"))
     parser.add_argument("--summary", action="store_true", help="only print the table of --out")

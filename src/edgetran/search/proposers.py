@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,9 +108,10 @@ class Proposer(abc.ABC):
     """A search strategy: given what has been evaluated, the next pair to evaluate.
 
     The search builds one proposer per process (``factory(setup)``), before the study is
-    opened, and then calls :meth:`propose` once per proposal, in its own thread, until the
-    budget is spent. With evaluations in flight (``parallel > 1``, or other processes on a
-    shared study) it asks again while earlier proposals are still ``pending``.
+    opened, and then asks for proposals (:meth:`propose_batch`, whose default calls
+    :meth:`propose` once per proposal), in its own thread, until the budget is spent. With
+    evaluations in flight (``parallel > 1``, or other processes on a shared study) it asks
+    again while earlier proposals are still ``pending``.
 
     What a proposer may assume:
 
@@ -141,9 +142,18 @@ class Proposer(abc.ABC):
     through :meth:`attach`); draw from global random state (``random``, ``np.random.*``,
     torch's default generator left changed).
 
+    Batches: the search asks for all its free slots at once through :meth:`propose_batch`
+    (``parallel - in flight`` of them; one with ``parallel=1``), and claims and submits each
+    proposal as it takes it, before it takes the next. The default calls :meth:`propose` once
+    per slot, lazily, each earlier proposal of the batch added to ``pending`` (and, for an
+    Optuna sampler, already a RUNNING trial), so a proposer needs nothing more; one whose
+    proposal costs a fit (BOSHCODE's) overrides it to choose the batch from one fit. A batch
+    holds at most ``q`` distinct pairs of ``pool``, none ``pending``; with ``q=1`` its one
+    proposal is :meth:`propose`'s (the sequential search is unchanged).
+
     Optional hooks, for a proposer that asks an Optuna sampler (:class:`OptunaProposer`):
-    :attr:`coordinates`, :meth:`optuna_sampler`, :meth:`attach`; and :meth:`signature` for
-    settings a resumed search must share.
+    :attr:`coordinates`, :meth:`optuna_sampler`, :meth:`attach`; :meth:`propose_batch`; and
+    :meth:`signature` for settings a resumed search must share.
     """
 
     #: The trial parameters the study stores pairs in (one of :data:`COORDINATES`).
@@ -162,6 +172,21 @@ class Proposer(abc.ABC):
         rng: np.random.Generator,
     ) -> Proposal:
         """The next pair to evaluate, one of ``pool``'s, and how it was chosen."""
+
+    def propose_batch(
+        self,
+        records: Sequence[Record],
+        pending: Sequence[Pair],
+        pool: Sequence[Pair],
+        step: int,
+        rng: np.random.Generator,
+        q: int,
+    ) -> Iterable[Proposal]:
+        """Up to ``q`` distinct pairs of ``pool`` to evaluate at once, in the order to take
+        them (same arguments as :meth:`propose`, ``step`` the first one's). The default: one
+        :meth:`propose` per pair taken, lazily, each with the earlier ones ``pending``, out of
+        the pool and counted in ``step``."""
+        return _in_turn(self.propose, records, pending, pool, step, rng, q)
 
     def optuna_sampler(self) -> Any:
         """The Optuna sampler the study is created with; the default only stores trials
@@ -200,6 +225,27 @@ class SurrogateProposer(Proposer):
             return Proposal(pool[index], "initial")
         return self.choose(records, pending, pool, step, rng)
 
+    def propose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
+        """The initial design's picks while it lasts (each earlier one pending), then
+        :meth:`choose_batch`'s for the rest of the ``q``."""
+        settings = self.setup.settings
+        proposals: list[Proposal] = []
+        pending, pool = list(pending), list(pool)
+        while len(proposals) < q and pool and _initial(records, pending, settings):
+            proposal = self.propose(records, tuple(pending), pool, step + len(proposals), rng)
+            proposals.append(proposal)
+            pending.append(proposal.pair)
+            pool = _without(pool, proposal.pair)
+        if len(proposals) < q and pool:
+            rest, at = q - len(proposals), step + len(proposals)
+            proposals += self.choose_batch(records, tuple(pending), pool, at, rng, rest)
+        return proposals
+
+    def choose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
+        """Up to ``q`` distinct proposals after the initial design; the default: one
+        :meth:`choose` each, the earlier ones pending (a fit each)."""
+        return list(_in_turn(self.choose, records, pending, pool, step, rng, q))
+
     @abc.abstractmethod
     def choose(
         self,
@@ -235,6 +281,12 @@ class ForestsProposer(SurrogateProposer):
 
     def choose(self, records, pending, pool, step, rng) -> Proposal:
         """UCB over the draws (or one draw: Thompson) of the feasible objective."""
+        return self.choose_batch(records, pending, pool, step, rng, 1)[0]
+
+    def choose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
+        """One fit, then ``q`` distinct pool pairs in turn: each the best by UCB once the
+        draws are conditioned on the earlier ones at their means (:func:`_believed`), or, with
+        Thompson sampling, the best of a fresh draw."""
         settings, devices = self.setup.settings, self.setup.device_inputs
         objective = _objective_function(records, settings, rng)
         pairs, metrics = _metric_fantasies(records, pending)
@@ -244,12 +296,20 @@ class ForestsProposer(SurrogateProposer):
             self.encoder(pool), devices(pool), self._gp_inputs(pool), self._size_inputs(pool)
         )
         values, feasible = objective(draws), settings.constraints.within(draws)
-        if settings.boshcode.acquisition == "thompson":
-            t = int(rng.integers(len(values)))
-            scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
-            return Proposal(pool[int(np.argmax(scores))], "thompson")
-        scores = feasible_ucb(values, feasible, settings.boshcode.ucb_k)
-        return Proposal(pool[int(np.argmax(scores))], "ucb")
+        thompson = settings.boshcode.acquisition == "thompson"
+        chosen: list[int] = []
+        for _ in range(min(q, len(pool))):
+            if thompson:
+                t = int(rng.integers(len(values)))
+                scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
+            else:
+                scores = feasible_ucb(values, feasible, settings.boshcode.ucb_k)
+            scores[chosen] = -np.inf
+            chosen.append(int(np.argmax(scores)))
+            if not thompson and len(chosen) < q:
+                values = _believed(values, chosen[-1])
+        how = "thompson" if thompson else "ucb"
+        return [Proposal(pool[i], how) for i in chosen]
 
     def _gp_inputs(self, pairs: Sequence[Pair]) -> np.ndarray | None:
         return None if self.gp_encoder is None else self.gp_encoder(list(pairs))
@@ -425,6 +485,46 @@ class Coordinates:
         if self.encoder is None:
             return np.stack([arch_vector(p) for p in pairs])
         return self.encoder(pairs)
+
+
+# -- batches ------------------------------------------------------------------------------------
+def _in_turn(
+    propose: Callable[..., Proposal],
+    records: Sequence[Record],
+    pending: Sequence[Pair],
+    pool: Sequence[Pair],
+    step: int,
+    rng: np.random.Generator,
+    q: int,
+) -> Iterator[Proposal]:
+    """Up to ``q`` proposals of ``propose``, made as they are taken, each with the earlier
+    ones pending, out of the pool and counted in the step."""
+    pending, pool = list(pending), list(pool)
+    for i in range(q):
+        if not pool:
+            return
+        proposal = propose(tuple(records), tuple(pending), pool, step + i, rng)
+        yield proposal
+        pending.append(proposal.pair)
+        pool = _without(pool, proposal.pair)
+
+
+def _without(pool: Sequence[Pair], pair: Pair) -> list[Pair]:
+    return [p for p in pool if p.key != pair.key]
+
+
+def _believed(values: np.ndarray, j: int) -> np.ndarray:
+    """Draws ``(T, m)`` of the objective conditioned on candidate ``j`` being observed at
+    its mean (a kriging believer on the ensemble, without a refit): each candidate's draws
+    lose what their covariance across the draws with ``j``'s explains, so ``j`` and the
+    candidates that move with it (the same architecture on another device, its neighbours in
+    the trees' leaves) lose their spread, and the means stay."""
+    centred = values - values.mean(axis=0)
+    spread = centred[:, j]
+    variance = float(spread @ spread)
+    if variance <= 0.0:
+        return values
+    return values - np.outer(spread, centred.T @ spread / variance)
 
 
 # -- targets and fantasies ------------------------------------------------------------------------

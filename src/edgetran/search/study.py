@@ -80,7 +80,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -113,6 +113,7 @@ from edgetran.search.proposers import (
     INFEASIBLE_PENALTY,
     POOL_SIZE,
     Coordinates,
+    Proposal,
     Proposer,
     Setup,
 )
@@ -411,6 +412,7 @@ class _Search:
         self.known: set[int] = set()  # trial numbers read or written
         self.timings: list[float] = []
         self.in_flight: dict[int, Job] = {}
+        self.batch: Iterator[Proposal] | None = None  # the free slots' proposals, not yet taken
         self.submitted = 0
         self.pruning = threading.Lock()  # reporters run in evaluation threads (parallel > 1)
         # What other processes do, as of the last read of a shared study:
@@ -466,8 +468,9 @@ class _Search:
         while True:
             if self.claims.shared:
                 self._refresh()
+            self.batch = None  # results came in: the free slots get a batch of their own
             while len(self.in_flight) < parallel:
-                job = self._next_job()
+                job = self._next_job(parallel - len(self.in_flight))
                 if job is None:
                     break
                 self._submit(job, runner)
@@ -503,9 +506,10 @@ class _Search:
         )
 
     # -- proposing ------------------------------------------------------------------------------
-    def _next_job(self) -> Job | None:
+    def _next_job(self, slots: int = 1) -> Job | None:
         """Claim the next evaluation: a near-tied pair's re-evaluation, a start pair, or the
-        sampler's proposal; ``None`` when the budget is claimed or the candidates ran out."""
+        sampler's proposal (the next of a batch for ``slots`` free slots); ``None`` when the
+        budget is claimed or the candidates ran out."""
         settings, budget = self.settings, self.settings.budget
         taken: dict[str, Pair] = {}  # pairs others claimed since the last read
         while not self.exhausted:
@@ -530,13 +534,10 @@ class _Search:
             pair = next((p for p in settings.start if p.key not in exclude), None)
             how = "start"
             if pair is None:
-                pool = self.evaluator.candidates(POOL_SIZE, rng, exclude)
-                if not pool:
+                proposal = self._proposal(slots, tuple(pending.values()), exclude, step, rng)
+                if proposal is None:
                     self.exhausted = True
                     return None
-                proposal = self.proposer.propose(
-                    tuple(self.records), tuple(pending.values()), pool, step, rng
-                )
                 self.timings.append(time.perf_counter() - began)
                 pair, how = proposal.pair, proposal.how
             status = self.claims.claim(pair.key, budget)
@@ -546,6 +547,25 @@ class _Search:
                 return None
             taken[pair.key] = pair
         return None
+
+    def _proposal(
+        self, slots: int, pending: tuple[Pair, ...], exclude: set[str], step: int, rng
+    ) -> Proposal | None:
+        """The open batch's next proposal that nobody has claimed meanwhile, else the first
+        of a new batch for ``slots`` pairs (one fit for them all); ``None`` when the
+        candidates ran out."""
+        for proposal in self.batch or ():
+            if proposal.pair.key not in exclude:
+                return proposal
+        pool = self.evaluator.candidates(POOL_SIZE, rng, exclude)
+        if not pool:
+            return None
+        batch = self.proposer.propose_batch(tuple(self.records), pending, pool, step, rng, slots)
+        self.batch = iter(batch)
+        proposal = next(self.batch, None)
+        if proposal is None:
+            raise SearchError(f"sampler {self.settings.sampler!r} proposed no pair of its pool")
+        return proposal
 
     def _tie(self) -> Record | None:
         """The near-tied pair to train again, if re-evaluations are still within their share
@@ -768,7 +788,8 @@ class _Search:
 
     def _abandon(self, number: int) -> None:
         """Close a RUNNING trial whose process is gone (FAIL, role ``abandoned``: no
-        evaluation and no failure); a trial closed meanwhile by another process is left."""
+        evaluation and no failure); a trial closed meanwhile by another process is left, to be
+        read (its owner stored it between our read of the trials and our look at the owners)."""
         import optuna
         from optuna.trial import TrialState
 
@@ -776,7 +797,7 @@ class _Search:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             self.backend.set_trial_user_attr(trial_id, "role", "abandoned")
             self.backend.set_trial_state_values(trial_id, TrialState.FAIL)
-        self.known.add(number)
+            self.known.add(number)
 
     def abandon(self) -> None:
         """On an error: close this process's pending trials and release their claims, so that

@@ -197,7 +197,8 @@ def check_proposer(
         "the same seed gives the same proposals (whatever the global random state)",
         f"{keys} then {runs[1]}",
     )
-    run_search(evaluator, settings, proposer=checked, parallel=2)  # proposals beside pending
+    # Batches (proposals beside pending ones): the checks above hold for each.
+    run_search(evaluator, settings, proposer=checked, parallel=3)
 
 
 def check_sampler(name: str, *, budget: int = SAMPLER_BUDGET, seed: int = 0) -> None:
@@ -249,6 +250,31 @@ class _Checked(Proposer):
             "propose leaves pending and pool as they were",
         )
         return proposal
+
+    def propose_batch(self, records, pending, pool, step, rng, q) -> Iterator[Proposal]:
+        """The checked proposer's batch, each proposal checked as it is taken (the default
+        batch's through the checked :meth:`propose`)."""
+        c = self.clauses
+        seen = (_snapshot(records), [p.key for p in pending], [p.key for p in pool])
+        taken: list[str] = []
+        if type(self.inner).propose_batch is Proposer.propose_batch:
+            batch = Proposer.propose_batch(self, records, pending, pool, step, rng, q)
+        else:
+            batch = self.inner.propose_batch(records, pending, pool, step, rng, q)
+        for proposal in batch:
+            c.require(isinstance(proposal, Proposal), "a batch holds Proposals", repr(proposal))
+            key = proposal.pair.key
+            c.require(len(taken) < q, f"a batch holds at most q={q} proposals", repr(taken))
+            c.require(key not in taken, "a batch's proposals are distinct", key)
+            c.require(key not in seen[1], "a proposal is no pair in flight (pending)", key)
+            c.require(key in seen[2], "a proposal is one of the pool's pairs", key)
+            c.require(
+                _snapshot(records) == seen[0]
+                and ([p.key for p in pending], [p.key for p in pool]) == seen[1:],
+                "propose_batch leaves the records, pending and pool as they were",
+            )
+            taken.append(key)
+            yield proposal
 
 
 def _snapshot(records) -> list[tuple]:
