@@ -72,6 +72,8 @@ def _tiny(monkeypatch) -> None:
         oracle.BUDGETS, "quick", oracle.Budget(4, 8, 16, 1, 5, (8,), 20, 20, 2e-4, (3e-4, 1e-3))
     )
     read_machine_as_quiet(monkeypatch)
+    # one training thread: two beside other work spin-wait (tests.conftest.one_torch_thread)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(
         "edgetran.codesign.explore.SURROGATE_OPTIONS", {"n_models": 2, "n_estimators": 40}
     )
