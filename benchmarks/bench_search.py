@@ -171,19 +171,10 @@ def suite_tables(
 ) -> dict[str, tuple[ReplayEvaluator, PaperObjective | None]]:
     """``problem name → (evaluator, objective)``: the landscapes rescore ``--table``, the
     shaped problems are generated from ``--data`` (written beside ``--out``)."""
-    where = args.out.parent / "tables"
-    tables: dict[str, tuple[ReplayEvaluator, PaperObjective | None]] = {}
-    if any(p.shape is None for p in problems):
-        if args.table is None:
-            raise SystemExit("error: the landscape problems need --table")
-        for name, path in bench_suite.write_landscape_tables(args.table, where).items():
-            tables.update({p.name: (ReplayEvaluator(path), None) for p in problems
-                           if p.landscape == name and p.shape is None})  # fmt: skip
-    if any(p.shape is not None for p in problems):
-        shaped = bench_suite.write_shaped_tables(args.data, where)
-        tables.update({name: (ReplayEvaluator(path), paper)
-                       for name, (path, paper) in shaped.items()})  # fmt: skip
-    return tables
+    return {
+        name: (ReplayEvaluator(path), paper)
+        for name, (path, paper) in suite_paths(args, problems).items()
+    }
 
 
 def run_pruners(args: argparse.Namespace) -> None:
@@ -230,7 +221,8 @@ def curve_table(path: Path, crossings: float) -> Path:
 def suite_paths(
     args: argparse.Namespace, problems: list[bench_suite.Problem]
 ) -> dict[str, tuple[Path, PaperObjective | None]]:
-    """``problem name → (table path, objective)``, as :func:`suite_tables`' evaluators."""
+    """``problem name → (table path, objective)``: the landscapes rescore ``--table``, the
+    shaped problems are generated from ``--data`` (written beside ``--out``)."""
     where = args.out.parent / "tables"
     paths: dict[str, tuple[Path, PaperObjective | None]] = {}
     if any(p.shape is None for p in problems):

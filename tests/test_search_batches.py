@@ -3,8 +3,6 @@ one-fit batch, and the parallel search that asks for its free slots at once."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +19,7 @@ from edgetran.search.proposers import (
     _believed,
 )
 from edgetran.testing import synthetic_table
+from tests.test_search_parallel import _Slow
 
 SMALL = BoshcodeSettings(n_initial=4, trees=20)
 
@@ -102,30 +101,8 @@ def test_the_believer_takes_the_spread_of_what_moves_with_a_chosen_pair():
     assert believed[:, 2].std() == pytest.approx(values[:, 2].std(), rel=0.1)
 
 
-class _Counted(ReplayEvaluator):
-    """The table, ``seconds`` per evaluation; the pairs evaluated and the most in flight."""
-
-    def __init__(self, path, seconds: float) -> None:
-        super().__init__(path)
-        self.seconds, self.lock = seconds, threading.Lock()
-        self.now = self.most = 0
-        self.calls: list[str] = []
-
-    def evaluate(self, pair):
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            self.calls.append(pair.key)
-        try:
-            time.sleep(self.seconds)
-            return super().evaluate(pair)
-        finally:
-            with self.lock:
-                self.now -= 1
-
-
 def test_a_parallel_boshcode_search_evaluates_distinct_pairs_in_batches(tmp_path):
-    evaluator = _Counted(synthetic_table(tmp_path / "t.jsonl", n_archs=20), seconds=0.05)
+    evaluator = _Slow(synthetic_table(tmp_path / "t.jsonl", n_archs=20), seconds=0.05)
     fits: list[int] = []
 
     def counted(setup: Setup) -> ForestsProposer:

@@ -44,7 +44,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -651,10 +651,7 @@ def cost_summary(
             None if target is None
             else float(np.median([cost_to_regret(r, target) for r in base]))
         )  # fmt: skip
-        regret = {}
-        for mark in marks:
-            values = [regret_at_cost(r, mark) for r in mine]
-            regret[mark] = None if None in values else float(np.median(values))
+        regret = _median_regrets(mine, marks, regret_at_cost)
         rows.append({
             "problem": problem,
             "sampler": label,
@@ -666,6 +663,19 @@ def cost_summary(
             "distinct": float(np.median([r["distinct"] for r in mine])),
         })  # fmt: skip
     return rows
+
+
+def _median_regrets(
+    runs: Sequence[dict[str, Any]],
+    marks: Sequence[float],
+    regret: Callable[[dict[str, Any], float], float | None],
+) -> dict[float, float | None]:
+    """``mark → the runs' median regret there`` (``None`` where a run did not get so far)."""
+    out: dict[float, float | None] = {}
+    for mark in marks:
+        values = [regret(r, mark) for r in runs]
+        out[mark] = None if None in values else float(np.median(values))
+    return out
 
 
 def cost_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -736,10 +746,7 @@ def summarise(
         groups.setdefault((run["problem"], run["sampler"]), []).append(run)
     rows = []
     for (problem, sampler), mine in groups.items():
-        regret = {}
-        for mark in marks:
-            values = [regret_after(r, mark) for r in mine]
-            regret[mark] = None if None in values else float(np.median(values))
+        regret = _median_regrets(mine, marks, regret_after)
         rows.append({
             "problem": problem,
             "sampler": sampler,
