@@ -202,6 +202,7 @@ def test_pretrain_resumes_in_a_folder_holding_its_pretraining(tmp_path):
 #: skip their parity folds (2 s of a run that is about the search's faults).
 FAULTS = """
 import importlib, os, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a runner started with & ignores it
 importlib.import_module("edgetran.codesign.explore")._parity = lambda items, seed: {"n": 0}
 finetune = importlib.import_module("edgetran.train.finetune")
 train, calls = finetune._train, []
