@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
+
+# Under pytest-xdist (`make test` runs two workers), each worker's torch, ONNX Runtime and
+# OpenVINO get one thread: two workers with a thread per core each oversubscribe the cores,
+# and OpenMP's spinning threads then made single tests 8-16× slower. Before any import of them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest

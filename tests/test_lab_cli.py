@@ -38,7 +38,12 @@ def test_profile_on_a_local_cluster_is_stored_here(run_cli, tmp_path):
         (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach"),
     ],
 )
-def test_profile_bad_lab_input_is_one_line(run_cli, tmp_path, args, message):
+def test_profile_bad_lab_input_is_one_line(run_cli, monkeypatch, tmp_path, args, message):
+    import distributed
+
+    real = distributed.Client
+    # a refused port is retried until the connect timeout (10 s by default): 1 s says the same
+    monkeypatch.setattr(distributed, "Client", lambda *a, **k: real(*a, **{**k, "timeout": 1}))
     arch = tmp_path / "tiny.json"
     arch.write_text(json.dumps(TINY.to_model_dict()))
     extra = [] if "--scheduler" in args else ["--scheduler", "local:1"]
