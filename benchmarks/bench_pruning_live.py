@@ -14,7 +14,10 @@ the run's scale as ``edgetran codesign`` takes them) with its accuracy and laten
     python benchmarks/bench_pruning_live.py --minutes 10 --pruners none,median --out bench-pruning
 
 prints one JSON line per arm (also appended to ``OUT/runs.jsonl``) and a Markdown table for
-BENCHMARKS.md. Issue 42's goal: at least twice the candidates in the same wall time.
+BENCHMARKS.md. On two cores the arms can run at once, one process each under the same load
+(BENCHMARKS.md's run): ``OMP_NUM_THREADS=1 taskset -c N python … --pruners P --out OUT`` for
+N, P = 0, none and 1, sha, the second started once ``OUT/base.db`` exists. Issue 42's goal: at
+least twice the candidates in the same wall time.
 ``--quick`` is the same harness in seconds (a toy task, a simulated device, a tiny space and
 budget, a few seconds per arm); a test in ``make test`` runs it.
 """
