@@ -75,10 +75,11 @@ def test_summary_reports_regret_and_counts_a_miss_as_budget_plus_one():
     (row,) = summarise(runs, marks=(1, 2, 4, 5))
     assert row["runs"] == 3 and row["misses"] == 2
     assert row["to_best"] == 5  # median of 4, 5, 5
+    assert row["to_best_p90"] == 5
     assert row["to_epsilon"] == 4  # within 0.001: 4, 2 and never (5)
     # after 1: ∞ (nothing feasible), 0.3, ∞; after 4: 0, 0.0005, 0.3; none past the budget
     assert row["regret"] == {1: math.inf, 2: pytest.approx(0.1), 4: pytest.approx(0.0005), 5: None}
-    assert "| p | s | 3 | ∞ | 0.10000 | 0.00050 | – | 4 | > 4 | 2 |" in markdown_table([row])
+    assert "| p | s | 3 | ∞ | 0.10000 | 0.00050 | – | 4 | > 4 | > 4 | 2 |" in markdown_table([row])
 
 
 def test_suite_run_finds_the_best_feasible_pair_honestly(tmp_path, rows):
