@@ -26,7 +26,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 
 # Two pytest workers, a test file each at a time (a file's module fixtures are made once), one
-# thread each (tests/conftest.py): 7.6 min on 2 cores where one worker took 11.4 (7 Dec).
+# thread each (tests/conftest.py): 434 s on 2 cores where one process took 686 s (fresh clones, 7 Dec).
 TEST_WORKERS ?= 2
 test: setup lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
