@@ -169,8 +169,7 @@ def run_suite(args: argparse.Namespace) -> None:
 def suite_tables(
     args: argparse.Namespace, problems: list[bench_suite.Problem]
 ) -> dict[str, tuple[ReplayEvaluator, PaperObjective | None]]:
-    """``problem name → (evaluator, objective)``: the landscapes rescore ``--table``, the
-    shaped problems are generated from ``--data`` (written beside ``--out``)."""
+    """``problem name → (evaluator, objective)`` over :func:`suite_paths`' tables."""
     return {
         name: (ReplayEvaluator(path), paper)
         for name, (path, paper) in suite_paths(args, problems).items()
