@@ -7,6 +7,7 @@ import copy
 import json
 import textwrap
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -86,6 +87,19 @@ def test_built_in_runtime_keeps_the_contract(name):
 def test_built_in_proposer_keeps_the_contract(name):
     skip_unless_usable(SAMPLERS, name)
     check_proposer(name)
+
+
+def test_boshcode_with_a_tpe_portfolio_keeps_the_contract():
+    from edgetran.search.proposers import Setup, boshcode
+
+    def with_portfolio(setup: Setup):
+        """BOSHCODE with half of its proposals TPE's (the check's 6 pairs: 4 initial, then
+        the surrogate's and TPE's)."""
+        shared = replace(setup.settings.boshcode, portfolio=0.5)
+        return boshcode(Setup(replace(setup.settings, boshcode=shared), setup.devices,
+                              setup.evaluator))  # fmt: skip
+
+    check_proposer(with_portfolio)
 
 
 @pytest.mark.parametrize("name", list_surrogates())

@@ -3,20 +3,25 @@ one-fit batch, and the parallel search that asks for its free slots at once."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import optuna
 import pytest
 
 from edgetran.search import BoshcodeSettings, ReplayEvaluator, SearchSettings, run_search
 from edgetran.search.evaluators import device_matrix
+from edgetran.search.objectives import SearchError
 from edgetran.search.proposers import (
     ForestsProposer,
     Proposal,
     Proposer,
     Setup,
     _believed,
+    portfolio_turn,
 )
 from edgetran.testing import synthetic_table
 from tests.test_search_parallel import _Slow
@@ -89,6 +94,39 @@ def test_boshcode_s_batch_finishes_the_initial_design_first(evaluator):
     _check_batch(batch, 4, pending, pool)
     # 1 record and 2 in flight: one more initial pair, then the surrogate's.
     assert [p.how for p in batch] == ["initial", "ucb", "ucb", "ucb"]
+
+
+def test_portfolio_turns_are_evenly_interleaved():
+    assert [s for s in range(12) if portfolio_turn(0.25, s)] == [3, 7, 11]
+    assert [s for s in range(10) if portfolio_turn(0.2, s)] == [4, 9]
+    assert [s for s in range(30) if portfolio_turn(0.1, s)] == [9, 19, 29]  # no float drift
+    assert not any(portfolio_turn(0.0, s) for s in range(100))
+    with pytest.raises(SearchError, match="portfolio"):
+        BoshcodeSettings(portfolio=1.0)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_portfolio_share_of_boshcode_s_proposals_is_tpe_s(tmp_path, parallel):
+    evaluator = _Slow(synthetic_table(tmp_path / "t.jsonl", n_archs=20), seconds=0.01)
+    settings = SearchSettings(
+        sampler="boshcode", budget=16, seed=1, boshcode=replace(SMALL, portfolio=0.25)
+    )
+    result = run_search(evaluator, settings, parallel=parallel)
+    hows = [r.how for r in result.records]
+    keys = [r.pair.key for r in result.records]
+    assert len(keys) == 16 == len(set(keys))
+    # The initial design (4), then every fourth step TPE's: steps 7, 11 and 15.
+    assert [i for i, how in enumerate(hows) if how == "tpe"] == [7, 11, 15]
+    assert set(hows[:4]) == {"initial"} and set(hows) == {"initial", "ucb", "tpe"}
+    # TPE learns from every evaluation: it is the study's sampler (without a share, a
+    # sampler that only stores trials).
+    setup = Setup(settings, device_matrix(evaluator.devices), evaluator)
+    assert isinstance(ForestsProposer(setup).optuna_sampler(), optuna.samplers.TPESampler)
+    plain = Setup(SearchSettings(boshcode=SMALL), device_matrix(evaluator.devices), evaluator)
+    assert isinstance(ForestsProposer(plain).optuna_sampler(), optuna.samplers.RandomSampler)
+    # A study stored before the option (no ``portfolio`` in its signature) still resumes.
+    assert "portfolio" not in ForestsProposer(plain).signature()["boshcode"]
+    assert ForestsProposer(setup).signature()["boshcode"]["portfolio"] == 0.25
 
 
 def test_the_believer_takes_the_spread_of_what_moves_with_a_chosen_pair():
@@ -173,3 +211,18 @@ def test_a_trial_stored_while_it_was_being_abandoned_is_left_to_be_read(tmp_path
         states[stored.number] == TrialState.COMPLETE and states[running.number] == TrialState.FAIL
     )
     assert search.known == {running.number}
+
+
+def test_search_cli_takes_a_portfolio_share(run_cli, tmp_path):
+    table = synthetic_table(tmp_path / "t.jsonl", n_archs=12)
+    code, out, err = run_cli("search", "--benchmark", table, "--budget", 12, "--portfolio", 0.25,
+                             "--db", tmp_path / "p.db", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["evaluations"] == 12
+    code, out, err = run_cli("search", "--benchmark", table, "--portfolio", 1,
+                             "--db", tmp_path / "x.db")  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "error: --portfolio 1.0 is invalid; expected a share in [0, 1)"
+    ]
+    assert not (tmp_path / "x.db").exists()

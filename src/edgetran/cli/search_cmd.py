@@ -99,6 +99,13 @@ def search(
     beta: Annotated[
         float, typer.Option(help="BOSHCODE networks: probability of taking a random candidate.")
     ] = _BOSHCODE.beta,
+    portfolio: Annotated[
+        float,
+        typer.Option(
+            help="BOSHCODE: the share of proposals (after the initial design) that Optuna's TPE "
+            "makes instead of the surrogate, in [0, 1)."
+        ),
+    ] = _BOSHCODE.portfolio,
     arch_encoding: Annotated[
         str,
         typer.Option(
@@ -159,6 +166,8 @@ def search(
         fail(f"--surrogate {surrogate!r} is invalid; allowed: {', '.join(BOSHCODE_SURROGATES)}")
     if objective not in OBJECTIVES:
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
+    if not 0.0 <= portfolio < 1.0:
+        fail(f"--portfolio {portfolio} is invalid; expected a share in [0, 1)")
     if parallel < 1:
         fail(f"--parallel {parallel} is invalid; expected an integer ≥ 1")
     if pruner not in PRUNERS:
@@ -172,7 +181,12 @@ def search(
         constraints=Constraints(max_latency_ms, max_energy_mj, max_peak_power_w, min_accuracy),
         device_features=device_features and read_device_features(device_features),
         boshcode=BoshcodeSettings(
-            ucb_k=ucb_k, alpha=alpha, beta=beta, encoding=arch_encoding, surrogate=surrogate
+            ucb_k=ucb_k,
+            alpha=alpha,
+            beta=beta,
+            encoding=arch_encoding,
+            surrogate=surrogate,
+            portfolio=portfolio,
         ),
         pruner=pruner,
     )

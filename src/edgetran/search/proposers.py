@@ -215,15 +215,40 @@ class SurrogateProposer(Proposer):
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self.encoder = setup.encoder(setup.settings.boshcode.encoding)
+        self.portfolio = setup.settings.boshcode.portfolio
+        self._ask: Callable[[], dict[str, Any]] | None = None
+
+    def optuna_sampler(self) -> Any:
+        """TPE (with a constant liar) where a ``portfolio`` share of the proposals is its;
+        else a sampler that only stores trials."""
+        if not self.portfolio:
+            return super().optuna_sampler()
+        import optuna
+
+        return optuna.samplers.TPESampler(seed=self.setup.seed, constant_liar=True)
+
+    def attach(self, ask: Callable[[], dict[str, Any]]) -> None:
+        """Keep the search's ``ask`` for the portfolio's TPE proposals."""
+        self._ask = ask
 
     def propose(self, records, pending, pool, step, rng) -> Proposal:
-        """The initial design's pick while it lasts, else :meth:`choose`'s."""
+        """The initial design's pick while it lasts, then TPE's on the portfolio's turns
+        (:func:`portfolio_turn`), else :meth:`choose`'s."""
         settings = self.setup.settings
         if _initial(records, pending, settings):
             seen = [r.pair for r in records] + list(pending)
             index = _initial_pick(pool, sorted(self.setup.devices), settings.seed, step, rng, seen)
             return Proposal(pool[index], "initial")
+        if portfolio_turn(self.portfolio, step):
+            return self._from_tpe(pool)
         return self.choose(records, pending, pool, step, rng)
+
+    def _from_tpe(self, pool: Sequence[Pair]) -> Proposal:
+        """TPE's proposal (asked of the study), projected to the pool."""
+        if self._ask is None:
+            raise SearchError("boshcode's portfolio: proposed before attach")
+        space = self.setup.coordinates(self.coordinates)
+        return Proposal(projected(self._ask(), space, self.setup, pool), "tpe")
 
     def propose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
         """The initial design's picks while it lasts (each earlier one pending), then
@@ -237,9 +262,30 @@ class SurrogateProposer(Proposer):
             pending.append(proposal.pair)
             pool = _without(pool, proposal.pair)
         if len(proposals) < q and pool:
-            rest, at = q - len(proposals), step + len(proposals)
-            proposals += self.choose_batch(records, tuple(pending), pool, at, rng, rest)
+            at = step + len(proposals)
+            turns = [portfolio_turn(self.portfolio, s) for s in range(at, step + q)]
+            wanted = min(turns.count(False), len(pool))
+            chosen = (
+                self.choose_batch(records, tuple(pending), pool, at, rng, wanted) if wanted else []
+            )
+            proposals += self._with_tpe_turns(turns, list(chosen), pool)
         return proposals
+
+    def _with_tpe_turns(
+        self, turns: list[bool], chosen: list[Proposal], pool: Sequence[Pair]
+    ) -> list[Proposal]:
+        """The surrogate's ``chosen`` in step order, with TPE's proposal on each of the
+        portfolio's ``turns`` (a pair neither of them took yet)."""
+        taken = {p.pair.key for p in chosen}
+        batch = []
+        for turn in turns:
+            left = [p for p in pool if p.key not in taken] if turn else []
+            if left:
+                batch.append(self._from_tpe(left))
+                taken.add(batch[-1].pair.key)
+            elif not turn and chosen:
+                batch.append(chosen.pop(0))
+        return batch
 
     def choose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
         """Up to ``q`` distinct proposals after the initial design; the default: one
@@ -258,10 +304,14 @@ class SurrogateProposer(Proposer):
         """The proposal after the initial design (same arguments as :meth:`propose`)."""
 
     def signature(self) -> dict[str, Any]:
-        """BOSHCODE's settings (encoding, initial design, surrogate)."""
+        """BOSHCODE's settings (encoding, initial design, surrogate); ``portfolio`` only
+        where it is on, so a study stored before the option resumes."""
         from dataclasses import asdict
 
-        return {"boshcode": asdict(self.setup.settings.boshcode)}
+        settings = asdict(self.setup.settings.boshcode)
+        if not settings["portfolio"]:
+            del settings["portfolio"]
+        return {"boshcode": settings}
 
     def inputs(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``(n, d)``: the architecture encoding next to the device vector."""
@@ -385,16 +435,10 @@ class OptunaProposer(Proposer):
     def propose(self, records, pending, pool, step, rng) -> Proposal:
         """The pool candidate nearest to the sampler's answer (the pool holds no pair in
         flight; the sampler sees those as RUNNING trials)."""
-        from edgetran.search.boshcode import nearest_candidate
-
         if self._ask is None:
             raise SearchError(f"sampler {self.setup.settings.sampler!r}: proposed before attach")
-        params = self._ask()
-        target = self.space.point(params)
-        device = self.setup.devices[params["device"]]
-        pool_d = self.setup.device_inputs(pool)
-        index = nearest_candidate(self.space.vectors(list(pool)), pool_d, target, device)
-        return Proposal(pool[index], self.setup.settings.sampler)
+        return Proposal(projected(self._ask(), self.space, self.setup, pool),
+                        self.setup.settings.sampler)  # fmt: skip
 
     def signature(self) -> dict[str, Any]:
         """The coordinates, where not the embedding's (a study of the embedding's trials is
@@ -428,6 +472,23 @@ def gp(setup: Setup) -> OptunaProposer:
     from edgetran.search.gp import FeatureGPSampler
 
     return OptunaProposer(setup, FeatureGPSampler)
+
+
+def projected(
+    params: dict[str, Any], space: Coordinates, setup: Setup, pool: Sequence[Pair]
+) -> Pair:
+    """The pool pair nearest to an Optuna proposal's ``params`` in ``space``."""
+    from edgetran.search.boshcode import nearest_candidate
+
+    target, device = space.point(params), setup.devices[params["device"]]
+    index = nearest_candidate(space.vectors(list(pool)), setup.device_inputs(pool), target, device)
+    return pool[index]
+
+
+def portfolio_turn(share: float, step: int) -> bool:
+    """Whether ``step`` is one of a ``share`` of steps, evenly interleaved (0.25: steps
+    3, 7, 11 …): where ⌊(step + 1)·share⌋ moves on."""
+    return share > 0 and int((step + 1) * share + 1e-9) > int(step * share + 1e-9)
 
 
 # -- how pairs become Optuna parameters ---------------------------------------------------------

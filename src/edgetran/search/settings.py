@@ -78,6 +78,9 @@ class BoshcodeSettings:
     devices) instead of to the log costs themselves: 1 by default (issue 14: without it, the
     forests never learned that small models run fast on a device first measured on large
     ones); 0 is the forests as first measured.
+    ``portfolio`` is the share of proposals after the initial design that Optuna's TPE makes
+    instead of the surrogate, evenly interleaved (0.25: every fourth step); TPE learns from
+    every evaluation of the search, the surrogate's included.
     ``ucb_k``, ``n_initial`` and ``encoding`` apply to both surrogates, the network and GOBI
     settings only to ``surrogate="networks"``, ``trees``, ``accuracy_gp``,
     ``acquisition`` and ``cost_trend`` only to the forests.
@@ -102,6 +105,7 @@ class BoshcodeSettings:
     accuracy_gp: bool = False
     acquisition: str = "ucb"
     cost_trend: float = 1.0
+    portfolio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -120,6 +124,8 @@ class BoshcodeSettings:
             )
         if not 0.0 <= self.cost_trend <= 1.0:
             raise SearchError(f"cost_trend={self.cost_trend}; expected a share in [0, 1]")
+        if not 0.0 <= self.portfolio < 1.0:
+            raise SearchError(f"portfolio={self.portfolio}; expected a share in [0, 1)")
         for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial", "trees"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
