@@ -10,7 +10,8 @@ Built in:
 
 - ``boshcode`` (:func:`boshcode`): BOSHCODE's initial design, then
   :class:`ForestsProposer` (a forest per metric, the default) or :class:`NetworksProposer`
-  (the reference's networks and GOBI), as ``BoshcodeSettings.surrogate`` says;
+  (the reference's networks and GOBI), as ``BoshcodeSettings.surrogate`` says, with a
+  ``BoshcodeSettings.portfolio`` share of the proposals Optuna's TPE's (off by default);
 - ``trees`` (:class:`edgetran.search.trees.TreesProposer`): extra-trees UCB over the pool;
 - ``random``, ``tpe``, ``nsga2``, ``gp``: Optuna's samplers through one adapter,
   :class:`OptunaProposer`, which asks the study and projects the answer to the pool.
@@ -252,7 +253,8 @@ class SurrogateProposer(Proposer):
 
     def propose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
         """The initial design's picks while it lasts (each earlier one pending), then
-        :meth:`choose_batch`'s for the rest of the ``q``."""
+        :meth:`choose_batch`'s from one fit for the rest of the ``q``, TPE's on the
+        portfolio's turns among them."""
         settings = self.setup.settings
         proposals: list[Proposal] = []
         pending, pool = list(pending), list(pool)
