@@ -226,3 +226,13 @@ def test_search_cli_takes_a_portfolio_share(run_cli, tmp_path):
         "error: --portfolio 1.0 is invalid; expected a share in [0, 1)"
     ]
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("objective", ["pareto", "accuracy"])
+def test_the_portfolio_serves_every_objective(tmp_path, objective):
+    """TPE asks a multi-objective study (pareto) as well as a scalar one."""
+    table = synthetic_table(tmp_path / "t.jsonl", n_archs=12)
+    settings = SearchSettings(sampler="boshcode", budget=10, seed=0, objective=objective,
+                              boshcode=replace(SMALL, portfolio=0.5))  # fmt: skip
+    hows = [r.how for r in run_search(ReplayEvaluator(table), settings).records]
+    assert hows == ["initial"] * 4 + ["ucb", "tpe"] * 3  # turns: steps 1, 3, 5 …
