@@ -217,20 +217,17 @@ class SurrogateProposer(Proposer):
         super().__init__(setup)
         self.encoder = setup.encoder(setup.settings.boshcode.encoding)
         self.portfolio = setup.settings.boshcode.portfolio
-        self._ask: Callable[[], dict[str, Any]] | None = None
+        self.tpe = tpe(setup) if self.portfolio else None
 
     def optuna_sampler(self) -> Any:
-        """TPE (with a constant liar) where a ``portfolio`` share of the proposals is its;
-        else a sampler that only stores trials."""
-        if not self.portfolio:
-            return super().optuna_sampler()
-        import optuna
-
-        return optuna.samplers.TPESampler(seed=self.setup.seed, constant_liar=True)
+        """The portfolio's TPE where it has a share of the proposals; else a sampler that only
+        stores trials."""
+        return super().optuna_sampler() if self.tpe is None else self.tpe.optuna_sampler()
 
     def attach(self, ask: Callable[[], dict[str, Any]]) -> None:
-        """Keep the search's ``ask`` for the portfolio's TPE proposals."""
-        self._ask = ask
+        """Hand the search's ``ask`` to the portfolio's TPE."""
+        if self.tpe is not None:
+            self.tpe.attach(ask)
 
     def propose(self, records, pending, pool, step, rng) -> Proposal:
         """The initial design's pick while it lasts, then TPE's on the portfolio's turns
@@ -245,11 +242,9 @@ class SurrogateProposer(Proposer):
         return self.choose(records, pending, pool, step, rng)
 
     def _from_tpe(self, pool: Sequence[Pair]) -> Proposal:
-        """TPE's proposal (asked of the study), projected to the pool."""
-        if self._ask is None:
-            raise SearchError("boshcode's portfolio: proposed before attach")
-        space = self.setup.coordinates(self.coordinates)
-        return Proposal(projected(self._ask(), space, self.setup, pool), "tpe")
+        """The portfolio's TPE proposal (asked of the study), projected to the pool."""
+        pair = self.tpe.propose((), (), pool, 0, None).pair  # TPE reads the study, not these
+        return Proposal(pair, "tpe")
 
     def propose_batch(self, records, pending, pool, step, rng, q) -> list[Proposal]:
         """The initial design's picks while it lasts (each earlier one pending), then
@@ -437,10 +432,16 @@ class OptunaProposer(Proposer):
     def propose(self, records, pending, pool, step, rng) -> Proposal:
         """The pool candidate nearest to the sampler's answer (the pool holds no pair in
         flight; the sampler sees those as RUNNING trials)."""
+        from edgetran.search.boshcode import nearest_candidate
+
         if self._ask is None:
             raise SearchError(f"sampler {self.setup.settings.sampler!r}: proposed before attach")
-        return Proposal(projected(self._ask(), self.space, self.setup, pool),
-                        self.setup.settings.sampler)  # fmt: skip
+        params = self._ask()
+        target = self.space.point(params)
+        device = self.setup.devices[params["device"]]
+        pool_d = self.setup.device_inputs(pool)
+        index = nearest_candidate(self.space.vectors(list(pool)), pool_d, target, device)
+        return Proposal(pool[index], self.setup.settings.sampler)
 
     def signature(self) -> dict[str, Any]:
         """The coordinates, where not the embedding's (a study of the embedding's trials is
@@ -474,17 +475,6 @@ def gp(setup: Setup) -> OptunaProposer:
     from edgetran.search.gp import FeatureGPSampler
 
     return OptunaProposer(setup, FeatureGPSampler)
-
-
-def projected(
-    params: dict[str, Any], space: Coordinates, setup: Setup, pool: Sequence[Pair]
-) -> Pair:
-    """The pool pair nearest to an Optuna proposal's ``params`` in ``space``."""
-    from edgetran.search.boshcode import nearest_candidate
-
-    target, device = space.point(params), setup.devices[params["device"]]
-    index = nearest_candidate(space.vectors(list(pool)), setup.device_inputs(pool), target, device)
-    return pool[index]
 
 
 def portfolio_turn(share: float, step: int) -> bool:
