@@ -264,6 +264,29 @@ def test_thompson_sampling_takes_one_draw_a_step(table):
         BoshcodeSettings(acquisition="ei")
 
 
+def test_a_stalled_search_explores_with_its_own_k(table):
+    from edgetran.search.evaluators import device_matrix
+    from edgetran.search.proposers import ForestsProposer, Setup
+
+    evaluator = ReplayEvaluator(table)
+    records = run_search(evaluator, SearchSettings(sampler="random", budget=12, seed=0)).records
+    boshcode = replace(FAST, stalled_ucb_k=2.0, patience=3)
+    settings = SearchSettings(sampler="boshcode", boshcode=boshcode)
+    proposer = ForestsProposer(Setup(settings, device_matrix(evaluator.devices), evaluator))
+    best = np.maximum.accumulate([r.value for r in records])
+    for n in range(4, len(records) + 1):  # stalled: no better value in the last 3
+        stalled = best[n - 1] <= best[n - 4]
+        assert proposer.ucb_k(records[:n]) == (2.0 if stalled else FAST.ucb_k)
+    assert {proposer.ucb_k(records[:n]) for n in range(4, 13)} == {2.0, FAST.ucb_k}
+    # Unset, it is not in the resume signature: studies stored before it resume.
+    assert proposer.signature()["boshcode"]["stalled_ucb_k"] == 2.0
+    plain = ForestsProposer(Setup(SearchSettings(boshcode=FAST), device_matrix(
+        evaluator.devices), evaluator))  # fmt: skip
+    assert "stalled_ucb_k" not in plain.signature()["boshcode"]
+    with pytest.raises(SearchError, match="stalled_ucb_k=-1"):
+        BoshcodeSettings(stalled_ucb_k=-1)
+
+
 def test_forests_keep_to_a_latency_cap(tmp_path):
     evaluator = ReplayEvaluator(write_table(tmp_path / "t.jsonl", n_archs=30, seed=2))
     latencies = sorted(m["latency_s"] for _, m in evaluator.table.values())

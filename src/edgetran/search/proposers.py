@@ -208,6 +208,11 @@ class Proposer(abc.ABC):
 
 
 # -- BOSHCODE's initial design, then a surrogate ------------------------------------------------
+#: BoshcodeSettings fields added after studies were stored → their defaults: a resume signature
+#: names one only where it is set otherwise.
+ADDED_SETTINGS: dict[str, Any] = {"portfolio": 0.0, "stalled_ucb_k": None}
+
+
 class SurrogateProposer(Proposer):
     """BOSHCODE's initial design (devices in turn, ``n_initial`` pairs; pairs in flight
     count), then the subclass's :meth:`choose`, on the architecture encoding of
@@ -301,13 +306,15 @@ class SurrogateProposer(Proposer):
         """The proposal after the initial design (same arguments as :meth:`propose`)."""
 
     def signature(self) -> dict[str, Any]:
-        """BOSHCODE's settings (encoding, initial design, surrogate); ``portfolio`` only
-        where it is on, so a study stored before the option resumes."""
+        """BOSHCODE's settings (encoding, initial design, surrogate); those added after
+        studies were stored (:data:`ADDED_SETTINGS`) only where they differ from their
+        default, so such a study resumes."""
         from dataclasses import asdict
 
         settings = asdict(self.setup.settings.boshcode)
-        if not settings["portfolio"]:
-            del settings["portfolio"]
+        for name, default in ADDED_SETTINGS.items():
+            if settings[name] == default:
+                del settings[name]
         return {"boshcode": settings}
 
     def inputs(self, pairs: Sequence[Pair]) -> np.ndarray:
@@ -343,6 +350,7 @@ class ForestsProposer(SurrogateProposer):
             self.encoder(pool), devices(pool), self._gp_inputs(pool), self._size_inputs(pool)
         )
         values, feasible = objective(draws), settings.constraints.within(draws)
+        ucb_k = self.ucb_k(records)
         thompson = settings.boshcode.acquisition == "thompson"
         chosen: list[int] = []
         for _ in range(min(q, len(pool))):
@@ -350,13 +358,22 @@ class ForestsProposer(SurrogateProposer):
                 t = int(rng.integers(len(values)))
                 scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
             else:
-                scores = feasible_ucb(values, feasible, settings.boshcode.ucb_k)
+                scores = feasible_ucb(values, feasible, ucb_k)
             scores[chosen] = -np.inf
             chosen.append(int(np.argmax(scores)))
             if not thompson and len(chosen) < q:
                 values = _believed(values, chosen[-1])
         how = "thompson" if thompson else "ucb"
         return [Proposal(pool[i], how) for i in chosen]
+
+    def ucb_k(self, records: Sequence[Record]) -> float:
+        """The UCB's ``k``: ``stalled_ucb_k`` while the search has stalled (where set), else
+        ``ucb_k``."""
+        boshcode = self.setup.settings.boshcode
+        if boshcode.stalled_ucb_k is None:
+            return boshcode.ucb_k
+        stalled = _stalled([r for r in records if not r.pruned], self.setup.settings)
+        return boshcode.stalled_ucb_k if stalled else boshcode.ucb_k
 
     def _gp_inputs(self, pairs: Sequence[Pair]) -> np.ndarray | None:
         return None if self.gp_encoder is None else self.gp_encoder(list(pairs))
