@@ -213,19 +213,22 @@ def test_a_trial_stored_while_it_was_being_abandoned_is_left_to_be_read(tmp_path
     assert search.known == {running.number}
 
 
-def test_search_cli_takes_a_portfolio_share(run_cli, tmp_path):
+def test_search_cli_takes_a_portfolio_share_and_a_stalled_k(run_cli, tmp_path):
     table = synthetic_table(tmp_path / "t.jsonl", n_archs=12)
-    code, out, err = run_cli("search", "--benchmark", table, "--budget", 12, "--portfolio", 0.25,
-                             "--db", tmp_path / "p.db", "--json")  # fmt: skip
+    code, out, err = run_cli("search", "--benchmark", table, "--budget", 12, "--json",
+                             "--portfolio", 0.25, "--stalled-ucb-k", 1.0,
+                             "--db", tmp_path / "p.db")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["evaluations"] == 12
-    code, out, err = run_cli("search", "--benchmark", table, "--portfolio", 1,
-                             "--db", tmp_path / "x.db")  # fmt: skip
-    assert code == 2 and out == ""
-    assert err.strip().splitlines() == [
-        "error: --portfolio 1.0 is invalid; expected a share in [0, 1)"
-    ]
-    assert not (tmp_path / "x.db").exists()
+    for option, value, message in [
+        ("--portfolio", 1, "--portfolio 1.0 is invalid; expected a share in [0, 1)"),
+        ("--stalled-ucb-k", -1, "--stalled-ucb-k -1.0 is invalid; expected k ≥ 0"),
+    ]:
+        code, out, err = run_cli("search", "--benchmark", table, option, value,
+                                 "--db", tmp_path / "x.db")  # fmt: skip
+        assert code == 2 and out == ""
+        assert err.strip().splitlines() == [f"error: {message}"]
+        assert not (tmp_path / "x.db").exists()
 
 
 @pytest.mark.parametrize("objective", ["pareto", "accuracy"])

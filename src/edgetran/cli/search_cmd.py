@@ -83,6 +83,13 @@ def search(
         typer.Option(help="JSON {device: [numbers]} describing devices (default one-hot)."),
     ] = None,
     ucb_k: Annotated[float, typer.Option(help="BOSHCODE: UCB = mean + k·σ.")] = _BOSHCODE.ucb_k,
+    stalled_ucb_k: Annotated[
+        float | None,
+        typer.Option(
+            help="BOSHCODE forests: the UCB's k while the search has stalled (no better value "
+            "in 10 evaluations); default: --ucb-k."
+        ),
+    ] = _BOSHCODE.stalled_ucb_k,
     surrogate: Annotated[
         str,
         typer.Option(
@@ -168,6 +175,8 @@ def search(
         fail(f"--objective {objective!r} is invalid; allowed: {', '.join(OBJECTIVES)}")
     if not 0.0 <= portfolio < 1.0:
         fail(f"--portfolio {portfolio} is invalid; expected a share in [0, 1)")
+    if stalled_ucb_k is not None and not stalled_ucb_k >= 0:
+        fail(f"--stalled-ucb-k {stalled_ucb_k} is invalid; expected k ≥ 0")
     if parallel < 1:
         fail(f"--parallel {parallel} is invalid; expected an integer ≥ 1")
     if pruner not in PRUNERS:
@@ -187,6 +196,7 @@ def search(
             encoding=arch_encoding,
             surrogate=surrogate,
             portfolio=portfolio,
+            stalled_ucb_k=stalled_ucb_k,
         ),
         pruner=pruner,
     )
