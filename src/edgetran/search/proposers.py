@@ -35,6 +35,7 @@ from edgetran.search.encoding import (
 )
 from edgetran.search.forests import SMALLEST_COST, MetricForests, feasible_ucb
 from edgetran.search.objectives import METRIC_KEYS, SearchError
+from edgetran.search.settings import BoshcodeSettings
 from edgetran.search.table import Pair
 from edgetran.space import REFERENCE_SPACE
 
@@ -208,9 +209,9 @@ class Proposer(abc.ABC):
 
 
 # -- BOSHCODE's initial design, then a surrogate ------------------------------------------------
-#: BoshcodeSettings fields added after studies were stored → their defaults: a resume signature
-#: names one only where it is set otherwise.
-ADDED_SETTINGS: dict[str, Any] = {"portfolio": 0.0, "stalled_ucb_k": None}
+#: BoshcodeSettings fields added after studies were stored: a resume signature names one only
+#: where it differs from its default.
+ADDED_SETTINGS = ("portfolio", "stalled_ucb_k")
 
 
 class SurrogateProposer(Proposer):
@@ -311,9 +312,9 @@ class SurrogateProposer(Proposer):
         default, so such a study resumes."""
         from dataclasses import asdict
 
-        settings = asdict(self.setup.settings.boshcode)
-        for name, default in ADDED_SETTINGS.items():
-            if settings[name] == default:
+        settings, defaults = asdict(self.setup.settings.boshcode), asdict(BoshcodeSettings())
+        for name in ADDED_SETTINGS:
+            if settings[name] == defaults[name]:
                 del settings[name]
         return {"boshcode": settings}
 
