@@ -210,7 +210,8 @@ class Proposer(abc.ABC):
 
 # -- BOSHCODE's initial design, then a surrogate ------------------------------------------------
 #: BoshcodeSettings fields added after studies were stored: a resume signature names one only
-#: where it differs from its default.
+#: where it differs from its default, so a study stored before one was added resumes, under
+#: that default.
 ADDED_SETTINGS = ("portfolio", "stalled_ucb_k")
 
 
