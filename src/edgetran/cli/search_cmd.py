@@ -87,7 +87,7 @@ def search(
         float | None,
         typer.Option(
             help="BOSHCODE forests: the UCB's k while the search has stalled (no better value "
-            "in 10 evaluations); the --ucb-k value keeps one k throughout."
+            "in 10 evaluations); default: --ucb-k throughout."
         ),
     ] = _BOSHCODE.stalled_ucb_k,
     surrogate: Annotated[
