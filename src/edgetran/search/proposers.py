@@ -372,9 +372,7 @@ class ForestsProposer(SurrogateProposer):
         """The UCB's ``k``: ``stalled_ucb_k`` while the search has stalled (where set), else
         ``ucb_k``."""
         boshcode = self.setup.settings.boshcode
-        if boshcode.stalled_ucb_k is None:
-            return boshcode.ucb_k
-        stalled = _stalled([r for r in records if not r.pruned], self.setup.settings)
+        stalled = boshcode.stalled_ucb_k is not None and _stalled(records, self.setup.settings)
         return boshcode.stalled_ucb_k if stalled else boshcode.ucb_k
 
     def _gp_inputs(self, pairs: Sequence[Pair]) -> np.ndarray | None:
@@ -400,7 +398,7 @@ class NetworksProposer(SurrogateProposer):
         settings, devices = self.setup.settings, self.setup.device_inputs
         pairs, y = _with_fantasies(records, pending, settings, rng)
         self.model.fit(self.encoder(pairs), devices(pairs), y, step)
-        stalled = _stalled([r for r in records if not r.pruned], settings)
+        stalled = _stalled(records, settings)
         index, how = self.model.propose(self.encoder(pool), devices(pool), rng, aleatoric=stalled)
         return Proposal(pool[index], how)
 
@@ -691,7 +689,8 @@ def _minimised(M: np.ndarray) -> np.ndarray:
 
 
 def _stalled(records: Sequence[Record], settings: SearchSettings) -> bool:
-    """Best value unchanged for ``patience`` evaluations: switch the aleatoric term in."""
-    values = np.maximum.accumulate([r.value for r in records])
+    """Best value unchanged for ``patience`` complete evaluations (pruned ones do not count):
+    the networks switch the aleatoric term in, the forests ``stalled_ucb_k``."""
+    values = np.maximum.accumulate([r.value for r in records if not r.pruned])
     patience = settings.boshcode.patience
     return len(values) > patience and values[-1] <= values[-1 - patience]
