@@ -273,11 +273,17 @@ def test_a_stalled_search_explores_with_its_own_k(table):
     boshcode = replace(FAST, stalled_ucb_k=2.0, patience=3)
     settings = SearchSettings(sampler="boshcode", boshcode=boshcode)
     proposer = ForestsProposer(Setup(settings, device_matrix(evaluator.devices), evaluator))
+    alternate = ForestsProposer(Setup(replace(settings, boshcode=replace(
+        boshcode, stalled_every=2)), device_matrix(evaluator.devices), evaluator))  # fmt: skip
     best = np.maximum.accumulate([r.value for r in records])
     for n in range(4, len(records) + 1):  # stalled: no better value in the last 3
-        stalled = best[n - 1] <= best[n - 4]
-        assert proposer.ucb_k(records[:n]) == (2.0 if stalled else FAST.ucb_k)
-    assert {proposer.ucb_k(records[:n]) for n in range(4, 13)} == {2.0, FAST.ucb_k}
+        k = 2.0 if best[n - 1] <= best[n - 4] else FAST.ucb_k
+        assert proposer.ucb_ks(records[:n], n) == [k]
+        # every second step explores; a batch's steps are n, n + 1, …
+        assert alternate.ucb_ks(records[:n], n, 3) == [
+            k if step % 2 == 0 else FAST.ucb_k for step in range(n, n + 3)
+        ]
+    assert {proposer.ucb_ks(records[:n], n)[0] for n in range(4, 13)} == {2.0, FAST.ucb_k}
     # Unset, it is not in the resume signature: studies stored before it resume.
     assert proposer.signature()["boshcode"]["stalled_ucb_k"] == 2.0
     plain = ForestsProposer(Setup(SearchSettings(boshcode=FAST), device_matrix(
@@ -285,6 +291,8 @@ def test_a_stalled_search_explores_with_its_own_k(table):
     assert "stalled_ucb_k" not in plain.signature()["boshcode"]
     with pytest.raises(SearchError, match="stalled_ucb_k=-1"):
         BoshcodeSettings(stalled_ucb_k=-1)
+    with pytest.raises(SearchError, match="stalled_every=0"):
+        BoshcodeSettings(stalled_every=0)
 
 
 def test_forests_keep_to_a_latency_cap(tmp_path):

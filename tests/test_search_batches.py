@@ -213,16 +213,21 @@ def test_a_trial_stored_while_it_was_being_abandoned_is_left_to_be_read(tmp_path
     assert search.known == {running.number}
 
 
-def test_search_cli_takes_a_portfolio_share_and_a_stalled_k(run_cli, tmp_path):
+def test_search_cli_takes_a_portfolio_share_and_a_stalled_k_and_share(run_cli, tmp_path):
     table = synthetic_table(tmp_path / "t.jsonl", n_archs=12)
     code, out, err = run_cli("search", "--benchmark", table, "--budget", 12, "--json",
-                             "--portfolio", 0.25, "--stalled-ucb-k", 1.0,
+                             "--portfolio", 0.25, "--stalled-ucb-k", 1.0, "--stalled-every", 2,
                              "--db", tmp_path / "p.db")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["evaluations"] == 12
     for option, value, message in [
         ("--portfolio", 1, "--portfolio 1.0 is invalid; expected a share in [0, 1)"),
         ("--stalled-ucb-k", -1, "--stalled-ucb-k -1.0 is invalid; expected k ≥ 0"),
+        (
+            "--stalled-every",
+            0,
+            "Invalid value for '--stalled-every': Input should be greater than or equal to 1",
+        ),
     ]:
         code, out, err = run_cli("search", "--benchmark", table, option, value,
                                  "--db", tmp_path / "x.db")  # fmt: skip

@@ -90,6 +90,12 @@ def search(
             "in 10 evaluations); default: --ucb-k throughout."
         ),
     ] = _BOSHCODE.stalled_ucb_k,
+    stalled_every: Annotated[
+        int,
+        typer.Option(
+            min=1, help="BOSHCODE forests: while stalled, every N-th step explores with that k."
+        ),
+    ] = _BOSHCODE.stalled_every,
     surrogate: Annotated[
         str,
         typer.Option(
@@ -197,6 +203,7 @@ def search(
             surrogate=surrogate,
             portfolio=portfolio,
             stalled_ucb_k=stalled_ucb_k,
+            stalled_every=stalled_every,
         ),
         pruner=pruner,
     )

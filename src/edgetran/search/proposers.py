@@ -212,7 +212,7 @@ class Proposer(abc.ABC):
 #: BoshcodeSettings fields added after studies were stored: a resume signature names one only
 #: where it differs from its default, so a study stored before one was added resumes, under
 #: that default.
-ADDED_SETTINGS = ("portfolio", "stalled_ucb_k")
+ADDED_SETTINGS = ("portfolio", "stalled_ucb_k", "stalled_every")
 
 
 class SurrogateProposer(Proposer):
@@ -352,15 +352,15 @@ class ForestsProposer(SurrogateProposer):
             self.encoder(pool), devices(pool), self._gp_inputs(pool), self._size_inputs(pool)
         )
         values, feasible = objective(draws), settings.constraints.within(draws)
-        ucb_k = self.ucb_k(records)
+        ucb_ks = self.ucb_ks(records, step, q)
         thompson = settings.boshcode.acquisition == "thompson"
         chosen: list[int] = []
-        for _ in range(min(q, len(pool))):
+        for slot in range(min(q, len(pool))):
             if thompson:
                 t = int(rng.integers(len(values)))
                 scores = feasible_ucb(values[t : t + 1], feasible[t : t + 1], 0.0)
             else:
-                scores = feasible_ucb(values, feasible, ucb_k)
+                scores = feasible_ucb(values, feasible, ucb_ks[slot])
             scores[chosen] = -np.inf
             chosen.append(int(np.argmax(scores)))
             if not thompson and len(chosen) < q:
@@ -368,12 +368,18 @@ class ForestsProposer(SurrogateProposer):
         how = "thompson" if thompson else "ucb"
         return [Proposal(pool[i], how) for i in chosen]
 
-    def ucb_k(self, records: Sequence[Record]) -> float:
-        """The UCB's ``k``: ``stalled_ucb_k`` while the search has stalled (where set), else
-        ``ucb_k``."""
+    def ucb_ks(self, records: Sequence[Record], step: int, q: int = 1) -> list[float]:
+        """The UCB's ``k`` for the ``q`` proposals from ``step`` on: ``stalled_ucb_k`` (where
+        set) on every ``stalled_every``-th step while the search has stalled, else ``ucb_k``.
+        Exploring on alternate steps only keeps the exploitation between them that problems
+        with a learnable optimum need (issue 43)."""
         boshcode = self.setup.settings.boshcode
-        stalled = boshcode.stalled_ucb_k is not None and _stalled(records, self.setup.settings)
-        return boshcode.stalled_ucb_k if stalled else boshcode.ucb_k
+        if boshcode.stalled_ucb_k is None or not _stalled(records, self.setup.settings):
+            return [boshcode.ucb_k] * q
+        return [
+            boshcode.stalled_ucb_k if s % boshcode.stalled_every == 0 else boshcode.ucb_k
+            for s in range(step, step + q)
+        ]
 
     def _gp_inputs(self, pairs: Sequence[Pair]) -> np.ndarray | None:
         return None if self.gp_encoder is None else self.gp_encoder(list(pairs))

@@ -118,6 +118,7 @@ class BoshcodeSettings:
     cost_trend: float = 1.0
     portfolio: float = 0.0
     stalled_ucb_k: float | None = None
+    stalled_every: int = 1
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -140,7 +141,16 @@ class BoshcodeSettings:
             raise SearchError(f"portfolio={self.portfolio}; expected a share in [0, 1)")
         if self.stalled_ucb_k is not None and not self.stalled_ucb_k >= 0:
             raise SearchError(f"stalled_ucb_k={self.stalled_ucb_k}; expected None or k ≥ 0")
-        for name in ("starts", "gobi_steps", "epochs", "batch_size", "n_initial", "trees"):
+        names = (
+            "starts",
+            "gobi_steps",
+            "epochs",
+            "batch_size",
+            "n_initial",
+            "trees",
+            "stalled_every",
+        )
+        for name in names:
             if getattr(self, name) < 1:
                 raise SearchError(f"{name}={getattr(self, name)}; expected an integer ≥ 1")
         if self.mc_samples < 2 or self.warm_epochs < 0:
