@@ -85,16 +85,17 @@ class BoshcodeSettings:
     runs (the default: 8) but came later on ``noisy-boards`` and doubled ``real-shaped``'s
     regret after 50 evaluations.
     ``stalled_ucb_k`` is the forests' UCB ``k`` while the search has stalled (no better
-    value in ``patience`` evaluations), as the networks switch their aleatoric spread in
-    then; ``None`` keeps ``ucb_k`` throughout. Off by default (issue 43, 10 seeds): 1.0 found
-    ``needle``'s best pair in every run (the default missed it twice in 10) and kept every
-    real-shaped problem's tail at or below the best baseline's, but at ``--parallel 4`` on
-    the replay table it found the best pair in 4 runs of 10 (the default: 7), with a median
-    regret after 150 evaluations of 0.002 (the default: 0), and on the ``size-blind``
-    landscape in 2 of 10 (the default: 5).
+    value in ``patience`` evaluations), on every ``stalled_every``-th step (a batch's steps
+    counted one by one), as the networks switch their aleatoric spread in then; ``None``
+    keeps ``ucb_k`` throughout. Issue 43, 10 seeds: k 1.0 on every step found ``needle``'s
+    best pair in every run (``ucb_k`` alone missed it twice in 10) but found fewer on the
+    ``size-blind`` landscape (2 of 10, against 5) and at ``--parallel 4`` (4 of 10, against
+    7); on every second step (the default) it kept the tail on all five real-shaped
+    problems and found them as often as ``ucb_k`` alone (BENCHMARKS.md).
     ``ucb_k``, ``n_initial`` and ``encoding`` apply to both surrogates, the network and GOBI
     settings only to ``surrogate="networks"``, ``trees``, ``accuracy_gp``,
-    ``acquisition``, ``cost_trend`` and ``stalled_ucb_k`` only to the forests.
+    ``acquisition``, ``cost_trend``, ``stalled_ucb_k`` and ``stalled_every`` only to the
+    forests.
     """
 
     ucb_k: float = 0.5
