@@ -270,7 +270,7 @@ def test_a_stalled_search_explores_with_its_own_k(table):
 
     evaluator = ReplayEvaluator(table)
     records = run_search(evaluator, SearchSettings(sampler="random", budget=12, seed=0)).records
-    boshcode = replace(FAST, stalled_ucb_k=2.0, patience=3)
+    boshcode = replace(FAST, stalled_ucb_k=2.0, stalled_every=1, patience=3)
     settings = SearchSettings(sampler="boshcode", boshcode=boshcode)
     proposer = ForestsProposer(Setup(settings, device_matrix(evaluator.devices), evaluator))
     alternate = ForestsProposer(Setup(replace(settings, boshcode=replace(

@@ -87,7 +87,7 @@ def search(
         float | None,
         typer.Option(
             help="BOSHCODE forests: the UCB's k while the search has stalled (no better value "
-            "in 10 evaluations); default: --ucb-k throughout."
+            "in 10 evaluations); --ucb-k's value turns it off."
         ),
     ] = _BOSHCODE.stalled_ucb_k,
     stalled_every: Annotated[

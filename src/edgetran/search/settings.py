@@ -118,8 +118,8 @@ class BoshcodeSettings:
     acquisition: str = "ucb"
     cost_trend: float = 1.0
     portfolio: float = 0.0
-    stalled_ucb_k: float | None = None
-    stalled_every: int = 1
+    stalled_ucb_k: float | None = 1.0
+    stalled_every: int = 2
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
