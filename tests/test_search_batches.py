@@ -213,7 +213,7 @@ def test_a_trial_stored_while_it_was_being_abandoned_is_left_to_be_read(tmp_path
     assert search.known == {running.number}
 
 
-def test_search_cli_takes_a_portfolio_share_and_a_stalled_k_and_share(run_cli, tmp_path):
+def test_search_cli_takes_a_portfolio_share_and_the_stalled_exploration(run_cli, tmp_path):
     table = synthetic_table(tmp_path / "t.jsonl", n_archs=12)
     code, out, err = run_cli("search", "--benchmark", table, "--budget", 12, "--json",
                              "--portfolio", 0.25, "--stalled-ucb-k", 1.0, "--stalled-every", 2,
